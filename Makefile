@@ -1,0 +1,38 @@
+# Nurture: the two commands that matter are `make run` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast bench lock migrate clean
+
+install: $(STAMP)
+
+# Reinstall only when the lock file or the project metadata changes.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	touch $(STAMP)
+
+migrate: install
+	$(BIN)/python -m core db upgrade
+
+run: migrate
+	$(BIN)/python -m core run
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/intake.py
+
+# Re-pin every dependency (needs uv: pip install uv).
+lock:
+	uv pip compile requirements.in --python-version 3.11 --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Nurture: signup intake, segmented nurture sequences and their side channels."""

@@ -1,0 +1,39 @@
+"""The intake HTTP API. `create_app(services)` builds it; run it with `uvicorn core.api:create_app --factory`."""
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from core.api import health, intake
+from core.bootstrap import Services, build_services
+from core.intake import GroupCommitWriter
+
+log = logging.getLogger(__name__)
+
+
+def create_app(services: Services | None = None) -> FastAPI:
+    """Build the API around existing services (the worker, tests) or fresh ones (uvicorn --factory)."""
+    services = services or build_services()
+    writer = GroupCommitWriter(services)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        writer.start()
+        yield
+        writer.stop()
+
+    app = FastAPI(title="Nurture intake", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.services = services
+    app.state.writer = writer
+    app.state.rate_limiter = intake.ClientRateLimiter(services.settings.intake_rate_limit)
+    origins = services.settings.cors_origin_list
+    if origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["POST"],
+            allow_headers=["Content-Type", "X-Webhook-Secret"],
+        )
+    app.include_router(intake.router)
+    app.include_router(health.router)
+    return app

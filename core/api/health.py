@@ -1,0 +1,46 @@
+"""GET /health: configuration flags, database reachability, worker heartbeat and queue counts."""
+
+import logging
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from core import db
+from core.status import read_status
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+@router.get("/health")
+def health(request: Request) -> JSONResponse:
+    services = request.app.state.services
+    settings = services.settings
+    body = {
+        "status": "healthy",
+        "testing_mode": settings.testing_mode,
+        "notion_configured": settings.notion_configured,
+        "resend_configured": not settings.dry_run,
+        "discord_configured": settings.discord_configured,
+        "dry_run": settings.dry_run,
+        "mailer": services.mailer.name,
+    }
+    try:
+        with db.read_transaction(services.engine) as conn:
+            status = read_status(conn, services.clock())
+    except sa.exc.SQLAlchemyError:
+        log.exception("health check could not reach the database", extra={"action": "health"})
+        body.update(status="unhealthy", database="unreachable")
+        return JSONResponse(body, status_code=503)
+    last_seen = status.worker_last_seen
+    body.update(
+        database="ok",
+        testing_mode=status.switches.test_mode,  # the stored setting wins over TESTING_MODE
+        sending_paused=status.switches.paused,
+        pause_reason=status.switches.pause_reason,
+        worker_last_seen=last_seen.isoformat() if last_seen else None,
+        queue=status.queue,
+        due_now=status.due_now,
+    )
+    return JSONResponse(body)

@@ -1,0 +1,108 @@
+"""POST /webhook/christmas-signup: checks run in the contract's order (401, 413, 422), then enroll."""
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+from collections import deque
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from core.campaign import CHRISTMAS_2025
+from core.enrollments import SignupRequest
+from core.errors import InvalidSignup
+from core.signups import parse_signup
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+MAX_BODY = 64 * 1024
+ACCEPTED_MESSAGE = "Email sequence will begin shortly"
+
+
+class ClientRateLimiter:
+    """Per-client sliding window of one minute; 0 turns it off."""
+
+    def __init__(self, per_minute: int, clock=time.monotonic):
+        self._limit = per_minute
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        if self._limit <= 0:
+            return True
+        now = self._clock()
+        with self._lock:
+            hits = self._hits.setdefault(client, deque())
+            while hits and hits[0] <= now - 60:
+                hits.popleft()
+            if len(hits) >= self._limit:
+                return False
+            hits.append(now)
+            if len(self._hits) > 10_000:  # forget idle clients so memory stays bounded
+                self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - 60}
+            return True
+
+
+def _error(status: int, message: str, errors: dict[str, str] | None = None) -> JSONResponse:
+    body: dict = {"status": "error", "message": message}
+    if errors is not None:
+        body["errors"] = errors
+        body["detail"] = [{"loc": ["body", *k.split(".")], "msg": v} for k, v in errors.items()]
+    return JSONResponse(body, status_code=status)
+
+
+async def _read_capped(request: Request) -> bytes | None:
+    """The body, or None once it grows past MAX_BODY (without reading the rest)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _secret_ok(request: Request, expected: str) -> bool:
+    given = request.headers.get("x-webhook-secret", "")
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+@router.post("/webhook/christmas-signup", status_code=202)
+async def christmas_signup(request: Request) -> JSONResponse:
+    services = request.app.state.services
+    settings = services.settings
+    if settings.webhook_secret and not _secret_ok(request, settings.webhook_secret):
+        return _error(401, "missing or wrong X-Webhook-Secret")
+    client = request.client.host if request.client else "unknown"
+    if not request.app.state.rate_limiter.allow(client):
+        return JSONResponse({"status": "error", "message": "too many signups from this client"}, status_code=429,
+                            headers={"Retry-After": "60"})
+    body = await _read_capped(request)
+    if body is None:
+        return _error(413, f"body larger than {MAX_BODY} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return _error(422, "body is not valid JSON", {"body": "must be a JSON object"})
+    try:
+        signup = parse_signup(data)
+    except InvalidSignup as exc:
+        return _error(422, "invalid signup", exc.errors)
+    future = request.app.state.writer.submit(SignupRequest(signup, source="webhook"))
+    try:
+        result = await asyncio.wrap_future(future)
+    except Exception:  # storage trouble: say so plainly; the website may retry safely
+        log.exception("signup not stored", extra={"action": "intake"})
+        return _error(503, "the signup could not be stored right now; please retry")
+    return JSONResponse(
+        {"status": "accepted", "message": ACCEPTED_MESSAGE, "email": result.email,
+         "campaign": CHRISTMAS_2025.name, "segment": result.segment, "duplicate": result.duplicate},
+        status_code=202,
+    )

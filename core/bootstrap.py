@@ -1,0 +1,75 @@
+"""The one wiring point: every entrypoint and the tests build their services here."""
+
+import logging
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from core import db, switches
+from core.clock import Clock, system_clock
+from core.mailers import DryRunMailer, Mailer
+from core.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    mailer: Mailer
+    secret_key: str
+    clock: Clock = system_clock
+    # Set by intake when a new enrollment commits, so a co-hosted dispatcher sends at once.
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_services(
+    settings: Settings | None = None, *, mailer: Mailer | None = None, clock: Clock | None = None,
+    migrate: bool = False, pool_size: int = 5,
+) -> Services:
+    """Build the engine and adapters from settings; optionally migrate and seed runtime switches."""
+    settings = settings or load_settings()
+    engine = db.create_db_engine(settings.database_url, pool_size=pool_size)
+    clock = clock or system_clock
+    if migrate:
+        db.upgrade(engine)
+        with db.write_transaction(engine) as conn:
+            switches.seed(conn, test_mode=settings.testing_mode, now=clock())
+    return Services(
+        settings=settings,
+        engine=engine,
+        mailer=mailer or build_mailer(settings),
+        secret_key=resolve_secret_key(settings),
+        clock=clock,
+    )
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    if settings.dry_run:
+        return DryRunMailer()
+    from core.resend_mailer import ResendMailer  # only import the SDK when it will be used
+
+    return ResendMailer(settings.resend_api_key, settings.resend_from_email, rate_limit=settings.resend_rate_limit)
+
+
+def resolve_secret_key(settings: Settings) -> str:
+    """SECRET_KEY, or for local use a key generated once into the data folder."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.data_dir) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "x", encoding="utf-8") as fh:  # "x": two processes never both write it
+                fh.write(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        except FileExistsError:
+            pass
+    return path.read_text(encoding="utf-8").strip()

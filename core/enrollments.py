@@ -1,0 +1,192 @@
+"""The enrollment service: turn validated signups into contacts, enrollments and scheduled sends.
+
+Signups arrive in batches (the intake's group commit, an import) and each batch is one
+transaction. The unique constraints on contact.email and enrollment(contact, campaign) are
+the idempotency: rows are inserted with ON CONFLICT DO NOTHING and read back, so a
+concurrent duplicate is reported as a duplicate, never as an error.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from core import repo
+from core.campaign import CHRISTMAS_2025, Campaign, Timing
+from core.ids import new_id
+from core.sequencing import plan_schedule, segment_for
+from core.signups import SignupIn
+from core.statuses import EnrollmentStatus, SignupOutcome
+
+
+@dataclass(frozen=True)
+class SignupRequest:
+    signup: SignupIn
+    source: str = "webhook"
+    is_test: bool = False
+    force_test_timing: bool = False
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    email: str
+    segment: str
+    outcome: SignupOutcome
+    contact_id: str
+    enrollment_id: str | None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.outcome is not SignupOutcome.ENROLLED
+
+
+@dataclass
+class _Rows:
+    contacts: list[dict] = field(default_factory=list)
+    enrollments: list[dict] = field(default_factory=list)
+    resegments: list[dict] = field(default_factory=list)
+    signups: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    outbox: list[dict] = field(default_factory=list)
+
+
+def enroll_batch(
+    conn: sa.Connection,
+    requests: Sequence[SignupRequest],
+    now: datetime,
+    *,
+    test_mode: bool,
+    notion_enabled: bool = False,
+    discord_enabled: bool = False,
+    campaign: Campaign = CHRISTMAS_2025,
+) -> list[EnrollResult]:
+    """Enroll every request inside the caller's write transaction; results follow the input order."""
+    emails = sorted({r.signup.email for r in requests})
+    contact_ids = _ensure_contacts(conn, requests, now)
+    existing = repo.enrollments_by_contact(conn, [contact_ids[e] for e in emails], campaign.name)
+
+    rows, results, fresh = _Rows(), [], {}
+    for req in requests:
+        s = req.signup
+        contact_id = contact_ids[s.email]
+        segment = segment_for(s.red_systems, s.orange_systems)
+        known = existing.get(contact_id)
+        if known is None and contact_id not in fresh:
+            enrollment_id = new_id()
+            timing = Timing.TEST if (test_mode or req.force_test_timing) else Timing.PRODUCTION
+            fresh[contact_id] = enrollment_id
+            rows.enrollments.append(_enrollment_row(enrollment_id, contact_id, campaign, segment, timing, s, now))
+            outcome = SignupOutcome.ENROLLED
+        else:
+            enrollment_id = known.id if known else fresh[contact_id]
+            started = known is not None and known.any_sent
+            outcome = SignupOutcome.SKIPPED if started else SignupOutcome.UPDATED
+            if outcome is SignupOutcome.UPDATED:
+                rows.resegments.append(_resegment_row(enrollment_id, segment, s, now))
+        results.append(EnrollResult(s.email, segment.value, outcome, contact_id, enrollment_id))
+        rows.signups.append(_signup_row(req, contact_id, outcome, now))
+        rows.events.append(_event_row(req, contact_id, enrollment_id, outcome, segment.value, now))
+
+    lost = _insert_enrollments(conn, rows.enrollments)
+    results = [_as_duplicate(r) if r.enrollment_id in lost else r for r in results]
+    won = [e for e in rows.enrollments if e["id"] not in lost]
+    repo.insert_sends(conn, _send_rows(won, campaign, now))
+    repo.update_enrollments(conn, [r for r in rows.resegments if r["b_id"] not in lost])
+    repo.insert_signups(conn, rows.signups)
+    repo.insert_events(conn, rows.events)
+    repo.insert_outbox(conn, _outbox_rows(won, results, notion_enabled, discord_enabled, now))
+    return results
+
+
+def _ensure_contacts(conn: sa.Connection, requests: Sequence[SignupRequest], now: datetime) -> dict[str, str]:
+    """Insert unknown contacts, refresh names of known ones, and map every email to its contact id."""
+    latest = {r.signup.email: r for r in requests}  # the last signup of a batch carries the freshest names
+    known = repo.contact_ids_by_email(conn, list(latest))
+    new = [
+        {"id": new_id(), "email": email, "first_name": r.signup.first_name, "business_name": r.signup.business_name,
+         "is_test": r.is_test, "created_at": now, "updated_at": now}
+        for email, r in latest.items() if email not in known
+    ]
+    repo.insert_contacts(conn, new)
+    repo.update_contact_names(conn, [
+        {"b_id": known[email], "first_name": r.signup.first_name, "business_name": r.signup.business_name,
+         "updated_at": now}
+        for email, r in latest.items() if email in known and (r.signup.first_name or r.signup.business_name)
+    ])
+    if new:
+        # Another process may have inserted the same address in between: the stored id wins.
+        known.update(repo.contact_ids_by_email(conn, [c["email"] for c in new]))
+    return known
+
+
+def _insert_enrollments(conn: sa.Connection, rows: list[dict]) -> set[str]:
+    """Insert enrollments; return the ids that lost a race to a concurrent writer."""
+    if not rows:
+        return set()
+    repo.insert_enrollments(conn, rows)
+    stored = repo.enrollment_ids(conn, [r["id"] for r in rows])
+    return {r["id"] for r in rows} - stored
+
+
+def _as_duplicate(result: EnrollResult) -> EnrollResult:
+    return EnrollResult(result.email, result.segment, SignupOutcome.SKIPPED, result.contact_id, None)
+
+
+def _enrollment_row(eid, contact_id, campaign, segment, timing, s: SignupIn, now) -> dict:
+    return {
+        "id": eid, "contact_id": contact_id, "campaign": campaign.name, "segment": segment.value,
+        "timing": timing.value, "status": EnrollmentStatus.ACTIVE.value, "status_reason": None,
+        **_counts(s), "created_at": now, "updated_at": now,
+    }
+
+
+def _resegment_row(eid, segment, s: SignupIn, now) -> dict:
+    return {"b_id": eid, "segment": segment.value, **_counts(s), "updated_at": now}
+
+
+def _counts(s: SignupIn) -> dict:
+    return {
+        "red_systems": s.red_systems, "orange_systems": s.orange_systems, "yellow_systems": s.yellow_systems,
+        "green_systems": s.green_systems, "assessment_score": s.assessment_score,
+    }
+
+
+def _send_rows(enrollments: list[dict], campaign: Campaign, now: datetime) -> list[dict]:
+    rows = []
+    for e in enrollments:
+        for planned in plan_schedule(campaign, e["created_at"], Timing(e["timing"])):
+            rows.append({
+                "id": new_id(), "enrollment_id": e["id"], "contact_id": e["contact_id"], "step": planned.step,
+                "generation": 1, "status": "scheduled", "ready": planned.ready, "planned_at": planned.planned_at,
+                "due_at": planned.planned_at, "attempts": 0, "created_at": now, "updated_at": now,
+            })
+    return rows
+
+
+def _signup_row(req: SignupRequest, contact_id: str, outcome: SignupOutcome, now: datetime) -> dict:
+    return {
+        "id": new_id(), "contact_id": contact_id, "received_at": req.received_at or now, "source": req.source,
+        "outcome": outcome.value, "payload": json.dumps(req.signup.model_dump(mode="json"), ensure_ascii=False),
+    }
+
+
+def _event_row(req, contact_id, enrollment_id, outcome: SignupOutcome, segment: str, now) -> dict:
+    detail = {"source": req.source, "segment": segment}
+    return {"at": now, "actor": req.source, "kind": f"signup_{outcome.value}", "contact_id": contact_id,
+            "enrollment_id": enrollment_id, "send_id": None, "detail": json.dumps(detail)}
+
+
+def _outbox_rows(won, results, notion_enabled, discord_enabled, now) -> list[dict]:
+    rows = []
+    for e in won:
+        if discord_enabled and e["segment"] == "CRITICAL":
+            rows.append(repo.outbox_row("discord", e["contact_id"], {"kind": "critical_lead", "enrollment_id": e["id"]},
+                                        now, dedupe_key=f"critical:{e['contact_id']}"))
+    if notion_enabled:
+        for r in results:
+            if r.enrollment_id:
+                rows.append(repo.outbox_row("notion", r.contact_id, {"enrollment_id": r.enrollment_id}, now))
+    return rows

@@ -1,0 +1,32 @@
+"""What each process does at start-up, as a list of steps (listmonk's main)."""
+
+import logging
+from datetime import datetime
+
+from core.bootstrap import build_services
+from core.clock import clock_starting_at
+from core.heartbeat import new_worker_id
+from core.logs import configure_logging
+from core.settings import load_settings
+from core.worker import ApiThread, WorkerJobs, run_forever
+from core.worker_jobs import register_jobs
+
+log = logging.getLogger(__name__)
+
+
+def start_worker(*, once: bool, now: datetime | None, serve_api: bool) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    clock = clock_starting_at(now) if now else None
+    services = build_services(settings, clock=clock, migrate=True)
+    jobs = WorkerJobs(services, new_worker_id())
+    register_jobs(jobs)
+    if once:
+        try:
+            jobs.run_once()
+        finally:
+            services.close()
+        return 0
+    api = ApiThread(services, settings.api_host, settings.api_port) if serve_api else None
+    run_forever(jobs, api)
+    return 0

@@ -1,0 +1,50 @@
+"""The project's exceptions. Entrypoints map these to HTTP codes, st.error or exit codes."""
+
+
+class NurtureError(Exception):
+    """Root of every error Nurture raises on purpose."""
+
+
+class ConfigError(NurtureError):
+    """Configuration is missing or contradictory; the message is one sentence for the operator."""
+
+
+class InvalidSignup(NurtureError):
+    """A signup failed validation; `errors` maps field names to messages."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{field}: {msg}" for field, msg in errors.items()))
+        self.errors = errors
+
+
+class NotFound(NurtureError):
+    """A contact, enrollment or send the caller named does not exist."""
+
+
+class InvalidToken(NurtureError):
+    """An unsubscribe token was forged, altered or malformed."""
+
+
+class MailerError(NurtureError):
+    """A provider call failed. Subclasses say whether to retry."""
+
+
+class TransientMailerError(MailerError):
+    """Retry later: 429, 5xx, network or timeout. `retry_after` is the provider's hint in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class PermanentMailerError(MailerError):
+    """Retrying cannot help this call: e.g. 422 invalid address or validation error."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class AccountMailerError(PermanentMailerError):
+    """The account itself is refused (bad key, unverified domain): every send would fail alike."""

@@ -1,0 +1,26 @@
+"""The worker heartbeat: one row per worker process, refreshed by a job."""
+
+import os
+import socket
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from core import repo
+from core.models import Worker
+
+worker_t = Worker.__table__
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def beat(conn: sa.Connection, worker_id: str, now: datetime) -> None:
+    """Record that this worker is alive now."""
+    updated = conn.execute(worker_t.update().where(worker_t.c.id == worker_id).values(last_seen=now)).rowcount
+    if not updated:
+        repo.insert_ignoring_conflicts(conn, worker_t, [
+            {"id": worker_id, "host": socket.gethostname(), "pid": os.getpid(), "started_at": now, "last_seen": now}
+        ])

@@ -1,0 +1,177 @@
+"""SQLModel tables: the source of truth. Status enums and their transitions live in statuses.py."""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from core.timeutil import UTCDateTime
+
+
+def _at(**kw):
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+def _text(**kw):
+    return Field(sa_type=sa.Text, **kw)
+
+
+class Contact(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
+    first_name: str | None = Field(default=None, max_length=200)
+    business_name: str | None = Field(default=None, max_length=200)
+    is_test: bool = False
+    created_at: datetime = _at()
+    updated_at: datetime = _at()
+    unsubscribed_at: datetime | None = _at(default=None)
+    suppressed_at: datetime | None = _at(default=None)
+    suppressed_reason: str | None = Field(default=None, max_length=40)
+
+
+class Signup(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    contact_id: str = Field(foreign_key="contact.id", index=True, max_length=32)
+    received_at: datetime = _at(index=True)
+    source: str = Field(max_length=40)
+    outcome: str = Field(max_length=20)
+    payload: str = _text()
+
+
+class Enrollment(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("contact_id", "campaign", name="uq_enrollment_contact_campaign"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    contact_id: str = Field(foreign_key="contact.id", max_length=32)
+    campaign: str = Field(max_length=80)
+    segment: str = Field(max_length=10, index=True)
+    timing: str = Field(max_length=12)
+    status: str = Field(max_length=14, index=True)
+    status_reason: str | None = Field(default=None, max_length=200)
+    red_systems: int | None = None
+    orange_systems: int | None = None
+    yellow_systems: int | None = None
+    green_systems: int | None = None
+    assessment_score: float | None = None
+    created_at: datetime = _at(index=True)
+    updated_at: datetime = _at()
+
+
+class SendBatch(SQLModel, table=True):
+    """A persisted provider call: its members and key never change, so a replay is identical."""
+
+    __tablename__ = "send_batch"
+
+    id: str = Field(primary_key=True, max_length=32)
+    idempotency_key: str = Field(max_length=80)
+    size: int
+    attempts: int = 0
+    created_at: datetime = _at()
+
+
+class Send(SQLModel, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("enrollment_id", "step", "generation", name="uq_send_step_generation"),
+        sa.Index("ix_send_enrollment_step", "enrollment_id", "step"),
+        sa.Index("ix_send_status_due", "status", "ready", "due_at"),
+        sa.Index("ix_send_lease", "status", "lease_expires_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    enrollment_id: str = Field(foreign_key="enrollment.id", max_length=32)
+    contact_id: str = Field(foreign_key="contact.id", index=True, max_length=32)
+    step: int
+    generation: int = 1
+    status: str = Field(max_length=10)
+    ready: bool = False
+    planned_at: datetime = _at()
+    due_at: datetime = _at()
+    attempts: int = 0
+    last_error: str | None = _text(default=None)
+    lease_owner: str | None = Field(default=None, max_length=80)
+    lease_expires_at: datetime | None = _at(default=None)
+    batch_id: str | None = Field(default=None, foreign_key="send_batch.id", index=True, max_length=32)
+    idempotency_key: str | None = Field(default=None, max_length=80)
+    provider_id: str | None = Field(default=None, max_length=80, index=True)
+    to_override: str | None = Field(default=None, max_length=254)
+    sent_at: datetime | None = _at(default=None)
+    finished_at: datetime | None = _at(default=None)
+    delivered_at: datetime | None = _at(default=None)
+    opened_at: datetime | None = _at(default=None)
+    clicked_at: datetime | None = _at(default=None)
+    bounced_at: datetime | None = _at(default=None)
+    complained_at: datetime | None = _at(default=None)
+    created_at: datetime = _at()
+    updated_at: datetime = _at()
+
+
+class Event(SQLModel, table=True):
+    """The audit trail: every state change and manual action, with who and when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _at(index=True)
+    actor: str = Field(max_length=120)
+    kind: str = Field(max_length=40, index=True)
+    contact_id: str | None = Field(default=None, index=True, max_length=32)
+    enrollment_id: str | None = Field(default=None, max_length=32)
+    send_id: str | None = Field(default=None, max_length=32)
+    detail: str | None = _text(default=None)
+
+
+class Setting(SQLModel, table=True):
+    key: str = Field(primary_key=True, max_length=60)
+    value: str = _text()
+    updated_at: datetime = _at()
+    updated_by: str = Field(max_length=120)
+
+
+class Action(SQLModel, table=True):
+    """A request from the dashboard or CLI that the worker carries out."""
+
+    id: str = Field(primary_key=True, max_length=32)
+    kind: str = Field(max_length=30)
+    payload: str = _text()
+    requested_by: str = Field(max_length=120)
+    requested_at: datetime = _at()
+    status: str = Field(max_length=10, index=True)
+    result: str | None = _text(default=None)
+    done_at: datetime | None = _at(default=None)
+
+
+class ProviderEvent(SQLModel, table=True):
+    """Resend webhook deliveries, deduplicated on svix-id."""
+
+    __tablename__ = "provider_event"
+
+    svix_id: str = Field(primary_key=True, max_length=100)
+    type: str = Field(max_length=40)
+    provider_id: str | None = Field(default=None, max_length=80)
+    received_at: datetime = _at()
+    payload: str = _text()
+
+
+class Outbox(SQLModel, table=True):
+    """Side-channel work (Notion mirror, Discord alerts) written in the same transaction as its cause."""
+
+    __table_args__ = (sa.Index("ix_outbox_pending", "channel", "done_at", "next_attempt_at"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    channel: str = Field(max_length=12)
+    dedupe_key: str | None = Field(default=None, max_length=120, sa_column_kwargs={"unique": True})
+    contact_id: str | None = Field(default=None, index=True, max_length=32)
+    payload: str = _text()
+    created_at: datetime = _at()
+    attempts: int = 0
+    next_attempt_at: datetime = _at()
+    last_error: str | None = _text(default=None)
+    done_at: datetime | None = _at(default=None)
+
+
+class Worker(SQLModel, table=True):
+    """One row per worker process: the heartbeat /health and the dashboard read."""
+
+    id: str = Field(primary_key=True, max_length=80)
+    host: str = Field(max_length=120)
+    pid: int
+    started_at: datetime = _at()
+    last_seen: datetime = _at(index=True)

@@ -1,0 +1,127 @@
+"""Named SQL for intake and shared bookkeeping. Every parameter is bound; nothing is formatted."""
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from core.ids import new_id
+from core.models import Contact, Enrollment, Event, Outbox, Send, Signup
+
+contact_t = Contact.__table__
+enrollment_t = Enrollment.__table__
+send_t = Send.__table__
+signup_t = Signup.__table__
+event_t = Event.__table__
+outbox_t = Outbox.__table__
+
+STARTED = ("sending", "sent")
+
+
+def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on either backend (executemany)."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+
+
+def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
+    if rows:
+        conn.execute(table.insert(), rows)
+
+
+def contact_ids_by_email(conn: sa.Connection, emails: list[str]) -> dict[str, str]:
+    if not emails:
+        return {}
+    rows = conn.execute(sa.select(contact_t.c.email, contact_t.c.id).where(contact_t.c.email.in_(emails)))
+    return {email: cid for email, cid in rows}
+
+
+def insert_contacts(conn: sa.Connection, rows: list[dict]) -> None:
+    insert_ignoring_conflicts(conn, contact_t, rows)
+
+
+def update_contact_names(conn: sa.Connection, rows: list[dict]) -> None:
+    if rows:
+        conn.execute(
+            contact_t.update().where(contact_t.c.id == sa.bindparam("b_id")).values(
+                first_name=sa.func.coalesce(sa.bindparam("first_name"), contact_t.c.first_name),
+                business_name=sa.func.coalesce(sa.bindparam("business_name"), contact_t.c.business_name),
+                updated_at=sa.bindparam("updated_at"),
+            ),
+            rows,
+        )
+
+
+@dataclass(frozen=True)
+class KnownEnrollment:
+    id: str
+    any_sent: bool
+
+
+def enrollments_by_contact(conn: sa.Connection, contact_ids: list[str], campaign: str) -> dict[str, KnownEnrollment]:
+    """Existing enrollments of these contacts, and whether any of their emails has gone out."""
+    if not contact_ids:
+        return {}
+    started = (
+        sa.select(sa.literal(1)).where(send_t.c.enrollment_id == enrollment_t.c.id, send_t.c.status.in_(STARTED))
+        .exists()
+    )
+    rows = conn.execute(
+        sa.select(enrollment_t.c.contact_id, enrollment_t.c.id, started)
+        .where(enrollment_t.c.contact_id.in_(contact_ids), enrollment_t.c.campaign == campaign)
+    )
+    return {cid: KnownEnrollment(eid, bool(sent)) for cid, eid, sent in rows}
+
+
+def insert_enrollments(conn: sa.Connection, rows: list[dict]) -> None:
+    insert_ignoring_conflicts(conn, enrollment_t, rows)
+
+
+def enrollment_ids(conn: sa.Connection, ids: list[str]) -> set[str]:
+    return set(conn.scalars(sa.select(enrollment_t.c.id).where(enrollment_t.c.id.in_(ids))))
+
+
+def update_enrollments(conn: sa.Connection, rows: list[dict]) -> None:
+    if rows:
+        values = {k: sa.bindparam(k) for k in rows[0] if k != "b_id"}
+        conn.execute(enrollment_t.update().where(enrollment_t.c.id == sa.bindparam("b_id")).values(**values), rows)
+
+
+def insert_sends(conn: sa.Connection, rows: list[dict]) -> None:
+    _insert(conn, send_t, rows)
+
+
+def insert_signups(conn: sa.Connection, rows: list[dict]) -> None:
+    _insert(conn, signup_t, rows)
+
+
+def insert_events(conn: sa.Connection, rows: list[dict]) -> None:
+    _insert(conn, event_t, rows)
+
+
+def insert_outbox(conn: sa.Connection, rows: list[dict]) -> None:
+    insert_ignoring_conflicts(conn, outbox_t, rows)
+
+
+def event_row(now: datetime, actor: str, kind: str, *, contact_id=None, enrollment_id=None, send_id=None,
+              detail: dict | str | None = None) -> dict:
+    if isinstance(detail, dict):
+        detail = json.dumps(detail, ensure_ascii=False, default=str)
+    return {"at": now, "actor": actor, "kind": kind, "contact_id": contact_id, "enrollment_id": enrollment_id,
+            "send_id": send_id, "detail": detail}
+
+
+def outbox_row(channel: str, contact_id: str | None, payload: dict, now: datetime, *,
+               dedupe_key: str | None = None) -> dict:
+    return {"id": new_id(), "channel": channel, "dedupe_key": dedupe_key, "contact_id": contact_id,
+            "payload": json.dumps(payload), "created_at": now, "attempts": 0, "next_attempt_at": now,
+            "last_error": None, "done_at": None}
+
+
+def rows_as_dicts(result: Iterable) -> list[dict]:
+    return [dict(r._mapping) for r in result]

@@ -1,0 +1,117 @@
+"""One validated Settings. Every environment variable Nurture reads is declared here."""
+
+from functools import cached_property
+from urllib.parse import urlparse
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+# Values of these variables may hold credentials, so errors never echo them.
+_SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "URL")
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = "sqlite:///data/nurture.db"
+    testing_mode: bool = False
+
+    resend_api_key: str = ""
+    resend_from_email: str = ""
+    resend_rate_limit: float = 2.0
+    resend_webhook_secret: str = ""
+
+    notion_token: str = ""
+    notion_email_sequence_db_id: str = ""
+    notion_businessx_db_id: str = ""
+    notion_api_url: str = ""
+
+    discord_webhook_url: str = ""
+
+    webhook_secret: str = ""
+    intake_rate_limit: int = 0
+    cors_origins: str = ""
+
+    public_base_url: str = "http://localhost:8000"
+    dashboard_url: str = "http://localhost:8501"
+    secret_key: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    dashboard_password: str = ""
+    postal_address: str = "Nurture Systems Ltd, 1 Example Street, London EC1A 1AA, United Kingdom"
+    booking_url: str = "https://example.com/book"
+    log_format: str = "text"
+    log_level: str = "INFO"
+    data_dir: str = "data"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        scheme = urlparse(value).scheme
+        if scheme not in {"sqlite", "postgresql", "postgresql+psycopg"}:
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        if scheme.startswith("postgresql") and not urlparse(value).hostname and "host=" not in value:
+            raise ValueError("a PostgreSQL URL needs a host, e.g. postgresql+psycopg://user@127.0.0.1/nurture")
+        if scheme == "postgresql":
+            value = "postgresql+psycopg" + value[len("postgresql"):]
+        return value
+
+    @field_validator("resend_rate_limit")
+    @classmethod
+    def _positive_rate(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive number of requests per second")
+        return value
+
+    @field_validator("intake_rate_limit")
+    @classmethod
+    def _non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 (off) or a positive number of signups per minute")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in {"text", "json"}:
+            raise ValueError("must be 'text' or 'json'")
+        return value
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def dry_run(self) -> bool:
+        return not self.resend_api_key
+
+    @property
+    def notion_configured(self) -> bool:
+        return bool(self.notion_token and self.notion_email_sequence_db_id)
+
+    @property
+    def discord_configured(self) -> bool:
+        return bool(self.discord_webhook_url)
+
+    @property
+    def is_production(self) -> bool:
+        return (urlparse(self.public_base_url).hostname or "localhost") not in LOCAL_HOSTS
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def load_settings(**overrides) -> Settings:
+    """Read and validate the configuration, or raise ConfigError naming the variable at fault."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
+        reason = first["msg"].removeprefix("Value error, ")
+        shown = "" if any(w in variable for w in _SECRET_WORDS) else f" (got {first.get('input')!r})"
+        raise ConfigError(f"{variable} is invalid: {reason}{shown}.") from None

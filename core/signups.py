@@ -1,0 +1,100 @@
+"""Validation of a website signup: the webhook's request model, shared by every intake path."""
+
+import re
+from typing import Annotated, Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.errors import InvalidSignup
+
+MAX_EXTRA_STRING = 1000
+MAX_NESTING = 5
+# NUL and the C0/C1 controls have no place in a name; PostgreSQL also refuses NUL outright.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _not_bool(value: Any) -> Any:
+    # JSON true would otherwise be read as 1 red system.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+Count = Annotated[int | None, BeforeValidator(_not_bool), Field(default=None, ge=0, le=50)]
+Name = Annotated[str | None, Field(default=None, max_length=200)]
+
+
+class SignupIn(BaseModel):
+    """The website's assessment form. Unknown fields are kept, within limits, for the record."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    email: str = Field(max_length=254)
+    first_name: Name
+    business_name: Name
+    red_systems: Count
+    orange_systems: Count
+    yellow_systems: Count
+    green_systems: Count
+    assessment_score: Annotated[float | None, BeforeValidator(_not_bool), Field(default=None, ge=0, le=100)]
+
+    @field_validator("email")
+    @classmethod
+    def _normalise_email(cls, value: str) -> str:
+        try:
+            checked = validate_email(value, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from None
+        return checked.normalized.lower()
+
+    @field_validator("first_name", "business_name")
+    @classmethod
+    def _clean_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_extra_fields(self) -> "SignupIn":
+        for key, value in (self.model_extra or {}).items():
+            problem = _extra_problem(value, depth=0)
+            if problem:
+                raise ValueError(f"field {key!r} {problem}")
+        return self
+
+
+def _extra_problem(value: Any, depth: int) -> str | None:
+    if depth > MAX_NESTING:
+        return "is nested too deeply"
+    if isinstance(value, str):
+        if len(value) > MAX_EXTRA_STRING:
+            return f"is longer than {MAX_EXTRA_STRING} characters"
+        if "\x00" in value:
+            return "contains a NUL character"
+    elif isinstance(value, dict):
+        return next((p for v in [*value.keys(), *value.values()] if (p := _extra_problem(v, depth + 1))), None)
+    elif isinstance(value, list):
+        return next((p for v in value if (p := _extra_problem(v, depth + 1))), None)
+    return None
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """Pydantic's errors as {field: message}, without echoing the input back."""
+    errors: dict[str, str] = {}
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        errors.setdefault(field, err["msg"].removeprefix("Value error, "))
+    return errors
+
+
+def parse_signup(data: Any) -> SignupIn:
+    """Validate a decoded JSON body or raise InvalidSignup with field errors."""
+    if not isinstance(data, dict):
+        raise InvalidSignup({"body": "must be a JSON object"})
+    try:
+        return SignupIn.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidSignup(field_errors(exc)) from None

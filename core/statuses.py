@@ -1,0 +1,53 @@
+"""Status enums and their allowed transitions, in one place."""
+
+from enum import StrEnum
+
+
+class SendStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+class EnrollmentStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    CANCELLED = "cancelled"
+
+
+class SignupOutcome(StrEnum):
+    ENROLLED = "enrolled"
+    UPDATED = "updated"
+    SKIPPED = "skipped"
+    REFUSED = "refused"
+
+
+class ActionStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+SEND_TRANSITIONS: dict[SendStatus, frozenset[SendStatus]] = {
+    SendStatus.SCHEDULED: frozenset({SendStatus.SENDING, SendStatus.CANCELLED, SendStatus.SKIPPED}),
+    # A claimed send may go back to scheduled only through a transient failure's backoff.
+    SendStatus.SENDING: frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.SCHEDULED}),
+    SendStatus.SENT: frozenset(),
+    # A failed send can be retried from the dashboard.
+    SendStatus.FAILED: frozenset({SendStatus.SCHEDULED}),
+    SendStatus.CANCELLED: frozenset(),
+    SendStatus.SKIPPED: frozenset(),
+}
+
+# Sends a stop (unsubscribe, bounce, cancel) may still catch: anything not yet claimed.
+STOPPABLE = (SendStatus.SCHEDULED,)
+FINISHED = (SendStatus.SENT, SendStatus.SKIPPED, SendStatus.FAILED, SendStatus.CANCELLED)
+
+
+def can_transition(current: SendStatus, new: SendStatus) -> bool:
+    return new in SEND_TRANSITIONS[current]

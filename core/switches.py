@@ -1,0 +1,66 @@
+"""Runtime switches kept in the setting table: global pause, test mode, and why they changed."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from core import repo
+from core.models import Setting
+
+setting_t = Setting.__table__
+
+PAUSED = "sending_paused"
+PAUSE_REASON = "pause_reason"
+TEST_MODE = "test_mode"
+
+
+@dataclass(frozen=True)
+class Switches:
+    paused: bool
+    pause_reason: str | None
+    test_mode: bool
+
+
+def read(conn: sa.Connection) -> Switches:
+    """All runtime switches in one query (the dispatcher reads them every pass)."""
+    values = dict(conn.execute(sa.select(setting_t.c.key, setting_t.c.value)).all())
+    return Switches(
+        paused=values.get(PAUSED) == "true",
+        pause_reason=values.get(PAUSE_REASON) or None,
+        test_mode=values.get(TEST_MODE) == "true",
+    )
+
+
+def seed(conn: sa.Connection, *, test_mode: bool, now: datetime) -> None:
+    """Store TESTING_MODE the first time only; afterwards the stored (dashboard) value wins."""
+    repo.insert_ignoring_conflicts(conn, setting_t, [
+        {"key": TEST_MODE, "value": _bool(test_mode), "updated_at": now, "updated_by": "TESTING_MODE"},
+        {"key": PAUSED, "value": "false", "updated_at": now, "updated_by": "install"},
+    ])
+
+
+def set_value(conn: sa.Connection, key: str, value: str, *, actor: str, now: datetime) -> None:
+    row = {"key": key, "value": value, "updated_at": now, "updated_by": actor}
+    updated = conn.execute(
+        setting_t.update().where(setting_t.c.key == key).values(value=value, updated_at=now, updated_by=actor)
+    ).rowcount
+    if not updated:
+        repo.insert_ignoring_conflicts(conn, setting_t, [row])
+
+
+def set_paused(conn: sa.Connection, paused: bool, *, actor: str, now: datetime, reason: str | None = None) -> None:
+    """Flip the global sending switch and record it in the audit trail."""
+    set_value(conn, PAUSED, _bool(paused), actor=actor, now=now)
+    set_value(conn, PAUSE_REASON, reason or "", actor=actor, now=now)
+    kind = "sending_paused" if paused else "sending_resumed"
+    repo.insert_events(conn, [repo.event_row(now, actor, kind, detail={"reason": reason} if reason else None)])
+
+
+def set_test_mode(conn: sa.Connection, enabled: bool, *, actor: str, now: datetime) -> None:
+    set_value(conn, TEST_MODE, _bool(enabled), actor=actor, now=now)
+    repo.insert_events(conn, [repo.event_row(now, actor, "test_mode_on" if enabled else "test_mode_off")])
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"

@@ -1,0 +1,38 @@
+"""The worker: `python scheduler.py [--once] [--now ISO8601] [--no-api]`."""
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+from core.errors import ConfigError
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Nurture worker: dispatches sends and serves the intake API.")
+    parser.add_argument("--once", action="store_true", help="run every job once, then exit (no API)")
+    parser.add_argument("--now", type=_instant, help="start this run's clock at an ISO 8601 instant")
+    parser.add_argument("--no-api", action="store_true", help="do not serve the HTTP intake API")
+    return parser.parse_args(argv)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--now needs an ISO 8601 instant such as 2025-12-01T09:00:00Z, not {text!r}")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from core.entrypoints import start_worker  # after argparse, so --help stays instant
+
+    try:
+        return start_worker(once=args.once, now=args.now, serve_api=not (args.no_api or args.once))
+    except ConfigError as exc:
+        print(f"nurture: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
