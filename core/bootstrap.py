@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from core import db, switches
+from core.composer import Composer
 from core.clock import Clock, system_clock
 from core.mailers import DryRunMailer, Mailer
 from core.settings import Settings, load_settings
@@ -22,6 +23,7 @@ class Services:
     engine: Engine
     mailer: Mailer
     secret_key: str
+    composer: Composer
     clock: Clock = system_clock
     # Set by intake when a new enrollment commits, so a co-hosted dispatcher sends at once.
     wake: threading.Event = field(default_factory=threading.Event)
@@ -42,11 +44,15 @@ def build_services(
         db.upgrade(engine)
         with db.write_transaction(engine) as conn:
             switches.seed(conn, test_mode=settings.testing_mode, now=clock())
+    secret_key = resolve_secret_key(settings)
+    composer = Composer(public_base_url=settings.public_base_url, secret_key=secret_key,
+                        postal_address=settings.postal_address, booking_url=settings.booking_url)
     return Services(
         settings=settings,
         engine=engine,
         mailer=mailer or build_mailer(settings),
-        secret_key=resolve_secret_key(settings),
+        secret_key=secret_key,
+        composer=composer,
         clock=clock,
     )
 

@@ -5,6 +5,7 @@ Pure: the only I/O is reading templates from this package's `templates/` directo
 
 import functools
 import re
+import textwrap
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ _FIRST_NAME_FALLBACK = "there"
 _BUSINESS_NAME_FALLBACK = "your business"
 # Long enough for any real name, short enough that the subject survives an inbox's preview.
 _SUBJECT_NAME_LIMIT = 60
+# Plain-text parts are written one paragraph a line and wrapped here, once names are in.
+_TEXT_WIDTH = 76
+_LIST_MARKER = re.compile(r"^(?:[-*]|\d+\.) ")
 _NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
@@ -143,6 +147,19 @@ def _systems(count: int) -> str:
 
 
 def _tidy_text(text: str) -> str:
-    # Conditionals leave stray blank lines and trailing spaces; plain text shows every one.
-    lines = [line.rstrip() for line in text.strip().splitlines()]
+    """Wrap long lines and drop the stray blank lines conditionals leave behind."""
+    lines = [_wrap(line.rstrip()) for line in text.strip().splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
+
+
+def _wrap(line: str) -> str:
+    if len(line) <= _TEXT_WIDTH:
+        return line
+    marker = _LIST_MARKER.match(line)
+    return textwrap.fill(
+        line,
+        _TEXT_WIDTH,
+        subsequent_indent=" " * len(marker.group(0)) if marker else "",
+        break_long_words=False,  # never split a URL: it would stop being clickable
+        break_on_hyphens=False,
+    )

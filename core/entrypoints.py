@@ -20,7 +20,7 @@ def start_worker(*, once: bool, now: datetime | None, serve_api: bool) -> int:
     clock = clock_starting_at(now) if now else None
     services = build_services(settings, clock=clock, migrate=True)
     jobs = WorkerJobs(services, new_worker_id())
-    register_jobs(jobs)
+    register_jobs(jobs, once=once)
     if once:
         try:
             jobs.run_once()

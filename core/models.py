@@ -93,7 +93,6 @@ class Send(SQLModel, table=True):
     batch_id: str | None = Field(default=None, foreign_key="send_batch.id", index=True, max_length=32)
     idempotency_key: str | None = Field(default=None, max_length=80)
     provider_id: str | None = Field(default=None, max_length=80, index=True)
-    to_override: str | None = Field(default=None, max_length=254)
     sent_at: datetime | None = _at(default=None)
     finished_at: datetime | None = _at(default=None)
     delivered_at: datetime | None = _at(default=None)

@@ -21,12 +21,12 @@ outbox_t = Outbox.__table__
 STARTED = ("sending", "sent")
 
 
-def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING on either backend (executemany)."""
+def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> int:
+    """INSERT … ON CONFLICT DO NOTHING on either backend (executemany); returns rows inserted."""
     if not rows:
-        return
+        return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+    return conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount
 
 
 def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:

@@ -72,7 +72,8 @@ def next_due(
     for number in campaign.step_numbers:
         state = by_step.get(number)
         if state is None or state.status in TERMINAL:
-            previous_finished = state.finished_at if state else previous_finished
+            if state is not None and state.finished_at is not None:
+                previous_finished = max(previous_finished or state.finished_at, state.finished_at)
             continue
         if number == 1 or previous_finished is None:
             return number, state.planned_at

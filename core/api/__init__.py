@@ -6,8 +6,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from core.api import health, intake
+from svix.webhooks import Webhook
+
+from core.api import health, intake, resend_webhook, unsubscribe
 from core.bootstrap import Services, build_services
+from core.errors import ConfigError
 from core.intake import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,16 @@ def create_app(services: Services | None = None) -> FastAPI:
             CORSMiddleware, allow_origins=origins, allow_methods=["POST"],
             allow_headers=["Content-Type", "X-Webhook-Secret"],
         )
-    app.include_router(intake.router)
-    app.include_router(health.router)
+    app.state.resend_verifier = _resend_verifier(services.settings.resend_webhook_secret)
+    for module in (intake, health, unsubscribe, resend_webhook):
+        app.include_router(module.router)
     return app
+
+
+def _resend_verifier(secret: str) -> Webhook | None:
+    if not secret:
+        return None
+    try:
+        return Webhook(secret)
+    except Exception:
+        raise ConfigError("RESEND_WEBHOOK_SECRET is invalid: expected Resend's whsec_… signing secret.") from None

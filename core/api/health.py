@@ -39,6 +39,8 @@ def health(request: Request) -> JSONResponse:
         testing_mode=status.switches.test_mode,  # the stored setting wins over TESTING_MODE
         sending_paused=status.switches.paused,
         pause_reason=status.switches.pause_reason,
+        circuit_breaker_open=(status.switches.paused
+                              and (status.switches.pause_reason or "").startswith("circuit breaker")),
         worker_last_seen=last_seen.isoformat() if last_seen else None,
         queue=status.queue,
         due_now=status.due_now,

@@ -169,7 +169,6 @@ def upgrade() -> None:
     sa.Column('batch_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('idempotency_key', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
     sa.Column('provider_id', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
-    sa.Column('to_override', sqlmodel.sql.sqltypes.AutoString(length=254), nullable=True),
     sa.Column('sent_at', core.timeutil.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', core.timeutil.UTCDateTime(timezone=True), nullable=True),
     sa.Column('delivered_at', core.timeutil.UTCDateTime(timezone=True), nullable=True),

@@ -1,0 +1,122 @@
+"""Requests from the dashboard or CLI, written as rows and carried out by the worker.
+
+The page never calls Resend: it records what the marketer asked for, with who asked,
+and the worker's action job performs it and writes the outcome back.
+"""
+
+import json
+import logging
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from core import controls, db, repo
+from core.bootstrap import Services
+from core.campaign import CHRISTMAS_2025
+from core.emails import render_step, sample_context
+from core.errors import MailerError, NurtureError
+from core.ids import new_id
+from core.mailers import OutgoingEmail
+from core.models import Action
+from core.statuses import ActionStatus
+
+log = logging.getLogger(__name__)
+action_t = Action.__table__
+
+KINDS = ("resend_step", "skip_step", "cancel_sequence", "unsubscribe", "retry_send", "send_test",
+         "check_connection")
+
+
+def request_action(conn: sa.Connection, kind: str, payload: dict, *, requested_by: str, now: datetime) -> str:
+    """Queue an action for the worker and record the request in the audit trail."""
+    if kind not in KINDS:
+        raise NurtureError(f"unknown action {kind!r}")
+    action_id = new_id()
+    conn.execute(action_t.insert().values(id=action_id, kind=kind, payload=json.dumps(payload),
+                                          requested_by=requested_by, requested_at=now, status=ActionStatus.PENDING))
+    repo.insert_events(conn, [repo.event_row(now, requested_by, f"requested_{kind}",
+                                             contact_id=payload.get("contact_id"),
+                                             enrollment_id=payload.get("enrollment_id"),
+                                             send_id=payload.get("send_id"), detail=payload)])
+    return action_id
+
+
+class ActionRunner:
+    def __init__(self, services: Services, worker_id: str):
+        self.services = services
+        self.worker_id = worker_id
+
+    def run_pending(self, limit: int = 50) -> int:
+        """Carry out pending actions in the order they were requested."""
+        with db.read_transaction(self.services.engine) as conn:
+            pending = conn.execute(sa.select(action_t).where(action_t.c.status == ActionStatus.PENDING)
+                                   .order_by(action_t.c.requested_at).limit(limit)).all()
+        for action in pending:
+            self._run(action)
+        return len(pending)
+
+    def _run(self, action) -> None:
+        payload = json.loads(action.payload)
+        actor = action.requested_by
+        now = self.services.clock()
+        try:
+            with db.write_transaction(self.services.engine) as conn:
+                claimed = conn.execute(action_t.update().where(
+                    action_t.c.id == action.id, action_t.c.status == ActionStatus.PENDING
+                ).values(status=ActionStatus.DONE, done_at=now)).rowcount
+                if not claimed:
+                    return  # another worker took it
+                result = self._perform(conn, action.kind, payload, actor, now)
+                conn.execute(action_t.update().where(action_t.c.id == action.id).values(result=result))
+        except (NurtureError, ValueError, KeyError) as exc:
+            with db.write_transaction(self.services.engine) as conn:
+                conn.execute(action_t.update().where(action_t.c.id == action.id).values(
+                    status=ActionStatus.FAILED, result=str(exc), done_at=now))
+                repo.insert_events(conn, [repo.event_row(now, self.worker_id, f"{action.kind}_failed",
+                                                         contact_id=payload.get("contact_id"),
+                                                         detail={"error": str(exc)})])
+            log.warning("action %s failed: %s", action.kind, exc, extra={"action": action.kind})
+        if action.kind in ("resend_step", "retry_send", "skip_step"):
+            self.services.wake.set()
+
+    def _perform(self, conn, kind: str, p: dict, actor: str, now: datetime) -> str:
+        if kind == "resend_step":
+            return f"queued send {controls.resend_step(conn, p['enrollment_id'], int(p['step']), actor=actor, now=now)}"
+        if kind == "skip_step":
+            done = controls.skip_step(conn, p["enrollment_id"], int(p["step"]), actor=actor, now=now)
+            return "skipped" if done else "nothing to skip: the step was already claimed or finished"
+        if kind == "cancel_sequence":
+            return f"cancelled {controls.cancel_sequence(conn, p['enrollment_id'], actor=actor, now=now)} sends"
+        if kind == "unsubscribe":
+            done = controls.unsubscribe_contact(conn, p["contact_id"], actor=actor, now=now,
+                                                detail={"via": "dashboard"})
+            return "unsubscribed" if done else "already unsubscribed"
+        if kind == "retry_send":
+            done = controls.retry_send(conn, p["send_id"], actor=actor, now=now)
+            return "queued again" if done else "not failed any more; nothing to retry"
+        if kind == "send_test":
+            return self._send_test(p, now)
+        if kind == "check_connection":
+            return self._check_connection()
+        raise NurtureError(f"unknown action {kind!r}")
+
+    def _send_test(self, p: dict, now: datetime) -> str:
+        step = CHRISTMAS_2025.step(int(p["step"]))
+        rendered = render_step(step, sample_context(p["segment"]), unsubscribe_url=f"{self.services.settings.public_base_url}/unsubscribe/test",
+                               postal_address=self.services.settings.postal_address)
+        email = OutgoingEmail(send_id="test", to=p["to"], subject=f"[TEST] {rendered.subject}", html=rendered.html,
+                              text=rendered.text, tags={"campaign": "test", "step": str(step.number),
+                                                        "segment": p["segment"]})
+        try:
+            delivery = self.services.mailer.send([email], f"nurture-test-{p['request_id']}")[0]
+        except MailerError as exc:
+            raise NurtureError(f"test email not sent: {exc}") from exc
+        if not delivery.accepted:
+            raise NurtureError(f"test email refused: {delivery.error}")
+        return f"sent step {step.number} ({p['segment']}) to {p['to']} via {self.services.mailer.name}: {delivery.provider_id}"
+
+    def _check_connection(self) -> str:
+        try:
+            return f"{self.services.mailer.name}: {self.services.mailer.check()}"
+        except MailerError as exc:
+            raise NurtureError(f"{self.services.mailer.name}: {exc}") from exc

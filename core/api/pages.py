@@ -1,0 +1,42 @@
+"""The small HTML pages the API serves to people (unsubscribe). Every dynamic value is escaped."""
+
+from html import escape
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;color:#1f2933}}
+button{{background:#14532d;color:#fff;border:0;padding:.7rem 1.4rem;border-radius:6px;font-size:1rem;cursor:pointer}}
+</style></head><body><h1>{title}</h1>{body}</body></html>"""
+
+
+def page(title: str, body_html: str) -> str:
+    """Wrap trusted body markup; callers escape what they put inside it."""
+    return _PAGE.format(title=escape(title), body=body_html)
+
+
+def confirm_unsubscribe(email_hint: str, action_url: str) -> str:
+    return page("Unsubscribe?", (
+        f"<p>Stop the Christmas 2025 emails to <strong>{escape(email_hint)}</strong>?</p>"
+        f'<form method="post" action="{escape(action_url)}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">Yes, unsubscribe me</button></form>'
+        "<p>Nothing changes until you press the button.</p>"
+    ))
+
+
+def unsubscribed(email_hint: str) -> str:
+    return page("You're unsubscribed", (
+        f"<p><strong>{escape(email_hint)}</strong> will get no more emails from this campaign.</p>"
+    ))
+
+
+def invalid_link() -> str:
+    return page("This link is not valid", "<p>The unsubscribe link is incomplete or has been altered. "
+                "Please use the link from the most recent email.</p>")
+
+
+def mask_email(email: str) -> str:
+    """Show enough of an address to recognise it without revealing it to whoever holds the link."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}{'•' * max(1, min(len(local) - 1, 6))}@{domain}"

@@ -1,0 +1,123 @@
+"""Named SQL for the dispatcher: claiming sends under a lease, and recording what happened.
+
+PostgreSQL claims with FOR UPDATE SKIP LOCKED, so concurrent workers take disjoint rows.
+SQLite runs the same UPDATE … RETURNING inside a BEGIN IMMEDIATE transaction, which makes
+the whole claim one atomic step against every other writer.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from core.ids import new_id
+from core.models import Contact, Enrollment, Send, SendBatch
+from core.statuses import EnrollmentStatus, SendStatus
+
+send_t = Send.__table__
+batch_t = SendBatch.__table__
+contact_t = Contact.__table__
+enrollment_t = Enrollment.__table__
+
+
+@dataclass(frozen=True)
+class ClaimedSend:
+    id: str
+    enrollment_id: str
+    contact_id: str
+    step: int
+    generation: int
+    email: str
+    first_name: str | None
+    business_name: str | None
+    segment: str
+    campaign: str
+    timing: str
+    red_systems: int | None
+    orange_systems: int | None
+
+
+@dataclass(frozen=True)
+class ClaimedBatch:
+    id: str
+    idempotency_key: str
+    attempts: int
+    members: list[ClaimedSend]
+
+
+def _lease(worker_id: str, now: datetime, lease: timedelta) -> dict:
+    return {"lease_owner": worker_id, "lease_expires_at": now + lease, "updated_at": now}
+
+
+def reclaim_expired(conn: sa.Connection, worker_id: str, now: datetime, lease: timedelta) -> ClaimedBatch | None:
+    """Take over one batch whose lease ran out (killed worker, or a backoff that is over)."""
+    probe = (
+        sa.select(send_t.c.batch_id)
+        .where(send_t.c.status == SendStatus.SENDING, send_t.c.lease_expires_at <= now)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    batch_id = conn.scalar(probe)
+    if batch_id is None:
+        return None
+    taken = conn.execute(
+        send_t.update()
+        .where(send_t.c.batch_id == batch_id, send_t.c.status == SendStatus.SENDING,
+               send_t.c.lease_expires_at <= now)
+        .values(attempts=send_t.c.attempts + 1, **_lease(worker_id, now, lease))
+        .returning(send_t.c.id)
+    ).scalars().all()
+    if not taken:
+        return None  # another worker renewed it between our probe and our update
+    conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(attempts=batch_t.c.attempts + 1))
+    return _load_batch(conn, batch_id)
+
+
+def claim_due(conn: sa.Connection, worker_id: str, now: datetime, lease: timedelta, limit: int) -> ClaimedBatch | None:
+    """Claim up to `limit` due sends into a new persisted batch, oldest due first, one step per enrollment."""
+    due = (
+        sa.select(send_t.c.id)
+        .join(enrollment_t, enrollment_t.c.id == send_t.c.enrollment_id)
+        .join(contact_t, contact_t.c.id == send_t.c.contact_id)
+        .where(
+            send_t.c.status == SendStatus.SCHEDULED, send_t.c.ready.is_(True), send_t.c.due_at <= now,
+            enrollment_t.c.status == EnrollmentStatus.ACTIVE,
+            contact_t.c.unsubscribed_at.is_(None), contact_t.c.suppressed_at.is_(None),
+        )
+        .order_by(send_t.c.due_at, send_t.c.step)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=send_t)
+    )
+    batch_id = new_id()
+    key = f"nurture-batch-{batch_id}"
+    conn.execute(batch_t.insert().values(id=batch_id, idempotency_key=key, size=0, attempts=1, created_at=now))
+    claimed = conn.execute(
+        send_t.update()
+        .where(send_t.c.id.in_(due.scalar_subquery()))
+        .values(status=SendStatus.SENDING, batch_id=batch_id, idempotency_key=key,
+                attempts=send_t.c.attempts + 1, **_lease(worker_id, now, lease))
+        .returning(send_t.c.id)
+    ).scalars().all()
+    if not claimed:
+        conn.execute(batch_t.delete().where(batch_t.c.id == batch_id))
+        return None
+    conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(size=len(claimed)))
+    return _load_batch(conn, batch_id)
+
+
+def _load_batch(conn: sa.Connection, batch_id: str) -> ClaimedBatch:
+    batch = conn.execute(sa.select(batch_t).where(batch_t.c.id == batch_id)).one()
+    rows = conn.execute(
+        sa.select(
+            send_t.c.id, send_t.c.enrollment_id, send_t.c.contact_id, send_t.c.step, send_t.c.generation,
+            contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name, enrollment_t.c.segment,
+            enrollment_t.c.campaign, enrollment_t.c.timing, enrollment_t.c.red_systems,
+            enrollment_t.c.orange_systems,
+        )
+        .join(contact_t, contact_t.c.id == send_t.c.contact_id)
+        .join(enrollment_t, enrollment_t.c.id == send_t.c.enrollment_id)
+        .where(send_t.c.batch_id == batch_id)
+        .order_by(send_t.c.id)  # a replay lists the members in the same order
+    )
+    members = [ClaimedSend(**r._mapping) for r in rows]
+    return ClaimedBatch(batch.id, batch.idempotency_key, batch.attempts, members)

@@ -1,0 +1,129 @@
+"""Stops and manual controls on sequences. Each writes its audit event in the caller's transaction."""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from core import repo
+from core.errors import NotFound
+from core.ids import new_id
+from core.models import Contact, Enrollment, Send
+from core.outcomes import Finished, release_next_steps
+from core.statuses import EnrollmentStatus, SendStatus
+
+contact_t = Contact.__table__
+enrollment_t = Enrollment.__table__
+send_t = Send.__table__
+
+
+def _cancel_pending(conn: sa.Connection, where, reason: str, now: datetime) -> int:
+    """Cancel every send not yet claimed; claimed ones are replayed as they were (DESIGN §4.3)."""
+    return conn.execute(send_t.update().where(where, send_t.c.status == SendStatus.SCHEDULED).values(
+        status=SendStatus.CANCELLED, last_error=reason, finished_at=now, updated_at=now)).rowcount
+
+
+def _contact_exists(conn: sa.Connection, contact_id: str) -> None:
+    if conn.scalar(sa.select(contact_t.c.id).where(contact_t.c.id == contact_id)) is None:
+        raise NotFound(f"no contact {contact_id}")
+
+
+def _stop_contact(conn, contact_id, status: EnrollmentStatus, reason: str, now) -> int:
+    conn.execute(enrollment_t.update().where(
+        enrollment_t.c.contact_id == contact_id,
+        enrollment_t.c.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.COMPLETED]),
+    ).values(status=status, status_reason=reason, updated_at=now))
+    return _cancel_pending(conn, send_t.c.contact_id == contact_id, f"cancelled: {reason}", now)
+
+
+def unsubscribe_contact(conn: sa.Connection, contact_id: str, *, actor: str, now: datetime,
+                        detail: dict | None = None) -> bool:
+    """Unsubscribe at once; returns False when the contact had already unsubscribed."""
+    _contact_exists(conn, contact_id)
+    changed = conn.execute(contact_t.update().where(
+        contact_t.c.id == contact_id, contact_t.c.unsubscribed_at.is_(None)
+    ).values(unsubscribed_at=now, updated_at=now)).rowcount
+    if not changed:
+        return False
+    cancelled = _stop_contact(conn, contact_id, EnrollmentStatus.UNSUBSCRIBED,
+                              f"unsubscribed on {now:%Y-%m-%d %H:%M} UTC", now)
+    repo.insert_events(conn, [repo.event_row(now, actor, "unsubscribed", contact_id=contact_id,
+                                             detail={**(detail or {}), "cancelled_sends": cancelled})])
+    return True
+
+
+def suppress_contact(conn: sa.Connection, contact_id: str, reason: str, *, actor: str, now: datetime,
+                     detail: dict | None = None) -> bool:
+    """Block a contact after a hard bounce or complaint; returns False when already suppressed."""
+    changed = conn.execute(contact_t.update().where(
+        contact_t.c.id == contact_id, contact_t.c.suppressed_at.is_(None)
+    ).values(suppressed_at=now, suppressed_reason=reason, updated_at=now)).rowcount
+    if not changed:
+        return False
+    cancelled = _stop_contact(conn, contact_id, EnrollmentStatus.BOUNCED, f"{reason} on {now:%Y-%m-%d %H:%M} UTC",
+                              now)
+    repo.insert_events(conn, [repo.event_row(now, actor, f"suppressed_{reason}", contact_id=contact_id,
+                                             detail={**(detail or {}), "cancelled_sends": cancelled})])
+    return True
+
+
+def cancel_sequence(conn: sa.Connection, enrollment_id: str, *, actor: str, now: datetime,
+                    reason: str = "cancelled by a marketer") -> int:
+    enrollment = _enrollment(conn, enrollment_id)
+    conn.execute(enrollment_t.update().where(enrollment_t.c.id == enrollment_id).values(
+        status=EnrollmentStatus.CANCELLED, status_reason=reason, updated_at=now))
+    cancelled = _cancel_pending(conn, send_t.c.enrollment_id == enrollment_id, f"cancelled: {reason}", now)
+    repo.insert_events(conn, [repo.event_row(now, actor, "sequence_cancelled", contact_id=enrollment.contact_id,
+                                             enrollment_id=enrollment_id, detail={"cancelled_sends": cancelled})])
+    return cancelled
+
+
+def skip_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str, now: datetime) -> bool:
+    """Skip a step not yet claimed; the sequence moves on to the next one."""
+    enrollment = _enrollment(conn, enrollment_id)
+    skipped = conn.execute(send_t.update().where(
+        send_t.c.enrollment_id == enrollment_id, send_t.c.step == step, send_t.c.status == SendStatus.SCHEDULED,
+    ).values(status=SendStatus.SKIPPED, last_error=f"skipped by {actor}", finished_at=now, updated_at=now)).rowcount
+    if skipped:
+        release_next_steps(conn, [Finished(enrollment_id, enrollment.campaign, enrollment.timing)], now)
+        repo.insert_events(conn, [repo.event_row(now, actor, "step_skipped", contact_id=enrollment.contact_id,
+                                                 enrollment_id=enrollment_id, detail={"step": step})])
+    return bool(skipped)
+
+
+def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str, now: datetime) -> str:
+    """Queue a step again as a new generation (its own idempotency key), due at once."""
+    enrollment = _enrollment(conn, enrollment_id)
+    generation = (conn.scalar(sa.select(sa.func.max(send_t.c.generation)).where(
+        send_t.c.enrollment_id == enrollment_id, send_t.c.step == step)) or 0) + 1
+    send_id = new_id()
+    conn.execute(send_t.insert().values(
+        id=send_id, enrollment_id=enrollment_id, contact_id=enrollment.contact_id, step=step, generation=generation,
+        status=SendStatus.SCHEDULED, ready=True, planned_at=now, due_at=now, attempts=0, created_at=now,
+        updated_at=now))
+    repo.insert_events(conn, [repo.event_row(now, actor, "step_resend_requested", contact_id=enrollment.contact_id,
+                                             enrollment_id=enrollment_id, send_id=send_id,
+                                             detail={"step": step, "generation": generation})])
+    return send_id
+
+
+def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) -> bool:
+    """Put a failed send back in the queue, due now, with fresh attempts and a fresh batch."""
+    row = conn.execute(sa.select(send_t.c.contact_id, send_t.c.enrollment_id, send_t.c.step)
+                       .where(send_t.c.id == send_id)).first()
+    if row is None:
+        raise NotFound(f"no send {send_id}")
+    retried = conn.execute(send_t.update().where(send_t.c.id == send_id, send_t.c.status == SendStatus.FAILED).values(
+        status=SendStatus.SCHEDULED, ready=True, due_at=now, attempts=0, batch_id=None, idempotency_key=None,
+        lease_owner=None, lease_expires_at=None, finished_at=None, updated_at=now)).rowcount
+    if retried:
+        repo.insert_events(conn, [repo.event_row(now, actor, "send_retry_requested", contact_id=row.contact_id,
+                                                 enrollment_id=row.enrollment_id, send_id=send_id,
+                                                 detail={"step": row.step})])
+    return bool(retried)
+
+
+def _enrollment(conn: sa.Connection, enrollment_id: str):
+    row = conn.execute(sa.select(enrollment_t).where(enrollment_t.c.id == enrollment_id)).first()
+    if row is None:
+        raise NotFound(f"no enrollment {enrollment_id}")
+    return row

@@ -1,0 +1,141 @@
+"""The dispatcher: claim due sends, render them, hand them to the Mailer, record every outcome."""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from core import claims, db, outcomes, repo, switches
+from core.bootstrap import Services
+from core.claims import ClaimedBatch
+from core.errors import AccountMailerError, MailerError, PermanentMailerError, TransientMailerError
+from core.mailers import Delivery
+from core.outcomes import Finished
+from core.sequencing import backoff
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    lease: timedelta = timedelta(minutes=2)
+    batch_size: int = 100
+    max_attempts: int = 8
+    breaker_threshold: int = 3
+
+
+class Dispatcher:
+    def __init__(self, services: Services, worker_id: str, policy: DispatchPolicy = DispatchPolicy()):
+        self.services = services
+        self.worker_id = worker_id
+        self.policy = policy
+        self._account_failures = 0
+
+    def run_until_idle(self, budget_seconds: float = 0.9) -> None:
+        """The interval job: dispatch, then stay for new enrollments until the next tick is near."""
+        deadline = time.monotonic() + budget_seconds
+        while True:
+            self.services.wake.clear()
+            self.run_pass()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.services.wake.wait(remaining):
+                return
+
+    def run_pass(self) -> int:
+        """Send everything due now, one batch at a time; return how many emails were handled."""
+        handled = 0
+        while (batch := self._claim()) is not None:
+            self._deliver(batch)
+            handled += len(batch.members)
+        return handled
+
+    def _claim(self) -> ClaimedBatch | None:
+        now = self.services.clock()
+        with db.write_transaction(self.services.engine) as conn:
+            if switches.read(conn).paused:
+                return None
+            return (claims.reclaim_expired(conn, self.worker_id, now, self.policy.lease)
+                    or claims.claim_due(conn, self.worker_id, now, self.policy.lease, self.policy.batch_size))
+
+    def _deliver(self, batch: ClaimedBatch) -> None:
+        emails, render_failures = [], []
+        for member in batch.members:
+            try:
+                emails.append(self.services.composer.compose(member))
+            except Exception as exc:  # a broken template fails its own send, visibly, not the batch
+                log.exception("render failed", extra={"action": "render", "send": member.id, "step": member.step})
+                render_failures.append(Delivery(member.id, error=f"render failed: {exc}"))
+        deliveries: list[Delivery] = []
+        if emails:
+            try:
+                deliveries = self.services.mailer.send(emails, batch.idempotency_key)
+            except TransientMailerError as exc:
+                return self._retry_later(batch, exc)
+            except PermanentMailerError as exc:
+                deliveries = [Delivery(e.send_id, error=_reason(exc)) for e in emails]
+                if isinstance(exc, AccountMailerError):
+                    return self._record(batch, deliveries + render_failures, account_error=exc)
+            except MailerError as exc:
+                return self._retry_later(batch, TransientMailerError(str(exc)))
+            except Exception as exc:  # an adapter bug must not lose the batch: back off and replay
+                log.exception("mailer raised unexpectedly", extra={"action": "send", "batch": batch.id})
+                return self._retry_later(batch, TransientMailerError(f"unexpected: {exc}"))
+        self._account_failures = 0
+        self._record(batch, deliveries + render_failures)
+
+    def _retry_later(self, batch: ClaimedBatch, exc: TransientMailerError) -> None:
+        now = self.services.clock()
+        reason = _reason(exc)
+        with db.write_transaction(self.services.engine) as conn:
+            if batch.attempts >= self.policy.max_attempts:
+                failures = [Delivery(m.id, error=f"gave up after {batch.attempts} attempts: {reason}")
+                            for m in batch.members]
+                self._write_outcomes(conn, batch, failures, now)
+                return
+            delay = backoff(batch.attempts, exc.retry_after)
+            outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay)
+            repo.insert_events(conn, [repo.event_row(
+                now, self.worker_id, "send_retry_scheduled", contact_id=m.contact_id, enrollment_id=m.enrollment_id,
+                send_id=m.id, detail={"error": reason, "retry_in_seconds": delay.total_seconds(),
+                                      "attempt": batch.attempts}) for m in batch.members])
+        log.warning("provider call failed, retrying in %ss: %s", delay.total_seconds(), reason,
+                    extra={"action": "send", "batch": batch.id, "size": len(batch.members)})
+
+    def _record(self, batch: ClaimedBatch, deliveries: list[Delivery], account_error=None) -> None:
+        now = self.services.clock()
+        with db.write_transaction(self.services.engine) as conn:
+            self._write_outcomes(conn, batch, deliveries, now)
+            if account_error is not None:
+                self._account_failures += 1
+                if self._account_failures >= self.policy.breaker_threshold:
+                    reason = (f"circuit breaker: {self._account_failures} consecutive provider account errors; "
+                              f"last: {_reason(account_error)}")
+                    switches.set_paused(conn, True, actor=self.worker_id, now=now, reason=reason)
+                    log.error(reason, extra={"action": "circuit_breaker"})
+                    self._account_failures = 0
+
+    def _write_outcomes(self, conn, batch: ClaimedBatch, deliveries: list[Delivery], now) -> None:
+        members = {m.id: m for m in batch.members}
+        finished, events = [], []
+        for d in deliveries:
+            m = members[d.send_id]
+            if d.accepted:
+                ok = outcomes.mark_sent(conn, d.send_id, d.provider_id, self.worker_id, now)
+                kind, detail = "send_sent", {"step": m.step, "provider_id": d.provider_id}
+            else:
+                ok = outcomes.mark_failed(conn, d.send_id, d.error or "unknown error", self.worker_id, now)
+                kind, detail = "send_failed", {"step": m.step, "error": d.error}
+            if ok:
+                finished.append(Finished(m.enrollment_id, m.campaign, m.timing))
+                events.append(repo.event_row(now, self.worker_id, kind, contact_id=m.contact_id,
+                                             enrollment_id=m.enrollment_id, send_id=m.id, detail=detail))
+        outcomes.release_next_steps(conn, finished, now)
+        repo.insert_events(conn, events)
+        if self.services.settings.notion_configured:
+            repo.insert_outbox(conn, [repo.outbox_row("notion", m.contact_id, {"enrollment_id": m.enrollment_id}, now)
+                                      for m in {m.enrollment_id: m for m in batch.members}.values()])
+
+
+def _reason(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    return f"{status} {exc}" if status else str(exc)

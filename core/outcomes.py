@@ -1,0 +1,96 @@
+"""Named SQL that records what a provider call did, and releases each sequence's next step."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from core import repo
+from core.campaign import CAMPAIGNS, Timing
+from core.models import Enrollment, Send
+from core.sequencing import StepState, next_due
+from core.statuses import EnrollmentStatus, SendStatus
+
+send_t = Send.__table__
+enrollment_t = Enrollment.__table__
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A send that reached a final state; its sequence may now release the next step."""
+
+    enrollment_id: str
+    campaign: str
+    timing: str
+
+
+def _owned(send_id: str, worker_id: str):
+    # A worker only records outcomes for sends it still holds: a lease lost to another
+    # worker means that worker now owns the replay and its outcome.
+    return sa.and_(send_t.c.id == send_id, send_t.c.status == SendStatus.SENDING, send_t.c.lease_owner == worker_id)
+
+
+def mark_sent(conn: sa.Connection, send_id: str, provider_id: str, worker_id: str, now: datetime) -> bool:
+    return conn.execute(send_t.update().where(_owned(send_id, worker_id)).values(
+        status=SendStatus.SENT, provider_id=provider_id, sent_at=now, finished_at=now, last_error=None,
+        lease_owner=None, lease_expires_at=None, updated_at=now,
+    )).rowcount == 1
+
+
+def mark_failed(conn: sa.Connection, send_id: str, error: str, worker_id: str, now: datetime) -> bool:
+    return conn.execute(send_t.update().where(_owned(send_id, worker_id)).values(
+        status=SendStatus.FAILED, last_error=error[:2000], finished_at=now, lease_owner=None,
+        lease_expires_at=None, updated_at=now,
+    )).rowcount == 1
+
+
+def mark_backoff(conn: sa.Connection, batch_id: str, error: str, worker_id: str, now: datetime,
+                 delay: timedelta) -> int:
+    """Keep the batch (same members, same key) and let its lease expire when the backoff is over."""
+    return conn.execute(
+        send_t.update()
+        .where(send_t.c.batch_id == batch_id, send_t.c.status == SendStatus.SENDING,
+               send_t.c.lease_owner == worker_id)
+        .values(last_error=error[:2000], lease_owner=None, lease_expires_at=now + delay, updated_at=now)
+    ).rowcount
+
+
+def release_next_steps(conn: sa.Connection, finished: Iterable[Finished], now: datetime) -> None:
+    """Make each sequence's next step ready at the time the order rule allows (DESIGN §4.4)."""
+    by_enrollment = {f.enrollment_id: f for f in finished}
+    if not by_enrollment:
+        return
+    rows = conn.execute(
+        sa.select(send_t.c.id, send_t.c.enrollment_id, send_t.c.step, send_t.c.generation, send_t.c.status,
+                  send_t.c.ready, send_t.c.planned_at, send_t.c.finished_at)
+        .where(send_t.c.enrollment_id.in_(by_enrollment))
+        .order_by(send_t.c.enrollment_id, send_t.c.step, send_t.c.generation)
+    ).all()
+    latest: dict[str, dict[int, sa.Row]] = {}
+    for row in rows:  # ordered by generation, so the newest generation of each step wins
+        latest.setdefault(row.enrollment_id, {})[row.step] = row
+    releases, completed = [], []
+    for enrollment_id, steps in latest.items():
+        f = by_enrollment[enrollment_id]
+        campaign, timing = CAMPAIGNS[f.campaign], Timing(f.timing)
+        states = [StepState(r.step, r.status, r.planned_at, r.finished_at) for r in steps.values()]
+        decision = next_due(campaign, timing, states, now)
+        if decision is None:
+            completed.append({"b_id": enrollment_id, "updated_at": now})
+            continue
+        step, due_at = decision
+        row = steps[step]
+        if row.status == SendStatus.SCHEDULED and not row.ready:
+            releases.append({"b_id": row.id, "due_at": due_at, "updated_at": now})
+    if releases:
+        conn.execute(send_t.update().where(send_t.c.id == sa.bindparam("b_id")).values(
+            ready=True, due_at=sa.bindparam("due_at"), updated_at=sa.bindparam("updated_at")), releases)
+    if completed:
+        conn.execute(enrollment_t.update().where(
+            enrollment_t.c.id == sa.bindparam("b_id"), enrollment_t.c.status == EnrollmentStatus.ACTIVE
+        ).values(status=EnrollmentStatus.COMPLETED, updated_at=sa.bindparam("updated_at")), completed)
+
+
+def record_events(conn: sa.Connection, rows: list[dict]) -> None:
+    repo.insert_events(conn, rows)

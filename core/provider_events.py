@@ -1,0 +1,74 @@
+"""Resend's delivery events: recorded against the send, deduplicated on svix-id; bounces suppress."""
+
+import json
+import logging
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from core import controls, repo
+from core.models import ProviderEvent, Send
+
+log = logging.getLogger(__name__)
+send_t = Send.__table__
+provider_event_t = ProviderEvent.__table__
+
+# Event type → the send column holding its first occurrence.
+TIMESTAMP_COLUMNS = {
+    "email.delivered": "delivered_at",
+    "email.opened": "opened_at",
+    "email.clicked": "clicked_at",
+    "email.bounced": "bounced_at",
+    "email.complained": "complained_at",
+}
+
+
+def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: datetime) -> str:
+    """Apply one webhook delivery; returns what happened, for the response and the log."""
+    event_type = str(event.get("type", ""))[:40]
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    provider_id = str(data.get("email_id", ""))[:80] or None
+    inserted = repo.insert_ignoring_conflicts(conn, provider_event_t, [
+        {"svix_id": svix_id[:100], "type": event_type, "provider_id": provider_id, "received_at": now,
+         "payload": json.dumps(event)[:20000]}])
+    if not inserted:
+        return "duplicate"
+    send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id)
+                        .where(send_t.c.provider_id == provider_id)).first() if provider_id else None
+    if send is None:
+        log.info("provider event for an unknown email", extra={"action": "provider_event", "type": event_type})
+        return "unknown email"
+    column = TIMESTAMP_COLUMNS.get(event_type)
+    if column:
+        conn.execute(send_t.update().where(send_t.c.id == send.id, send_t.c[column].is_(None))
+                     .values({column: now, "updated_at": now}))
+    if event_type == "email.failed":
+        reason = str((data.get("failed") or {}).get("reason", "provider could not deliver"))[:500]
+        conn.execute(send_t.update().where(send_t.c.id == send.id).values(last_error=f"provider failed: {reason}"))
+    repo.insert_events(conn, [repo.event_row(now, "resend", event_type.replace(".", "_"), contact_id=send.contact_id,
+                                             enrollment_id=send.enrollment_id, send_id=send.id,
+                                             detail=_detail(event_type, data))])
+    if _suppresses(event_type, data):
+        reason = "bounced" if event_type == "email.bounced" else "complained"
+        controls.suppress_contact(conn, send.contact_id, reason, actor="resend", now=now,
+                                  detail=_detail(event_type, data))
+    return "recorded"
+
+
+def _suppresses(event_type: str, data: dict) -> bool:
+    if event_type == "email.complained":
+        return True
+    if event_type != "email.bounced":
+        return False
+    bounce = data.get("bounce") if isinstance(data.get("bounce"), dict) else {}
+    # Resend marks hard bounces "Permanent"; a soft (transient) bounce may still deliver later.
+    return str(bounce.get("type", "Permanent")).lower() not in {"transient", "undetermined"}
+
+
+def _detail(event_type: str, data: dict) -> dict:
+    detail = {"type": event_type}
+    if isinstance(data.get("bounce"), dict):
+        detail["bounce"] = {k: str(v)[:300] for k, v in data["bounce"].items()}
+    if isinstance(data.get("click"), dict):
+        detail["link"] = str(data["click"].get("link", ""))[:300]
+    return detail

@@ -1,0 +1,193 @@
+"""The Resend adapter for the Mailer port: SDK calls, pacing, and Resend's errors translated into ours.
+
+The SDK keeps its configuration in module globals (`resend.api_key`, `resend.api_url`,
+`resend.default_http_client`). `resend.api_url` comes from RESEND_API_URL at import and is never
+set here; the key and the HTTP client (which carries our timeout) are set before every call,
+so one API key per process is assumed.
+"""
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from email.utils import parseaddr
+from typing import Any
+
+import resend
+from resend.exceptions import ResendError
+
+from core.errors import AccountMailerError, MailerError, PermanentMailerError, TransientMailerError
+from core.mailers import Delivery, OutgoingEmail
+from core.ratelimit import TokenBucket
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 100
+# Resend tag names and values allow only ASCII letters, digits, underscores and dashes.
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_TAG_MAX = 256
+# Resend's shared sending domain for accounts without their own, never in the domain list.
+_SHARED_TEST_DOMAIN = "resend.dev"
+
+
+class ResendMailer:
+    """Sends through Resend: one email with `Emails.send`, 2..100 with a permissive `Batch.send`."""
+
+    name = "resend"
+
+    def __init__(
+        self,
+        api_key: str,
+        from_email: str,
+        rate_limit: float = 2.0,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not api_key:
+            raise ValueError("ResendMailer needs an API key; use DryRunMailer without one")
+        self._api_key = api_key
+        self.from_email = from_email
+        # The SDK's public transport hook; its default RequestsClient, given our timeout
+        # (annotated int, but requests takes float seconds).
+        self._http = resend.RequestsClient(timeout=timeout)  # type: ignore[arg-type]
+        self.bucket = TokenBucket(rate_limit, clock=clock, sleep=sleep)
+
+    def __repr__(self) -> str:
+        return f"ResendMailer(from_email={self.from_email!r}, rate={self.bucket.rate:g}/s)"
+
+    def send(self, emails: Sequence[OutgoingEmail], idempotency_key: str) -> list[Delivery]:
+        """Send one email alone or 2..100 as one batch, replay-safe under `idempotency_key`."""
+        if not emails:
+            return []
+        if len(emails) > MAX_BATCH:
+            raise ValueError(f"Resend accepts at most {MAX_BATCH} emails per batch, got {len(emails)}")
+        params = [self._params(email) for email in emails]
+        logger.debug(
+            "resend send", extra={"action": "resend_send", "count": len(emails), "idempotency_key": idempotency_key}
+        )
+        try:
+            if len(emails) == 1:
+                sent = self._call(resend.Emails.send, params[0], {"idempotency_key": idempotency_key})
+                return [Delivery(emails[0].send_id, provider_id=sent["id"])]
+            options = {"idempotency_key": idempotency_key, "batch_validation": "permissive"}
+            return _batch_deliveries(emails, self._call(resend.Batch.send, params, options))
+        except ResendError as error:
+            raise translate_error(error) from error
+
+    def check(self) -> str:
+        """List the account's domains with one cheap authenticated call and say which are verified."""
+        try:
+            listing = self._call(resend.Domains.list)
+        except ResendError as error:
+            if error.error_type == "restricted_api_key":
+                # A sending-only key is the safe production choice; it just cannot list domains.
+                return f"resend: API key accepted (sending only, so domains are not listed); sender {self.from_email}"
+            raise translate_error(error) from error
+        domains = {d["name"]: d.get("status", "unknown") for d in listing.get("data", [])}
+        sender_domain = parseaddr(self.from_email)[1].rpartition("@")[2].lower()
+        if sender_domain != _SHARED_TEST_DOMAIN and domains.get(sender_domain) != "verified":
+            raise AccountMailerError(
+                f"Resend: the sender domain {sender_domain or '(none)'} is not verified "
+                f"(account domains: {_describe(domains)})"
+            )
+        return f"resend: connected; sender {self.from_email}; domains: {_describe(domains)}"
+
+    def _params(self, email: OutgoingEmail) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "from": self.from_email,
+            "to": [email.to],
+            "subject": email.subject,
+            "html": email.html,
+            "text": email.text,
+        }
+        if email.headers:
+            params["headers"] = dict(email.headers)
+        if email.tags:
+            params["tags"] = [_tag(name, value) for name, value in email.tags.items()]
+        return params
+
+    def _call(self, operation: Callable[..., Any], *args: Any) -> Any:
+        self.bucket.acquire()
+        resend.api_key = self._api_key
+        resend.default_http_client = self._http
+        try:
+            response = operation(*args)
+        except ResendError as error:
+            self._observe(error.headers)
+            if str(error.code) == "429":
+                retry_after = _number(_lower(error.headers).get("retry-after"))
+                self.bucket.pause(retry_after if retry_after is not None else 1.0)
+            raise
+        self._observe(response.get("http_headers") or {})
+        return response
+
+    def _observe(self, headers: Mapping[str, str]) -> None:
+        headers = _lower(headers)
+        self.bucket.observe(
+            limit=_number(headers.get("ratelimit-limit")),
+            remaining=_number(headers.get("ratelimit-remaining")),
+            reset=_number(headers.get("ratelimit-reset")),
+        )
+
+
+def translate_error(error: ResendError) -> MailerError:
+    """Map a Resend SDK error to Transient (retry), Account (fix the key/domain) or Permanent."""
+    if error.error_type == "HttpClientError":
+        # The SDK wraps every requests exception (refused, reset, timeout) under this type.
+        return TransientMailerError(f"Resend unreachable: {error.message}")
+    code = str(error.code)
+    status = int(code) if code.isdigit() else 500
+    message = f"Resend {status} {error.error_type}: {error.message}"
+    if status == 429:
+        return TransientMailerError(message, _number(_lower(error.headers).get("retry-after")), status)
+    if status >= 500 or status == 408:
+        return TransientMailerError(message, status=status)
+    if status == 409 and error.error_type == "concurrent_idempotent_requests":
+        return TransientMailerError(message, status=status)
+    # Resend answers 400 "API key is invalid" on non-sending endpoints, so check() sees it there.
+    if status in (401, 403) or "api key" in error.message.lower():
+        return AccountMailerError(message, status)
+    return PermanentMailerError(message, status)
+
+
+def sanitize_tag(value: str) -> str:
+    """Make a tag name or value acceptable to Resend: "Christmas 2025" -> "Christmas_2025"."""
+    return _TAG_UNSAFE.sub("_", value)[:_TAG_MAX]
+
+
+def _tag(name: str, value: str) -> dict[str, str]:
+    tag = {"name": sanitize_tag(name)}
+    if value:
+        tag["value"] = sanitize_tag(str(value))
+    return tag
+
+
+def _batch_deliveries(emails: Sequence[OutgoingEmail], response: Mapping[str, Any]) -> list[Delivery]:
+    # Permissive mode lists ids for the accepted emails only, in order, and errors by index.
+    errors = {int(e["index"]): e.get("message", "rejected by Resend") for e in response.get("errors") or []}
+    ids = [item["id"] for item in response.get("data") or []]
+    if len(ids) != len(emails) - len(errors):
+        raise PermanentMailerError(
+            f"Resend answered {len(ids)} ids and {len(errors)} errors for a batch of {len(emails)}"
+        )
+    next_id = iter(ids)
+    return [
+        Delivery(email.send_id, error=errors[i]) if i in errors else Delivery(email.send_id, provider_id=next(next_id))
+        for i, email in enumerate(emails)
+    ]
+
+
+def _describe(domains: Mapping[str, str]) -> str:
+    return ", ".join(f"{name} ({status})" for name, status in domains.items()) or "none"
+
+
+def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {str(k).lower(): v for k, v in (headers or {}).items()}
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,119 @@
+"""Shared fixtures: both storage backends, settings isolated from the environment, services and a client.
+
+PostgreSQL: one database per test session (created from TEST_DATABASE_URL's server and dropped
+at the end); each test starts from an empty `public` schema. When the server is unreachable the
+PostgreSQL tests are skipped locally, and fail under CI (env CI set).
+"""
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from core.bootstrap import build_services
+from core.settings import Settings
+from tests.support import FrozenClock
+
+DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Every variable Settings reads; cleared so a developer's shell never leaks into a test.
+SETTINGS_ENV = [name.upper() for name in Settings.model_fields]
+
+
+def _admin_engine(url: sa.URL) -> sa.Engine:
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool,
+                            connect_args={"connect_timeout": 5})
+
+
+def _terminate(conn: sa.Connection, database: str) -> None:
+    conn.execute(sa.text(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"
+    ), {"db": database})
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """URL of a PostgreSQL database made for this test session and dropped after it."""
+    admin_url = make_url(os.environ.get("TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL)
+    if admin_url.drivername == "postgresql":
+        admin_url = admin_url.set(drivername="postgresql+psycopg")
+    name = f"nurture_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = _admin_engine(admin_url)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')  # a name we made: identifiers cannot be bound
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        reason = f"PostgreSQL at {admin_url.render_as_string(hide_password=True)} is unreachable: {exc.orig}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(f"{reason}; set TEST_DATABASE_URL or start the server")
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            _terminate(conn, name)
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], ids=["sqlite", "postgres"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def database_url(request, backend, tmp_path) -> str:
+    """An empty database: a fresh SQLite file, or the session's PostgreSQL database with an empty schema."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/nurture.db"
+    url = request.getfixturevalue("pg_url")
+    engine = _admin_engine(make_url(url))
+    try:
+        with engine.connect() as conn:
+            _terminate(conn, engine.url.database)  # connections a crashed test leaked would block the drop
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def make_settings(database_url, tmp_path, monkeypatch):
+    """A factory of Settings on the test database, blind to the environment and to any .env file."""
+    for name in SETTINGS_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+    def make(**overrides) -> Settings:
+        values = {"database_url": database_url, "data_dir": str(tmp_path), **overrides}
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock("2025-12-01T09:00:00Z")
+
+
+@pytest.fixture
+def services(make_settings, clock):
+    """Services on a migrated test database, reading time from `clock`."""
+    built = build_services(make_settings(), migrate=True, clock=clock)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture
+def client(services):
+    """A TestClient on the intake API; the lifespan (and its writer thread) runs for the test."""
+    from fastapi.testclient import TestClient
+
+    from core.api import create_app
+
+    with TestClient(create_app(services)) as test_client:
+        yield test_client

@@ -1,0 +1,294 @@
+"""ResendMailer over real HTTP against the Resend stand-in on 127.0.0.1."""
+
+import logging
+import socket
+
+import pytest
+import resend
+
+from core.errors import AccountMailerError, PermanentMailerError, TransientMailerError
+from core.mailers import OutgoingEmail
+from core.resend_mailer import ResendMailer, sanitize_tag
+from tests.standins.resend_api import ResendStandIn
+
+KEY = "re_test_0123456789"
+SENDER = "Nurture <hello@example.com>"
+
+
+class FakeTime:
+    """Shared by the mailer's bucket and the stand-in's limiter; moves only when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 5000.25
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def sdk_globals_restored(monkeypatch):
+    # The SDK keeps its configuration in module globals; put them back after each test.
+    for name in ("api_url", "api_key", "default_http_client"):
+        monkeypatch.setattr(resend, name, getattr(resend, name))
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def start(fake):
+    """Start a stand-in on the fake clock and point the SDK at it, as RESEND_API_URL would."""
+    servers: list[ResendStandIn] = []
+
+    def start_standin(**options) -> ResendStandIn:
+        server = ResendStandIn(**{"api_key": KEY, "rate_limit": 100, "clock": fake.clock, **options}).start()
+        servers.append(server)
+        resend.api_url = server.url
+        return server
+
+    yield start_standin
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def api(start) -> ResendStandIn:
+    return start()
+
+
+def mailer_for(fake: FakeTime, key: str = KEY, sender: str = SENDER, **options) -> ResendMailer:
+    return ResendMailer(key, sender, **{"rate_limit": 100, "clock": fake.clock, "sleep": fake.sleep, **options})
+
+
+@pytest.fixture
+def mailer(fake) -> ResendMailer:
+    return mailer_for(fake)
+
+
+def email(n: int = 1, to: str | None = None) -> OutgoingEmail:
+    return OutgoingEmail(
+        send_id=f"send-{n}",
+        to=to or f"person{n}@example.org",
+        subject=f"Step {n}: your systems",
+        html=f"<p>Email {n}</p>",
+        text=f"Email {n}",
+        headers={
+            "List-Unsubscribe": f"<https://nurture.test/u/token{n}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        tags={"campaign": "Christmas 2025", "step": str(n), "segment": "red systems"},
+    )
+
+
+def test_one_email_goes_alone_with_its_idempotency_key_headers_and_tags(api, mailer):
+    [delivery] = mailer.send([email(1)], idempotency_key="send-1/gen-0")
+
+    [sent] = api.sent
+    assert delivery.send_id == "send-1" and delivery.provider_id == sent.id and delivery.accepted
+    assert (sent.sender, sent.to, sent.subject) == (SENDER, ["person1@example.org"], "Step 1: your systems")
+    assert (sent.html, sent.text) == ("<p>Email 1</p>", "Email 1")
+    assert sent.idempotency_key == "send-1/gen-0" and not sent.batch
+    assert sent.headers["List-Unsubscribe"] == "<https://nurture.test/u/token1>"
+    assert sent.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert sent.tags == [
+        {"name": "campaign", "value": "Christmas_2025"},
+        {"name": "step", "value": "1"},
+        {"name": "segment", "value": "red_systems"},
+    ]
+
+
+def test_several_emails_go_as_one_batch_and_ids_come_back_in_order(api, mailer):
+    deliveries = mailer.send([email(1), email(2), email(3)], idempotency_key="batch-1")
+
+    assert api.stats["requests"] == 1
+    assert [d.send_id for d in deliveries] == ["send-1", "send-2", "send-3"]
+    assert [d.provider_id for d in deliveries] == [s.id for s in api.sent]
+    assert [s.to for s in api.sent] == [["person1@example.org"], ["person2@example.org"], ["person3@example.org"]]
+    assert all(s.batch and s.idempotency_key == "batch-1" for s in api.sent)
+
+
+def test_a_permissive_batch_fails_only_the_email_with_an_invalid_address(api, mailer):
+    deliveries = mailer.send([email(1), email(2, to="not-an-address"), email(3)], idempotency_key="batch-2")
+
+    assert [d.accepted for d in deliveries] == [True, False, True]
+    assert "Invalid `to` field" in deliveries[1].error
+    assert [s.id for s in api.sent] == [deliveries[0].provider_id, deliveries[2].provider_id]
+
+
+def test_replaying_a_batch_with_its_key_returns_the_same_ids_and_sends_nothing_new(api, mailer):
+    first = mailer.send([email(1), email(2)], idempotency_key="batch-3")
+    again = mailer.send([email(1), email(2)], idempotency_key="batch-3")
+
+    assert again == first
+    assert len(api.sent) == 2 and api.stats["replayed"] == 1
+
+
+def test_replaying_a_single_send_with_its_key_returns_the_same_id(api, mailer):
+    assert mailer.send([email(1)], "one") == mailer.send([email(1)], "one")
+    assert len(api.sent) == 1
+
+
+def test_an_answer_lost_after_acceptance_is_transient_and_the_retry_sends_nothing_twice(api, mailer):
+    api.fail(None, accept=True)  # Resend took the email, then the connection dropped
+    with pytest.raises(TransientMailerError):
+        mailer.send([email(1)], "lost-answer")
+
+    [delivery] = mailer.send([email(1)], "lost-answer")
+
+    [sent] = api.sent
+    assert delivery.provider_id == sent.id
+
+
+def test_the_same_key_with_a_different_payload_is_a_permanent_error(api, mailer):
+    mailer.send([email(1)], "reused")
+    with pytest.raises(PermanentMailerError) as caught:
+        mailer.send([email(2)], "reused")
+    assert caught.value.status == 409 and "different request payload" in str(caught.value)
+
+
+def test_a_429_is_transient_carries_retry_after_and_pauses_the_next_call(api, mailer, fake):
+    api.fail(429, retry_after=7, message="Too many requests.")
+    with pytest.raises(TransientMailerError) as caught:
+        mailer.send([email(1)], "k429")
+    assert (caught.value.status, caught.value.retry_after) == (429, 7.0)
+
+    mailer.send([email(1)], "k429")
+    assert sum(fake.slept) == pytest.approx(7.0)
+
+
+def test_the_standins_own_rate_limit_answer_is_transient_with_retry_after(start, fake):
+    start(rate_limit=1)
+    # Two mailers, as two processes sharing one key: the second knows nothing of the first's call.
+    mailer_for(fake).send([email(1)], "first")
+    with pytest.raises(TransientMailerError) as caught:
+        mailer_for(fake).send([email(2)], "second")
+    assert caught.value.status == 429 and caught.value.retry_after == 1.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_server_error_is_transient(api, mailer, status):
+    api.fail(status)
+    with pytest.raises(TransientMailerError) as caught:
+        mailer.send([email(1), email(2)], "k5xx")
+    assert caught.value.status == status
+    assert api.sent == []
+
+
+def test_a_wrong_api_key_is_an_account_error_that_never_echoes_the_key(api, fake):
+    wrong = "re_wrong_key_987"
+    with pytest.raises(AccountMailerError) as caught:
+        mailer_for(fake, key=wrong).send([email(1)], "k401")
+    assert caught.value.status == 401 and "API key is invalid" in str(caught.value)
+    assert wrong not in str(caught.value)
+
+
+def test_an_unverified_sender_domain_is_an_account_error(start, fake):
+    start(domains={"example.com": "verified"})
+    with pytest.raises(AccountMailerError) as caught:
+        mailer_for(fake, sender="hello@unverified.test").send([email(1)], "k403")
+    assert caught.value.status == 403 and "unverified.test domain is not verified" in str(caught.value)
+
+
+def test_an_invalid_address_alone_is_a_permanent_error_with_the_providers_message(api, mailer):
+    with pytest.raises(PermanentMailerError) as caught:
+        mailer.send([email(1, to="nobody")], "k422")
+    assert not isinstance(caught.value, AccountMailerError)
+    assert caught.value.status == 422 and "Invalid `to` field" in str(caught.value)
+
+
+def test_an_unreachable_api_is_transient(fake, mailer):
+    with socket.socket() as probe:  # a port that was free a moment ago is very likely closed now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    resend.api_url = f"http://127.0.0.1:{port}"
+    with pytest.raises(TransientMailerError) as caught:
+        mailer.send([email(1)], "refused")
+    assert caught.value.status is None
+
+
+def test_a_slow_api_times_out_as_a_transient_error(start, fake):
+    start(latency_ms=400)
+    with pytest.raises(TransientMailerError, match="unreachable"):
+        mailer_for(fake, timeout=0.05).send([email(1)], "slow")
+
+
+def test_ratelimit_headers_resize_the_bucket(start, mailer):
+    start(rate_limit=7)
+    assert mailer.bucket.rate == 100
+    mailer.send([email(1)], "resize")
+    assert mailer.bucket.rate == 7.0
+
+
+def test_pacing_from_the_headers_keeps_every_call_within_the_limit(start, fake):
+    api = start(rate_limit=2)
+    mailer = mailer_for(fake, rate_limit=2)
+    for n in range(1, 7):
+        mailer.send([email(n)], f"paced-{n}")
+    assert api.stats["rate_limited"] == 0 and len(api.sent) == 6
+    assert sum(fake.slept) >= 2.0
+
+
+def test_more_than_100_emails_are_refused_before_any_call(api, mailer):
+    with pytest.raises(ValueError):
+        mailer.send([email(n) for n in range(101)], "too-many")
+    assert api.stats["requests"] == 0
+
+
+def test_no_emails_make_no_call(api, mailer):
+    assert mailer.send([], "empty") == []
+    assert api.stats["requests"] == 0
+
+
+def test_tag_values_keep_only_what_resend_allows():
+    assert sanitize_tag("Christmas 2025") == "Christmas_2025"
+    assert sanitize_tag("café/orange-1") == "caf__orange-1"
+    assert len(sanitize_tag("x" * 300)) == 256
+
+
+def test_check_lists_the_domains_and_whether_each_is_verified(start, mailer):
+    start(domains={"example.com": "verified", "news.example.com": "pending"})
+    status = mailer.check()
+    assert "example.com (verified)" in status and "news.example.com (pending)" in status
+    assert "\n" not in status
+
+
+def test_check_refuses_a_sender_whose_domain_is_not_verified(start, fake):
+    start(domains={"example.com": "pending"})
+    with pytest.raises(AccountMailerError, match="example.com is not verified"):
+        mailer_for(fake).check()
+
+
+def test_check_with_a_wrong_key_is_an_account_error(api, fake):
+    with pytest.raises(AccountMailerError):
+        mailer_for(fake, key="re_wrong").check()
+
+
+def test_check_treats_resends_400_invalid_key_answer_as_an_account_error(api, mailer):
+    api.fail(400, message="API key is invalid", name="validation_error", path="/domains")
+    with pytest.raises(AccountMailerError):
+        mailer.check()
+
+
+def test_check_accepts_a_sending_only_key(api, mailer):
+    api.fail(401, name="restricted_api_key", message="This API key is restricted to only send emails.")
+    assert "sending only" in mailer.check()
+
+
+def test_check_on_an_outage_is_transient(api, mailer):
+    api.fail(503)
+    with pytest.raises(TransientMailerError):
+        mailer.check()
+
+
+def test_the_key_and_bodies_stay_out_of_logs_and_repr(api, mailer, caplog):
+    caplog.set_level(logging.DEBUG)
+    mailer.send([email(1), email(2)], "logged")
+    assert KEY not in caplog.text and "Email 1" not in caplog.text
+    assert KEY not in repr(mailer)

@@ -1,0 +1,94 @@
+"""Small helpers shared by the tests: a controllable clock, payload builders and row counts."""
+
+import itertools
+import threading
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from core.enrollments import SignupRequest
+from core.signups import parse_signup
+
+START = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
+# The tables a signup writes; "nothing stored" means none of them grew.
+INTAKE_TABLES = ("contact", "signup", "enrollment", "send")
+
+# The seed's test signups and the segment each must land in.
+SEED_SIGNUPS = [
+    ({"email": "critical@example.com", "first_name": "Casey", "business_name": "Crumbling Co",
+      "red_systems": 2, "orange_systems": 1, "yellow_systems": 1, "green_systems": 0, "assessment_score": 31}, "CRITICAL"),
+    ({"email": "urgent@example.com", "first_name": "Uma", "business_name": "Uneven Ltd",
+      "red_systems": 1, "orange_systems": 1, "yellow_systems": 2, "green_systems": 1, "assessment_score": 55}, "URGENT"),
+    ({"email": "optimize@example.com", "first_name": "Otto", "business_name": "Orderly plc",
+      "red_systems": 0, "orange_systems": 1, "yellow_systems": 2, "green_systems": 3, "assessment_score": 82}, "OPTIMIZE"),
+]
+
+_counter = itertools.count(1)
+
+
+class FrozenClock:
+    """A clock that stands still until told to move; calling it returns the aware UTC instant."""
+
+    def __init__(self, start: datetime | str = START):
+        if isinstance(start, str):
+            start = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        if start.tzinfo is None:
+            raise ValueError("FrozenClock needs an aware datetime")
+        self._lock = threading.Lock()
+        self._now = start.astimezone(UTC)
+
+    @property
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    @now.setter
+    def now(self, value: datetime) -> None:
+        if value.tzinfo is None:
+            raise ValueError("FrozenClock needs an aware datetime")
+        with self._lock:
+            self._now = value.astimezone(UTC)
+
+    def advance(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0, days: float = 0) -> datetime:
+        """Move the clock forward and return the new instant."""
+        with self._lock:
+            self._now += timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
+            return self._now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def unique_email(prefix: str = "person") -> str:
+    return f"{prefix}{next(_counter)}@example.com"
+
+
+def signup(**fields) -> dict:
+    """A valid webhook body (an OPTIMIZE lead by default); keyword arguments override or add fields."""
+    body = {
+        "email": "alex@example.com", "first_name": "Alex", "business_name": "Acme Ltd",
+        "red_systems": 0, "orange_systems": 1, "yellow_systems": 2, "green_systems": 3, "assessment_score": 72,
+    }
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def signup_request(*, source: str = "test", force_test_timing: bool = False, **fields) -> SignupRequest:
+    """A validated SignupRequest, parsed exactly as the webhook parses its body."""
+    return SignupRequest(parse_signup(signup(**fields)), source=source, force_test_timing=force_test_timing)
+
+
+def count_rows(engine: sa.Engine, table_name: str) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(sa.func.count()).select_from(sa.table(table_name)))
+
+
+def intake_counts(engine: sa.Engine) -> dict[str, int]:
+    """Row counts of every table a signup writes to."""
+    return {name: count_rows(engine, name) for name in INTAKE_TABLES}
+
+
+def rows(engine: sa.Engine, sql: str, **params) -> list[dict]:
+    """Rows of a read query with bound parameters, as dicts."""
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text(sql), params)]

@@ -1,0 +1,264 @@
+"""The rendered emails: personal, segment-aware, safe to send and legally complete."""
+
+from html.parser import HTMLParser
+
+import pytest
+
+from core.campaign import CHRISTMAS_2025, Segment
+from core.emails import EmailContext, RenderedEmail, render_step, sample_context
+
+STEPS = CHRISTMAS_2025.steps
+SEGMENTS = [s.value for s in Segment]
+UNSUBSCRIBE = "https://nurture.test/unsubscribe?token=abc&step=1"
+ADDRESS = "Nurture Systems Ltd, 1 Example Street, London EC1A 1AA, United Kingdom"
+
+
+def render(step_number: int = 1, *, postal_address: str = ADDRESS, **fields) -> RenderedEmail:
+    ctx = {"first_name": "Alex", "business_name": "Hollybrook Bakery", "segment": "CRITICAL", **fields}
+    return render_step(
+        CHRISTMAS_2025.step(step_number),
+        EmailContext(**ctx),
+        unsubscribe_url=UNSUBSCRIBE,
+        postal_address=postal_address,
+    )
+
+
+def flat(text: str) -> str:
+    """The text part with its line wrapping undone, so phrases can be found across line breaks."""
+    return " ".join(text.split())
+
+
+def not_a_python_none(body: str) -> bool:
+    """True unless a missing value leaked into the copy as the word None ("None of it" is copy)."""
+    return "None" not in body.replace("None of it", "")
+
+
+def render_all(**overrides) -> list[RenderedEmail]:
+    return [render(step.number, **overrides) for step in STEPS]
+
+
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_every_step_renders_for_every_segment_with_distinct_subjects(segment):
+    emails = render_all(segment=segment, red_systems=2, orange_systems=1)
+
+    assert len({e.subject for e in emails}) == len(STEPS)
+    for email in emails:
+        assert email.html.startswith("<!DOCTYPE html>")
+        assert "Hi Alex," in email.html and "Hi Alex," in email.text
+
+
+def test_html_part_escapes_a_business_name_with_markup():
+    email = render(business_name='<script>alert("x")</script> & Sons')
+
+    assert "<script>" not in email.html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; Sons" in email.html
+
+
+def test_text_part_and_subject_keep_a_business_name_with_markup_verbatim():
+    email = render(2, business_name="Smith & Sons <Ltd>")
+
+    assert "Smith & Sons <Ltd>" in email.text
+    assert email.subject == "What your broken systems cost Smith & Sons <Ltd> every week"
+
+
+@pytest.mark.parametrize("missing", [None, "", "   \t "])
+def test_missing_names_fall_back_to_friendly_words(missing):
+    email = render(2, first_name=missing, business_name=missing, segment="OPTIMIZE")
+
+    assert "Hi there," in email.html and "Hi there," in email.text
+    assert "the cost at your business looks different" in flat(email.text)
+    assert email.subject == "What your broken systems cost your business every week"
+    assert not_a_python_none(email.html + email.text)
+
+
+def test_a_missing_first_name_drops_the_greeting_from_the_first_subject_instead_of_saying_there():
+    assert render(1, first_name=None).subject == "Your business systems assessment results"
+    assert render(1, first_name="Alex").subject == "Your business systems assessment results, Alex"
+
+
+def test_the_footer_only_names_the_business_when_we_know_it():
+    assert "assessment on our website for Hollybrook Bakery." in flat(render().text)
+    assert "assessment on our website. This is email 1 of 7" in flat(render(business_name=None).text)
+
+
+def test_names_are_trimmed_and_inner_whitespace_collapsed():
+    welcome = render(1, first_name="  Zoë \n ", business_name=" Hollybrook \t  Bakery ")
+    hidden_cost = render(2, first_name="  Zoë \n ", business_name=" Hollybrook \t  Bakery ")
+
+    assert welcome.subject == "Your business systems assessment results, Zoë"
+    assert hidden_cost.subject == "What your broken systems cost Hollybrook Bakery every week"
+    assert "Hi Zoë," in welcome.text and "Hi Zoë," in welcome.html
+    assert "assessment for Hollybrook Bakery." in flat(welcome.text)
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: s.template)
+def test_segment_paragraphs_differ_between_segments(step):
+    texts = {seg: render(step.number, segment=seg, red_systems=1, orange_systems=1).text for seg in SEGMENTS}
+    htmls = {seg: render(step.number, segment=seg, red_systems=1, orange_systems=1).html for seg in SEGMENTS}
+
+    assert len(set(texts.values())) == len(SEGMENTS)
+    assert len(set(htmls.values())) == len(SEGMENTS)
+
+
+@pytest.mark.parametrize(("segment", "group"), [("CRITICAL", "Critical"), ("URGENT", "Urgent"), ("OPTIMIZE", "Optimise")])
+def test_the_welcome_email_tells_each_segment_which_group_it_is_in(segment, group):
+    email = render(1, segment=segment)
+
+    assert f"in the group we call {group}." in flat(email.text)
+    assert f"in the group we call <strong>{group}</strong>." in email.html
+
+
+def test_assessment_counts_appear_in_words_and_drive_the_weekly_cost_estimate():
+    welcome = render(1, segment="CRITICAL", red_systems=3, orange_systems=2)
+    hidden_cost = render(2, segment="CRITICAL", red_systems=3, orange_systems=2)
+
+    assert "You marked three systems as red, meaning broken, and another two systems as orange." in flat(welcome.text)
+    # 3 red x 3-5 hours + 2 orange x 1-2 hours.
+    assert "11–19 hours a week" in flat(hidden_cost.text)
+    assert "<strong>11–19 hours a week</strong>" in hidden_cost.html
+
+
+def test_a_single_system_is_singular():
+    assert "You marked one system as red" in flat(render(1, segment="URGENT", red_systems=1).text)
+
+
+@pytest.mark.parametrize(("red", "orange"), [(None, None), (0, 0), (-1, -4)], ids=["absent", "zero", "negative"])
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_absent_or_meaningless_counts_are_never_quoted_back(segment, red, orange):
+    for email in render_all(segment=segment, red_systems=red, orange_systems=orange):
+        body = email.html + email.text
+        assert not_a_python_none(body)
+        assert "no systems" not in body and "0 systems" not in body and "-1" not in body
+        assert "hours a week</strong>" not in email.html
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: s.template)
+def test_footer_carries_unsubscribe_link_and_postal_address_in_both_parts(step):
+    email = render(step.number)
+
+    assert 'href="https://nurture.test/unsubscribe?token=abc&amp;step=1"' in email.html
+    assert UNSUBSCRIBE in email.text.splitlines()
+    assert ADDRESS in email.html and ADDRESS in email.text.splitlines()
+    why = "because you completed the business systems assessment"
+    assert why in email.html and why in flat(email.text)
+    assert f"This is email {step.number} of 7" in email.html
+
+
+def test_a_multi_line_postal_address_keeps_its_lines_and_is_escaped_in_html():
+    email = render(postal_address="Smith & Co\n1 High St\nLeeds")
+
+    assert "Smith &amp; Co<br>1 High St<br>Leeds" in email.html
+    assert "Smith & Co\n1 High St\nLeeds" in email.text
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["Eve\r\nBcc: victim@example.com", "Eve\nSubject: hi", "Eve\x00\x1b[0m", "Eve\u2028Line", "Eve\u0085Next"],
+)
+def test_subject_never_contains_a_newline(hostile):
+    for email in render_all(first_name=hostile, business_name=hostile):
+        assert not any(ch in email.subject for ch in "\r\n\x00\x1b\u2028\u0085")
+        assert "  " not in email.subject
+
+
+def test_a_header_injection_attempt_is_flattened_into_one_harmless_line():
+    assert render(1, first_name="Eve\r\nBcc: victim@example.com").subject.endswith(", Eve Bcc: victim@example.com")
+
+
+def test_long_names_are_shortened_in_subjects_but_kept_whole_in_the_body():
+    long_name = "Hollybrook Artisan Bakery, Patisserie and Christmas Hamper Company of Greater Yorkshire"
+    email = render(2, business_name=long_name)
+
+    assert long_name not in email.subject
+    assert "Hollybrook Artisan Bakery, Patisserie and Christmas Hamper…" in email.subject
+    assert long_name in email.html
+
+
+@pytest.mark.parametrize(
+    ("first_name", "business_name"),
+    [("Zoë", "Bäckerei Müller"), ("José", "Peña Cafetería"), ("渡辺", "渡辺商店"), ("Nguyễn", "Phở Hà Nội")],
+)
+def test_international_names_render_intact(first_name, business_name):
+    welcome = render(1, first_name=first_name, business_name=business_name)
+    hidden_cost = render(2, first_name=first_name, business_name=business_name)
+
+    assert welcome.subject == f"Your business systems assessment results, {first_name}"
+    assert business_name in hidden_cost.subject
+    for part in (welcome.html, welcome.text):
+        assert f"Hi {first_name}," in part
+        assert business_name in part
+
+
+@pytest.mark.parametrize("step_number", [5, 6, 7])
+def test_the_closing_emails_link_to_the_booking_page_in_both_parts(step_number):
+    email = render(step_number, booking_url="https://book.test/xmas?src=email&step=7")
+
+    assert 'href="https://book.test/xmas?src=email&amp;step=7"' in email.html
+    assert "https://book.test/xmas?src=email&step=7" in email.text.splitlines()
+
+
+def test_the_last_call_offers_a_free_christmas_review():
+    email = render(7)
+
+    assert "Book your free Christmas review" in email.html
+    assert "free Christmas systems reviews" in flat(email.text)
+
+
+def test_text_lines_are_wrapped_but_urls_are_never_broken():
+    url = "https://book.test/" + "christmas-systems-review/" * 4 + "?utm_source=nurture"
+    email = render(7, booking_url=url, business_name="A Rather Long Business Name Trading As Something Else")
+
+    assert url in email.text.splitlines()
+    assert all(len(line) <= 76 for line in email.text.splitlines() if url not in line)
+
+
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_the_text_part_contains_no_html(segment):
+    for email in render_all(segment=segment, red_systems=2, orange_systems=2):
+        assert "<" not in email.text and "&amp;" not in email.text
+
+
+class _TagBalance(HTMLParser):
+    VOID = {"meta", "br", "img", "hr", "input", "link"}
+
+    def __init__(self):
+        super().__init__()
+        self.open: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.open or self.open.pop() != tag:
+            self.errors.append(tag)
+
+
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_html_parts_have_balanced_tags(segment):
+    for email in render_all(segment=segment, red_systems=2, orange_systems=1):
+        parser = _TagBalance()
+        parser.feed(email.html)
+        assert parser.errors == [] and parser.open == []
+
+
+def test_an_unknown_segment_is_refused():
+    with pytest.raises(ValueError, match="unknown segment 'HOT'"):
+        EmailContext("Alex", "Hollybrook Bakery", "HOT")
+    with pytest.raises(ValueError):
+        sample_context("HOT")
+
+
+def test_the_segment_enum_and_its_plain_value_render_alike():
+    assert render(3, segment=Segment.URGENT) == render(3, segment="URGENT")
+
+
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_sample_contexts_are_consistent_with_the_segment_rules(segment):
+    ctx = sample_context(segment)
+    red, orange = ctx.red_systems, ctx.orange_systems
+    rule = "CRITICAL" if red >= 2 else "URGENT" if red == 1 or orange >= 2 else "OPTIMIZE"
+
+    assert ctx.segment == segment == rule
+    assert ctx.first_name and ctx.business_name
