@@ -92,3 +92,23 @@ def rows(engine: sa.Engine, sql: str, **params) -> list[dict]:
     """Rows of a read query with bound parameters, as dicts."""
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.text(sql), params)]
+
+
+def enroll_in_subprocess(database_url: str, data_dir: str, email: str, barrier, results) -> None:
+    """Child-process body for the cross-process race: own services, wait at the barrier, enroll."""
+    from core.bootstrap import build_services
+    from core.intake import enroll_now
+    from core.settings import Settings
+
+    services = build_services(Settings(_env_file=None, database_url=database_url, data_dir=data_dir))
+    try:
+        request = signup_request(email=email, source="process")
+        with services.engine.connect():  # open the connection before the start line
+            pass
+        barrier.wait(timeout=30)
+        [result] = enroll_now(services, [request])
+        results.put((result.outcome.value, result.enrollment_id, result.duplicate))
+    except Exception as exc:  # the parent asserts on what arrives in the queue
+        results.put(("error", repr(exc), None))
+    finally:
+        services.close()
