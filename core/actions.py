@@ -6,6 +6,7 @@ and the worker's action job performs it and writes the outcome back.
 
 import json
 import logging
+import time
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -39,6 +40,19 @@ def request_action(conn: sa.Connection, kind: str, payload: dict, *, requested_b
                                              enrollment_id=payload.get("enrollment_id"),
                                              send_id=payload.get("send_id"), detail=payload)])
     return action_id
+
+
+def wait_for(services: Services, action_id: str, *, timeout: float, poll: float = 0.5) -> tuple[str, str] | None:
+    """Wait until the worker has carried out an action; (status, result), or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.read_transaction(services.engine) as conn:
+            row = conn.execute(sa.select(action_t.c.status, action_t.c.result)
+                               .where(action_t.c.id == action_id)).one()
+        if row.status != ActionStatus.PENDING:
+            return row.status, row.result or ""
+        time.sleep(poll)
+    return None
 
 
 class ActionRunner:

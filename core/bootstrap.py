@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from core import db, switches
 from core.composer import Composer
 from core.clock import Clock, system_clock
+from core.metrics import Metrics
 from core.mailers import DryRunMailer, Mailer
 from core.settings import Settings, load_settings
 
@@ -24,6 +25,7 @@ class Services:
     mailer: Mailer
     secret_key: str
     composer: Composer
+    metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = system_clock
     # Set by intake when a new enrollment commits, so a co-hosted dispatcher sends at once.
     wake: threading.Event = field(default_factory=threading.Event)
@@ -47,7 +49,7 @@ def build_services(
     secret_key = resolve_secret_key(settings)
     composer = Composer(public_base_url=settings.public_base_url, secret_key=secret_key,
                         postal_address=settings.postal_address, booking_url=settings.booking_url)
-    return Services(
+    services = Services(
         settings=settings,
         engine=engine,
         mailer=mailer or build_mailer(settings),
@@ -55,6 +57,8 @@ def build_services(
         composer=composer,
         clock=clock,
     )
+    services.metrics.watch_database(engine, clock)
+    return services
 
 
 def build_mailer(settings: Settings) -> Mailer:

@@ -27,6 +27,7 @@ class ClaimedSend:
     contact_id: str
     step: int
     generation: int
+    due_at: datetime
     email: str
     first_name: str | None
     business_name: str | None
@@ -110,7 +111,7 @@ def _load_batch(conn: sa.Connection, batch_id: str) -> ClaimedBatch:
     rows = conn.execute(
         sa.select(
             send_t.c.id, send_t.c.enrollment_id, send_t.c.contact_id, send_t.c.step, send_t.c.generation,
-            contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name, enrollment_t.c.segment,
+            send_t.c.due_at, contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name, enrollment_t.c.segment,
             enrollment_t.c.campaign, enrollment_t.c.timing, enrollment_t.c.red_systems,
             enrollment_t.c.orange_systems,
         )

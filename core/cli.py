@@ -5,9 +5,16 @@ import csv
 import json
 import sys
 
-from core import db, queries, switches
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from core import actions, backup, csv_import, db, erasure, queries, switches
 from core.bootstrap import build_services
-from core.errors import ConfigError, NurtureError
+from core.campaign import Segment
+from core.errors import ConfigError, InvalidSignup, NurtureError
+from core.ids import new_id
+from core.logs import configure_logging
 
 
 def _stats(services, args) -> int:
@@ -58,11 +65,62 @@ def _export(services, args) -> int:
 
 
 def _db_upgrade(services, _args) -> int:
-    db.upgrade(services.engine)
-    with db.write_transaction(services.engine) as conn:
-        switches.seed(conn, test_mode=services.settings.testing_mode, now=services.clock())
     print(f"database at revision {db.current_revision(services.engine)}")
     return 0
+
+
+def _backup(services, args) -> int:
+    now = services.clock()
+    if services.settings.is_sqlite:
+        folder = Path(args.output_dir or Path(services.settings.data_dir) / "backups")
+        target = backup.backup_sqlite(services.settings.database_url, folder, now)
+        print(f"backed up to {target}")
+    else:
+        print("PostgreSQL is backed up with pg_dump; run:")
+        print(backup.pg_dump_command(services.settings.database_url, now))
+    return 0
+
+
+def _forget(services, args) -> int:
+    with db.write_transaction(services.engine) as conn:
+        digest = erasure.forget(conn, args.email, actor="cli", now=services.clock())
+    print(f"erased {args.email}: personal data removed, sends stopped; kept hash {digest[:12]}… to refuse re-enrollment")
+    return 0
+
+
+def _import(services, args) -> int:
+    try:
+        with open(args.csv, encoding="utf-8-sig", newline="") as fh:
+            plan = csv_import.plan_import(services, fh)
+    except OSError as exc:
+        raise NurtureError(f"cannot read {args.csv}: {exc.strerror}") from None
+    except InvalidSignup as exc:
+        raise NurtureError(f"{args.csv}: {exc}") from None
+    for line, reason in plan.rejects:
+        print(f"line {line}: rejected: {reason}")
+    for line, email in plan.known:
+        print(f"line {line}: already known, left alone: {email}")
+    print(f"{len(plan.new)} new, {len(plan.known)} already known, {len(plan.rejects)} rejected")
+    if not args.apply:
+        print("dry run: nothing was written; add --apply to enroll the new contacts")
+        return 0
+    enrolled = csv_import.apply_import(services, plan)
+    print(f"enrolled {enrolled} contacts")
+    return 0
+
+
+def _send_test(services, args) -> int:
+    payload = {"to": args.email, "step": args.step, "segment": args.segment, "request_id": new_id()}
+    with db.write_transaction(services.engine) as conn:
+        action_id = actions.request_action(conn, "send_test", payload, requested_by="cli", now=services.clock())
+    print(f"queued a test of step {args.step} ({args.segment}) to {args.email}; waiting for the worker…")
+    result = actions.wait_for(services, action_id, timeout=args.wait)
+    if result is None:
+        print("no worker picked it up yet; it will be sent once scheduler.py runs")
+        return 1
+    status, text = result
+    print(text)
+    return 0 if status == "done" else 1
 
 
 def _run(_services, _args) -> int:
@@ -87,6 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
     dbsub.add_parser("upgrade", help="apply pending migrations").set_defaults(handler=_db_upgrade)
+    p = sub.add_parser("backup", help="back up the database (SQLite) or print the pg_dump line")
+    p.add_argument("--output-dir", help="folder for SQLite backups (default: DATA_DIR/backups)")
+    p.set_defaults(handler=_backup)
+    p = sub.add_parser("forget", help="erase a person's data; they are never re-enrolled")
+    p.add_argument("email")
+    p.set_defaults(handler=_forget)
+    p = sub.add_parser("import", help="bulk-enrol a CSV (dry run unless --apply)")
+    p.add_argument("csv", help="a CSV file with a header line naming at least 'email'")
+    p.add_argument("--apply", action="store_true", help="enroll the new contacts (default: preview only)")
+    p.set_defaults(handler=_import)
+    p = sub.add_parser("send-test", help="send one step's email to an address, through the worker")
+    p.add_argument("email")
+    p.add_argument("--step", type=int, choices=range(1, 8), default=1, metavar="1..7")
+    p.add_argument("--segment", choices=[s.value for s in Segment], default="CRITICAL")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker")
+    p.set_defaults(handler=_send_test)
     p = sub.add_parser("run", help="start the worker and the dashboard; Ctrl-C stops both")
     p.set_defaults(handler=_run, no_services=True)
     return parser
@@ -94,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(level="WARNING")  # commands print their own results; logs only for trouble
     try:
         if getattr(args, "no_services", False):
             return args.handler(None, args)
-        services = build_services()
+        services = build_services(migrate=True)  # every command works on a fresh database
         try:
             return args.handler(services, args)
         finally:
@@ -108,3 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     except NurtureError as exc:
         print(f"nurture: {exc}", file=sys.stderr)
         return 1
+    except sa.exc.SQLAlchemyError as exc:
+        print(f"nurture: the database refused the command: {_first_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: Exception) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]

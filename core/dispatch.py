@@ -58,6 +58,9 @@ class Dispatcher:
                     or claims.claim_due(conn, self.worker_id, now, self.policy.lease, self.policy.batch_size))
 
     def _deliver(self, batch: ClaimedBatch) -> None:
+        metrics, now = self.services.metrics, self.services.clock()
+        for member in batch.members:
+            metrics.dispatch_lateness.observe(max(0.0, (now - member.due_at).total_seconds()))
         emails, render_failures = [], []
         for member in batch.members:
             try:
@@ -68,8 +71,11 @@ class Dispatcher:
         deliveries: list[Delivery] = []
         if emails:
             try:
-                deliveries = self.services.mailer.send(emails, batch.idempotency_key)
+                with metrics.provider_latency.time():
+                    deliveries = self.services.mailer.send(emails, batch.idempotency_key)
             except TransientMailerError as exc:
+                if exc.status == 429:
+                    metrics.provider_rate_limited.inc()
                 return self._retry_later(batch, exc)
             except PermanentMailerError as exc:
                 deliveries = [Delivery(e.send_id, error=_reason(exc)) for e in emails]
@@ -126,6 +132,7 @@ class Dispatcher:
                 ok = outcomes.mark_failed(conn, d.send_id, d.error or "unknown error", self.worker_id, now)
                 kind, detail = "send_failed", {"step": m.step, "error": d.error}
             if ok:
+                self.services.metrics.send_outcomes.labels("sent" if d.accepted else "failed").inc()
                 finished.append(Finished(m.enrollment_id, m.campaign, m.timing))
                 events.append(repo.event_row(now, self.worker_id, kind, contact_id=m.contact_id,
                                              enrollment_id=m.enrollment_id, send_id=m.id, detail=detail))

@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import repo
+from core.erasure import email_hash, erased_hashes, erasure_salt
 from core.campaign import CHRISTMAS_2025, Campaign, Timing
 from core.ids import new_id
 from core.sequencing import plan_schedule, segment_for
@@ -64,6 +65,9 @@ def enroll_batch(
     campaign: Campaign = CHRISTMAS_2025,
 ) -> list[EnrollResult]:
     """Enroll every request inside the caller's write transaction; results follow the input order."""
+    requests, refused = _without_erased(conn, requests, now)
+    if not requests:
+        return refused_results(refused)
     emails = sorted({r.signup.email for r in requests})
     contact_ids = _ensure_contacts(conn, requests, now)
     existing = repo.enrollments_by_contact(conn, [contact_ids[e] for e in emails], campaign.name)
@@ -98,7 +102,36 @@ def enroll_batch(
     repo.insert_signups(conn, rows.signups)
     repo.insert_events(conn, rows.events)
     repo.insert_outbox(conn, _outbox_rows(won, results, notion_enabled, discord_enabled, now))
-    return results
+    return _merge(results, refused)
+
+
+def _without_erased(conn, requests, now) -> tuple[list[SignupRequest], dict[int, SignupRequest]]:
+    """Split off signups from people who asked to be forgotten; record each refusal without their address."""
+    salt = erasure_salt(conn, now)
+    hashes = {r.signup.email: email_hash(salt, r.signup.email) for r in requests}
+    erased = erased_hashes(conn, list(set(hashes.values())))
+    if not erased:
+        return list(requests), {}
+    refused = {i: r for i, r in enumerate(requests) if hashes[r.signup.email] in erased}
+    repo.insert_events(conn, [repo.event_row(now, r.source, "signup_refused_erased",
+                                             detail={"email_hash": hashes[r.signup.email]})
+                              for r in refused.values()])
+    return [r for i, r in enumerate(requests) if i not in refused], refused
+
+
+def refused_results(refused: dict[int, SignupRequest]) -> list[EnrollResult]:
+    return [EnrollResult(r.signup.email, segment_for(r.signup.red_systems, r.signup.orange_systems).value,
+                         SignupOutcome.REFUSED, "", None) for r in refused.values()]
+
+
+def _merge(results: list[EnrollResult], refused: dict[int, SignupRequest]) -> list[EnrollResult]:
+    """Put refusals back at their input positions."""
+    if not refused:
+        return results
+    merged, rest, refusals = [], iter(results), dict(zip(refused, refused_results(refused)))
+    for i in range(len(results) + len(refused)):
+        merged.append(refusals[i] if i in refusals else next(rest))
+    return merged
 
 
 def _ensure_contacts(conn: sa.Connection, requests: Sequence[SignupRequest], now: datetime) -> dict[str, str]:

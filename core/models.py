@@ -174,3 +174,21 @@ class Worker(SQLModel, table=True):
     pid: int
     started_at: datetime = _at()
     last_seen: datetime = _at(index=True)
+
+
+class Erasure(SQLModel, table=True):
+    """A forgotten person: only a salted hash of their address, so they are never re-enrolled by accident."""
+
+    email_hash: str = Field(primary_key=True, max_length=64)
+    erased_at: datetime = _at()
+    erased_by: str = Field(max_length=120)
+
+
+class JobLease(SQLModel, table=True):
+    """Who runs a singleton job (Notion sync, alerts) right now, and until when."""
+
+    __tablename__ = "job_lease"
+
+    name: str = Field(primary_key=True, max_length=60)
+    owner: str = Field(max_length=80)
+    expires_at: datetime = _at()

@@ -1,6 +1,7 @@
 """One validated Settings. Every environment variable Nurture reads is declared here."""
 
 from functools import cached_property
+from pathlib import Path
 from urllib.parse import urlparse
 
 from pydantic import ValidationError, field_validator
@@ -105,13 +106,45 @@ class Settings(BaseSettings):
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
 
+PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "password", "test", "dev"}
+PLACEHOLDER_SENDER_DOMAINS = ("example.com", "example.org", "example.net", "resend.dev", "localhost")
+
+
+def production_problems(settings: Settings, *, dashboard_oidc: bool = False) -> list[str]:
+    """What a public deployment (PUBLIC_BASE_URL not localhost) still lacks; empty when it is safe."""
+    if not settings.is_production:
+        return []
+    problems = []
+    if not settings.secret_key or settings.secret_key.lower() in PLACEHOLDER_SECRETS or len(settings.secret_key) < 16:
+        problems.append("SECRET_KEY (at least 16 random characters)")
+    if not settings.webhook_secret or settings.webhook_secret.lower() in PLACEHOLDER_SECRETS:
+        problems.append("WEBHOOK_SECRET")
+    if not settings.dashboard_password and not dashboard_oidc:
+        problems.append("dashboard authentication (DASHBOARD_PASSWORD, or [auth] in .streamlit/secrets.toml)")
+    sender = settings.resend_from_email.rpartition("<")[2].rstrip(">").strip()
+    if "@" not in sender or sender.rpartition("@")[2].lower().endswith(PLACEHOLDER_SENDER_DOMAINS):
+        problems.append("RESEND_FROM_EMAIL (a real sender on your verified domain)")
+    return problems
+
+
 def load_settings(**overrides) -> Settings:
     """Read and validate the configuration, or raise ConfigError naming the variable at fault."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
         reason = first["msg"].removeprefix("Value error, ")
         shown = "" if any(w in variable for w in _SECRET_WORDS) else f" (got {first.get('input')!r})"
         raise ConfigError(f"{variable} is invalid: {reason}{shown}.") from None
+    problems = production_problems(settings, dashboard_oidc=_oidc_configured())
+    if problems:
+        raise ConfigError(f"PUBLIC_BASE_URL {settings.public_base_url} is public, so Nurture refuses to start "
+                          f"without: {'; '.join(problems)}.")
+    return settings
+
+
+def _oidc_configured() -> bool:
+    # Streamlit reads OIDC settings from its secrets file; core only needs to know it is there.
+    path = Path(".streamlit/secrets.toml")
+    return path.exists() and "[auth]" in path.read_text(encoding="utf-8")

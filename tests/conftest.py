@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from core.bootstrap import build_services
 from core.settings import Settings
-from tests.support import FrozenClock
+from tests.support import FrozenClock, TestClient
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # Every variable Settings reads; cleared so a developer's shell never leaks into a test.
@@ -111,8 +111,6 @@ def services(make_settings, clock):
 @pytest.fixture
 def client(services):
     """A TestClient on the intake API; the lifespan (and its writer thread) runs for the test."""
-    from fastapi.testclient import TestClient
-
     from core.api import create_app
 
     with TestClient(create_app(services)) as test_client:

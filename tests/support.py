@@ -2,6 +2,7 @@
 
 import itertools
 import threading
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -24,6 +25,12 @@ SEED_SIGNUPS = [
 ]
 
 _counter = itertools.count(1)
+
+# Starlette 1.x warns (at import) that its TestClient prefers httpx2; the locked environment ships
+# httpx, which still works. Only that one warning is silenced, and only around this import.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from fastapi.testclient import TestClient  # noqa: E402
 
 
 class FrozenClock:

@@ -103,6 +103,7 @@ async def christmas_signup(request: Request) -> JSONResponse:
         return _error(503, "the signup could not be stored right now; please retry")
     return JSONResponse(
         {"status": "accepted", "message": ACCEPTED_MESSAGE, "email": result.email,
-         "campaign": CHRISTMAS_2025.name, "segment": result.segment, "duplicate": result.duplicate},
+         "campaign": CHRISTMAS_2025.name, "segment": result.segment, "duplicate": result.duplicate,
+         "outcome": result.outcome.value},
         status_code=202,
     )

@@ -1,0 +1,56 @@
+"""Erasure (`python -m core forget EMAIL`): remove a person's data, keep a salted hash to refuse re-enrollment."""
+
+import hashlib
+import secrets
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from core import repo, switches
+from core.errors import NotFound
+from core.models import Contact, Erasure, Signup
+from core.statuses import EnrollmentStatus
+
+contact_t = Contact.__table__
+signup_t = Signup.__table__
+erasure_t = Erasure.__table__
+SALT_KEY = "erasure_salt"
+
+
+def erasure_salt(conn: sa.Connection, now: datetime) -> str:
+    """The installation's salt, created on first use and never changed (so old hashes keep matching)."""
+    salt = conn.scalar(sa.select(switches.setting_t.c.value).where(switches.setting_t.c.key == SALT_KEY))
+    if salt is None:
+        repo.insert_ignoring_conflicts(conn, switches.setting_t, [
+            {"key": SALT_KEY, "value": secrets.token_hex(16), "updated_at": now, "updated_by": "install"}])
+        salt = conn.scalar(sa.select(switches.setting_t.c.value).where(switches.setting_t.c.key == SALT_KEY))
+    return salt
+
+
+def email_hash(salt: str, email: str) -> str:
+    return hashlib.sha256(f"{salt}:{email.strip().lower()}".encode()).hexdigest()
+
+
+def erased_hashes(conn: sa.Connection, hashes: list[str]) -> set[str]:
+    if not hashes:
+        return set()
+    return set(conn.scalars(sa.select(erasure_t.c.email_hash).where(erasure_t.c.email_hash.in_(hashes))))
+
+
+def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str:
+    """Erase a contact's personal data and stop their sends; returns the stored hash."""
+    from core.controls import suppress_contact  # controls imports repo; keep the erasure module light
+
+    email = email.strip().lower()
+    contact_id = conn.scalar(sa.select(contact_t.c.id).where(contact_t.c.email == email))
+    if contact_id is None:
+        raise NotFound(f"no contact with the address {email}")
+    digest = email_hash(erasure_salt(conn, now), email)
+    suppress_contact(conn, contact_id, "erased", actor=actor, now=now)
+    conn.execute(contact_t.update().where(contact_t.c.id == contact_id).values(
+        email=f"erased-{digest[:16]}@erased.invalid", first_name=None, business_name=None, updated_at=now))
+    conn.execute(signup_t.update().where(signup_t.c.contact_id == contact_id).values(payload="{}"))
+    repo.insert_ignoring_conflicts(conn, erasure_t, [{"email_hash": digest, "erased_at": now, "erased_by": actor}])
+    repo.insert_events(conn, [repo.event_row(now, actor, "contact_erased", contact_id=contact_id,
+                                             detail={"status": EnrollmentStatus.CANCELLED.value})])
+    return digest

@@ -1,0 +1,646 @@
+"""The dispatcher on real SQLite and real PostgreSQL, with a FakeMailer and a frozen clock.
+
+Every invariant of DESIGN §4 that concerns sending is driven here through the real services:
+the order rule over simulated days, stops, retries, the circuit breaker, lease recovery,
+manual actions carried out by the worker, unsubscribe links and Resend's signed events.
+"""
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+from svix.webhooks import Webhook
+
+from core import claims, db, outcomes, switches
+from core.actions import ActionRunner, request_action
+from core.bootstrap import build_services
+from core.campaign import CHRISTMAS_2025, Timing
+from core.controls import unsubscribe_contact
+from core.dispatch import Dispatcher, DispatchPolicy
+from core.errors import AccountMailerError, PermanentMailerError, TransientMailerError
+from core.intake import enroll_now
+from core.models import Contact, Send
+from core.sequencing import planned_gap
+from core.testing import FakeMailer
+from core.unsubscribe import make_token, unsubscribe_url
+from tests.support import rows, signup_request, unique_email
+
+PRODUCTION_HOURS = [0, 24, 72, 120, 168, 216, 264]
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"nurture-test-webhook-secret-0123").decode()
+send_t, contact_t = Send.__table__, Contact.__table__
+with_webhook_secret = pytest.mark.parametrize(
+    "settings_overrides", [{"resend_webhook_secret": WEBHOOK_SECRET}], ids=["svix"])
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+@pytest.fixture
+def settings_overrides() -> dict:
+    return {}
+
+
+@pytest.fixture
+def mailer() -> FakeMailer:
+    return FakeMailer()
+
+
+@pytest.fixture
+def services(make_settings, clock, mailer, settings_overrides):
+    """Services on a migrated test database, sending through `mailer` and reading time from `clock`."""
+    built = build_services(make_settings(**settings_overrides), mailer=mailer, clock=clock, migrate=True)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture
+def dispatcher(services) -> Dispatcher:
+    return Dispatcher(services, "worker-a")
+
+
+def enroll(services, email: str | None = None, **fields):
+    [result] = enroll_now(services, [signup_request(email=email or unique_email(), **fields)])
+    return result
+
+
+def select(services, query) -> list[dict]:
+    """Rows of a typed query (aware datetimes on both backends), as dicts."""
+    with services.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def sends_of(services, enrollment_id: str) -> list[dict]:
+    return select(services, sa.select(send_t).where(send_t.c.enrollment_id == enrollment_id)
+                  .order_by(send_t.c.step, send_t.c.generation))
+
+
+def step_send(services, enrollment_id: str, step: int) -> dict:
+    return next(s for s in sends_of(services, enrollment_id) if s["step"] == step)
+
+
+def events_of(services, kind: str) -> list[dict]:
+    found = rows(services.engine, "SELECT * FROM event WHERE kind = :k ORDER BY id", k=kind)
+    return [{**e, "detail": json.loads(e["detail"]) if e["detail"] else None} for e in found]
+
+
+def contact_row(services, contact_id: str) -> dict:
+    [row] = select(services, sa.select(contact_t).where(contact_t.c.id == contact_id))
+    return row
+
+
+def enrollment_status(services, enrollment_id: str) -> str:
+    [row] = rows(services.engine, "SELECT status FROM enrollment WHERE id = :i", i=enrollment_id)
+    return row["status"]
+
+
+def steps_sent_to(mailer: FakeMailer, address: str) -> list[int]:
+    return [int(e.tags["step"]) for e in mailer.sent_to(address)]
+
+
+def run_for(dispatcher, clock, *, hours: float, every_hours: float = 1) -> list[int]:
+    """Tick the clock and dispatch at each tick, like the worker's interval job; returns emails per pass."""
+    handled = []
+    for _ in range(int(hours / every_hours)):
+        clock.advance(hours=every_hours)
+        handled.append(dispatcher.run_pass())
+    return handled
+
+
+def set_paused(services, paused: bool, reason: str | None = None) -> None:
+    with db.write_transaction(services.engine) as conn:
+        switches.set_paused(conn, paused, actor="marketer@example.com", now=services.clock(), reason=reason)
+
+
+def unsubscribe_path(email) -> str:
+    """The path of the one-click URL in an email's List-Unsubscribe header."""
+    return urlsplit(email.headers["List-Unsubscribe"].strip("<>")).path
+
+
+# ---------------------------------------------------------------- the sequence and the order rule
+
+def test_the_welcome_email_goes_at_once_and_nothing_else_with_it(services, dispatcher, mailer):
+    result = enroll(services, email="welcome@example.com")
+
+    assert dispatcher.run_pass() == 1
+    assert dispatcher.run_pass() == 0
+
+    assert steps_sent_to(mailer, "welcome@example.com") == [1]
+    first, *rest = sends_of(services, result.enrollment_id)
+    assert first["status"] == "sent" and first["sent_at"] == services.clock()
+    assert first["provider_id"] == mailer.sent[0].provider_id
+    assert first["idempotency_key"] == mailer.sent[0].idempotency_key
+    assert [s["status"] for s in rest] == ["scheduled"] * 6
+    assert [e["send_id"] for e in events_of(services, "send_sent")] == [first["id"]]
+
+
+def test_a_production_sequence_sends_seven_distinct_emails_once_each_in_order_over_eleven_days(
+        services, dispatcher, mailer, clock):
+    start = clock()
+    result = enroll(services, email="seven@example.com", first_name="Sam", business_name="Sam's Bakes",
+                    red_systems=1, orange_systems=0)
+    dispatcher.run_pass()
+
+    handled = run_for(dispatcher, clock, hours=12 * 24)
+
+    emails = mailer.sent_to("seven@example.com")
+    assert [int(e.tags["step"]) for e in emails] == [1, 2, 3, 4, 5, 6, 7]
+    assert max(handled) == 1, "never two emails in one pass for one contact"
+    sends = sends_of(services, result.enrollment_id)
+    assert [s["status"] for s in sends] == ["sent"] * 7
+    assert [s["sent_at"] - start for s in sends] == [timedelta(hours=h) for h in PRODUCTION_HOURS]
+    assert len({e.subject for e in emails}) == 7
+    url = unsubscribe_url(services.settings.public_base_url, services.secret_key, result.contact_id)
+    for step, email in enumerate(emails, start=1):
+        assert email.tags == {"campaign": "Christmas 2025", "step": str(step), "segment": "URGENT"}
+        assert email.headers["List-Unsubscribe"] == f"<{url}>"
+        assert email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert url in email.html and url in email.text
+        assert email.html.strip() and email.text.strip() and email.html != email.text
+    assert enrollment_status(services, result.enrollment_id) == "completed"
+
+
+def test_after_a_ten_day_outage_the_sequence_resumes_one_step_at_a_time_never_in_a_burst(
+        services, dispatcher, mailer, clock):
+    result = enroll(services, email="outage@example.com")
+    dispatcher.run_pass()
+    clock.advance(days=10)
+
+    sent_at_by_step, per_pass = {1: clock() - timedelta(days=10)}, []
+    for _ in range(6 * 12):
+        for _ in range(2):  # a second pass at the same instant must find nothing more for this contact
+            per_pass.append(dispatcher.run_pass())
+        for s in sends_of(services, result.enrollment_id):
+            if s["status"] == "sent":
+                sent_at_by_step.setdefault(s["step"], s["sent_at"])
+        clock.advance(hours=2)
+
+    assert steps_sent_to(mailer, "outage@example.com") == [1, 2, 3, 4, 5, 6, 7]
+    assert max(per_pass) == 1 and per_pass[1::2] == [0] * (len(per_pass) // 2)
+    for step in range(2, 8):
+        gap = sent_at_by_step[step] - sent_at_by_step[step - 1]
+        assert gap >= planned_gap(CHRISTMAS_2025, step, Timing.PRODUCTION) / 2, f"step {step} came {gap} after"
+    assert sent_at_by_step[7] - sent_at_by_step[2] >= timedelta(days=4), "the catch-up is spread over days"
+
+
+def test_a_global_pause_stops_every_send_and_resume_continues_one_step_at_a_time(
+        services, dispatcher, mailer, clock):
+    first = enroll(services)
+    dispatcher.run_pass()
+    set_paused(services, True, reason="checking the copy")
+    others = [enroll(services) for _ in range(2)]
+
+    assert run_for(dispatcher, clock, hours=5 * 24, every_hours=6) == [0] * 20
+    assert len(mailer.sent) == 1
+
+    set_paused(services, False)
+    assert dispatcher.run_pass() == 3
+    assert sorted(int(e.tags["step"]) for e in mailer.sent[1:]) == [1, 1, 2]
+    assert step_send(services, first.enrollment_id, 2)["status"] == "sent"
+    assert step_send(services, first.enrollment_id, 3)["status"] == "scheduled"
+    assert all(step_send(services, o.enrollment_id, 1)["status"] == "sent" for o in others)
+    assert dispatcher.run_pass() == 0
+    assert [e["detail"] for e in events_of(services, "sending_paused")] == [{"reason": "checking the copy"}]
+
+
+# ---------------------------------------------------------------- stops: unsubscribe
+
+def test_an_unsubscribe_through_controls_cancels_every_remaining_send(services, dispatcher, mailer, clock):
+    result = enroll(services, email="leaver@example.com")
+    dispatcher.run_pass()
+
+    with db.write_transaction(services.engine) as conn:
+        assert unsubscribe_contact(conn, result.contact_id, actor="marketer@example.com", now=clock())
+
+    run_for(dispatcher, clock, hours=12 * 24, every_hours=12)
+    assert steps_sent_to(mailer, "leaver@example.com") == [1]
+    assert [s["status"] for s in sends_of(services, result.enrollment_id)] == ["sent"] + ["cancelled"] * 6
+    assert enrollment_status(services, result.enrollment_id) == "unsubscribed"
+    [event] = events_of(services, "unsubscribed")
+    assert event["actor"] == "marketer@example.com" and event["detail"]["cancelled_sends"] == 6
+
+
+def test_a_post_to_the_emails_unsubscribe_link_stops_the_sequence_at_once(
+        services, dispatcher, mailer, clock, client):
+    result = enroll(services, email="oneclick@example.com")
+    dispatcher.run_pass()
+    [welcome] = mailer.sent_to("oneclick@example.com")
+
+    answer = client.post(unsubscribe_path(welcome), data={"List-Unsubscribe": "One-Click"})
+    again = client.post(unsubscribe_path(welcome), data={"List-Unsubscribe": "One-Click"})
+
+    assert answer.status_code == 200 and again.status_code == 200
+    assert "unsubscribed" in answer.text.lower() and "oneclick@example.com" not in answer.text
+    assert contact_row(services, result.contact_id)["unsubscribed_at"] == clock()
+    run_for(dispatcher, clock, hours=12 * 24, every_hours=12)
+    assert steps_sent_to(mailer, "oneclick@example.com") == [1]
+    assert {s["status"] for s in sends_of(services, result.enrollment_id)[1:]} == {"cancelled"}
+    [event] = events_of(services, "unsubscribed")
+    assert event["actor"] == "recipient" and event["detail"]["via"] == "unsubscribe link"
+
+
+def test_a_get_on_the_unsubscribe_link_only_asks_for_confirmation(services, dispatcher, mailer, clock, client):
+    result = enroll(services, email="scanner@example.com")
+    dispatcher.run_pass()
+    [welcome] = mailer.sent_to("scanner@example.com")
+
+    page = client.get(unsubscribe_path(welcome))
+
+    assert page.status_code == 200
+    assert 'method="post"' in page.text and "scanner@example.com" not in page.text
+    assert contact_row(services, result.contact_id)["unsubscribed_at"] is None
+    assert events_of(services, "unsubscribed") == []
+    run_for(dispatcher, clock, hours=24)
+    assert steps_sent_to(mailer, "scanner@example.com") == [1, 2]
+
+
+@pytest.mark.parametrize("forge", ["altered signature", "altered contact", "other key", "garbage", "unknown contact"])
+def test_a_forged_unsubscribe_token_is_refused_and_changes_nothing(services, dispatcher, client, forge):
+    result = enroll(services)
+    dispatcher.run_pass()
+    token = make_token(services.secret_key, result.contact_id)
+    contact_id, signature = token.split(".")
+    forged = {
+        "altered signature": f"{contact_id}.{signature[::-1]}",
+        "altered contact": f"{contact_id[::-1]}.{signature}",
+        "other key": make_token("not-the-servers-key", contact_id),
+        "garbage": "not-a-token",
+        "unknown contact": make_token(services.secret_key, uuid.uuid4().hex),
+    }[forge]
+    before = sends_of(services, result.enrollment_id)
+
+    answer = client.post(f"/unsubscribe/{forged}", data={"List-Unsubscribe": "One-Click"})
+
+    assert 400 <= answer.status_code < 500
+    assert contact_row(services, result.contact_id)["unsubscribed_at"] is None
+    assert sends_of(services, result.enrollment_id) == before
+    assert events_of(services, "unsubscribed") == []
+
+
+# ---------------------------------------------------------------- failures and retries
+
+def test_a_transient_failure_replays_the_same_batch_with_the_same_key_after_retry_after(
+        services, dispatcher, mailer, clock):
+    people = [enroll(services) for _ in range(2)]
+    mailer.fail_next(TransientMailerError("Resend 429 rate_limit_exceeded: slow down", retry_after=30, status=429))
+
+    assert dispatcher.run_pass() == 2
+    waiting = [step_send(services, p.enrollment_id, 1) for p in people]
+    assert {s["status"] for s in waiting} == {"sending"}
+    assert all("429" in s["last_error"] and s["attempts"] == 1 for s in waiting)
+    assert {s["lease_expires_at"] for s in waiting} == {clock() + timedelta(seconds=30)}
+    retries = events_of(services, "send_retry_scheduled")
+    assert len(retries) == 2 and {e["detail"]["retry_in_seconds"] for e in retries} == {30.0}
+
+    clock.advance(seconds=29)
+    assert dispatcher.run_pass() == 0 and len(mailer.calls) == 1
+    clock.advance(seconds=1)
+    assert dispatcher.run_pass() == 2
+
+    assert len(mailer.calls) == 2 and mailer.calls[0] == mailer.calls[1]
+    done = [step_send(services, p.enrollment_id, 1) for p in people]
+    assert [(s["status"], s["attempts"], s["last_error"]) for s in done] == [("sent", 2, None)] * 2
+    assert {s["idempotency_key"] for s in done} == {s["idempotency_key"] for s in waiting} == {mailer.calls[0][0]}
+    assert {s["batch_id"] for s in done} == {s["batch_id"] for s in waiting}
+    assert len(mailer.sent) == 2
+
+
+def test_without_retry_after_the_replay_waits_an_exponential_backoff(services, dispatcher, mailer, clock):
+    result = enroll(services)
+    mailer.fail_next(TransientMailerError("Resend unreachable"), TransientMailerError("Resend unreachable"))
+    start = clock()
+
+    dispatcher.run_pass()
+    assert step_send(services, result.enrollment_id, 1)["lease_expires_at"] == start + timedelta(seconds=5)
+    clock.advance(seconds=5)
+    dispatcher.run_pass()
+    assert step_send(services, result.enrollment_id, 1)["lease_expires_at"] == start + timedelta(seconds=15)
+    clock.advance(seconds=10)
+    dispatcher.run_pass()
+
+    assert step_send(services, result.enrollment_id, 1)["status"] == "sent"
+    assert len({key for key, _ in mailer.calls}) == 1 and len(mailer.calls) == 3
+
+
+def test_a_rejected_recipient_fails_only_its_own_send_visibly_and_its_sequence_moves_on(
+        services, dispatcher, mailer, clock):
+    message = "Invalid `to` field. The email address needs to follow the `email@example.com` format."
+    good, bad = enroll(services, email="good@example.com"), enroll(services, email="bad@example.com")
+    mailer.reject("bad@example.com", message)
+
+    assert dispatcher.run_pass() == 2
+
+    assert step_send(services, good.enrollment_id, 1)["status"] == "sent"
+    failed = step_send(services, bad.enrollment_id, 1)
+    assert failed["status"] == "failed" and failed["last_error"] == message and failed["attempts"] == 1
+    [event] = events_of(services, "send_failed")
+    assert event["send_id"] == failed["id"] and event["detail"]["error"] == message
+    released = step_send(services, bad.enrollment_id, 2)
+    assert released["ready"] and released["due_at"] == clock() + timedelta(hours=24)
+    run_for(dispatcher, clock, hours=24)
+    assert any(released["id"] in members for _, members in mailer.calls), "step 2 was attempted"
+
+
+def test_a_send_that_keeps_failing_transiently_is_given_up_as_failed_after_max_attempts(
+        services, mailer, clock):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(max_attempts=3))
+    result = enroll(services)
+    mailer.fail_next(*[TransientMailerError("Resend 503 application_error", status=503)] * 3)
+
+    for _ in range(5):
+        dispatcher.run_pass()
+        clock.advance(seconds=901)
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "failed" and send["attempts"] == 3
+    assert send["last_error"].startswith("gave up after 3 attempts: 503")
+    assert len(mailer.calls) == 3 and len(set(map(str, mailer.calls))) == 1
+    assert mailer.sent_to(contact_row(services, result.contact_id)["email"])[0:1] == [], "the failed step never went"
+    assert step_send(services, result.enrollment_id, 2)["ready"]
+
+
+def test_three_account_errors_in_a_row_open_the_circuit_breaker_and_health_says_so(
+        services, mailer, client):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(batch_size=1))
+    people = [enroll(services) for _ in range(4)]
+    mailer.fail_next(*[AccountMailerError("Resend 401 validation_error: API key is invalid", status=401)] * 3)
+
+    assert dispatcher.run_pass() == 3
+
+    statuses = sorted(step_send(services, p.enrollment_id, 1)["status"] for p in people)
+    assert statuses == ["failed", "failed", "failed", "scheduled"]
+    health = client.get("/health").json()
+    assert health["sending_paused"] is True and health["circuit_breaker_open"] is True
+    assert health["pause_reason"].startswith("circuit breaker: 3 consecutive provider account errors")
+    assert "API key is invalid" in health["pause_reason"]
+    [paused] = events_of(services, "sending_paused")
+    assert paused["actor"] == "worker-a"
+    assert dispatcher.run_pass() == 0 and len(mailer.calls) == 3
+
+    set_paused(services, False)
+    assert dispatcher.run_pass() == 1
+    assert client.get("/health").json()["circuit_breaker_open"] is False
+
+
+def test_account_errors_separated_by_a_success_do_not_open_the_breaker(services, mailer, client):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(batch_size=1))
+    error = AccountMailerError("Resend 403 validation_error: domain not verified", status=403)
+    for outcome in ([error, error], [], [error, error]):
+        mailer.fail_next(*outcome)
+        for _ in range(max(1, len(outcome))):
+            enroll(services)
+        dispatcher.run_pass()
+
+    assert len(mailer.sent) == 1
+    assert client.get("/health").json()["sending_paused"] is False
+
+
+# ---------------------------------------------------------------- lease recovery
+
+@pytest.mark.parametrize("provider_reached", [True, False], ids=["killed-after-provider", "killed-before-provider"])
+def test_a_worker_killed_mid_batch_leaves_a_lease_that_another_worker_replays_exactly_once(
+        services, mailer, clock, provider_reached):
+    people = [enroll(services) for _ in range(3)]
+    lease = DispatchPolicy().lease
+    with db.write_transaction(services.engine) as conn:
+        batch = claims.claim_due(conn, "doomed-worker", clock(), lease, 100)
+    if provider_reached:  # the doomed worker's call got through, then it died before recording anything
+        mailer.send([services.composer.compose(m) for m in batch.members], batch.idempotency_key)
+    rescuer = Dispatcher(services, "rescuer")
+
+    assert rescuer.run_pass() == 0, "a live lease is left alone"
+    clock.advance(seconds=lease.total_seconds() + 1)
+    assert rescuer.run_pass() == 3
+
+    assert {key for key, _ in mailer.calls} == {batch.idempotency_key}
+    assert len({tuple(members) for _, members in mailer.calls}) == 1
+    assert sorted(r.email.to for r in mailer.sent) == sorted(contact_row(services, p.contact_id)["email"]
+                                                             for p in people)
+    done = [step_send(services, p.enrollment_id, 1) for p in people]
+    assert {(s["status"], s["lease_owner"], s["attempts"]) for s in done} == {("sent", None, 2)}
+    assert sorted(s["provider_id"] for s in done) == sorted(r.provider_id for r in mailer.sent)
+    with db.write_transaction(services.engine) as conn:  # the doomed worker's late word no longer counts
+        assert not outcomes.mark_sent(conn, done[0]["id"], "late-id", "doomed-worker", clock())
+
+
+# ---------------------------------------------------------------- manual actions, carried out by the worker
+
+def act(services, kind: str, payload: dict) -> dict:
+    """Request an action as the dashboard does, let the worker carry it out, and return its row."""
+    with db.write_transaction(services.engine) as conn:
+        action_id = request_action(conn, kind, payload, requested_by="marketer@example.com", now=services.clock())
+    assert ActionRunner(services, "worker-a").run_pending() >= 1
+    [row] = rows(services.engine, "SELECT * FROM action WHERE id = :i", i=action_id)
+    assert [e["actor"] for e in events_of(services, f"requested_{kind}")][-1] == "marketer@example.com"
+    return row
+
+
+def test_resend_step_queues_a_new_generation_that_is_sent_again_under_its_own_key(
+        services, dispatcher, mailer):
+    result = enroll(services, email="again@example.com")
+    dispatcher.run_pass()
+
+    action = act(services, "resend_step", {"enrollment_id": result.enrollment_id, "contact_id": result.contact_id,
+                                           "step": 1})
+    assert action["status"] == "done" and action["result"].startswith("queued send")
+    assert dispatcher.run_pass() == 1
+
+    generations = [s for s in sends_of(services, result.enrollment_id) if s["step"] == 1]
+    assert [(s["generation"], s["status"]) for s in generations] == [(1, "sent"), (2, "sent")]
+    assert generations[0]["idempotency_key"] != generations[1]["idempotency_key"]
+    assert steps_sent_to(mailer, "again@example.com") == [1, 1]
+    [event] = events_of(services, "step_resend_requested")
+    assert event["send_id"] == generations[1]["id"] and event["detail"] == {"step": 1, "generation": 2}
+
+
+def test_skip_step_skips_it_and_the_sequence_goes_on_to_the_next_step(services, dispatcher, mailer, clock):
+    result = enroll(services, email="skipper@example.com")
+    dispatcher.run_pass()
+
+    action = act(services, "skip_step", {"enrollment_id": result.enrollment_id, "step": 2})
+    run_for(dispatcher, clock, hours=72, every_hours=6)
+
+    assert action["status"] == "done" and action["result"] == "skipped"
+    assert step_send(services, result.enrollment_id, 2)["status"] == "skipped"
+    assert steps_sent_to(mailer, "skipper@example.com") == [1, 3]
+    assert [e["detail"] for e in events_of(services, "step_skipped")] == [{"step": 2}]
+
+
+def test_cancel_sequence_cancels_every_pending_send(services, dispatcher, mailer, clock):
+    result = enroll(services, email="cancelled@example.com")
+    dispatcher.run_pass()
+
+    action = act(services, "cancel_sequence", {"enrollment_id": result.enrollment_id})
+    run_for(dispatcher, clock, hours=12 * 24, every_hours=12)
+
+    assert action["status"] == "done" and action["result"] == "cancelled 6 sends"
+    assert [s["status"] for s in sends_of(services, result.enrollment_id)] == ["sent"] + ["cancelled"] * 6
+    assert enrollment_status(services, result.enrollment_id) == "cancelled"
+    assert steps_sent_to(mailer, "cancelled@example.com") == [1]
+    assert events_of(services, "sequence_cancelled")[0]["detail"] == {"cancelled_sends": 6}
+
+
+def test_retry_send_requeues_a_failed_send_which_then_goes_under_a_fresh_key(services, dispatcher, mailer):
+    result = enroll(services, email="retry@example.com")
+    mailer.fail_next(PermanentMailerError("Resend 422 validation_error: temporarily refused", status=422))
+    dispatcher.run_pass()
+    failed = step_send(services, result.enrollment_id, 1)
+    assert failed["status"] == "failed" and "422" in failed["last_error"]
+
+    action = act(services, "retry_send", {"send_id": failed["id"], "contact_id": result.contact_id})
+    requeued = step_send(services, result.enrollment_id, 1)
+    assert action["status"] == "done" and action["result"] == "queued again"
+    assert (requeued["status"], requeued["attempts"], requeued["batch_id"]) == ("scheduled", 0, None)
+    assert dispatcher.run_pass() == 1
+
+    sent = step_send(services, result.enrollment_id, 1)
+    assert sent["status"] == "sent" and sent["idempotency_key"] != failed["idempotency_key"]
+    assert steps_sent_to(mailer, "retry@example.com") == [1]
+    assert [e["send_id"] for e in events_of(services, "send_retry_requested")] == [failed["id"]]
+
+
+def test_send_test_mails_one_rendered_step_to_the_marketer_without_touching_any_sequence(services, mailer):
+    action = act(services, "send_test", {"step": 3, "segment": "CRITICAL", "to": "marketer@example.com",
+                                         "request_id": "req-1"})
+
+    assert action["status"] == "done" and action["result"].startswith("sent step 3 (CRITICAL) to marketer@example.com")
+    [email] = mailer.sent_to("marketer@example.com")
+    assert email.subject.startswith("[TEST] ") and email.tags["step"] == "3" and email.tags["segment"] == "CRITICAL"
+    assert mailer.calls[0][0] == "nurture-test-req-1"
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM send") == [{"n": 0}]
+
+
+def test_check_connection_records_what_the_mailer_answered(services):
+    action = act(services, "check_connection", {})
+    assert action["status"] == "done" and action["result"] == "fake: fake mailer: always reachable"
+
+
+def test_an_action_on_a_missing_enrollment_fails_visibly(services):
+    action = act(services, "cancel_sequence", {"enrollment_id": "no-such-enrollment"})
+    assert action["status"] == "failed" and "no-such-enrollment" in action["result"]
+    [event] = events_of(services, "cancel_sequence_failed")
+    assert "no-such-enrollment" in event["detail"]["error"]
+
+
+# ---------------------------------------------------------------- Resend's signed events
+
+def signed(event: dict, *, msg_id: str | None = None, at: datetime | None = None,
+           secret: str = WEBHOOK_SECRET) -> dict:
+    """A webhook request as Resend (through Svix) would send it."""
+    body = json.dumps(event)
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    at = at or datetime.now(UTC)
+    headers = {"svix-id": msg_id, "svix-timestamp": str(int(at.timestamp())),
+               "svix-signature": Webhook(secret).sign(msg_id, at, body), "content-type": "application/json"}
+    return {"content": body.encode(), "headers": headers}
+
+
+def resend_event(kind: str, provider_id: str, **data) -> dict:
+    return {"type": f"email.{kind}", "created_at": "2025-12-01T09:00:05.000Z",
+            "data": {"email_id": provider_id, "to": ["someone@example.com"], "subject": "Hello", **data}}
+
+
+@pytest.fixture
+def sent_welcome(services, dispatcher):
+    """An enrollment whose welcome email has gone: (result, step-1 send row)."""
+    result = enroll(services, email="events@example.com")
+    dispatcher.run_pass()
+    return result, step_send(services, result.enrollment_id, 1)
+
+
+@with_webhook_secret
+def test_delivered_opened_and_clicked_events_are_recorded_on_the_send(services, client, sent_welcome, clock):
+    result, send = sent_welcome
+    for kind, extra in (("delivered", {}), ("opened", {}),
+                        ("clicked", {"click": {"link": "https://example.com/book", "userAgent": "x"}})):
+        answer = client.post("/webhook/resend", **signed(resend_event(kind, send["provider_id"], **extra)))
+        assert answer.status_code == 200 and answer.json()["result"] == "recorded"
+
+    row = step_send(services, result.enrollment_id, 1)
+    assert row["delivered_at"] == row["opened_at"] == row["clicked_at"] == clock()
+    assert [e["send_id"] for e in events_of(services, "email_clicked")] == [send["id"]]
+    assert events_of(services, "email_clicked")[0]["detail"]["link"] == "https://example.com/book"
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": 3}]
+
+
+@with_webhook_secret
+def test_a_repeated_svix_id_is_recorded_once(services, client, sent_welcome):
+    _, send = sent_welcome
+    request = signed(resend_event("opened", send["provider_id"]), msg_id="msg_repeated")
+
+    first = client.post("/webhook/resend", **request)
+    second = client.post("/webhook/resend", **request)
+
+    assert first.json()["result"] == "recorded" and second.status_code == 200
+    assert second.json()["result"] == "duplicate"
+    assert len(events_of(services, "email_opened")) == 1
+
+
+@with_webhook_secret
+@pytest.mark.parametrize("tamper", ["other secret", "altered body", "no signature"])
+def test_a_badly_signed_event_is_refused_with_400_and_not_recorded(services, client, sent_welcome, tamper):
+    result, send = sent_welcome
+    event = resend_event("bounced", send["provider_id"], bounce={"type": "Permanent", "message": "x"})
+    other = "whsec_" + base64.b64encode(b"someone-elses-secret-0123456789ab").decode()
+    request = signed(event, secret=other if tamper == "other secret" else WEBHOOK_SECRET)
+    if tamper == "altered body":
+        request["content"] = request["content"].replace(b"bounced", b"opened")
+    if tamper == "no signature":
+        del request["headers"]["svix-signature"]
+
+    assert client.post("/webhook/resend", **request).status_code == 400
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": 0}]
+    assert contact_row(services, result.contact_id)["suppressed_at"] is None
+
+
+@with_webhook_secret
+def test_an_event_signed_more_than_five_minutes_ago_is_refused(services, client, sent_welcome):
+    _, send = sent_welcome
+    stale = signed(resend_event("delivered", send["provider_id"]), at=datetime.now(UTC) - timedelta(minutes=6))
+
+    assert client.post("/webhook/resend", **stale).status_code == 400
+    assert step_send(services, sent_welcome[0].enrollment_id, 1)["delivered_at"] is None
+
+
+@with_webhook_secret
+@pytest.mark.parametrize("kind, extra, reason", [
+    ("bounced", {"bounce": {"type": "Permanent", "subType": "General", "message": "mailbox does not exist"}},
+     "bounced"),
+    ("complained", {}, "complained"),
+])
+def test_a_hard_bounce_or_complaint_suppresses_the_contact_and_cancels_the_rest(
+        services, client, sent_welcome, dispatcher, mailer, clock, kind, extra, reason):
+    result, send = sent_welcome
+
+    answer = client.post("/webhook/resend", **signed(resend_event(kind, send["provider_id"], **extra)))
+
+    assert answer.status_code == 200
+    contact = contact_row(services, result.contact_id)
+    assert contact["suppressed_at"] == clock() and contact["suppressed_reason"] == reason
+    assert {s["status"] for s in sends_of(services, result.enrollment_id)[1:]} == {"cancelled"}
+    assert enrollment_status(services, result.enrollment_id) == "bounced"
+    assert events_of(services, f"suppressed_{reason}")[0]["detail"]["cancelled_sends"] == 6
+    run_for(dispatcher, clock, hours=12 * 24, every_hours=12)
+    assert steps_sent_to(mailer, "events@example.com") == [1]
+
+
+@with_webhook_secret
+def test_a_soft_bounce_is_recorded_but_does_not_suppress(services, client, sent_welcome):
+    result, send = sent_welcome
+    event = resend_event("bounced", send["provider_id"], bounce={"type": "Transient", "message": "mailbox full"})
+
+    assert client.post("/webhook/resend", **signed(event)).status_code == 200
+    assert contact_row(services, result.contact_id)["suppressed_at"] is None
+    assert step_send(services, result.enrollment_id, 1)["bounced_at"] is not None
+    assert step_send(services, result.enrollment_id, 2)["status"] == "scheduled"
+
+
+def test_without_a_webhook_secret_the_resend_endpoint_answers_404(services, client, sent_welcome):
+    _, send = sent_welcome
+    answer = client.post("/webhook/resend", **signed(resend_event("delivered", send["provider_id"])))
+    assert answer.status_code == 404
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": 0}]
