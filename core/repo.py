@@ -22,11 +22,18 @@ STARTED = ("sending", "sent")
 
 
 def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> int:
-    """INSERT … ON CONFLICT DO NOTHING on either backend (executemany); returns rows inserted."""
+    """INSERT … ON CONFLICT DO NOTHING on either backend; returns how many rows went in.
+
+    Several rows go as one executemany; one row goes alone, because drivers report an exact
+    rowcount only for a single statement, and callers of one row want to know if it won.
+    """
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount
+    statement = dialect.insert(table).on_conflict_do_nothing()
+    if len(rows) == 1:
+        return conn.execute(statement.values(**rows[0])).rowcount
+    return conn.execute(statement, rows).rowcount
 
 
 def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:

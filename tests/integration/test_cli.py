@@ -1,0 +1,157 @@
+"""`python -m core …` run as a real subprocess against the test database."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from core import db, switches
+from core.intake import enroll_now
+from core.models import Contact, Send
+from core.queries import EXPORT_COLUMNS
+from core.settings import Settings
+from tests.support import SEED_SIGNUPS, rows, signup_request
+
+ROOT = Path(__file__).resolve().parents[2]
+contact_t, send_t = Contact.__table__, Send.__table__
+STATS_KEYS = {"contacts", "enrollments", "segments", "sends", "unsubscribed", "suppressed"}
+SEND_STATUSES = ["scheduled", "sending", "sent", "failed", "cancelled", "skipped"]
+
+
+def cli_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The parent's environment without any Nurture variable, plus the test database."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env.update(DATABASE_URL=database_url, DATA_DIR=str(data_dir), **extra)
+    return env
+
+
+def run_cli(*args: str, database_url: str, data_dir: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=cli_env(database_url, data_dir, **extra_env),
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def cli(services, tmp_path):
+    """Run the CLI on the same database as `services`."""
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
+        return run_cli(*args, database_url=services.settings.database_url, data_dir=tmp_path, **extra_env)
+
+    return run
+
+
+def seed_contacts(services) -> list:
+    return enroll_now(services, [signup_request(**body) for body, _ in SEED_SIGNUPS])
+
+
+def test_stats_json_prints_exactly_the_designed_document(cli, services, clock):
+    critical, urgent, optimize = seed_contacts(services)
+    now = clock()
+    with db.write_transaction(services.engine) as conn:
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == critical.enrollment_id, send_t.c.step == 1)
+                     .values(status="sent", sent_at=now, finished_at=now))
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == critical.enrollment_id, send_t.c.step == 2)
+                     .values(status="failed", last_error="422 invalid address", finished_at=now))
+        conn.execute(contact_t.update().where(contact_t.c.id == urgent.contact_id).values(unsubscribed_at=now))
+        # Unsubscribed and then bounced: counted once, as suppressed.
+        conn.execute(contact_t.update().where(contact_t.c.id == optimize.contact_id)
+                     .values(unsubscribed_at=now, suppressed_at=now, suppressed_reason="bounce"))
+
+    result = cli("stats", "--json")
+
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == STATS_KEYS
+    assert list(data["sends"]) == SEND_STATUSES
+    assert data == {
+        "contacts": 3, "enrollments": 3, "segments": {"CRITICAL": 1, "URGENT": 1, "OPTIMIZE": 1},
+        "sends": {"scheduled": 19, "sending": 0, "sent": 1, "failed": 1, "cancelled": 0, "skipped": 0},
+        "unsubscribed": 1, "suppressed": 1,
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_stats_on_a_brand_new_database_reports_zero_everywhere(database_url, tmp_path):
+    result = run_cli("stats", "--json", database_url=database_url, data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "contacts": 0, "enrollments": 0, "segments": {"CRITICAL": 0, "URGENT": 0, "OPTIMIZE": 0},
+        "sends": dict.fromkeys(SEND_STATUSES, 0), "unsubscribed": 0, "suppressed": 0,
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_pause_and_resume_flip_the_sending_switch_and_leave_an_audit_trail(cli, services):
+    paused = cli("pause", "--reason", "checking the copy")
+    with db.read_transaction(services.engine) as conn:
+        after_pause = switches.read(conn)
+    resumed = cli("resume")
+    with db.read_transaction(services.engine) as conn:
+        after_resume = switches.read(conn)
+
+    assert paused.returncode == resumed.returncode == 0, paused.stderr + resumed.stderr
+    assert after_pause.paused is True and after_pause.pause_reason == "checking the copy"
+    assert after_resume.paused is False
+    events = rows(services.engine, "SELECT kind, actor, detail FROM event "
+                                   "WHERE kind IN ('sending_paused', 'sending_resumed') ORDER BY id")
+    assert [(e["kind"], e["actor"]) for e in events] == [("sending_paused", "cli"), ("sending_resumed", "cli")]
+    assert "checking the copy" in events[0]["detail"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_writes_a_csv_with_one_row_per_contact_and_every_step(cli, services, tmp_path):
+    critical, _, _ = seed_contacts(services)
+    enroll_now(services, [signup_request(email="zoe@example.com", first_name="Zoë", business_name="渡辺 さくら")])
+    now = services.clock()
+    with db.write_transaction(services.engine) as conn:
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == critical.enrollment_id, send_t.c.step == 1)
+                     .values(status="sent", sent_at=now, finished_at=now))
+    target = tmp_path / "contacts.csv"
+
+    result = cli("export", "--output", str(target))
+
+    assert result.returncode == 0, result.stderr
+    with open(target, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header, exported = reader.fieldnames, list(reader)
+    assert header == EXPORT_COLUMNS
+    assert {f"step_{n}" for n in range(1, 8)} <= set(header)
+    assert sorted(r["email"] for r in exported) == sorted([body["email"] for body, _ in SEED_SIGNUPS] + ["zoe@example.com"])
+    by_email = {r["email"]: r for r in exported}
+    first = by_email["critical@example.com"]
+    assert first["segment"] == "CRITICAL" and first["first_name"] == "Casey"
+    assert [first[f"step_{n}"] for n in range(1, 8)] == ["sent"] + ["scheduled"] * 6
+    assert by_email["optimize@example.com"]["segment"] == "OPTIMIZE"
+    assert (by_email["zoe@example.com"]["first_name"], by_email["zoe@example.com"]["business_name"]) == (
+        "Zoë", "渡辺 さくら")
+
+
+def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
+    first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
+    second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout == second.stdout
+    engine = db.create_db_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+            tables = set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    assert len(versions) == 1 and versions[0] in first.stdout
+    assert {"contact", "signup", "enrollment", "send", "event", "setting"} <= tables
+
+
+def test_a_bad_database_url_exits_2_with_one_line_naming_it_and_no_traceback(tmp_path):
+    result = run_cli("stats", "--json", database_url="mysql://admin:hunter2@db.example.com/nurture", data_dir=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "DATABASE_URL" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr

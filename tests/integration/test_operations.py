@@ -1,0 +1,168 @@
+"""Operations: migrations, erasure, CSV import, backup, metrics, singleton leases, production refusal."""
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import SQLModel
+
+from core import backup, csv_import, db, erasure, queries, singleton
+from core.dispatch import Dispatcher
+from core.enrollments import SignupRequest
+from core.errors import ConfigError, NotFound
+from core.intake import enroll_now
+from core.settings import load_settings
+from core.signups import parse_signup
+from core.statuses import SignupOutcome
+
+
+def _enroll(services, email, **fields):
+    return enroll_now(services, [SignupRequest(parse_signup({"email": email, **fields}))])[0]
+
+
+def test_the_migrated_schema_matches_the_models_exactly(services):
+    with services.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+
+
+def test_upgrading_twice_changes_nothing(services):
+    db.upgrade(services.engine)
+    assert db.current_revision(services.engine) is not None
+
+
+def test_a_forgotten_person_is_erased_and_refused_when_they_sign_up_again(services):
+    first = _enroll(services, "gone@example.com", first_name="Greta", business_name="Gone Ltd", red_systems=2)
+    with db.write_transaction(services.engine) as conn:
+        erasure.forget(conn, "Gone@Example.com", actor="cli", now=services.clock())
+    with db.read_transaction(services.engine) as conn:
+        contact = conn.execute(sa.text("SELECT email, first_name, business_name, suppressed_reason FROM contact")).one()
+        payloads = conn.execute(sa.text("SELECT payload FROM signup")).scalars().all()
+        pending = conn.execute(sa.text("SELECT count(*) FROM send WHERE status = 'scheduled'")).scalar()
+        stats = queries.stats(conn)
+    assert "gone" not in contact.email and contact.first_name is None and contact.business_name is None
+    assert contact.suppressed_reason == "erased"
+    assert payloads == ["{}"]
+    assert pending == 0
+    assert stats["suppressed"] == 1 and stats["unsubscribed"] == 0
+
+    again = _enroll(services, "gone@example.com", red_systems=2)
+    assert again.outcome is SignupOutcome.REFUSED and again.duplicate
+    with db.read_transaction(services.engine) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM contact")).scalar() == 1
+        refusals = conn.execute(sa.text("SELECT detail FROM event WHERE kind = 'signup_refused_erased'")).scalars().all()
+    assert len(refusals) == 1 and "gone@example.com" not in refusals[0]
+    assert first.contact_id
+
+
+def test_forgetting_an_unknown_address_says_so(services):
+    with db.write_transaction(services.engine) as conn, pytest.raises(NotFound):
+        erasure.forget(conn, "nobody@example.com", actor="cli", now=services.clock())
+
+
+def test_a_csv_import_reports_rejects_by_line_and_a_rerun_changes_nothing(services, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text("email,first_name,red_systems\n"
+                    "ann@example.com,Ann,2\n"
+                    "not-an-email,Bob,1\n"
+                    "cat@example.com,Cat,77\n"
+                    "dan@example.com,Dan,0\n"
+                    "ANN@example.com,Ann again,1\n", encoding="utf-8")
+    plan = csv_import.plan_import(services, path.read_text(encoding="utf-8").splitlines(keepends=True))
+    assert [line for line, _ in plan.rejects] == [3, 4, 6]
+    assert "email" in plan.rejects[0][1] and "red_systems" in plan.rejects[1][1]
+    assert [s.email for _, s in plan.new] == ["ann@example.com", "dan@example.com"]
+    assert csv_import.apply_import(services, plan) == 2
+
+    rerun = csv_import.plan_import(services, path.read_text(encoding="utf-8").splitlines(keepends=True))
+    assert rerun.new == [] and [email for _, email in rerun.known] == ["ann@example.com", "dan@example.com"]
+    with db.read_transaction(services.engine) as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM signup")).scalar()
+    assert csv_import.apply_import(services, rerun) == 0
+    with db.read_transaction(services.engine) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM signup")).scalar() == before
+        assert queries.stats(conn)["enrollments"] == 2
+
+
+def test_metrics_parse_with_the_prometheus_parser_and_count_what_happened(services, client):
+    for i in range(3):
+        client.post("/webhook/christmas-signup", json={"email": f"m{i}@example.com", "red_systems": 2})
+    Dispatcher(services, "w1").run_pass()
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    enrollments = {s.labels["segment"]: s.value for s in families["nurture_enrollments"].samples}
+    sends = {s.labels["status"]: s.value for s in families["nurture_sends"].samples}
+    assert enrollments == {"CRITICAL": 3.0}
+    assert sends["sent"] == 3.0 and sends["scheduled"] == 18.0
+    assert "nurture_dispatch_lateness_seconds" in families
+    assert "nurture_provider_call_seconds" in families
+    assert families["nurture_queue_depth"].samples[0].value == 0.0
+
+
+def test_only_one_worker_holds_a_singleton_lease_under_contention(services):
+    winners, barrier = [], threading.Barrier(8)
+
+    def contend(owner):
+        barrier.wait()
+        with db.write_transaction(services.engine) as conn:
+            if singleton.try_acquire(conn, "notion_sync", owner, services.clock(), timedelta(seconds=60)):
+                winners.append(owner)
+
+    threads = [threading.Thread(target=contend, args=(f"w{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1
+
+
+def test_a_singleton_lease_passes_on_only_after_it_expires(services, clock):
+    ttl = timedelta(seconds=60)
+    with db.write_transaction(services.engine) as conn:
+        assert singleton.try_acquire(conn, "alerts", "w1", clock(), ttl)
+        assert not singleton.try_acquire(conn, "alerts", "w2", clock(), ttl)
+        assert singleton.try_acquire(conn, "alerts", "w1", clock(), ttl)  # the holder renews
+    clock.advance(seconds=61)
+    with db.write_transaction(services.engine) as conn:
+        assert singleton.try_acquire(conn, "alerts", "w2", clock(), ttl)
+        assert not singleton.try_acquire(conn, "alerts", "w1", clock(), ttl)
+
+
+def test_a_public_deployment_refuses_to_start_without_its_safeguards(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_env_file=None, public_base_url="https://nurture.acme.co.uk", secret_key="changethis")
+    message = str(refused.value)
+    for missing in ("SECRET_KEY", "WEBHOOK_SECRET", "dashboard authentication", "RESEND_FROM_EMAIL"):
+        assert missing in message
+    assert "changethis" not in message and message.count("\n") == 0
+
+
+def test_a_public_deployment_with_every_safeguard_starts(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(_env_file=None, public_base_url="https://nurture.acme.co.uk",
+                             secret_key="k" * 32, webhook_secret="w" * 24, dashboard_password="a long passphrase",
+                             resend_from_email="Acme <hello@acme.co.uk>")
+    assert settings.is_production
+
+
+def test_a_local_deployment_needs_none_of_the_production_safeguards(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert not load_settings(_env_file=None).is_production
+
+
+def test_a_sqlite_backup_is_a_readable_copy(services, tmp_path, backend):
+    if backend != "sqlite":
+        command = backup.pg_dump_command(services.settings.database_url, services.clock())
+        assert command.startswith("pg_dump ") and "--format=custom" in command
+        return
+    _enroll(services, "kept@example.com")
+    target = backup.backup_sqlite(services.settings.database_url, tmp_path / "backups", services.clock())
+    copy = sa.create_engine(f"sqlite:///{target}")
+    with copy.connect() as conn:
+        assert conn.execute(sa.text("SELECT email FROM contact")).scalars().all() == ["kept@example.com"]
+    copy.dispose()
+    assert Path(target).stat().st_size > 0
