@@ -24,15 +24,16 @@ STARTED = ("sending", "sent")
 def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> int:
     """INSERT … ON CONFLICT DO NOTHING on either backend; returns how many rows went in.
 
-    Several rows go as one executemany; one row goes alone, because drivers report an exact
-    rowcount only for a single statement, and callers of one row want to know if it won.
+    Several rows go as one executemany (count not guaranteed: drivers differ); one row goes
+    alone with RETURNING, so a caller learns exactly whether it won.
     """
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table).on_conflict_do_nothing()
     if len(rows) == 1:
-        return conn.execute(statement.values(**rows[0])).rowcount
+        key = next(iter(table.primary_key.columns))
+        return len(conn.execute(statement.values(**rows[0]).returning(key)).all())
     return conn.execute(statement, rows).rowcount
 
 
