@@ -46,19 +46,32 @@ class ClaimedBatch:
     members: list[ClaimedSend]
 
 
+def work_waiting(conn: sa.Connection, now: datetime) -> bool:
+    """A cheap read: is any send due, or any lease expired? Idle passes then take no write lock."""
+    due = sa.select(send_t.c.id).where(
+        send_t.c.status == SendStatus.SCHEDULED, send_t.c.ready.is_(True), send_t.c.due_at <= now).limit(1)
+    expired = sa.select(send_t.c.id).where(
+        send_t.c.status == SendStatus.SENDING, send_t.c.lease_expires_at <= now).limit(1)
+    return conn.scalar(due) is not None or conn.scalar(expired) is not None
+
+
 def _lease(worker_id: str, now: datetime, lease: timedelta) -> dict:
     return {"lease_owner": worker_id, "lease_expires_at": now + lease, "updated_at": now}
 
 
 def reclaim_expired(conn: sa.Connection, worker_id: str, now: datetime, lease: timedelta) -> ClaimedBatch | None:
     """Take over one batch whose lease ran out (killed worker, or a backoff that is over)."""
-    probe = (
+    candidates = (
         sa.select(send_t.c.batch_id)
         .where(send_t.c.status == SendStatus.SENDING, send_t.c.lease_expires_at <= now)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+        .limit(10)
     )
-    batch_id = conn.scalar(probe)
+    # Lock the batch row, not its members: two workers probing members of one batch could
+    # each lock a different member and then deadlock updating the rest.
+    batch_id = conn.scalar(
+        sa.select(batch_t.c.id).where(batch_t.c.id.in_(candidates.scalar_subquery()))
+        .limit(1).with_for_update(skip_locked=True)
+    )
     if batch_id is None:
         return None
     taken = conn.execute(

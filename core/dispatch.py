@@ -51,8 +51,11 @@ class Dispatcher:
 
     def _claim(self) -> ClaimedBatch | None:
         now = self.services.clock()
+        with db.read_transaction(self.services.engine) as conn:
+            if switches.read(conn).paused or not claims.work_waiting(conn, now):
+                return None
         with db.write_transaction(self.services.engine) as conn:
-            if switches.read(conn).paused:
+            if switches.read(conn).paused:  # a pause that landed since the read still wins
                 return None
             return (claims.reclaim_expired(conn, self.worker_id, now, self.policy.lease)
                     or claims.claim_due(conn, self.worker_id, now, self.policy.lease, self.policy.batch_size))

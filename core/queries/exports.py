@@ -1,17 +1,15 @@
-"""The read model: aggregates for the CLI, /health and the dashboard. SQL aggregates; nothing is loaded whole."""
+"""`stats --json` and the CSV export: aggregates in SQL, contacts streamed in keyset pages."""
 
 from collections.abc import Iterator
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from core.campaign import CHRISTMAS_2025, Segment
-from core.models import Contact, Enrollment, Send
+from core.campaign import Segment
+from core.queries.contacts import ContactFilter, filter_clauses
+from core.queries.steps import latest_by_enrollment, sends_of
+from core.queries.tables import STEP_NUMBERS, contact_t, enrollment_join, enrollment_t, send_t
 from core.status import SEND_STATUSES
-
-contact_t = Contact.__table__
-enrollment_t = Enrollment.__table__
-send_t = Send.__table__
 
 
 def stats(conn: sa.Connection) -> dict:
@@ -35,52 +33,41 @@ def stats(conn: sa.Connection) -> dict:
     }
 
 
-def _latest_step_status():
-    """Each (enrollment, step)'s newest generation, as a subquery."""
-    ranked = sa.select(
-        send_t.c.enrollment_id, send_t.c.step, send_t.c.status,
-        sa.func.row_number().over(
-            partition_by=(send_t.c.enrollment_id, send_t.c.step), order_by=send_t.c.generation.desc()
-        ).label("rank"),
-    ).subquery()
-    return sa.select(ranked.c.enrollment_id, ranked.c.step, ranked.c.status).where(ranked.c.rank == 1).subquery()
-
-
 EXPORT_COLUMNS = [
     "email", "first_name", "business_name", "is_test", "segment", "enrollment_status", "enrolled_at",
-    "unsubscribed_at", "suppressed_at", *[f"step_{n}" for n in CHRISTMAS_2025.step_numbers],
+    "unsubscribed_at", "suppressed_at", *[f"step_{n}" for n in STEP_NUMBERS],
 ]
 
 
-def export_rows(conn: sa.Connection, *, chunk: int = 1000) -> Iterator[dict]:
-    """Contacts with segment and per-step status, streamed in pages of `chunk` (keyset on email)."""
-    latest = _latest_step_status()
-    steps = [
-        sa.func.max(sa.case((latest.c.step == n, latest.c.status))).label(f"step_{n}")
-        for n in CHRISTMAS_2025.step_numbers
-    ]
+def export_rows(conn: sa.Connection, *, chunk: int = 1000, where: ContactFilter | None = None) -> Iterator[dict]:
+    """Contacts with segment and each step's status, streamed in pages of `chunk` (keyset on email).
+
+    `where` narrows the export to what the dashboard's filters show.
+    """
+    clauses = filter_clauses(where or ContactFilter())
     after = ""
     while True:
-        page = (
+        page = conn.execute(
             sa.select(
                 contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name, contact_t.c.is_test,
                 enrollment_t.c.segment, enrollment_t.c.status.label("enrollment_status"),
                 enrollment_t.c.created_at.label("enrolled_at"), contact_t.c.unsubscribed_at,
-                contact_t.c.suppressed_at, *steps,
+                contact_t.c.suppressed_at, enrollment_t.c.id.label("enrollment_id"),
             )
-            .select_from(contact_t)
-            .outerjoin(enrollment_t, enrollment_t.c.contact_id == contact_t.c.id)
-            .outerjoin(latest, latest.c.enrollment_id == enrollment_t.c.id)
-            .where(contact_t.c.email > after)
-            .group_by(contact_t.c.id, enrollment_t.c.id)
+            .select_from(enrollment_join())
+            .where(contact_t.c.email > after, *clauses)
             .order_by(contact_t.c.email)
             .limit(chunk)
-        )
-        rows = [dict(r._mapping) for r in conn.execute(page)]
-        yield from rows
-        if len(rows) < chunk:
+        ).all()
+        steps = latest_by_enrollment(sends_of(conn, [r.enrollment_id for r in page if r.enrollment_id]))
+        for row in page:
+            record = dict(row._mapping)
+            latest = steps.get(record.pop("enrollment_id"), {})
+            record.update({f"step_{n}": latest[n]["status"] if n in latest else None for n in STEP_NUMBERS})
+            yield record
+        if len(page) < chunk:
             return
-        after = rows[-1]["email"]
+        after = page[-1].email
 
 
 def as_iso(value: datetime | None) -> str:
