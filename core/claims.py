@@ -88,19 +88,18 @@ def reclaim_expired(conn: sa.Connection, worker_id: str, now: datetime, lease: t
 
 
 def claim_due(conn: sa.Connection, worker_id: str, now: datetime, lease: timedelta, limit: int) -> ClaimedBatch | None:
-    """Claim up to `limit` due sends into a new persisted batch, oldest due first, one step per enrollment."""
+    """Claim up to `limit` due sends into a new persisted batch, oldest due first.
+
+    The claim touches only the send table, so it walks one index (status, ready, due_at)
+    however large the campaign grows. Stops cancel pending sends when they happen; the
+    check after the claim is the safety net for anything that slipped past that.
+    """
     due = (
         sa.select(send_t.c.id)
-        .join(enrollment_t, enrollment_t.c.id == send_t.c.enrollment_id)
-        .join(contact_t, contact_t.c.id == send_t.c.contact_id)
-        .where(
-            send_t.c.status == SendStatus.SCHEDULED, send_t.c.ready.is_(True), send_t.c.due_at <= now,
-            enrollment_t.c.status == EnrollmentStatus.ACTIVE,
-            contact_t.c.unsubscribed_at.is_(None), contact_t.c.suppressed_at.is_(None),
-        )
-        .order_by(send_t.c.due_at, send_t.c.step)
+        .where(send_t.c.status == SendStatus.SCHEDULED, send_t.c.ready.is_(True), send_t.c.due_at <= now)
+        .order_by(send_t.c.due_at)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=send_t)
+        .with_for_update(skip_locked=True)
     )
     batch_id = new_id()
     key = f"nurture-batch-{batch_id}"
@@ -112,11 +111,47 @@ def claim_due(conn: sa.Connection, worker_id: str, now: datetime, lease: timedel
                 attempts=send_t.c.attempts + 1, **_lease(worker_id, now, lease))
         .returning(send_t.c.id)
     ).scalars().all()
+    claimed = len(claimed) - _cancel_stopped(conn, batch_id, now) - _one_per_enrollment(conn, batch_id)
     if not claimed:
         conn.execute(batch_t.delete().where(batch_t.c.id == batch_id))
         return None
-    conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(size=len(claimed)))
+    conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(size=claimed))
     return _load_batch(conn, batch_id)
+
+
+def _one_per_enrollment(conn: sa.Connection, batch_id: str) -> int:
+    """Keep one email per person in a batch (the lowest step); put any other back in the queue.
+
+    Only a manual resend or retry can make two sends of one sequence due together, and the
+    order rule says they still go one at a time.
+    """
+    members = conn.execute(sa.select(send_t.c.id, send_t.c.enrollment_id, send_t.c.step)
+                           .where(send_t.c.batch_id == batch_id).order_by(send_t.c.step)).all()
+    seen, extra = set(), []
+    for member in members:
+        if member.enrollment_id in seen:
+            extra.append(member.id)
+        seen.add(member.enrollment_id)
+    if not extra:
+        return 0
+    return conn.execute(send_t.update().where(send_t.c.id.in_(extra)).values(
+        status=SendStatus.SCHEDULED, batch_id=None, idempotency_key=None, lease_owner=None, lease_expires_at=None,
+        attempts=send_t.c.attempts - 1)).rowcount
+
+
+def _cancel_stopped(conn: sa.Connection, batch_id: str, now: datetime) -> int:
+    """Take members whose contact or sequence was stopped out of a fresh batch, before it is ever sent."""
+    stopped = (
+        sa.select(send_t.c.id)
+        .join(enrollment_t, enrollment_t.c.id == send_t.c.enrollment_id)
+        .join(contact_t, contact_t.c.id == send_t.c.contact_id)
+        .where(send_t.c.batch_id == batch_id, sa.or_(
+            enrollment_t.c.status != EnrollmentStatus.ACTIVE,
+            contact_t.c.unsubscribed_at.is_not(None), contact_t.c.suppressed_at.is_not(None)))
+    )
+    return conn.execute(send_t.update().where(send_t.c.id.in_(stopped.scalar_subquery())).values(
+        status=SendStatus.CANCELLED, batch_id=None, idempotency_key=None, lease_owner=None, lease_expires_at=None,
+        last_error="cancelled: the contact or sequence was stopped", finished_at=now, updated_at=now)).rowcount
 
 
 def _load_batch(conn: sa.Connection, batch_id: str) -> ClaimedBatch:

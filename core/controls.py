@@ -5,7 +5,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import repo
-from core.errors import NotFound
+from core.errors import NotFound, StoppedContact
 from core.ids import new_id
 from core.models import Contact, Enrollment, Send
 from core.outcomes import Finished, release_next_steps
@@ -93,9 +93,11 @@ def skip_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str,
 def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str, now: datetime) -> str:
     """Queue a step again as a new generation (its own idempotency key), due at once."""
     enrollment = _enrollment(conn, enrollment_id)
+    _refuse_if_stopped(conn, enrollment.contact_id)
     generation = (conn.scalar(sa.select(sa.func.max(send_t.c.generation)).where(
         send_t.c.enrollment_id == enrollment_id, send_t.c.step == step)) or 0) + 1
     send_id = new_id()
+    _hold_later_steps(conn, enrollment_id, step, now)
     conn.execute(send_t.insert().values(
         id=send_id, enrollment_id=enrollment_id, contact_id=enrollment.contact_id, step=step, generation=generation,
         status=SendStatus.SCHEDULED, ready=True, planned_at=now, due_at=now, attempts=0, created_at=now,
@@ -112,6 +114,9 @@ def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) 
                        .where(send_t.c.id == send_id)).first()
     if row is None:
         raise NotFound(f"no send {send_id}")
+    _refuse_if_stopped(conn, row.contact_id)
+    if conn.scalar(sa.select(send_t.c.status).where(send_t.c.id == send_id)) == SendStatus.FAILED:
+        _hold_later_steps(conn, row.enrollment_id, row.step, now)
     retried = conn.execute(send_t.update().where(send_t.c.id == send_id, send_t.c.status == SendStatus.FAILED).values(
         status=SendStatus.SCHEDULED, ready=True, due_at=now, attempts=0, batch_id=None, idempotency_key=None,
         lease_owner=None, lease_expires_at=None, finished_at=None, updated_at=now)).rowcount
@@ -120,6 +125,23 @@ def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) 
                                                  enrollment_id=row.enrollment_id, send_id=send_id,
                                                  detail={"step": row.step})])
     return bool(retried)
+
+
+def _hold_later_steps(conn: sa.Connection, enrollment_id: str, step: int, now: datetime) -> None:
+    """A step sent again goes first: later steps wait until it finishes, then keep the order rule's gap."""
+    conn.execute(send_t.update().where(
+        send_t.c.enrollment_id == enrollment_id, send_t.c.step > step, send_t.c.status == SendStatus.SCHEDULED,
+    ).values(ready=False, updated_at=now))
+
+
+def _refuse_if_stopped(conn: sa.Connection, contact_id: str) -> None:
+    """Nobody may be emailed again after unsubscribing, bouncing, complaining or being erased."""
+    row = conn.execute(sa.select(contact_t.c.unsubscribed_at, contact_t.c.suppressed_reason)
+                       .where(contact_t.c.id == contact_id)).one()
+    if row.unsubscribed_at is not None:
+        raise StoppedContact("this contact unsubscribed; nothing more can be sent to them")
+    if row.suppressed_reason is not None:
+        raise StoppedContact(f"this contact is suppressed ({row.suppressed_reason}); nothing more can be sent")
 
 
 def _enrollment(conn: sa.Connection, enrollment_id: str):

@@ -125,25 +125,23 @@ class Dispatcher:
 
     def _write_outcomes(self, conn, batch: ClaimedBatch, deliveries: list[Delivery], now) -> None:
         members = {m.id: m for m in batch.members}
-        finished, events = [], []
-        for d in deliveries:
-            m = members[d.send_id]
-            if d.accepted:
-                ok = outcomes.mark_sent(conn, d.send_id, d.provider_id, self.worker_id, now)
-                kind, detail = "send_sent", {"step": m.step, "provider_id": d.provider_id}
-            else:
-                ok = outcomes.mark_failed(conn, d.send_id, d.error or "unknown error", self.worker_id, now)
-                kind, detail = "send_failed", {"step": m.step, "error": d.error}
-            if ok:
-                self.services.metrics.send_outcomes.labels("sent" if d.accepted else "failed").inc()
-                finished.append(Finished(m.enrollment_id, m.campaign, m.timing))
-                events.append(repo.event_row(now, self.worker_id, kind, contact_id=m.contact_id,
-                                             enrollment_id=m.enrollment_id, send_id=m.id, detail=detail))
-        outcomes.release_next_steps(conn, finished, now)
-        repo.insert_events(conn, events)
+        sent = outcomes.mark_sent(conn, {d.send_id: d.provider_id for d in deliveries if d.accepted},
+                                  self.worker_id, now)
+        failed = outcomes.mark_failed(conn, {d.send_id: d.error or "unknown error" for d in deliveries
+                                             if not d.accepted}, self.worker_id, now)
+        recorded = [(d, members[d.send_id]) for d in deliveries if d.send_id in sent | failed]
+        self.services.metrics.send_outcomes.labels("sent").inc(len(sent))
+        self.services.metrics.send_outcomes.labels("failed").inc(len(failed))
+        outcomes.release_next_steps(conn, [Finished(m.enrollment_id, m.campaign, m.timing) for _, m in recorded], now)
+        repo.insert_events(conn, [
+            repo.event_row(now, self.worker_id, "send_sent" if d.accepted else "send_failed",
+                           contact_id=m.contact_id, enrollment_id=m.enrollment_id, send_id=m.id,
+                           detail={"step": m.step, "provider_id": d.provider_id} if d.accepted
+                           else {"step": m.step, "error": d.error})
+            for d, m in recorded])
         if self.services.settings.notion_configured:
             repo.insert_outbox(conn, [repo.outbox_row("notion", m.contact_id, {"enrollment_id": m.enrollment_id}, now)
-                                      for m in {m.enrollment_id: m for m in batch.members}.values()])
+                                      for m in {m.enrollment_id: m for _, m in recorded}.values()])
 
 
 def _reason(exc: Exception) -> str:

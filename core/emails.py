@@ -152,6 +152,7 @@ def _tidy_text(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
 
 
+@functools.lru_cache(maxsize=4096)  # most paragraphs are shared by every contact of a segment
 def _wrap(line: str) -> str:
     if len(line) <= _TEXT_WIDTH:
         return line

@@ -21,6 +21,10 @@ class NotFound(NurtureError):
     """A contact, enrollment or send the caller named does not exist."""
 
 
+class StoppedContact(NurtureError):
+    """An action would email a contact who unsubscribed or was suppressed."""
+
+
 class InvalidToken(NurtureError):
     """An unsubscribe token was forged, altered or malformed."""
 

@@ -25,24 +25,37 @@ class Finished:
     timing: str
 
 
-def _owned(send_id: str, worker_id: str):
+def _owned(send_ids, worker_id: str):
     # A worker only records outcomes for sends it still holds: a lease lost to another
     # worker means that worker now owns the replay and its outcome.
-    return sa.and_(send_t.c.id == send_id, send_t.c.status == SendStatus.SENDING, send_t.c.lease_owner == worker_id)
+    return sa.and_(send_t.c.id.in_(send_ids), send_t.c.status == SendStatus.SENDING,
+                   send_t.c.lease_owner == worker_id)
 
 
-def mark_sent(conn: sa.Connection, send_id: str, provider_id: str, worker_id: str, now: datetime) -> bool:
-    return conn.execute(send_t.update().where(_owned(send_id, worker_id)).values(
-        status=SendStatus.SENT, provider_id=provider_id, sent_at=now, finished_at=now, last_error=None,
+def _per_send(values: dict[str, str]):
+    """A CASE giving each send its own value, so a whole batch is recorded in one statement."""
+    return sa.case(values, value=send_t.c.id)
+
+
+def mark_sent(conn: sa.Connection, provider_ids: dict[str, str], worker_id: str, now: datetime) -> set[str]:
+    """Record accepted sends (send id → provider id); returns the ids this worker still held."""
+    if not provider_ids:
+        return set()
+    return set(conn.execute(send_t.update().where(_owned(list(provider_ids), worker_id)).values(
+        status=SendStatus.SENT, provider_id=_per_send(provider_ids), sent_at=now, finished_at=now, last_error=None,
         lease_owner=None, lease_expires_at=None, updated_at=now,
-    )).rowcount == 1
+    ).returning(send_t.c.id)).scalars())
 
 
-def mark_failed(conn: sa.Connection, send_id: str, error: str, worker_id: str, now: datetime) -> bool:
-    return conn.execute(send_t.update().where(_owned(send_id, worker_id)).values(
-        status=SendStatus.FAILED, last_error=error[:2000], finished_at=now, lease_owner=None,
+def mark_failed(conn: sa.Connection, errors: dict[str, str], worker_id: str, now: datetime) -> set[str]:
+    """Record final failures (send id → reason); returns the ids this worker still held."""
+    if not errors:
+        return set()
+    reasons = {send_id: reason[:2000] for send_id, reason in errors.items()}
+    return set(conn.execute(send_t.update().where(_owned(list(errors), worker_id)).values(
+        status=SendStatus.FAILED, last_error=_per_send(reasons), finished_at=now, lease_owner=None,
         lease_expires_at=None, updated_at=now,
-    )).rowcount == 1
+    ).returning(send_t.c.id)).scalars())
 
 
 def mark_backoff(conn: sa.Connection, batch_id: str, error: str, worker_id: str, now: datetime,

@@ -55,7 +55,7 @@ def _error(status: int, message: str, errors: dict[str, str] | None = None) -> J
     return JSONResponse(body, status_code=status)
 
 
-async def _read_capped(request: Request) -> bytes | None:
+async def read_capped_body(request: Request) -> bytes | None:
     """The body, or None once it grows past MAX_BODY (without reading the rest)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
@@ -84,7 +84,7 @@ async def christmas_signup(request: Request) -> JSONResponse:
     if not request.app.state.rate_limiter.allow(client):
         return JSONResponse({"status": "error", "message": "too many signups from this client"}, status_code=429,
                             headers={"Retry-After": "60"})
-    body = await _read_capped(request)
+    body = await read_capped_body(request)
     if body is None:
         return _error(413, f"body larger than {MAX_BODY} bytes")
     try:

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from core import db
-from core.api.intake import MAX_BODY, _read_capped
+from core.api.intake import MAX_BODY, read_capped_body
 from core.provider_events import record_provider_event
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ async def resend_events(request: Request) -> JSONResponse:
     verifier: Webhook | None = request.app.state.resend_verifier
     if verifier is None:
         return JSONResponse({"status": "error", "message": "RESEND_WEBHOOK_SECRET is not configured"}, 404)
-    body = await _read_capped(request)
+    body = await read_capped_body(request)
     if body is None:
         return JSONResponse({"status": "error", "message": f"body larger than {MAX_BODY} bytes"}, 413)
     try:

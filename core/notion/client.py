@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 NOTION_VERSION = "2025-09-03"
 RATE = 3.0
 _OR_CHUNK = 50  # emails per compound "or" filter, well inside Notion's limit on filter size
+_OLDEST_FIRST = [{"timestamp": "created_time", "direction": "ascending"}]
 _TRANSIENT_CODES = {"rate_limited", "internal_server_error", "service_unavailable", "gateway_timeout",
                     "conflict_error"}
 
@@ -77,7 +78,7 @@ class NotionClient(NotionMirror):
             chunk = unique[start:start + _OR_CHUNK]
             query = {"or": [P.equals_filter(P.EMAIL, kind, e) for e in chunk]} if len(chunk) > 1 \
                 else P.equals_filter(P.EMAIL, kind, chunk[0])
-            for page in self._query(self._database_id, query):
+            for page in self._query(self._database_id, query, sorts=_OLDEST_FIRST):
                 email = P.parse_row(page).email
                 if email:
                     found.setdefault(email, []).append(page)
@@ -101,7 +102,7 @@ class NotionClient(NotionMirror):
         return list(self._query(self._database_id, query))
 
     def iter_pages(self) -> Iterator[NotionPage]:
-        return self._query(self._database_id, None, sorts=[{"timestamp": "created_time", "direction": "ascending"}])
+        return self._query(self._database_id, None, sorts=_OLDEST_FIRST)
 
     def find_business(self, email: str) -> str | None:
         if not self._businessx_db_id:
@@ -161,7 +162,7 @@ class NotionClient(NotionMirror):
         except HTTPResponseError as exc:
             error = translate(exc, subject=subject)
             if isinstance(error, NotionUnavailable) and error.status == 429:
-                self._hold(error.retry_after or 1.0)
+                self._hold(1.0 if error.retry_after is None else error.retry_after)
             raise error from exc
         except RequestTimeoutError as exc:
             raise NotionUnavailable("Notion did not answer in time") from exc

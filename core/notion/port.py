@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class NotionPage:
     properties: dict = field(default_factory=dict)
 
 
+@runtime_checkable
 class NotionMirror(Protocol):
     """What Nurture needs from the Email Sequence database (and the optional BusinessX database).
 

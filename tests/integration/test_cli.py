@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from core import db, switches
 from core.intake import enroll_now
 from core.models import Contact, Send
-from core.queries import EXPORT_COLUMNS
 from core.settings import Settings
 from tests.support import SEED_SIGNUPS, rows, signup_request
 
@@ -118,8 +117,9 @@ def test_export_writes_a_csv_with_one_row_per_contact_and_every_step(cli, servic
     with open(target, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header, exported = reader.fieldnames, list(reader)
-    assert header == EXPORT_COLUMNS
-    assert {f"step_{n}" for n in range(1, 8)} <= set(header)
+    steps = [f"step_{n}" for n in range(1, 8)]
+    assert {"email", "first_name", "business_name", "segment", *steps} <= set(header)
+    assert [c for c in header if c.startswith("step_")] == steps
     assert sorted(r["email"] for r in exported) == sorted([body["email"] for body, _ in SEED_SIGNUPS] + ["zoe@example.com"])
     by_email = {r["email"]: r for r in exported}
     first = by_email["critical@example.com"]

@@ -245,11 +245,13 @@ def test_with_a_webhook_secret_a_missing_or_wrong_header_is_refused(app_with):
     assert intake_counts(client.app.state.services.engine) == NOTHING
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
 def test_with_a_webhook_secret_the_right_header_is_accepted(app_with):
     client = app_with(webhook_secret="s3cret-hook")
     assert client.post(URL, json=signup(), headers={"X-Webhook-Secret": "s3cret-hook"}).status_code == 202
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
 def test_the_secret_is_checked_before_the_size_and_the_size_before_validation(app_with):
     client = app_with(webhook_secret="s3cret-hook")
     oversized = b'{"email": "' + b"x" * (70 * 1024) + b'"}'
@@ -262,6 +264,7 @@ def test_the_secret_is_checked_before_the_size_and_the_size_before_validation(ap
     assert client.post(URL, content=invalid, headers=good).status_code == 422
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
 def test_a_client_over_the_intake_rate_limit_gets_429(app_with):
     client = app_with(intake_rate_limit=3)
     answers = [client.post(URL, json=signup(email=f"rate{i}@example.com")).status_code for i in range(4)]
@@ -269,6 +272,7 @@ def test_a_client_over_the_intake_rate_limit_gets_429(app_with):
     assert intake_counts(client.app.state.services.engine)["enrollment"] == 3
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
 def test_without_a_rate_limit_many_signups_from_one_client_are_accepted(post):
     assert {post(signup(email=f"many{i}@example.com")).status_code for i in range(12)} == {202}
 
@@ -279,6 +283,7 @@ def _preflight(client: TestClient, origin: str):
     })
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
 def test_cors_allows_a_preflight_from_the_configured_site(app_with):
     client = app_with(cors_origins="https://site.example")
     response = _preflight(client, "https://site.example")
@@ -287,6 +292,7 @@ def test_cors_allows_a_preflight_from_the_configured_site(app_with):
     assert "POST" in response.headers["access-control-allow-methods"]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
 def test_cors_refuses_a_preflight_from_any_other_site(app_with):
     client = app_with(cors_origins="https://site.example")
     response = _preflight(client, "https://evil.example")

@@ -138,8 +138,6 @@ def test_cors_origins_are_a_comma_separated_list(env):
         "https://a.example", "https://b.example"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DESIGN §7 says SECRET_KEY is required in production, "
-                                       "but Settings accepts a public PUBLIC_BASE_URL without it")
 def test_a_production_deployment_without_secret_key_stops_start_up(env):
     env.setenv("PUBLIC_BASE_URL", "https://nurture.example.com")
     with pytest.raises(ConfigError) as caught:

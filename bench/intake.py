@@ -1,0 +1,305 @@
+"""Intake benchmark: the real webhook (each signup committed with its 7 sends) against a storage-free app.
+
+    python bench/intake.py                          # fresh SQLite file in a temporary folder
+    python bench/intake.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_x
+    python bench/intake.py --requests 2000
+
+Both apps are served the same way: `uvicorn … --factory`, one process, the same loop and HTTP
+implementation, in a subprocess. The load generator is another process: httpx.AsyncClient with
+8 keep-alive connections, a warm-up, then a fixed number of requests with unique emails.
+Targets: throughput ratio real/storage-free >= 0.6 and p99 latency <= 30 ms.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WEBHOOK = "/webhook/christmas-signup"
+TARGET_RATIO = 0.6
+TARGET_P99_MS = 30.0
+MAX_BODY = 64 * 1024
+
+
+# --- the storage-free app: same request model, same parsing, same 202 body, no storage ---------------
+
+def storage_free_app():
+    """A FastAPI app that validates like the webhook and answers like it, but stores nothing."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    from core.campaign import CHRISTMAS_2025
+    from core.errors import InvalidSignup
+    from core.sequencing import segment_for
+    from core.signups import parse_signup
+
+    app = FastAPI(docs_url=None, redoc_url=None)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "healthy"}
+
+    @app.post(WEBHOOK, status_code=202)
+    async def signup(request: Request) -> JSONResponse:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                return JSONResponse({"status": "error"}, status_code=413)
+            chunks.append(chunk)
+        try:
+            data = json.loads(b"".join(chunks))
+            s = parse_signup(data)
+        except (ValueError, RecursionError, InvalidSignup):
+            return JSONResponse({"status": "error"}, status_code=422)
+        return JSONResponse(
+            {"status": "accepted", "message": "Email sequence will begin shortly", "email": s.email,
+             "campaign": CHRISTMAS_2025.name, "segment": segment_for(s.red_systems, s.orange_systems).value,
+             "duplicate": False},
+            status_code=202,
+        )
+
+    return app
+
+
+# --- the load generator (runs in its own process) ----------------------------------------------------
+
+def body_for(prefix: str, i: int) -> dict:
+    return {
+        "email": f"{prefix}-{i}@example.com", "first_name": "Bench", "business_name": f"Load Test {i} Ltd",
+        "red_systems": i % 3, "orange_systems": (i // 3) % 3, "yellow_systems": 2, "green_systems": 4,
+        "assessment_score": 40 + i % 50, "utm_source": "bench",
+    }
+
+
+async def _fire(base: str, prefix: str, count: int, connections: int) -> tuple[list[float], float, int]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    latencies: list[float] = []
+    failures = 0
+    counter = iter(range(count))
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        async def one_connection() -> None:
+            nonlocal failures
+            for i in counter:
+                started = time.perf_counter()
+                response = await client.post(WEBHOOK, json=body_for(prefix, i))
+                latencies.append(time.perf_counter() - started)
+                failures += response.status_code != 202
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_connection() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    return latencies, elapsed, failures
+
+
+def load_main(bases: list[str], requests: int, warmup: int, connections: int, rounds: int) -> None:
+    """Warm every app up, then alternate rounds between them so background load hits both alike."""
+    run = uuid.uuid4().hex[:8]
+    for n, base in enumerate(bases):
+        asyncio.run(_fire(base, f"warm-{run}-{n}", warmup, connections))
+    results = [{"latencies": [], "elapsed": 0.0, "failures": 0, "cpu": 0.0} for _ in bases]
+    per_round = -(-requests // rounds)
+    for r in range(rounds):
+        for n, base in enumerate(bases):
+            before = os.times()
+            latencies, elapsed, failures = asyncio.run(_fire(base, f"bench-{run}-{n}-{r}", per_round, connections))
+            after = os.times()
+            results[n]["latencies"] += latencies
+            results[n]["elapsed"] += elapsed
+            results[n]["failures"] += failures
+            results[n]["cpu"] += (after.user - before.user) + (after.system - before.system)
+    print(json.dumps([summarise(r) for r in results]))
+
+
+def summarise(r: dict) -> dict:
+    latencies = sorted(r["latencies"])
+    count = len(latencies)
+    return {
+        "requests": count, "elapsed": r["elapsed"], "failures": r["failures"], "rate": count / r["elapsed"],
+        "p50_ms": 1000 * latencies[count // 2], "p99_ms": 1000 * latencies[min(count - 1, int(count * 0.99))],
+        "client_cpu": r["cpu"] / r["elapsed"],
+    }
+
+
+# --- orchestration -----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    from core.settings import Settings
+
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env.update(PYTHONPATH=str(ROOT), LOG_LEVEL="WARNING", **extra)
+    return env
+
+
+def serve(target: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """Start `uvicorn target --factory` (the same settings for both apps) and wait until it answers."""
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", "--no-access-log", "--loop", "auto", "--http", "auto"]
+    out = open(log, "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{target} exited at start:\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"{target} did not answer within 30 s:\n{log.read_text()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure(bases: list[str], args) -> list[dict]:
+    """Run the load generator (its own process) against every app; one summary per app."""
+    cmd = [sys.executable, __file__, "--requests", str(args.requests), "--warmup", str(args.warmup),
+           "--connections", str(args.connections), "--rounds", str(args.rounds)]
+    for base in bases:
+        cmd += ["--load", base]
+    result = subprocess.run(cmd, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise SystemExit(f"load generator failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout)
+
+
+class Database:
+    """The benchmark's database: a fresh SQLite file, or a PostgreSQL database created and dropped here."""
+
+    def __init__(self, url: str | None, folder: Path):
+        import sqlalchemy as sa
+
+        self.sa = sa
+        self.url = url or f"sqlite:///{folder}/nurture.db"
+        self.admin = None
+        if self.url.startswith("postgresql"):
+            target = sa.make_url(self.url)
+            if target.drivername == "postgresql":
+                target = target.set(drivername="postgresql+psycopg")
+                self.url = target.render_as_string(hide_password=False)
+            self.name = target.database
+            self.admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT",
+                                          poolclass=sa.pool.NullPool)
+            with self.admin.connect() as conn:
+                self._terminate(conn)
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}"')
+                conn.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
+
+    def _terminate(self, conn) -> None:
+        conn.execute(self.sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": self.name})
+
+    def counts(self) -> tuple[int, int]:
+        engine = self.sa.create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                enrollments = conn.scalar(self.sa.text("SELECT count(*) FROM enrollment"))
+                sends = conn.scalar(self.sa.text("SELECT count(*) FROM send"))
+        finally:
+            engine.dispose()
+        return enrollments, sends
+
+    def drop(self) -> None:
+        if self.admin is not None:
+            with self.admin.connect() as conn:
+                self._terminate(conn)
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}"')
+            self.admin.dispose()
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def bench_main(args) -> int:
+    load_before = os.getloadavg()[0]
+    folder = Path(tempfile.mkdtemp(prefix="nurture-bench-"))
+    database = Database(args.database_url, folder)
+    env = clean_env(DATABASE_URL=database.url, DATA_DIR=str(folder))
+    try:
+        migrated = subprocess.run([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=120)
+        if migrated.returncode != 0:
+            raise SystemExit(f"migration failed:\n{migrated.stderr[-2000:]}")
+
+        servers = []
+        try:
+            servers.append(serve("intake:storage_free_app", {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}"},
+                                 folder / "storage-free.log"))
+            servers.append(serve("core.api:create_app", env, folder / "real.log"))
+            free, real = measure([base for _, base in servers], args)
+        finally:
+            for proc, _ in servers:
+                stop(proc)
+        enrollments, sends = database.counts()
+    finally:
+        database.drop()
+
+    expected = real["requests"] + args.warmup
+    ratio = real["rate"] / free["rate"]
+    backend = "PostgreSQL" if database.url.startswith("postgresql") else "SQLite"
+    print(f"Nurture intake benchmark: {backend}, {real['requests']} requests per app after {args.warmup} warm-up, "
+          f"in {args.rounds} alternating rounds, {args.connections} keep-alive connections, {os.cpu_count()} CPUs")
+    print(f"load average at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f}"
+          + ("  (machine busy: figures are pessimistic)" if load_before > 0.5 else ""))
+    print(f"{'':28}{'signups/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-202':>9}{'client CPU':>12}")
+    for label, r in (("storage-free FastAPI", free), ("real webhook (committed)", real)):
+        print(f"{label:28}{r['rate']:>10.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['failures']:>9}"
+              f"{r['client_cpu']:>11.0%}")
+    print(f"{'ratio real / storage-free':28}{ratio:>10.2f}   target >= {TARGET_RATIO}   {verdict(ratio >= TARGET_RATIO)}")
+    print(f"{'p99 real webhook':28}{real['p99_ms']:>10.1f}   target <= {TARGET_P99_MS:.0f} ms  "
+          f"{verdict(real['p99_ms'] <= TARGET_P99_MS)}")
+    stored_ok = enrollments == expected and sends == 7 * expected
+    print(f"{'stored':28}{enrollments:>10} enrollments, {sends} sends (expected {expected} and {7 * expected})  "
+          f"{verdict(stored_ok)}")
+    return 0 if stored_ok and real["failures"] == 0 and free["failures"] == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="PostgreSQL URL of a database to create and drop "
+                                               "(default: a fresh SQLite file in a temporary folder)")
+    parser.add_argument("--requests", type=int, default=4000, help="measured requests per app (default 4000)")
+    parser.add_argument("--warmup", type=int, default=300, help="warm-up requests per app (default 300)")
+    parser.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections (default 8)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per app (default 4)")
+    parser.add_argument("--load", metavar="BASE_URL", action="append", help=argparse.SUPPRESS)  # load generator
+    args = parser.parse_args(argv)
+    if args.load:
+        load_main(args.load, args.requests, args.warmup, args.connections, args.rounds)
+        return 0
+    sys.path.insert(0, str(ROOT))
+    return bench_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

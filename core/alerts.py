@@ -1,0 +1,186 @@
+"""Alerts to the team's Discord channel, drained from the "discord" outbox by a worker job.
+
+A CRITICAL signup writes its alert row in the intake transaction (dedupe key "critical:{contact}",
+so one contact never has two). Operational alerts (the send circuit breaker tripping, a burst of
+bad webhook signatures) are queued here. A failed post backs off and retries; Discord's 429
+`retry_after` pauses the whole job, because the limit belongs to the webhook, not to one row.
+"""
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+import sqlalchemy as sa
+
+from core import db, outbox, repo
+from core.bootstrap import Services
+from core.errors import NurtureError
+from core.models import Contact, Enrollment
+from core.sequencing import backoff
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+CHANNEL = "discord"
+RED, ORANGE = 0xE02424, 0xF97316
+
+
+class AlertError(NurtureError):
+    """An alert could not be posted."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TransientAlertError(AlertError):
+    """Retry later: 429 (with `retry_after` seconds), 5xx, a timeout or a network failure."""
+
+
+class PermanentAlertError(AlertError):
+    """The webhook refused the message or no longer exists (4xx); retrying the same post cannot help."""
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """Where alerts go. Raises TransientAlertError or PermanentAlertError."""
+
+    def post(self, message: dict) -> None:
+        ...
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    claim_size: int = 20
+    lease: timedelta = timedelta(minutes=2)
+    max_attempts: int = 12
+
+
+class AlertService:
+    """The outbox-draining job for channel "discord"; `run_pass` posts whatever is due."""
+
+    def __init__(self, services: Services, sink: AlertSink, worker_id: str, policy: AlertPolicy = AlertPolicy()):
+        self.services, self.sink, self.worker_id, self.policy = services, sink, worker_id, policy
+        self._paused_until: datetime | None = None
+
+    def run_pass(self) -> int:
+        """Post due alerts; returns how many were posted."""
+        now = self.services.clock()
+        if self._paused_until and now < self._paused_until:
+            return 0
+        with db.write_transaction(self.services.engine) as conn:
+            items = outbox.claim(conn, CHANNEL, now, self.policy.lease, self.policy.claim_size)
+        posted = 0
+        for index, item in enumerate(items):
+            try:
+                posted += self._post(item)
+            except TransientAlertError as exc:
+                self._paused_until = self.services.clock() + backoff(1, exc.retry_after, base=1, cap=60)
+                with db.write_transaction(self.services.engine) as conn:
+                    outbox.release(conn, [i.id for i in items[index + 1:]], self._paused_until)
+                return posted
+            except PermanentAlertError:
+                continue  # recorded on its row; the next alert may still go
+        return posted
+
+    def _post(self, item: outbox.OutboxItem) -> int:
+        with db.read_transaction(self.services.engine) as conn:
+            message = build_message(conn, item.payload, self.services.settings.dashboard_url)
+        now = self.services.clock()
+        try:
+            if message is not None:
+                self.sink.post(message)
+        except AlertError as exc:
+            self._record_failure(item, exc, now)
+            raise
+        with db.write_transaction(self.services.engine) as conn:
+            outbox.mark_done(conn, [item.id], now, note=None if message else "nothing to alert: enrollment gone")
+        return 1 if message else 0
+
+    def _record_failure(self, item: outbox.OutboxItem, exc: AlertError, now: datetime) -> None:
+        attempts = item.attempts + 1
+        with db.write_transaction(self.services.engine) as conn:
+            if isinstance(exc, PermanentAlertError) and attempts >= self.policy.max_attempts:
+                outbox.mark_done(conn, [item.id], now, note=f"gave up after {attempts} attempts: {exc}"[:2000])
+            else:
+                outbox.back_off(conn, [item.id], str(exc), now, backoff(attempts, exc.retry_after, base=5))
+        log.warning("discord alert failed: %s", exc, extra={"action": "alert", "outbox": item.id})
+
+
+def build_message(conn: sa.Connection, payload: dict, dashboard_url: str) -> dict | None:
+    """The Discord message for an outbox payload, or None when its subject no longer exists."""
+    if payload.get("kind") == "critical_lead":
+        lead = _lead(conn, str(payload.get("enrollment_id") or ""))
+        return critical_lead_message(lead, dashboard_url) if lead else None
+    return ops_message(str(payload.get("kind") or "alert"), str(payload.get("text") or ""))
+
+
+def _lead(conn: sa.Connection, enrollment_id: str):
+    enrollment_t, contact_t = Enrollment.__table__, Contact.__table__
+    return conn.execute(
+        sa.select(contact_t.c.id.label("contact_id"), contact_t.c.email, contact_t.c.first_name,
+                  contact_t.c.business_name, enrollment_t.c.red_systems, enrollment_t.c.orange_systems)
+        .join(contact_t, contact_t.c.id == enrollment_t.c.contact_id).where(enrollment_t.c.id == enrollment_id)
+    ).first()
+
+
+def critical_lead_message(lead, dashboard_url: str) -> dict:
+    """An embed with who it is, their business, the red/orange counts and a link to their dashboard page."""
+    link = f"{dashboard_url.rstrip('/')}/signups?contact={lead.contact_id}"
+    name = lead.first_name or lead.email
+    fields = [("Name", lead.first_name or "—", True), ("Business", lead.business_name or "—", True),
+              ("Email", lead.email, False), ("Red systems", str(lead.red_systems or 0), True),
+              ("Orange systems", str(lead.orange_systems or 0), True)]
+    return {
+        "username": "Nurture",
+        "allowed_mentions": {"parse": []},  # a signup's name must never ping @everyone
+        "embeds": [{
+            "title": f"CRITICAL lead: {name}"[:256], "url": link, "color": RED,
+            "description": f"[Open in the dashboard]({link})",
+            "fields": [{"name": n, "value": v[:1024], "inline": i} for n, v, i in fields],
+        }],
+    }
+
+
+def ops_message(kind: str, text: str) -> dict:
+    titles = {"circuit_breaker": "Sending paused by the circuit breaker",
+              "webhook_signatures": "Burst of bad webhook signatures"}
+    return {"username": "Nurture", "allowed_mentions": {"parse": []},
+            "embeds": [{"title": titles.get(kind, kind)[:256], "description": text[:4000], "color": ORANGE}]}
+
+
+def queue_ops_alert(conn: sa.Connection, settings: Settings, kind: str, text: str, now: datetime) -> None:
+    """Queue an operational alert in the caller's transaction; at most one per kind per hour."""
+    if settings.discord_configured:
+        repo.insert_outbox(conn, [repo.outbox_row(CHANNEL, None, {"kind": kind, "text": text}, now,
+                                                  dedupe_key=f"ops:{kind}:{now:%Y-%m-%dT%H}")])
+
+
+class SignatureFailureWatch:
+    """Counts rejected webhook signatures in a sliding window; says when a burst crosses the threshold."""
+
+    def __init__(self, threshold: int = 20, window: timedelta = timedelta(minutes=5)):
+        self.threshold, self.window = threshold, window
+        self._seen: deque[datetime] = deque()
+        self._lock = threading.Lock()
+
+    def record(self, now: datetime) -> bool:
+        with self._lock:
+            self._seen.append(now)
+            while self._seen and now - self._seen[0] > self.window:
+                self._seen.popleft()
+            return len(self._seen) == self.threshold
+
+
+def note_signature_failure(services: Services, watch: SignatureFailureWatch) -> None:
+    """Call on every rejected webhook signature; a burst queues one operational alert."""
+    now = services.clock()
+    if watch.record(now) and services.settings.discord_configured:
+        minutes = int(watch.window.total_seconds() // 60)
+        with db.write_transaction(services.engine) as conn:
+            queue_ops_alert(conn, services.settings, "webhook_signatures",
+                            f"{watch.threshold} Resend webhook deliveries with bad signatures in {minutes} minutes. "
+                            "Check RESEND_WEBHOOK_SECRET, or someone is probing the endpoint.", now)

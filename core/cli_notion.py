@@ -1,0 +1,62 @@
+"""`python -m core notion check [--create-missing]` and `python -m core notion import [--apply]`.
+
+Exit codes follow core.cli: 0 ok, 1 problems remain or Notion failed, 2 Notion is not configured.
+"""
+
+import argparse
+
+from core import db
+from core.bootstrap import Services
+from core.notion.client import notion_from_settings
+from core.notion.errors import NotionNotConfigured
+from core.notion.importer import run_import
+from core.notion.port import NotionMirror
+from core.notion.schema import check_schema
+
+
+def register(subparsers) -> None:
+    """Add the `notion` command and its subcommands to core.cli's parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser("notion", help="the Notion mirror: schema check, import")
+    sub = parser.add_subparsers(dest="notion_command", required=True, metavar="SUBCOMMAND")
+    check = sub.add_parser("check", help="report missing or mistyped columns of the Email Sequence database")
+    check.add_argument("--create-missing", action="store_true", help="add the missing columns")
+    check.set_defaults(handler=_check)
+    imp = sub.add_parser("import", help="enroll the contacts the original system tracked in Notion (dry run)")
+    imp.add_argument("--apply", action="store_true", help="write the enrollments (default: only show the plan)")
+    imp.set_defaults(handler=_import)
+
+
+def check(mirror: NotionMirror, *, create_missing: bool) -> int:
+    report = check_schema(mirror, create_missing=create_missing)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def import_rows(services: Services, mirror: NotionMirror, *, apply: bool) -> int:
+    if apply:
+        db.upgrade(services.engine)  # the import writes the mirror's own table too; migrating is idempotent
+    plans = run_import(services, mirror, apply=apply)
+    for plan in plans:
+        print(plan.describe())
+    enrolled = sum(1 for p in plans if not p.skip)
+    skipped = len(plans) - enrolled
+    if apply:
+        print(f"Imported {enrolled} contact(s); skipped {skipped}.")
+    else:
+        print(f"Dry run: {enrolled} to enroll, {skipped} to skip. Nothing was written; run with --apply to import.")
+    return 0
+
+
+def _mirror(services: Services) -> NotionMirror:
+    if not services.settings.notion_configured:
+        raise NotionNotConfigured("NOTION_TOKEN and NOTION_EMAIL_SEQUENCE_DB_ID must be set to use the Notion mirror.")
+    return notion_from_settings(services.settings)
+
+
+def _check(services: Services, args) -> int:
+    return check(_mirror(services), create_missing=args.create_missing)
+
+
+def _import(services: Services, args) -> int:
+    return import_rows(services, _mirror(services), apply=args.apply)

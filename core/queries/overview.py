@@ -1,0 +1,115 @@
+"""The Overview page: KPIs with their change over the last 24 hours, the segment mix, the funnel and trends.
+
+Every figure is an aggregate computed in SQL over an index (see migration 0002); nothing is
+loaded row by row.
+"""
+
+from datetime import UTC, datetime, time, timedelta
+
+import sqlalchemy as sa
+
+from core.campaign import Segment
+from core.queries.sends import due_soon
+from core.queries.tables import STEP_NUMBERS, contact_t, enrollment_t, send_t, utc_day
+from core.status import SEND_STATUSES
+
+DAY = timedelta(hours=24)
+FUNNEL_STAGES = ("scheduled", "sent", "delivered", "opened", "clicked")
+_FINAL = ("sent", "failed", "cancelled", "skipped")
+
+
+def segment_counts(conn: sa.Connection, since: datetime) -> dict[str, tuple[int, int]]:
+    """{segment: (all enrollments, enrollments since `since`)} for every segment."""
+    rows = conn.execute(sa.select(
+        enrollment_t.c.segment, sa.func.count(), sa.func.count().filter(enrollment_t.c.created_at >= since),
+    ).group_by(enrollment_t.c.segment)).all()
+    found = {segment: (total, recent) for segment, total, recent in rows}
+    return {s.value: found.get(s.value, (0, 0)) for s in Segment}
+
+
+def send_counts(conn: sa.Connection) -> dict[str, int]:
+    rows = dict(conn.execute(sa.select(send_t.c.status, sa.func.count()).group_by(send_t.c.status)).all())
+    return {s: rows.get(s, 0) for s in SEND_STATUSES}
+
+
+def _finished_since(conn: sa.Connection, since: datetime) -> dict[str, int]:
+    # (status, finished_at) is indexed: one short range per final status.
+    rows = conn.execute(sa.select(send_t.c.status, sa.func.count())
+                        .where(send_t.c.status.in_(_FINAL), send_t.c.finished_at >= since)
+                        .group_by(send_t.c.status)).all()
+    return {s: dict(rows).get(s, 0) for s in _FINAL}
+
+
+def _scheduled_since(conn: sa.Connection, since: datetime) -> int:
+    """Sends planned by enrollments made since `since` (resends and retries are left out)."""
+    recent = sa.select(enrollment_t.c.id).where(enrollment_t.c.created_at >= since).scalar_subquery()
+    return conn.scalar(sa.select(sa.func.count()).select_from(send_t).where(send_t.c.enrollment_id.in_(recent))) or 0
+
+
+def _contact_stops(conn: sa.Connection, since: datetime) -> dict[str, tuple[int, int]]:
+    unsubscribed = sa.and_(contact_t.c.unsubscribed_at.is_not(None), contact_t.c.suppressed_at.is_(None))
+    unsub = conn.execute(sa.select(sa.func.count(), sa.func.count().filter(contact_t.c.unsubscribed_at >= since))
+                         .where(unsubscribed)).one()
+    bounced = conn.execute(sa.select(sa.func.count(), sa.func.count().filter(contact_t.c.suppressed_at >= since))
+                           .where(contact_t.c.suppressed_at.is_not(None))).one()
+    return {"unsubscribed": tuple(unsub), "bounced": tuple(bounced)}
+
+
+def kpis(conn: sa.Connection, now: datetime) -> list[dict]:
+    """Headline figures: `value` now, and `delta`, how much it changed in the last 24 hours."""
+    since = now - DAY
+    segments = segment_counts(conn, since)
+    sends = send_counts(conn)
+    finished = _finished_since(conn, since)
+    stops = _contact_stops(conn, since)
+    signups = sum(total for total, _ in segments.values()), sum(recent for _, recent in segments.values())
+    # The queue's net change: what new enrollments added, less what left it by finishing.
+    scheduled_delta = _scheduled_since(conn, since) - sum(finished.values())
+    figures = [
+        ("signups", "Signups", *signups),
+        *[(f"segment_{s}", s.title(), *segments[s]) for s in segments],
+        ("sent", "Emails sent", sends["sent"], finished["sent"]),
+        ("scheduled", "Scheduled", sends["scheduled"], scheduled_delta),
+        ("failed", "Failed", sends["failed"], finished["failed"]),
+        ("unsubscribed", "Unsubscribed", *stops["unsubscribed"]),
+        ("bounced", "Bounced or complained", *stops["bounced"]),
+    ]
+    return [{"key": key, "label": label, "value": value, "delta": delta} for key, label, value, delta in figures]
+
+
+def funnel(conn: sa.Connection) -> list[dict]:
+    """Per step: how many sends are scheduled, sent, delivered, opened and clicked ({step, stage, count})."""
+    counts = {(step, stage): 0 for step in STEP_NUMBERS for stage in FUNNEL_STAGES}
+    by_status = conn.execute(sa.select(send_t.c.status, send_t.c.step, sa.func.count())
+                             .where(send_t.c.status.in_(("scheduled", "sent")))
+                             .group_by(send_t.c.status, send_t.c.step)).all()
+    for status, step, n in by_status:
+        counts[(step, status)] = n
+    for stage in ("delivered", "opened", "clicked"):
+        column = send_t.c[f"{stage}_at"]
+        # Each stage has a partial index on (step) WHERE <stage>_at IS NOT NULL.
+        for step, n in conn.execute(sa.select(send_t.c.step, sa.func.count()).where(column.is_not(None))
+                                    .group_by(send_t.c.step)).all():
+            counts[(step, stage)] = n
+    return [{"step": step, "stage": stage, "count": counts[(step, stage)]}
+            for step in STEP_NUMBERS for stage in FUNNEL_STAGES if (step, stage) in counts]
+
+
+def signups_per_day(conn: sa.Connection, now: datetime, days: int = 30) -> list[dict]:
+    """Signups of the last `days` UTC days by segment ({day, segment, signups}); quiet days are left out."""
+    since = datetime.combine((now - timedelta(days=days - 1)).date(), time.min, tzinfo=UTC)
+    daily = sa.select(utc_day(conn, enrollment_t.c.created_at).label("day"), enrollment_t.c.segment) \
+        .where(enrollment_t.c.created_at >= since).subquery()
+    rows = conn.execute(sa.select(daily.c.day, daily.c.segment, sa.func.count().label("signups"))
+                        .group_by(daily.c.day, daily.c.segment).order_by(daily.c.day)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def overview(conn: sa.Connection, now: datetime, *, days: int = 30) -> dict:
+    """Everything the Overview page draws, read in one transaction."""
+    return {
+        "kpis": kpis(conn, now),
+        "funnel": funnel(conn),
+        "signups_per_day": signups_per_day(conn, now, days),
+        "next_due": due_soon(conn, now, offset=0, limit=8),
+    }

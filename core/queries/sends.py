@@ -1,0 +1,69 @@
+"""The Sends page: the queue by state, each list read off an index in order and paged with LIMIT."""
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from core.queries.tables import contact_t, enrollment_t, rows_as_dicts, send_t
+
+SOON = timedelta(hours=1)
+LISTS = ("due", "sending", "failed", "sent")
+
+_COLUMNS = (
+    send_t.c.id.label("send_id"), send_t.c.step, send_t.c.generation, send_t.c.contact_id, contact_t.c.email,
+    enrollment_t.c.segment, send_t.c.due_at, send_t.c.attempts, send_t.c.last_error, send_t.c.provider_id,
+    send_t.c.lease_owner, send_t.c.lease_expires_at, send_t.c.sent_at, send_t.c.finished_at,
+)
+
+
+def _ready_scheduled():
+    return sa.and_(send_t.c.status == "scheduled", send_t.c.ready == sa.true())
+
+
+def _where(name: str):
+    return {
+        "due": _ready_scheduled(),
+        "sending": send_t.c.status == "sending",
+        "failed": send_t.c.status == "failed",
+        "sent": send_t.c.status == "sent",
+    }[name]
+
+
+def _order(name: str):
+    return {
+        "due": (send_t.c.due_at, send_t.c.id),
+        "sending": (send_t.c.lease_expires_at,),
+        "failed": (send_t.c.finished_at.desc(),),
+        "sent": (send_t.c.finished_at.desc(),),
+    }[name]
+
+
+def queue_list(conn: sa.Connection, name: str, *, offset: int = 0, limit: int = 50) -> list[dict]:
+    """One page of a queue list: 'due' (soonest first), 'sending', 'failed' or 'sent' (newest first)."""
+    query = (
+        sa.select(*_COLUMNS)
+        .select_from(send_t.join(contact_t, contact_t.c.id == send_t.c.contact_id)
+                     .join(enrollment_t, enrollment_t.c.id == send_t.c.enrollment_id))
+        .where(_where(name)).order_by(*_order(name)).offset(max(0, offset)).limit(limit)
+    )
+    return rows_as_dicts(conn.execute(query))
+
+
+def due_soon(conn: sa.Connection, now: datetime, *, offset: int = 0, limit: int = 50) -> list[dict]:
+    """The next sends the worker will make, soonest first."""
+    return queue_list(conn, "due", offset=offset, limit=limit)
+
+
+def queue_counts(conn: sa.Connection, now: datetime) -> dict[str, int]:
+    """How long each list is, plus how much of the queue is due now and within the hour."""
+    due_now, due_soon_n, due_all = conn.execute(sa.select(
+        sa.func.count().filter(send_t.c.due_at <= now),
+        sa.func.count().filter(send_t.c.due_at <= now + SOON),
+        sa.func.count(),
+    ).where(_ready_scheduled())).one()
+    by_status = dict(conn.execute(sa.select(send_t.c.status, sa.func.count())
+                                  .where(send_t.c.status.in_(("sending", "failed", "sent")))
+                                  .group_by(send_t.c.status)).all())
+    return {"due": due_all, "due_now": due_now, "due_within_hour": due_soon_n,
+            "sending": by_status.get("sending", 0), "failed": by_status.get("failed", 0),
+            "sent": by_status.get("sent", 0)}

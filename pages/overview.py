@@ -1,0 +1,58 @@
+"""Overview: how the campaign is doing, refreshed every few seconds."""
+
+import pandas as pd
+import streamlit as st
+
+from core import queries
+from ui import charts, frame
+from ui.services import now, read
+from ui.widgets import step_title, when
+
+REFRESH_SECONDS = 10
+
+frame.begin()
+st.title("Overview")
+st.caption("Christmas 2025 · deltas compare with 24 hours ago · times in UTC")
+days = st.segmented_control("Signups over the last", [7, 30, 90], default=30, required=True,
+                            format_func=lambda d: f"{d} days", key="overview_days")
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live(days: int) -> None:
+    data = read(queries.overview, now(), days=days)
+    charts.kpi_grid(data["kpis"])
+    mix, trend = st.columns([1, 2], gap="large")
+    with mix:
+        st.subheader("Segment mix")
+        if any(k["value"] for k in data["kpis"] if k["key"].startswith("segment_")):
+            st.altair_chart(charts.segment_mix(data["kpis"]), width="stretch")
+        else:
+            st.info("No signups yet.")
+    with trend:
+        st.subheader("Signups per day")
+        if data["signups_per_day"]:
+            st.altair_chart(charts.signups_per_day(data["signups_per_day"]), width="stretch")
+        else:
+            st.info(f"No signups in the last {days} days.")
+    st.subheader("Funnel by step")
+    if any(row["count"] for row in data["funnel"]):
+        st.altair_chart(charts.funnel(data["funnel"]), width="stretch")
+    else:
+        st.info("Nothing scheduled or sent yet.")
+    st.subheader("Next sends due")
+    _next_due(data["next_due"])
+
+
+def _next_due(rows: list[dict]) -> None:
+    if not rows:
+        st.info("Nothing is due: every sequence is waiting, finished or stopped.")
+        return
+    table = pd.DataFrame([{
+        "due": when(r["due_at"]), "email": r["email"], "step": f"{r['step']} · {step_title(r['step'])}",
+        "segment": r["segment"],
+    } for r in rows])
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.page_link("pages/sends.py", label="The whole queue", icon=":material/arrow_forward:")
+
+
+live(days)

@@ -1,0 +1,104 @@
+"""Sends: the queue. What is due, what is being sent, what failed and why (with retry), what just went."""
+
+import pandas as pd
+import streamlit as st
+
+from core import queries
+from ui import confirm, frame
+from ui.commands import Command
+from ui.services import now, read
+from ui.widgets import ago, my_requests, page_picker, step_title, when
+
+PAGE_SIZE = 50
+
+frame.begin()
+st.title("Sends")
+counts = read(queries.queue_counts, now())
+st.caption(f"{counts['due_now']:,} due now · {counts['due_within_hour']:,} within the hour · "
+           f"{counts['sending']:,} being sent · {counts['failed']:,} failed · times in UTC")
+
+
+def _page(name: str, total: int):
+    """A container for the list, with its pager drawn below it, and the list's rows for the chosen page."""
+    area = st.container()
+    offset = page_picker(total, PAGE_SIZE, key=f"sends_{name}_page")
+    return area, read(queries.queue_list, name, offset=offset, limit=PAGE_SIZE)
+
+
+def _who(r: dict) -> dict:
+    return {"email": r["email"], "step": f"{r['step']} · {step_title(r['step'])}", "segment": r["segment"]}
+
+
+def _due() -> None:
+    area, rows = _page("due", counts["due"])
+    with area:
+        if not rows:
+            st.info("Nothing is waiting to be sent.")
+            return
+        st.dataframe(pd.DataFrame([{"due": when(r["due_at"]), "in": ago(r["due_at"]), **_who(r),
+                                    "attempts": r["attempts"], "last error": r["last_error"] or ""} for r in rows]),
+                     hide_index=True, width="stretch")
+
+
+def _sending() -> None:
+    area, rows = _page("sending", counts["sending"])
+    with area:
+        if not rows:
+            st.info("No email is being sent right now.")
+            return
+        st.dataframe(pd.DataFrame([{**_who(r), "worker": r["lease_owner"] or "(backing off)",
+                                    "lease until": when(r["lease_expires_at"]), "attempts": r["attempts"],
+                                    "last error": r["last_error"] or ""} for r in rows]),
+                     hide_index=True, width="stretch")
+
+
+def _failed() -> None:
+    area, rows = _page("failed", counts["failed"])
+    with area:
+        if not rows:
+            st.success("No failed sends.")
+            return
+        picked = st.dataframe(
+            pd.DataFrame([{"failed": when(r["finished_at"]), **_who(r), "provider's message": r["last_error"] or "",
+                           "attempts": r["attempts"]} for r in rows]),
+            key="failed_table", on_select="rerun", selection_mode="multi-row", hide_index=True, width="stretch",
+            column_config={"provider's message": st.column_config.TextColumn(width="large")})
+        chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
+        one, page = st.columns(2)
+        with one:
+            confirm.button(f"Retry selected ({len(chosen)})", _retry(chosen), key="retry_selected",
+                           disabled=not chosen, primary=True, icon=":material/replay:")
+        with page:
+            confirm.button(f"Retry all {len(rows)} on this page", _retry(rows), key="retry_page",
+                           icon=":material/replay:")
+
+
+def _retry(rows: list[dict]) -> Command:
+    payloads = tuple({"send_id": r["send_id"], "contact_id": r["contact_id"]} for r in rows)
+    subject = f"step {rows[0]['step']} to **{rows[0]['email']}**" if len(rows) == 1 else f"**{len(rows)}** sends"
+    return Command("retry_send", payloads, f"Retry {subject}? Each is queued again, due now.", "Yes, retry",
+                   f"Retry of {len(rows)} send{'s' if len(rows) != 1 else ''} requested.")
+
+
+def _sent() -> None:
+    area, rows = _page("sent", counts["sent"])
+    with area:
+        if not rows:
+            st.info("Nothing has been sent yet.")
+            return
+        st.dataframe(pd.DataFrame([{"sent": when(r["sent_at"]), "ago": ago(r["sent_at"]), **_who(r),
+                                    "provider id": r["provider_id"] or ""} for r in rows]),
+                     hide_index=True, width="stretch")
+
+
+due, sending, failed, sent = st.tabs([f"Due ({counts['due']:,})", f"Sending ({counts['sending']:,})",
+                                      f"Failed ({counts['failed']:,})", "Recently sent"])
+with due:
+    _due()
+with sending:
+    _sending()
+with failed:
+    _failed()
+with sent:
+    _sent()
+my_requests()

@@ -1,0 +1,94 @@
+"""Settings: test mode, pause/resume, the integrations' health and the audit trail."""
+
+import pandas as pd
+import streamlit as st
+
+from core import queries
+from ui import commands, confirm, frame
+from ui.commands import Command
+from ui.services import read, services
+from ui.widgets import STATUS_BADGE, ago, event_detail, my_requests, page_picker, when
+
+AUDIT_PAGE = 50
+
+frame.begin()
+st.title("Settings")
+state = read(queries.system_state)
+settings = services().settings
+
+sending, mode = st.columns(2, gap="large")
+with sending:
+    st.subheader("Sending")
+    if state.paused:
+        st.error(f"**Paused.** {state.pause_reason or 'No reason given.'}", icon=":material/pause_circle:")
+        confirm.button("Resume sending", Command("resume", (), "Resume sending? Everything due goes out at once.",
+                                                 "Yes, resume", "Sending resumed."),
+                       key="resume", primary=True, icon=":material/play_arrow:")
+    else:
+        st.success("Sending normally.", icon=":material/check_circle:")
+        reason = st.text_input("Reason (shown to everyone)", key="pause_reason",
+                               placeholder="e.g. checking the copy of step 3")
+        confirm.button("Pause sending", Command(
+            "pause", ({"reason": reason or "paused from the dashboard"},),
+            "Pause all sending? Nothing is sent to anyone until it is resumed.", "Yes, pause", "Sending paused."),
+            key="pause", icon=":material/pause:")
+with mode:
+    st.subheader("Test mode")
+    st.session_state["test_mode"] = state.test_mode  # the stored switch wins over a stale widget
+    st.toggle("Test mode", key="test_mode",
+              on_change=lambda: commands.set_test_mode(st.session_state["test_mode"]))
+    st.caption("When on, **new** signups get test timing: their 7 emails go one minute apart instead of over "
+               "11 days (0 h, 24 h, 72 h … 264 h). Sequences already running keep their timing, and signups "
+               "from the Test signup page always use test timing. Every change is in the audit trail.")
+
+st.subheader("Integrations")
+resend, notion, discord = st.columns(3)
+with resend.container(border=True):
+    st.markdown("**Resend** (email)")
+    if settings.dry_run:
+        st.markdown(":orange-badge[dry run] no RESEND_API_KEY: emails are rendered and recorded, never delivered")
+    else:
+        domain = settings.resend_from_email.rpartition("@")[2] or "not set"
+        st.markdown(f":green-badge[key set] sending as `{settings.resend_from_email or 'not set'}` "
+                    f"(domain `{domain}`)")
+    check = read(queries.latest_action, "check_connection")
+    if check:
+        badge = STATUS_BADGE.get(check["status"], "gray")
+        st.caption(f":{badge}-badge[{check['status']}] last check {ago(check['requested_at'])}: "
+                   f"{check['result'] or 'waiting for the worker'}")
+    st.button("Check connection", key="check_connection", icon=":material/network_check:",
+              on_click=lambda: commands.request("check_connection", {}))
+
+
+def _channel(column, title: str, channel: str, configured: bool, what: str) -> None:
+    with column.container(border=True):
+        st.markdown(f"**{title}** ({what})")
+        if not configured:
+            st.markdown(":gray-badge[off] not configured")
+            return
+        health = read(queries.channel_health, channel)
+        badge = "red" if health["failing"] else "green"
+        st.markdown(f":{badge}-badge[{'failing' if health['failing'] else 'ok'}] "
+                    f"{health['pending']} pending · last success {ago(health['last_done_at'])}")
+        if health["last_error"]:
+            st.caption(f"Last error: {health['last_error']}")
+
+
+_channel(notion, "Notion", "notion", settings.notion_configured, "mirror")
+_channel(discord, "Discord", "discord", settings.discord_configured, "CRITICAL alerts")
+my_requests()
+
+st.subheader("Audit trail")
+kind_filter, actor_filter = st.columns(2)
+kind = kind_filter.text_input("Kind", key="audit_kind", placeholder="e.g. requested_resend_step")
+actor = actor_filter.text_input("Who", key="audit_actor", placeholder="e.g. dashboard")
+total = read(queries.audit_count, kind=kind.strip(), actor=actor.strip())
+area = st.container()
+offset = page_picker(total, AUDIT_PAGE, key="audit_page")
+events = read(queries.audit_page, offset=offset, limit=AUDIT_PAGE, kind=kind.strip(), actor=actor.strip())
+with area:
+    st.caption(f"{total:,} events, newest first")
+    if events:
+        st.dataframe(pd.DataFrame([{"when": when(e["at"]), "who": e["actor"], "what": e["kind"].replace("_", " "),
+                                    "detail": event_detail(e["detail"])} for e in events]),
+                     hide_index=True, width="stretch")

@@ -1,0 +1,72 @@
+"""Signups: find any contact, see their 7 steps at a glance, open their timeline and act on it."""
+
+import pandas as pd
+import streamlit as st
+
+from core import queries
+from core.campaign import Segment
+from core.statuses import EnrollmentStatus
+from ui import frame, timeline
+from ui.downloads import contacts_csv
+from ui.services import read
+from ui.widgets import STEP_ICONS, legend, page_picker, when
+
+PAGE_SIZE = 50
+TABLE = "signups_table"
+
+frame.begin()
+st.title("Signups")
+
+
+def _filters() -> queries.ContactFilter:
+    with st.container(border=True):
+        search, segment, status, audience, dates = st.columns([3, 2, 2, 2, 2], vertical_alignment="bottom")
+        term = search.text_input("Search", placeholder="email, name or business", key="f_search")
+        segments = segment.multiselect("Segment", [s.value for s in Segment], key="f_segments")
+        statuses = status.multiselect("Status", [s.value for s in EnrollmentStatus], key="f_statuses")
+        who = audience.segmented_control("Contacts", queries.AUDIENCES, default="all", required=True,
+                                         format_func=str.capitalize, key="f_audience")
+        chosen = dates.date_input("Signed up between", value=[], key="f_dates", format="YYYY-MM-DD")
+    start, end = (tuple(chosen) + (None, None))[:2] if chosen else (None, None)
+    return queries.ContactFilter(tuple(segments), tuple(statuses), start, end or start, who, term)
+
+
+def _close_timeline() -> None:
+    st.query_params.pop("contact", None)
+    st.session_state[TABLE] = {"selection": {"rows": [], "columns": [], "cells": []}}
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "Email": r["email"], "Name": r["first_name"] or "", "Business": r["business_name"] or "",
+        "Segment": r["segment"] or "", "Status": r["status"] or "", "Signed up": when(r["signed_up_at"]),
+        **{str(n): STEP_ICONS[state] for n, state in enumerate(r["steps"], start=1)},
+        "Test": "🧪" if r["is_test"] else "",
+    } for r in rows], columns=["Email", "Name", "Business", "Segment", "Status", "Signed up",
+                               *map(str, range(1, 8)), "Test"])
+
+
+where = _filters()
+total = read(queries.count_contacts, where)
+head, export = st.columns([4, 1], vertical_alignment="bottom")
+head.caption(f"**{total:,}** contacts match · newest first · {legend()}")
+export.download_button("Export CSV", data=contacts_csv(where), file_name="nurture-signups.csv", mime="text/csv",
+                       on_click="ignore", icon=":material/download:", disabled=total == 0, width="stretch")
+
+table_area = st.container()  # the pager is drawn under the table but read before it
+offset = page_picker(total, PAGE_SIZE, key="signups_page")
+rows = read(queries.contact_page, where, offset=offset, limit=PAGE_SIZE)
+with table_area:
+    if not rows:
+        st.info("No contacts match. Try fewer filters, or make one on the Test signup page.")
+    else:
+        narrow = {str(n): st.column_config.TextColumn(str(n), width=36, help=f"step {n}") for n in range(1, 8)}
+        narrow["Test"] = st.column_config.TextColumn("Test", width=44)
+        picked = st.dataframe(_table(rows), key=TABLE, on_select="rerun", selection_mode="single-row",
+                              hide_index=True, width="stretch", column_config=narrow)
+        if picked.selection.rows and picked.selection.rows[0] < len(rows):
+            st.query_params["contact"] = rows[picked.selection.rows[0]]["contact_id"]
+        st.caption("Select a row to open that contact's timeline.")
+
+if contact := st.query_params.get("contact"):
+    timeline.render(contact, on_close=_close_timeline)

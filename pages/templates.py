@@ -1,0 +1,58 @@
+"""Templates: each of the 7 emails for each segment, rendered with sample data, and a test send."""
+
+import streamlit as st
+
+from core.campaign import CHRISTMAS_2025, Segment
+from core.emails import render_step, sample_context
+from core.errors import InvalidSignup
+from core.signups import parse_signup
+from ui import commands, frame
+from ui.services import services
+from ui.widgets import my_requests, step_title
+
+frame.begin()
+st.title("Templates")
+st.caption("Rendered with sample data: Alex at Hollybrook Bakery, with the counts typical of the segment.")
+
+pick_segment, pick_step = st.columns([2, 3], vertical_alignment="bottom")
+segment = pick_segment.segmented_control("Segment", [s.value for s in Segment], default="CRITICAL", required=True,
+                                         key="tpl_segment")
+number = pick_step.selectbox("Step", list(CHRISTMAS_2025.step_numbers), key="tpl_step",
+                             format_func=lambda n: f"{n} · {step_title(n)}")
+
+settings = services().settings
+email = render_step(CHRISTMAS_2025.step(number), sample_context(segment),
+                    unsubscribe_url=f"{settings.public_base_url}/unsubscribe/preview",
+                    postal_address=settings.postal_address)
+
+st.markdown(f"**Subject:** {email.subject}")
+html, text = st.tabs(["HTML", "Text"])
+with html:
+    # Our own template with sample data, not user input: safe to show in a frame of its own.
+    st.iframe(email.html, height=720, alt=f"Step {number} email for {segment}")
+with text:
+    st.code(email.text, language=None, wrap_lines=True)
+
+
+def _send_me() -> None:
+    try:
+        to = parse_signup({"email": st.session_state.get("tpl_to", "")}).email
+    except InvalidSignup as exc:
+        st.session_state["tpl_error"] = exc.errors.get("email", "not a valid address")
+        return
+    st.session_state.pop("tpl_error", None)
+    commands.request("send_test", {"to": to, "step": number, "segment": segment,
+                                   "request_id": commands.new_request_id()})
+    commands.flash(f"Test of step {number} ({segment}) requested for {to}: the worker sends it within seconds.")
+
+
+with st.container(border=True):
+    st.markdown("**Send me this one**")
+    address, send = st.columns([4, 1], vertical_alignment="bottom")
+    address.text_input("Your address", key="tpl_to", placeholder="you@example.com")
+    send.button("Send test", on_click=_send_me, key="tpl_send", icon=":material/send:", width="stretch")
+    if error := st.session_state.get("tpl_error"):
+        st.error(f"That address won't do: {error}")
+    st.caption("Sent by the worker with a [TEST] subject" + (" — in dry run, it is only recorded."
+                                                              if settings.dry_run else "."))
+my_requests()

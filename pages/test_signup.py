@@ -1,0 +1,71 @@
+"""Test signup: the website's form, enrolled through the same service, as a test contact on test timing."""
+
+import streamlit as st
+
+from core.enrollments import SignupRequest
+from core.errors import InvalidSignup
+from core.intake import enroll_now
+from core.sequencing import segment_for
+from core.signups import parse_signup
+from ui import frame
+from ui.services import act
+from ui.widgets import SEGMENT_BADGE
+
+RESULT = "_test_signup_result"
+SEGMENT_RULE = {
+    "CRITICAL": "two or more red systems",
+    "URGENT": "one red system, or two or more orange ones",
+    "OPTIMIZE": "no red system and at most one orange one",
+}
+
+frame.begin()
+st.title("Test signup")
+st.caption("Exactly what the website's assessment form sends. The contact is flagged as a test and always "
+           "gets test timing: the 7 emails go one minute apart.")
+
+details, counts = st.columns([3, 2], gap="large")
+with details:
+    email = st.text_input("Email", key="ts_email", placeholder="you@example.com")
+    first_name = st.text_input("First name", key="ts_first_name")
+    business_name = st.text_input("Business name", key="ts_business_name")
+    score = st.slider("Assessment score", 0, 100, 50, key="ts_score")
+with counts:
+    # Outside a form on purpose: the segment below follows every change of the counts.
+    red = st.number_input("🔴 Red systems (broken)", 0, 50, 0, key="ts_red")
+    orange = st.number_input("🟠 Orange systems (struggling)", 0, 50, 0, key="ts_orange")
+    yellow = st.number_input("🟡 Yellow systems", 0, 50, 0, key="ts_yellow")
+    green = st.number_input("🟢 Green systems", 0, 50, 0, key="ts_green")
+    segment = segment_for(red, orange).value
+    st.markdown(f"Segment: :{SEGMENT_BADGE[segment]}-badge[**{segment}**]")
+    st.caption(f"{segment}: {SEGMENT_RULE[segment]}.")
+
+
+def _submit() -> None:
+    body = {"email": email, "first_name": first_name or None, "business_name": business_name or None,
+            "red_systems": red, "orange_systems": orange, "yellow_systems": yellow, "green_systems": green,
+            "assessment_score": score}
+    try:
+        signup = parse_signup(body)
+    except InvalidSignup as exc:
+        st.session_state[RESULT] = {"errors": exc.errors}
+        return
+    request = SignupRequest(signup, source="dashboard", is_test=True, force_test_timing=True)
+    [result] = act(enroll_now, [request])
+    st.session_state[RESULT] = {"email": result.email, "segment": result.segment, "contact_id": result.contact_id,
+                                "outcome": result.outcome.value, "duplicate": result.duplicate}
+
+
+st.button("Sign up", type="primary", on_click=_submit, key="ts_submit", icon=":material/send:")
+
+outcome = st.session_state.get(RESULT)
+if outcome and "errors" in outcome:
+    for field, message in outcome["errors"].items():
+        st.error(f"**{field.replace('_', ' ')}**: {message}")
+elif outcome:
+    if outcome["duplicate"]:
+        st.warning(f"{outcome['email']} already has a sequence ({outcome['outcome']}): no second one was started.")
+    else:
+        st.success(f"Enrolled **{outcome['email']}** as **{outcome['segment']}**, on test timing. "
+                   "The worker sends the welcome email within seconds.")
+    st.page_link("pages/signups.py", label="Open the timeline", icon=":material/timeline:",
+                 query_params={"contact": outcome["contact_id"]})

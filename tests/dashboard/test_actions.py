@@ -1,0 +1,185 @@
+"""Every dashboard action asks first, then writes the row the worker carries out, naming who asked."""
+
+import json
+
+import pytest
+
+from core.actions import ActionRunner
+from tests.dashboard.conftest import page_text
+from tests.support import rows
+
+
+def confirm(at, key: str):
+    at.button(key=key).click().run()
+    assert at.button(key="confirm_yes"), "a confirmation dialog is open"
+    at.button(key="confirm_yes").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def actions(engine) -> list[dict]:
+    found = rows(engine, "SELECT kind, payload, requested_by, status FROM action ORDER BY requested_at")
+    return [{**a, "payload": json.loads(a["payload"])} for a in found]
+
+
+def requested_events(engine) -> list[dict]:
+    return rows(engine, "SELECT kind, actor, contact_id FROM event WHERE kind LIKE 'requested_%'")
+
+
+@pytest.fixture
+def timeline_of(seeded, open_app):
+    def open_(email: str, **kwargs):
+        at = open_app("pages/signups.py", **kwargs)
+        at.query_params["contact"] = seeded["contacts"][email].contact_id
+        return at.run()
+
+    return open_
+
+
+def test_resending_a_step_queues_an_action_for_the_worker_in_the_name_of_who_asked(seeded, timeline_of):
+    engine, casey = seeded["services"].engine, seeded["contacts"]["casey@example.com"]
+    confirm(timeline_of("casey@example.com"), "resend_step")
+    [action] = actions(engine)
+    assert action["kind"] == "resend_step" and action["requested_by"] == "dashboard"
+    assert action["payload"] == {"enrollment_id": casey.enrollment_id, "step": 1, "contact_id": casey.contact_id}
+    assert requested_events(engine) == [{"kind": "requested_resend_step", "actor": "dashboard",
+                                         "contact_id": casey.contact_id}]
+
+
+def test_the_worker_carries_out_what_the_dashboard_asked(seeded, timeline_of):
+    services = seeded["services"]
+    at = confirm(timeline_of("casey@example.com"), "resend_step")
+    ActionRunner(services, "test-worker").run_pending()
+    generations = rows(services.engine, "SELECT generation FROM send WHERE contact_id = :c AND step = 1",
+                       c=seeded["contacts"]["casey@example.com"].contact_id)
+    assert sorted(g["generation"] for g in generations) == [1, 2]
+    at.run()
+    assert "queued send" in page_text(at), "the request list shows the worker's result"
+
+
+def test_cancelling_the_confirmation_writes_nothing(seeded, timeline_of):
+    at = timeline_of("casey@example.com")
+    at.button(key="cancel_sequence").click().run()
+    at.button(key="confirm_no").click().run()
+    assert actions(seeded["services"].engine) == []
+    assert not at.button(key="confirm_yes")
+
+
+@pytest.mark.parametrize("key, kind", [("skip_step", "skip_step"), ("cancel_sequence", "cancel_sequence"),
+                                       ("unsubscribe", "unsubscribe")])
+def test_each_timeline_action_writes_its_own_kind(seeded, timeline_of, key, kind):
+    at = timeline_of("uma@example.com")
+    if key == "skip_step":
+        at.selectbox(key="action_step").set_value(2).run()
+    confirm(at, key)
+    [action] = actions(seeded["services"].engine)
+    uma = seeded["contacts"]["uma@example.com"]
+    assert action["kind"] == kind and action["payload"]["contact_id"] == uma.contact_id
+    if kind != "unsubscribe":
+        assert action["payload"]["enrollment_id"] == uma.enrollment_id
+    if kind == "skip_step":
+        assert action["payload"]["step"] == 2
+
+
+def test_a_step_already_sent_cannot_be_skipped(timeline_of):
+    at = timeline_of("casey@example.com")
+    assert at.button(key="skip_step").disabled
+
+
+def test_failed_sends_can_be_retried_one_by_one_or_in_bulk(seeded, open_app):
+    engine = seeded["services"].engine
+    at = open_app("pages/sends.py")
+    at.session_state["failed_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    confirm(at.run(), "retry_selected")
+    confirm(at, "retry_page")
+    found = actions(engine)
+    assert [a["kind"] for a in found] == ["retry_send", "retry_send"]
+    [failed_id] = [r["id"] for r in rows(engine, "SELECT id FROM send WHERE status = 'failed'")]
+    assert {a["payload"]["send_id"] for a in found} == {failed_id}
+
+
+def test_send_me_this_one_asks_the_worker_to_send_a_test_email(seeded, open_app):
+    at = open_app("pages/templates.py")
+    at.segmented_control(key="tpl_segment").set_value("URGENT").run()
+    at.selectbox(key="tpl_step").set_value(4).run()
+    at.text_input(key="tpl_to").input("Me@Example.com").run()
+    at.button(key="tpl_send").click().run()
+    [action] = actions(seeded["services"].engine)
+    assert action["kind"] == "send_test"
+    assert {k: action["payload"][k] for k in ("to", "step", "segment")} == {
+        "to": "me@example.com", "step": 4, "segment": "URGENT"}
+
+
+def test_a_bad_test_address_is_refused_before_anything_is_queued(seeded, open_app):
+    at = open_app("pages/templates.py")
+    at.text_input(key="tpl_to").input("not an address").run()
+    at.button(key="tpl_send").click().run()
+    assert actions(seeded["services"].engine) == []
+    assert "won't do" in page_text(at)
+
+
+def test_check_connection_is_carried_out_by_the_worker(seeded, open_app):
+    at = open_app("pages/settings.py")
+    at.button(key="check_connection").click().run()
+    assert [a["kind"] for a in actions(seeded["services"].engine)] == ["check_connection"]
+    ActionRunner(seeded["services"], "test-worker").run_pending()
+    at.run()
+    assert "fake mailer: always reachable" in page_text(at)
+
+
+def test_pausing_and_resuming_sending_is_audited_and_shown_in_the_sidebar(seeded, open_app):
+    engine = seeded["services"].engine
+    at = open_app("pages/settings.py")
+    at.text_input(key="pause_reason").input("checking step 3 copy").run()
+    confirm(at, "pause")
+    assert "checking step 3 copy" in "\n".join(e.value for e in at.sidebar.error)
+    confirm(at, "resume")
+    assert not at.sidebar.error
+    kinds = rows(engine, "SELECT kind, actor FROM event WHERE kind LIKE 'sending_%' ORDER BY id")
+    assert kinds == [{"kind": "sending_paused", "actor": "dashboard"}, {"kind": "sending_resumed", "actor": "dashboard"}]
+
+
+def test_the_test_mode_toggle_flips_the_stored_switch(seeded, open_app):
+    engine = seeded["services"].engine
+    at = open_app("pages/settings.py")
+    at.toggle(key="test_mode").set_value(True).run()
+    assert rows(engine, "SELECT value FROM setting WHERE key = 'test_mode'") == [{"value": "true"}]
+    assert "Test mode" in "\n".join(i.value for i in at.sidebar.info)
+    assert rows(engine, "SELECT actor FROM event WHERE kind = 'test_mode_on'") == [{"actor": "dashboard"}]
+
+
+def test_a_test_signup_goes_through_enrollment_as_a_test_contact_on_test_timing(seeded, open_app):
+    engine = seeded["services"].engine
+    at = open_app("pages/test_signup.py")
+    at.text_input(key="ts_email").input("Trial@Example.com").run()
+    at.text_input(key="ts_first_name").input("Tess").run()
+    at.number_input(key="ts_red").set_value(2).run()
+    at.button(key="ts_submit").click().run()
+    [contact] = rows(engine, "SELECT id, is_test FROM contact WHERE email = 'trial@example.com'")
+    assert contact["is_test"]
+    [enrollment] = rows(engine, "SELECT segment, timing FROM enrollment WHERE contact_id = :c", c=contact["id"])
+    assert enrollment == {"segment": "CRITICAL", "timing": "test"}
+    assert rows(engine, "SELECT source FROM signup WHERE contact_id = :c", c=contact["id"]) == [{"source": "dashboard"}]
+    [link] = at.get("page_link")
+    assert contact["id"] in str(link.proto)
+
+
+def test_an_invalid_test_signup_shows_the_field_error_and_stores_nothing(seeded, open_app):
+    engine = seeded["services"].engine
+    before = rows(engine, "SELECT count(*) AS n FROM contact")
+    at = open_app("pages/test_signup.py")
+    at.text_input(key="ts_email").input("nobody@").run()
+    at.button(key="ts_submit").click().run()
+    assert "email" in "\n".join(e.value for e in at.error)
+    assert rows(engine, "SELECT count(*) AS n FROM contact") == before
+
+
+def test_an_oidc_user_is_named_in_the_audit_trail(seeded, timeline_of):
+    auth = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+            "client_id": "id", "client_secret": "secret",
+            "server_metadata_url": "https://login.example.com/.well-known/openid-configuration"}
+    at = timeline_of("casey@example.com", user={"is_logged_in": True, "email": "mia@example.com", "name": "Mia"},
+                     secrets={"auth": auth})
+    confirm(at, "cancel_sequence")
+    [action] = actions(seeded["services"].engine)
+    assert action["requested_by"] == "mia@example.com"

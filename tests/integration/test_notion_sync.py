@@ -1,0 +1,228 @@
+"""The Notion sync service on real SQLite and PostgreSQL, with FakeNotion: outbox in, one page per enrollment out."""
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from core import db, repo
+from core.bootstrap import build_services
+from core.controls import unsubscribe_contact
+from core.dispatch import Dispatcher
+from core.intake import enroll_now
+from core.models import Outbox
+from core.notion import store
+from core.notion.errors import NotionRequestError, NotionUnavailable
+from core.notion.sync import NotionSync, SyncPolicy
+from core.testing import FakeMailer
+from core.testing_side import FakeNotion
+from tests.support import rows, signup_request
+
+outbox_t = Outbox.__table__
+NOTION = {"notion_token": "secret-test", "notion_email_sequence_db_id": "db-test"}
+
+
+@pytest.fixture
+def services(make_settings, clock):
+    built = build_services(make_settings(**NOTION), migrate=True, clock=clock, mailer=FakeMailer())
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture
+def notion() -> FakeNotion:
+    return FakeNotion()
+
+
+def make_sync(services, notion, worker="worker-a", **policy) -> NotionSync:
+    return NotionSync(services, notion, worker, SyncPolicy(stop_poll=timedelta(0), **policy))
+
+
+def enroll(services, email="alex@example.com", **fields):
+    [result] = enroll_now(services, [signup_request(email=email, **fields)])
+    return result
+
+
+def pending(services) -> list[dict]:
+    query = sa.select(outbox_t.c.id, outbox_t.c.attempts, outbox_t.c.last_error, outbox_t.c.next_attempt_at).where(
+        outbox_t.c.channel == "notion", outbox_t.c.done_at.is_(None))
+    with services.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def events(services, kind: str) -> list[dict]:
+    return rows(services.engine, "SELECT actor, enrollment_id, detail FROM event WHERE kind = :kind", kind=kind)
+
+
+def test_a_new_enrollment_gets_one_page_showing_the_contact_and_segment(services, notion):
+    enroll(services, red_systems=2)
+
+    report = make_sync(services, notion).run_pass()
+
+    [page_id] = notion.pages_for("alex@example.com")
+    values = notion.values(page_id)
+    assert (report.created, values["Segment"], values["Status"]) == (1, "CRITICAL", "active")
+    assert values["Name"] == "Alex — Acme Ltd" and values["Campaign"] == "Christmas 2025"
+    assert values["Next Email Due"] == services.clock()
+    assert pending(services) == []
+
+
+def test_many_changes_to_one_contact_become_one_write_of_the_latest_state(services, notion):
+    enroll(services)
+    enroll(services, first_name="Alexandra")  # nothing sent yet: the duplicate updates the enrollment
+
+    make_sync(services, notion).run_pass()
+
+    [page_id] = notion.pages_for("alex@example.com")
+    assert notion.values(page_id)["First Name"] == "Alexandra"
+    assert notion.calls.count("create_page") == 1 and notion.calls.count("update_page") == 0
+
+
+def test_checkboxes_are_ticked_as_each_step_goes_out(services, notion, clock):
+    enroll(services)
+    dispatcher, sync = Dispatcher(services, "dispatcher"), make_sync(services, notion)
+
+    dispatcher.run_pass()
+    sync.run_pass()
+    [page_id] = notion.pages_for("alex@example.com")
+    after_one = notion.values(page_id)
+    clock.advance(hours=24)
+    dispatcher.run_pass()
+    sync.run_pass()
+    after_two = notion.values(page_id)
+
+    assert [after_one[f"Email {n} Sent"] for n in (1, 2)] == [True, False]
+    assert [after_two[f"Email {n} Sent"] for n in (1, 2, 3)] == [True, True, False]
+    assert after_two["Last Email Sent"] == clock()
+    assert after_two["Next Email Due"] == clock() + timedelta(hours=48)
+    assert notion.calls.count("create_page") == 1
+
+
+def test_an_existing_page_with_the_same_email_is_updated_instead_of_making_a_second(services, notion):
+    old = notion.add_page({"Email": "alex@example.com", "Email 1 Sent": True})
+    enroll(services)
+
+    make_sync(services, notion).run_pass()
+
+    assert notion.pages_for("alex@example.com") == [old]
+    assert notion.values(old)["Status"] == "active"
+
+
+def test_an_unchanged_state_is_not_written_twice(services, notion):
+    result = enroll(services)
+    sync = make_sync(services, notion)
+    sync.run_pass()
+    with db.write_transaction(services.engine) as conn:
+        repo.insert_outbox(conn, [repo.outbox_row("notion", result.contact_id,
+                                                  {"enrollment_id": result.enrollment_id}, services.clock())])
+
+    report = sync.run_pass()
+
+    assert report.unchanged == 1 and notion.calls.count("update_page") == 0 and pending(services) == []
+
+
+def test_notion_failing_backs_off_the_change_records_why_and_catches_up_later(services, notion, clock):
+    enroll(services)
+    notion.fail_next(NotionUnavailable("Notion 503 service_unavailable", status=503), on="create_page")
+    sync = make_sync(services, notion)
+
+    first = sync.run_pass()
+    [row] = pending(services)
+    while_paused = sync.run_pass()
+    writes_while_paused = notion.calls.count("create_page")
+    clock.advance(minutes=5)
+    recovered = sync.run_pass()
+
+    assert first.paused and first.failed == 1
+    assert row["attempts"] == 1 and "503" in row["last_error"]
+    assert while_paused.paused and writes_while_paused == 1
+    assert recovered.created == 1 and pending(services) == []
+
+
+def test_a_refused_write_backs_off_for_longer_but_is_never_dropped(services, notion, clock):
+    enroll(services)
+    notion.fail_next(NotionRequestError("Notion 400 validation_error: bad", status=400, code="validation_error"),
+                     on="create_page")
+    sync = make_sync(services, notion)
+
+    refused = sync.run_pass()
+    [row] = pending(services)
+
+    assert refused.failed == 1 and not refused.paused  # one page refused; the mirror goes on with the rest
+    assert row["next_attempt_at"] >= clock() + timedelta(seconds=60)
+    clock.advance(minutes=2)
+    assert sync.run_pass().created == 1
+
+
+def test_two_workers_never_both_make_the_page_of_one_enrollment(services, notion, clock):
+    result = enroll(services)
+    with db.write_transaction(services.engine) as conn:  # worker A is mid-write on this enrollment
+        assert store.take_lease(conn, result.enrollment_id, result.contact_id, "worker-a", clock(),
+                                timedelta(minutes=2))
+
+    blocked = make_sync(services, notion, worker="worker-b").run_pass()
+    created_while_blocked = notion.calls.count("create_page")
+    clock.advance(minutes=3)  # worker A died; its lease ran out
+    taken_over = make_sync(services, notion, worker="worker-b").run_pass()
+
+    assert blocked.created == 0 and created_while_blocked == 0
+    assert taken_over.created == 1 and len(notion.pages_for("alex@example.com")) == 1
+
+
+def test_a_page_deleted_in_notion_is_found_or_made_again(services, notion, clock):
+    enroll(services)
+    sync = make_sync(services, notion)
+    sync.run_pass()
+    [first] = notion.pages_for("alex@example.com")
+    del notion.pages[first]
+    Dispatcher(services, "dispatcher").run_pass()
+
+    sync.run_pass()
+    sync.run_pass()
+
+    [second] = notion.pages_for("alex@example.com")
+    assert second != first and notion.values(second)["Email 1 Sent"] is True
+
+
+def test_ticking_stop_in_notion_cancels_the_remaining_sends_and_the_audit_trail_says_notion(services, notion):
+    result = enroll(services)
+    sync = make_sync(services, notion)
+    sync.run_pass()
+    notion.tick(notion.pages_for("alex@example.com")[0])
+
+    report = sync.run_pass()
+    sync.run_pass()
+
+    statuses = rows(services.engine, "SELECT status FROM send WHERE enrollment_id = :e", e=result.enrollment_id)
+    [event] = events(services, "sequence_cancelled")
+    assert report.stopped == 1
+    assert {r["status"] for r in statuses} == {"cancelled"}
+    assert event["actor"] == "notion" and event["enrollment_id"] == result.enrollment_id
+    assert notion.values(notion.pages_for("alex@example.com")[0])["Status"] == "cancelled"
+    assert Dispatcher(services, "dispatcher").run_pass() == 0
+
+
+def test_a_stop_ticked_on_a_finished_sequence_changes_nothing(services, notion):
+    result = enroll(services)
+    sync = make_sync(services, notion)
+    sync.run_pass()
+    page_id = notion.pages_for("alex@example.com")[0]
+    with db.write_transaction(services.engine) as conn:
+        unsubscribe_contact(conn, result.contact_id, actor="test", now=services.clock())
+    notion.tick(page_id)  # Notion still shows "active" until the next write
+
+    assert sync.run_pass().stopped == 0
+    assert events(services, "sequence_cancelled") == []
+
+
+def test_the_business_record_with_the_same_email_is_linked(services, clock):
+    notion = FakeNotion(businesses={"alex@example.com": "biz-7"})
+    enroll(services)
+    enroll(services, email="solo@example.com")
+
+    make_sync(services, notion).run_pass()
+
+    assert notion.values(notion.pages_for("alex@example.com")[0])["Business"] == ["biz-7"]
+    assert notion.values(notion.pages_for("solo@example.com")[0]).get("Business") is None

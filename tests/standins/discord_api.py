@@ -1,0 +1,85 @@
+"""A stand-in for a Discord webhook (POST /api/webhooks/{id}/{token}) on 127.0.0.1.
+
+    with DiscordStandIn() as discord:
+        settings = make_settings(discord_webhook_url=discord.webhook_url)
+
+Answers 204 and keeps the message, as Discord does without `?wait=true`. Checks what Discord
+checks (a message needs content or embeds; embed limits). `fail(429, retry_after=0.2)` answers
+a rate limit with Discord's JSON body (`retry_after` in seconds); `fail(503)` a server error.
+"""
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tests.standins.jsonserver import Answer, JsonStandIn
+
+WEBHOOK_PATH = "/api/webhooks/1234567890/standin-token"
+
+
+@dataclass
+class Fault:
+    status: int = 503
+    retry_after: float | None = None
+
+
+class DiscordStandIn(JsonStandIn):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host, port)
+        self._lock = threading.Lock()
+        self._messages: list[dict] = []
+        self._faults: list[Fault] = []
+        self.requests = 0
+
+    @property
+    def webhook_url(self) -> str:
+        return self.url + WEBHOOK_PATH
+
+    @property
+    def messages(self) -> list[dict]:
+        with self._lock:
+            return list(self._messages)
+
+    def fail(self, status: int = 503, times: int = 1, retry_after: float | None = None) -> None:
+        with self._lock:
+            self._faults.extend(Fault(status, retry_after) for _ in range(times))
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer | None:
+        with self._lock:
+            self.requests += 1
+            if method != "POST" or path.split("?")[0] != WEBHOOK_PATH:
+                return 404, {"message": "Unknown Webhook", "code": 10015}, {}
+            if self._faults:
+                return self._fault(self._faults.pop(0))
+            try:
+                message = json.loads(body)
+            except ValueError:
+                return 400, {"message": "The request body contains invalid JSON.", "code": 50109}, {}
+            problem = _problem(message)
+            if problem:
+                return 400, {"message": problem, "code": 50035}, {}
+            self._messages.append(message)
+            return 204, None, {}
+
+    def _fault(self, fault: Fault) -> Answer:
+        if fault.status == 429:
+            retry_after = fault.retry_after if fault.retry_after is not None else 0.5
+            return 429, {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}, {}
+        return fault.status, {"message": "Service unavailable", "code": 0}, {}
+
+
+def _problem(message: Any) -> str | None:
+    if not isinstance(message, dict) or not (message.get("content") or message.get("embeds")):
+        return "Cannot send an empty message"
+    embeds = message.get("embeds") or []
+    if len(embeds) > 10:
+        return "Invalid Form Body: embeds must have at most 10 items"
+    for embed in embeds:
+        if len(embed.get("title") or "") > 256:
+            return "Invalid Form Body: embed title must be at most 256 characters"
+        for field in embed.get("fields") or []:
+            if not field.get("name") or not field.get("value") or len(field["value"]) > 1024:
+                return "Invalid Form Body: embed fields need a name and a value of at most 1024 characters"
+    return None

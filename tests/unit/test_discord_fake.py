@@ -1,0 +1,75 @@
+"""FakeDiscord, and the pure parts of alerting: message shapes and the signature-failure watch."""
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from core.alerts import AlertSink, SignatureFailureWatch, TransientAlertError, critical_lead_message, ops_message
+from core.testing_side import FakeDiscord
+
+LEAD = SimpleNamespace(contact_id="c1", email="casey@example.com", first_name="Casey", business_name="Crumbling Co",
+                       red_systems=3, orange_systems=1)
+
+
+def test_the_fake_is_an_alert_sink_that_keeps_what_it_accepted():
+    discord = FakeDiscord()
+
+    discord.post(ops_message("circuit_breaker", "paused"))
+
+    assert isinstance(discord, AlertSink)
+    assert discord.titles() == ["Sending paused by the circuit breaker"]
+
+
+def test_the_fake_replays_scripted_failures_and_keeps_nothing_for_them():
+    discord = FakeDiscord()
+    discord.fail_next(TransientAlertError("429", retry_after=1))
+
+    with pytest.raises(TransientAlertError):
+        discord.post({"content": "x"})
+    discord.post({"content": "y"})
+
+    assert discord.messages == [{"content": "y"}] and discord.calls == ["post", "post"]
+
+
+def test_a_critical_lead_embed_names_the_lead_their_business_counts_and_dashboard_link():
+    message = critical_lead_message(LEAD, "https://dash.example.com/")
+
+    embed = message["embeds"][0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert embed["title"] == "CRITICAL lead: Casey"
+    assert fields == {"Name": "Casey", "Business": "Crumbling Co", "Email": "casey@example.com",
+                      "Red systems": "3", "Orange systems": "1"}
+    assert embed["url"] == "https://dash.example.com/signups?contact=c1"
+    assert embed["color"] == 0xE02424
+
+
+def test_a_lead_cannot_ping_everyone_through_their_name():
+    lead = SimpleNamespace(**{**LEAD.__dict__, "first_name": "@everyone"})
+
+    assert critical_lead_message(lead, "http://d")["allowed_mentions"] == {"parse": []}
+
+
+def test_missing_names_fall_back_so_discord_never_gets_an_empty_field():
+    lead = SimpleNamespace(**{**LEAD.__dict__, "first_name": None, "business_name": None, "red_systems": None})
+
+    embed = critical_lead_message(lead, "http://d")["embeds"][0]
+
+    assert embed["title"] == "CRITICAL lead: casey@example.com"
+    assert all(f["value"] for f in embed["fields"])
+
+
+def test_the_signature_watch_fires_once_when_a_burst_crosses_the_threshold():
+    watch = SignatureFailureWatch(threshold=3, window=timedelta(minutes=5))
+    start = datetime(2025, 12, 1, 9, tzinfo=UTC)
+
+    fired = [watch.record(start + timedelta(seconds=i)) for i in range(5)]
+
+    assert fired == [False, False, True, False, False]
+
+
+def test_failures_spread_wider_than_the_window_never_fire():
+    watch = SignatureFailureWatch(threshold=3, window=timedelta(minutes=5))
+    start = datetime(2025, 12, 1, 9, tzinfo=UTC)
+
+    assert not any(watch.record(start + timedelta(minutes=4 * i)) for i in range(10))

@@ -1,0 +1,71 @@
+"""The Discord webhook adapter over httpx.MockTransport: Discord's answers translated into ours."""
+
+import json
+
+import httpx
+import pytest
+
+from core.alerts import PermanentAlertError, TransientAlertError
+from core.discord import DiscordWebhook
+
+URL = "https://discord.test/api/webhooks/1/secret-token"
+
+
+def webhook(*answers: httpx.Response, seen: list | None = None) -> DiscordWebhook:
+    queue = list(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        return queue.pop(0)
+
+    return DiscordWebhook(URL, http=httpx.Client(transport=httpx.MockTransport(handler)))
+
+
+def test_a_message_is_posted_as_json_to_the_webhook_url():
+    seen: list[httpx.Request] = []
+
+    webhook(httpx.Response(204), seen=seen).post({"content": "hello"})
+
+    assert str(seen[0].url) == URL and seen[0].method == "POST"
+    assert json.loads(seen[0].content) == {"content": "hello"}
+
+
+def test_a_429_is_transient_with_the_json_retry_after_in_seconds():
+    answer = httpx.Response(429, json={"message": "You are being rate limited.", "retry_after": 0.75, "global": False})
+
+    with pytest.raises(TransientAlertError) as caught:
+        webhook(answer).post({"content": "x"})
+
+    assert caught.value.status == 429 and caught.value.retry_after == 0.75
+
+
+def test_a_429_without_a_body_falls_back_to_the_retry_after_header():
+    with pytest.raises(TransientAlertError) as caught:
+        webhook(httpx.Response(429, headers={"Retry-After": "3"})).post({"content": "x"})
+
+    assert caught.value.retry_after == 3.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_errors_are_transient(status):
+    with pytest.raises(TransientAlertError):
+        webhook(httpx.Response(status)).post({"content": "x"})
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+def test_a_refused_message_or_a_deleted_webhook_is_permanent(status):
+    with pytest.raises(PermanentAlertError):
+        webhook(httpx.Response(status, json={"message": "Unknown Webhook", "code": 10015})).post({"content": "x"})
+
+
+def test_network_failures_are_transient_and_never_reveal_the_webhook_token():
+    def refuse(request):
+        raise httpx.ConnectError("connection refused", request=request)
+
+    sink = DiscordWebhook(URL, http=httpx.Client(transport=httpx.MockTransport(refuse)))
+
+    with pytest.raises(TransientAlertError) as caught:
+        sink.post({"content": "x"})
+
+    assert "secret-token" not in str(caught.value)

@@ -1,0 +1,88 @@
+"""Who may see the dashboard: a shared password (DASHBOARD_PASSWORD) and/or OIDC via st.login.
+
+When either is configured, nothing but the sign-in form renders until it is satisfied. When
+both are, either one lets the marketer in.
+"""
+
+import hmac
+
+import streamlit as st
+
+ALLOWED = "_nurture_allowed"
+_PASSWORD_OK = "_nurture_password_ok"
+ANONYMOUS_ACTOR = "dashboard"
+
+
+def oidc_configured() -> bool:
+    """True when secrets.toml has an [auth] section; st.login and st.user are only used then."""
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all
+        return False
+
+
+def _oidc_logged_in() -> bool:
+    return oidc_configured() and bool(st.user.is_logged_in)
+
+
+def actor() -> str:
+    """Who the audit trail names for a dashboard action: the OIDC user's email, else 'dashboard'."""
+    if _oidc_logged_in():
+        return str(st.user.get("email") or st.user.get("name") or ANONYMOUS_ACTOR)
+    return ANONYMOUS_ACTOR
+
+
+def is_allowed(password: str) -> bool:
+    if not password and not oidc_configured():
+        return True
+    return _oidc_logged_in() or (bool(password) and bool(st.session_state.get(_PASSWORD_OK)))
+
+
+def gate(password: str) -> bool:
+    """Decide access for this run; when refused, render only the sign-in form."""
+    allowed = is_allowed(password)
+    st.session_state[ALLOWED] = allowed
+    if not allowed:
+        _sign_in_form(password)
+    return allowed
+
+
+def ensure_allowed() -> None:
+    """Stop the run before any data is read unless this session passed the gate."""
+    if not st.session_state.get(ALLOWED):
+        st.stop()
+
+
+def refuse_unless_allowed() -> None:
+    """For callbacks, which run before the gate does: refuse any change from a session not let in."""
+    if not st.session_state.get(ALLOWED):
+        raise PermissionError("sign in to the dashboard first")
+
+
+def sign_out() -> None:
+    st.session_state[_PASSWORD_OK] = False
+    st.session_state[ALLOWED] = False
+    if _oidc_logged_in():
+        st.logout()
+
+
+def _check_password(expected: str) -> None:
+    given = st.session_state.get("password_input", "")
+    # Constant time, so response timing says nothing about how much of a guess was right.
+    ok = hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    st.session_state[_PASSWORD_OK] = ok
+    st.session_state["password_refused"] = not ok
+    st.session_state["password_input"] = ""
+
+
+def _sign_in_form(password: str) -> None:
+    st.title("Nurture")
+    st.caption("The marketer's dashboard. Please sign in.")
+    if oidc_configured():
+        st.button("Log in with your company account", type="primary", on_click=st.login, key="oidc_login")
+    if password:
+        with st.form("password_form", border=True):
+            st.text_input("Password", type="password", key="password_input")
+            st.form_submit_button("Sign in", on_click=_check_password, args=(password,))
+        if st.session_state.get("password_refused"):
+            st.error("That password is not right.")

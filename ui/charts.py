@@ -1,0 +1,57 @@
+"""The Overview's figures: KPI metrics and Altair charts. Each takes rows from core.queries."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core.queries import FUNNEL_STAGES
+from ui.widgets import SEGMENT_COLORS
+
+_SEGMENTS = list(SEGMENT_COLORS)
+_SEGMENT_SCALE = alt.Scale(domain=_SEGMENTS, range=list(SEGMENT_COLORS.values()))
+_STAGE_COLORS = ["#cbd5e1", "#60a5fa", "#2563eb", "#7c3aed", "#15803d"]
+# A rise in these is bad news: their deltas are drawn red when they go up.
+_BAD_WHEN_UP = {"failed", "unsubscribed", "bounced"}
+
+
+def kpi_grid(kpis: list[dict], per_row: int = 5) -> None:
+    """The headline metrics, each with its change over the last 24 hours."""
+    for start in range(0, len(kpis), per_row):
+        for column, kpi in zip(st.columns(per_row), kpis[start:start + per_row]):
+            color = "inverse" if kpi["key"] in _BAD_WHEN_UP else "off" if kpi["key"] == "scheduled" else "normal"
+            column.metric(kpi["label"], f"{kpi['value']:,}", delta=f"{kpi['delta']:+,}", delta_color=color,
+                          delta_description="vs yesterday", border=True)
+
+
+def segment_mix(kpis: list[dict]) -> alt.Chart:
+    data = pd.DataFrame([{"segment": k["label"].upper(), "signups": k["value"]}
+                         for k in kpis if k["key"].startswith("segment_")])
+    base = alt.Chart(data).encode(
+        theta=alt.Theta("signups:Q", stack=True),
+        color=alt.Color("segment:N", scale=_SEGMENT_SCALE, legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["segment:N", alt.Tooltip("signups:Q", format=",")],
+    )
+    return base.mark_arc(innerRadius=55, outerRadius=105).properties(height=260)
+
+
+def signups_per_day(rows: list[dict]) -> alt.Chart:
+    data = pd.DataFrame(rows, columns=["day", "segment", "signups"])
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("day:T", title=None, axis=alt.Axis(format="%d %b")),
+        y=alt.Y("sum(signups):Q", title="signups"),
+        color=alt.Color("segment:N", scale=_SEGMENT_SCALE, legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("day:T", format="%d %b %Y"), "segment:N", alt.Tooltip("signups:Q", format=",")],
+    ).properties(height=260)
+
+
+def funnel(rows: list[dict]) -> alt.Chart:
+    data = pd.DataFrame(rows, columns=["step", "stage", "count"])
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("step:O", title="step", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("stage:N", sort=list(FUNNEL_STAGES)),
+        y=alt.Y("count:Q", title="emails"),
+        color=alt.Color("stage:N", sort=list(FUNNEL_STAGES),
+                        scale=alt.Scale(domain=list(FUNNEL_STAGES), range=_STAGE_COLORS),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["step:O", "stage:N", alt.Tooltip("count:Q", format=",")],
+    ).properties(height=300)

@@ -1,0 +1,71 @@
+"""What the dashboard can ask for. Sequence actions become rows the worker carries out; switches flip at once.
+
+Every command records who asked (ui.access.actor) in the audit trail.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from core import actions, switches
+from ui import access
+from ui.services import now, write
+
+MY_REQUESTS = "_nurture_my_requests"
+FLASH = "_nurture_flash"
+_KEEP = 20
+
+
+@dataclass(frozen=True)
+class Command:
+    """A confirmed intent: a worker action kind (one row per payload), or 'pause' / 'resume'."""
+
+    kind: str
+    payloads: tuple[dict, ...] = field(default_factory=tuple)
+    question: str = ""
+    confirm_label: str = "Confirm"
+    done_message: str = "Requested: the worker carries it out within a few seconds."
+
+
+def request(kind: str, payload: dict) -> str:
+    """Queue one action for the worker; return its id, remembered for this session's request list."""
+    action_id = write(actions.request_action, kind, payload, requested_by=access.actor(), now=now())
+    mine = st.session_state.setdefault(MY_REQUESTS, [])
+    mine.insert(0, action_id)
+    del mine[_KEEP:]
+    return action_id
+
+
+def set_paused(paused: bool, reason: str | None = None) -> None:
+    write(switches.set_paused, paused, actor=access.actor(), now=now(), reason=reason)
+
+
+def set_test_mode(enabled: bool) -> None:
+    write(switches.set_test_mode, enabled, actor=access.actor(), now=now())
+
+
+def perform(command: Command) -> None:
+    """Carry out a confirmed command and leave a message for the next run."""
+    if command.kind == "pause":
+        set_paused(True, command.payloads[0].get("reason") if command.payloads else None)
+    elif command.kind == "resume":
+        set_paused(False)
+    else:
+        for payload in command.payloads:
+            request(command.kind, payload)
+    flash(command.done_message)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def flash(message: str) -> None:
+    st.session_state.setdefault(FLASH, []).append(message)
+
+
+def show_flash() -> None:
+    """Toast the messages left by the previous run's commands."""
+    for message in st.session_state.pop(FLASH, []):
+        st.toast(message, icon=":material/check_circle:")

@@ -1,0 +1,49 @@
+"""Confirmation before anything changes: a button stores the command, a dialog asks, Yes performs it.
+
+The pending command lives in Session State, so the dialog is drawn again on every run until
+it is answered; that keeps it working in the browser and under AppTest alike.
+"""
+
+import streamlit as st
+
+from ui import access
+from ui.commands import Command, perform
+
+PENDING = "_nurture_pending_command"
+
+
+def ask(command: Command) -> None:
+    st.session_state[PENDING] = command
+
+
+def forget() -> None:
+    st.session_state.pop(PENDING, None)
+
+
+def button(label: str, command: Command, *, key: str, disabled: bool = False, help: str | None = None,
+           primary: bool = False, icon: str | None = None) -> None:
+    """A button that opens the confirmation dialog for `command`."""
+    st.button(label, key=key, on_click=ask, args=(command,), disabled=disabled, help=help, icon=icon,
+              type="primary" if primary else "secondary")
+
+
+def render() -> None:
+    """Draw the dialog when a command waits for an answer (called once per run, after the page)."""
+    command = st.session_state.get(PENDING)
+    if command is not None:
+        _dialog(command)
+
+
+@st.dialog("Please confirm", on_dismiss=forget)
+def _dialog(command: Command) -> None:
+    st.markdown(command.question)
+    st.caption(f"Recorded in the audit trail as **{access.actor()}**. "
+               "Sequence actions are carried out by the worker within a few seconds.")
+    yes, no = st.columns(2)
+    if yes.button(command.confirm_label, type="primary", key="confirm_yes", width="stretch"):
+        forget()
+        perform(command)
+        st.rerun()
+    if no.button("Cancel", key="confirm_no", width="stretch"):
+        forget()
+        st.rerun()

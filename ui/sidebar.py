@@ -1,0 +1,46 @@
+"""The sidebar every page shares: worker heartbeat and the banners that change what sending means."""
+
+import streamlit as st
+
+from core import queries
+from core.worker import HEARTBEAT_SECONDS
+from ui import access
+from ui.services import now, read, services
+
+
+def render() -> None:
+    with st.sidebar:
+        _live_status()
+        if access.oidc_configured() or services().settings.dashboard_password:
+            st.button("Sign out", on_click=access.sign_out, key="sign_out", icon=":material/logout:")
+
+
+@st.fragment(run_every=HEARTBEAT_SECONDS)
+def _live_status() -> None:
+    state = read(queries.system_state)
+    alive, age = queries.heartbeat(state.worker_last_seen, now(), HEARTBEAT_SECONDS)
+    if alive:
+        st.badge("Worker running", icon=":material/favorite:", color="green")
+    else:
+        st.badge("Worker not running", icon=":material/heart_broken:", color="red")
+    if age is None:
+        st.caption("no worker has ever reported in: start it with `python scheduler.py`")
+    else:
+        st.caption(f"last seen {_seconds(age)} ago")
+    if state.paused:
+        st.error(f"**Sending paused.** {state.pause_reason or 'No reason given.'} "
+                 "Resume it on the Settings page.", icon=":material/pause_circle:")
+    if services().settings.dry_run:
+        st.warning("**Dry run.** No RESEND_API_KEY is set: emails are rendered and marked sent, "
+                   "but nothing is delivered.", icon=":material/science:")
+    if state.test_mode:
+        st.info("**Test mode.** New signups get test timing: the 7 emails go one minute apart.",
+                icon=":material/timer:")
+
+
+def _seconds(age: float) -> str:
+    if age < 120:
+        return f"{int(age)} s"
+    if age < 7200:
+        return f"{int(age // 60)} min"
+    return f"{int(age // 3600)} h"

@@ -1,0 +1,104 @@
+"""One contact's timeline: each step's state, when and why, the manual actions and the audit trail."""
+
+import pandas as pd
+import streamlit as st
+
+from core import queries
+from ui import confirm
+from ui.commands import Command
+from ui.services import now, read
+from ui.widgets import SEGMENT_BADGE, STATUS_BADGE, STEP_ICONS, ago, event_detail, my_requests, step_title, when
+
+
+def render(contact_id: str, *, on_close=None) -> None:
+    """Draw the timeline of `contact_id`; `on_close` is the close button's callback."""
+    state = read(queries.system_state)
+    detail = read(queries.contact_detail, contact_id, now(), paused=state.paused)
+    if detail is None:
+        st.warning("That contact no longer exists (it may have been erased).")
+        return
+    contact, enrollment = detail["contact"], detail["enrollment"]
+    with st.container(border=True, key="timeline"):
+        head, close = st.columns([6, 1])
+        head.subheader(contact["first_name"] or contact["email"])
+        if on_close:
+            close.button("Close", on_click=on_close, icon=":material/close:", key="close_timeline")
+        _badges(contact, enrollment)
+        for line in detail["steps"]:
+            _step(line)
+        if enrollment:
+            _actions(contact, enrollment, detail["steps"])
+        _history(detail["events"])
+        my_requests()
+
+
+def _badges(contact: dict, enrollment: dict | None) -> None:
+    parts = [f"**{contact['email']}**"]
+    if contact["business_name"]:
+        parts.append(contact["business_name"])
+    if enrollment:
+        parts.append(f":{SEGMENT_BADGE[enrollment['segment']]}-badge[{enrollment['segment']}]")
+        parts.append(f":{STATUS_BADGE.get(enrollment['status'], 'gray')}-badge[{enrollment['status']}]")
+        parts.append(f":gray-badge[{enrollment['timing']} timing]")
+    if contact["is_test"]:
+        parts.append(":violet-badge[test contact]")
+    if contact["suppressed_at"]:
+        parts.append(f":red-badge[suppressed: {contact['suppressed_reason'] or 'bounce'}]")
+    elif contact["unsubscribed_at"]:
+        parts.append(f":gray-badge[unsubscribed {when(contact['unsubscribed_at'])}]")
+    st.markdown(" · ".join(parts))
+    counts = ""
+    if enrollment and enrollment["red_systems"] is not None:
+        counts = f" · {enrollment['red_systems']} red, {enrollment['orange_systems'] or 0} orange systems"
+    reason = f" · {enrollment['status_reason']}" if enrollment and enrollment["status_reason"] else ""
+    st.caption(f"Signed up {when(contact['created_at'])} ({ago(contact['created_at'])}){counts}{reason}")
+
+
+def _step(line: queries.StepLine) -> None:
+    icon, text = st.columns([1, 11], vertical_alignment="center")
+    icon.markdown(f"### {STEP_ICONS[line.state]}")
+    text.markdown(f"**Step {line.step} · {step_title(line.step)}** — {line.headline}")
+    if line.facts:
+        text.caption(" · ".join(line.facts))
+
+
+def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> None:
+    st.markdown("**Actions**")
+    stopped = bool(contact["unsubscribed_at"] or contact["suppressed_at"])
+    pick, resend, skip, cancel, unsub = st.columns([2, 2, 2, 2, 2], vertical_alignment="bottom")
+    number = pick.selectbox("Step", [s.step for s in steps], key="action_step",
+                            format_func=lambda n: f"{n} · {step_title(n)}")
+    line = steps[number - 1]
+    target = {"enrollment_id": enrollment["id"], "step": number, "contact_id": contact["id"]}
+    who = contact["email"]
+    with resend:
+        confirm.button("Resend step", Command(
+            "resend_step", (target,), f"Send step {number} to **{who}** again, as a new email, now?",
+            "Yes, resend", f"Resend of step {number} requested."), key="resend_step",
+            disabled=stopped or line.send is None, help="Queues the step again as a new generation, due now.")
+    with skip:
+        confirm.button("Skip step", Command(
+            "skip_step", (target,), f"Skip step {number} for **{who}**? The sequence moves on to the next step.",
+            "Yes, skip it", f"Skip of step {number} requested."), key="skip_step",
+            disabled=line.state not in ("waiting", "due"), help="Only a step not yet sent can be skipped.")
+    with cancel:
+        confirm.button("Cancel sequence", Command(
+            "cancel_sequence", ({"enrollment_id": enrollment["id"], "contact_id": contact["id"]},),
+            f"Cancel every email still to come for **{who}**?", "Yes, cancel", "Cancellation requested."),
+            key="cancel_sequence", disabled=enrollment["status"] != "active")
+    with unsub:
+        confirm.button("Unsubscribe", Command(
+            "unsubscribe", ({"contact_id": contact["id"]},),
+            f"Unsubscribe **{who}**? Nothing more is ever sent to them.", "Yes, unsubscribe",
+            "Unsubscribe requested."), key="unsubscribe", disabled=bool(contact["unsubscribed_at"]))
+
+
+def _history(events: list[dict]) -> None:
+    with st.expander(f"Audit trail ({len(events)})"):
+        if not events:
+            st.caption("Nothing recorded yet.")
+            return
+        st.dataframe(pd.DataFrame([{
+            "when": when(e["at"]), "who": e["actor"], "what": e["kind"].replace("_", " "),
+            "detail": event_detail(e["detail"]),
+        } for e in events]), hide_index=True, width="stretch")
