@@ -41,9 +41,9 @@ API_KEY = "re_bench_standin_key"
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789"
 CALLS_PER_SECOND, BATCH = 5, 100
 CEILING = CALLS_PER_SECOND * BATCH
-TARGET_SHARE_OF_CEILING = 0.8
-TARGET_429_SHARE = 0.01
-TARGET_RSS_MB = 250
+TARGET_SHARE_OF_CEILING = 0.95  # the issue's target
+TARGET_429_SHARE = 0.02  # the issue's target
+TARGET_RSS_MB = 250  # ours: the issue asks only for the figure
 TARGET_LATENCY_S = 1.0
 
 
@@ -197,8 +197,8 @@ def verdict(ok: bool) -> str:
 def report(d: dict, w: dict, args) -> None:
     share_429 = d["rate_limited"] / d["calls"] if d["calls"] else 0.0
     rows = [
-        ("backlog delivered (unique / accepted)", f"{d['unique']:,} / {d['accepted']:,}", f"{d['emails']:,} / {d['emails']:,}",
-         verdict(d["unique"] == d["accepted"] == d["emails"])),
+        ("backlog delivered (unique / accepted)", f"{d['unique']:,} / {d['accepted']:,}",
+         f"{d['emails']:,} / {d['emails']:,}", verdict(d["unique"] == d["accepted"] == d["emails"])),
         ("worker start -> first email accepted", f"{d['startup_s']:.2f} s", "(start-up)", ""),
         ("first -> last email accepted", f"{d['span_s']:.2f} s", "", ""),
         ("drain rate", f"{d['rate']:.0f} emails/s ({d['rate'] / CEILING:.0%} of ceiling)",
@@ -211,7 +211,8 @@ def report(d: dict, w: dict, args) -> None:
          verdict(w["delivered"] == w["signups"])),
         ("welcome latency p50 (202 -> accepted)", f"{w['p50']:.3f} s", f"<= {TARGET_LATENCY_S:.0f} s",
          verdict(w["p50"] <= TARGET_LATENCY_S)),
-        ("welcome latency p99", f"{w['p99']:.3f} s", f"<= {TARGET_LATENCY_S:.0f} s", verdict(w["p99"] <= TARGET_LATENCY_S)),
+        ("welcome latency p99", f"{w['p99']:.3f} s", f"<= {TARGET_LATENCY_S:.0f} s",
+         verdict(w["p99"] <= TARGET_LATENCY_S)),
         ("welcome latency max", f"{w['max']:.3f} s", "", ""),
     ]
     print(f"\nDispatch benchmark: SQLite, Resend stand-in at {args.rate_limit:g} req/s with {args.latency_ms:g} ms "

@@ -48,15 +48,19 @@ def import_rows(services: Services, mirror: NotionMirror, *, apply: bool) -> int
     return 0
 
 
-def _mirror(services: Services) -> NotionMirror:
+def _with_mirror(services: Services, use) -> int:
     if not services.settings.notion_configured:
         raise NotionNotConfigured("NOTION_TOKEN and NOTION_EMAIL_SEQUENCE_DB_ID must be set to use the Notion mirror.")
-    return notion_from_settings(services.settings)
+    mirror = notion_from_settings(services.settings)
+    try:
+        return use(mirror)
+    finally:
+        mirror.close()
 
 
 def _check(services: Services, args) -> int:
-    return check(_mirror(services), create_missing=args.create_missing)
+    return _with_mirror(services, lambda mirror: check(mirror, create_missing=args.create_missing))
 
 
 def _import(services: Services, args) -> int:
-    return import_rows(services, _mirror(services), apply=args.apply)
+    return _with_mirror(services, lambda mirror: import_rows(services, mirror, apply=args.apply))

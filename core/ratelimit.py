@@ -28,6 +28,7 @@ class TokenBucket:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._rate = float(rate)
+        self._fixed_capacity = capacity  # None: the burst follows the rate when it is resized
         self._capacity = _capacity_for(rate, capacity)
         self._tokens = self._capacity
         self._updated = clock()
@@ -88,22 +89,29 @@ class TokenBucket:
         limit: float | None = None,
         remaining: float | None = None,
         reset: float | None = None,
+        elapsed: float = 0.0,
     ) -> None:
         """Adjust to the provider's `ratelimit-limit`, `-remaining` and `-reset` response headers.
 
-        `limit` calls per second becomes the new rate and burst. The server's own count wins
-        over ours, because other processes may share the API key, so tokens never exceed
-        `remaining`; when nothing remains, nothing starts until `reset` seconds have passed.
+        `limit` calls per second becomes the new rate (and burst, unless fixed). The server's own
+        count wins over ours, because other processes may share the API key, so tokens never
+        exceed `remaining`. When nothing remains, nothing starts for one call interval, or for
+        `reset` seconds if sooner: providers round `reset` up to whole seconds, and holding for
+        all of it stalls every call for up to a second; a real 429 still pauses for retry-after.
+        The server counted at the start of the call, `elapsed` seconds ago, so what has
+        accrued since then is not taken away.
         """
         if limit is not None and limit > 0 and limit != self._rate:
-            self.resize(limit)
+            self.resize(limit, self._fixed_capacity)
         with self._lock:
             now = self._clock()
             self._refill(now)
             if remaining is not None:
-                self._tokens = min(self._tokens, max(remaining, 0.0))
+                accrued = max(elapsed, 0.0) * self._rate
+                self._tokens = min(self._tokens, max(remaining, 0.0) + accrued)
                 if remaining <= 0 and reset is not None and reset > 0:
-                    self._hold_until = max(self._hold_until, now + reset)
+                    hold = min(reset, 1.0 / self._rate) - max(elapsed, 0.0)
+                    self._hold_until = max(self._hold_until, now + hold)
 
     def _refill(self, now: float) -> None:
         # Tokens accrue during a pause too: a provider's window resets to its full quota.

@@ -51,7 +51,10 @@ class ResendMailer:
         # The SDK's public transport hook; its default RequestsClient, given our timeout
         # (annotated int, but requests takes float seconds).
         self._http = resend.RequestsClient(timeout=timeout)  # type: ignore[arg-type]
-        self.bucket = TokenBucket(rate_limit, clock=clock, sleep=sleep)
+        # A burst of one spaces calls evenly: a new signup's email waits at most one interval,
+        # instead of queueing behind a burst that spent the whole second's quota at once.
+        self.bucket = TokenBucket(rate_limit, capacity=1, clock=clock, sleep=sleep)
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"ResendMailer(from_email={self.from_email!r}, rate={self.bucket.rate:g}/s)"
@@ -109,25 +112,27 @@ class ResendMailer:
 
     def _call(self, operation: Callable[..., Any], *args: Any) -> Any:
         self.bucket.acquire()
+        started = self._clock()  # local: several dispatch lanes share this mailer
         resend.api_key = self._api_key
         resend.default_http_client = self._http
         try:
             response = operation(*args)
         except ResendError as error:
-            self._observe(error.headers)
+            self._observe(error.headers, started)
             if str(error.code) == "429":
                 retry_after = _number(_lower(error.headers).get("retry-after"))
                 self.bucket.pause(retry_after if retry_after is not None else 1.0)
             raise
-        self._observe(response.get("http_headers") or {})
+        self._observe(response.get("http_headers") or {}, started)
         return response
 
-    def _observe(self, headers: Mapping[str, str]) -> None:
+    def _observe(self, headers: Mapping[str, str], started: float) -> None:
         headers = _lower(headers)
         self.bucket.observe(
             limit=_number(headers.get("ratelimit-limit")),
             remaining=_number(headers.get("ratelimit-remaining")),
             reset=_number(headers.get("ratelimit-reset")),
+            elapsed=self._clock() - started,
         )
 
 

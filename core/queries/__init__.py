@@ -7,8 +7,8 @@ and runs alike on SQLite and PostgreSQL. Migration 0002 adds the indexes these q
 from core.queries.audit import actions_by_ids, audit_count, audit_page, latest_action, pending_actions
 from core.queries.contacts import AUDIENCES, ContactFilter, contact_page, count_contacts
 from core.queries.exports import EXPORT_COLUMNS, as_iso, export_rows, stats
-from core.queries.overview import FUNNEL_STAGES, funnel, kpis, overview, signups_per_day
-from core.queries.sends import LISTS, due_soon, queue_counts, queue_list
+from core.queries.overview import FUNNEL_STAGES, funnel, kpis, overview_data, signups_per_day
+from core.queries.sends import LISTS, queue_counts, queue_list
 from core.queries.steps import STATES
 from core.queries.system import SystemState, channel_health, heartbeat, system_state
 from core.queries.timeline import StepLine, contact_detail, relative, when
@@ -16,6 +16,6 @@ from core.queries.timeline import StepLine, contact_detail, relative, when
 __all__ = [
     "AUDIENCES", "EXPORT_COLUMNS", "FUNNEL_STAGES", "LISTS", "STATES", "ContactFilter", "StepLine", "SystemState",
     "actions_by_ids", "as_iso", "audit_count", "audit_page", "channel_health", "contact_detail", "contact_page",
-    "count_contacts", "due_soon", "export_rows", "funnel", "heartbeat", "kpis", "latest_action", "overview",
+    "count_contacts", "export_rows", "funnel", "heartbeat", "kpis", "latest_action", "overview_data",
     "pending_actions", "queue_counts", "queue_list", "relative", "signups_per_day", "stats", "system_state", "when",
 ]

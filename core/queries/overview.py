@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 import sqlalchemy as sa
 
 from core.campaign import Segment
-from core.queries.sends import due_soon
+from core.queries.sends import queue_list
 from core.queries.tables import STEP_NUMBERS, contact_t, enrollment_t, send_t, utc_day
 from core.status import SEND_STATUSES
 
@@ -27,9 +27,18 @@ def segment_counts(conn: sa.Connection, since: datetime) -> dict[str, tuple[int,
     return {s.value: found.get(s.value, (0, 0)) for s in Segment}
 
 
-def send_counts(conn: sa.Connection) -> dict[str, int]:
-    rows = dict(conn.execute(sa.select(send_t.c.status, sa.func.count()).group_by(send_t.c.status)).all())
-    return {s: rows.get(s, 0) for s in SEND_STATUSES}
+def status_step_counts(conn: sa.Connection) -> dict[tuple[str, int], int]:
+    """{(status, step): sends}: one walk of the (status, step) index serves the totals and the funnel."""
+    rows = conn.execute(sa.select(send_t.c.status, send_t.c.step, sa.func.count())
+                        .group_by(send_t.c.status, send_t.c.step)).all()
+    return {(status, step): n for status, step, n in rows}
+
+
+def send_counts(by_status_step: dict[tuple[str, int], int]) -> dict[str, int]:
+    totals = dict.fromkeys(SEND_STATUSES, 0)
+    for (status, _), n in by_status_step.items():
+        totals[status] = totals.get(status, 0) + n
+    return totals
 
 
 def _finished_since(conn: sa.Connection, since: datetime) -> dict[str, int]:
@@ -47,19 +56,26 @@ def _scheduled_since(conn: sa.Connection, since: datetime) -> int:
 
 
 def _contact_stops(conn: sa.Connection, since: datetime) -> dict[str, tuple[int, int]]:
-    unsubscribed = sa.and_(contact_t.c.unsubscribed_at.is_not(None), contact_t.c.suppressed_at.is_(None))
-    unsub = conn.execute(sa.select(sa.func.count(), sa.func.count().filter(contact_t.c.unsubscribed_at >= since))
-                         .where(unsubscribed)).one()
-    bounced = conn.execute(sa.select(sa.func.count(), sa.func.count().filter(contact_t.c.suppressed_at >= since))
-                           .where(contact_t.c.suppressed_at.is_not(None))).one()
-    return {"unsubscribed": tuple(unsub), "bounced": tuple(bounced)}
+    """(all, since) of unsubscribed contacts (suppressed ones aside: they count as bounced) and suppressed ones."""
+    unsubscribed = contact_t.c.unsubscribed_at.is_not(None)
+    suppressed = contact_t.c.suppressed_at.is_not(None)
+
+    def counts(column, *where) -> tuple[int, int]:
+        # Each count walks the small index of contacts who stopped, never the whole table.
+        return tuple(conn.execute(sa.select(sa.func.count(), sa.func.count().filter(column >= since))
+                                  .where(*where)).one())
+
+    unsub_all, unsub_recent = counts(contact_t.c.unsubscribed_at, unsubscribed)
+    both_all, both_recent = counts(contact_t.c.unsubscribed_at, unsubscribed, suppressed)
+    return {"unsubscribed": (unsub_all - both_all, unsub_recent - both_recent),
+            "bounced": counts(contact_t.c.suppressed_at, suppressed)}
 
 
-def kpis(conn: sa.Connection, now: datetime) -> list[dict]:
+def kpis(conn: sa.Connection, now: datetime, by_status_step: dict | None = None) -> list[dict]:
     """Headline figures: `value` now, and `delta`, how much it changed in the last 24 hours."""
     since = now - DAY
     segments = segment_counts(conn, since)
-    sends = send_counts(conn)
+    sends = send_counts(by_status_step if by_status_step is not None else status_step_counts(conn))
     finished = _finished_since(conn, since)
     stops = _contact_stops(conn, since)
     signups = sum(total for total, _ in segments.values()), sum(recent for _, recent in segments.values())
@@ -77,17 +93,15 @@ def kpis(conn: sa.Connection, now: datetime) -> list[dict]:
     return [{"key": key, "label": label, "value": value, "delta": delta} for key, label, value, delta in figures]
 
 
-def funnel(conn: sa.Connection) -> list[dict]:
+def funnel(conn: sa.Connection, by_status_step: dict | None = None) -> list[dict]:
     """Per step: how many sends are scheduled, sent, delivered, opened and clicked ({step, stage, count})."""
     counts = {(step, stage): 0 for step in STEP_NUMBERS for stage in FUNNEL_STAGES}
-    by_status = conn.execute(sa.select(send_t.c.status, send_t.c.step, sa.func.count())
-                             .where(send_t.c.status.in_(("scheduled", "sent")))
-                             .group_by(send_t.c.status, send_t.c.step)).all()
-    for status, step, n in by_status:
-        counts[(step, status)] = n
+    for (status, step), n in (by_status_step if by_status_step is not None else status_step_counts(conn)).items():
+        if status in ("scheduled", "sent") and step in STEP_NUMBERS:
+            counts[(step, status)] = n
     for stage in ("delivered", "opened", "clicked"):
         column = send_t.c[f"{stage}_at"]
-        # Each stage has a partial index on (step) WHERE <stage>_at IS NOT NULL.
+        # Each stage has a partial index on (step, <stage>_at) WHERE <stage>_at IS NOT NULL.
         for step, n in conn.execute(sa.select(send_t.c.step, sa.func.count()).where(column.is_not(None))
                                     .group_by(send_t.c.step)).all():
             counts[(step, stage)] = n
@@ -98,18 +112,21 @@ def funnel(conn: sa.Connection) -> list[dict]:
 def signups_per_day(conn: sa.Connection, now: datetime, days: int = 30) -> list[dict]:
     """Signups of the last `days` UTC days by segment ({day, segment, signups}); quiet days are left out."""
     since = datetime.combine((now - timedelta(days=days - 1)).date(), time.min, tzinfo=UTC)
+    # Naming every segment lets the (segment, created_at) index answer on its own.
     daily = sa.select(utc_day(conn, enrollment_t.c.created_at).label("day"), enrollment_t.c.segment) \
-        .where(enrollment_t.c.created_at >= since).subquery()
+        .where(enrollment_t.c.segment.in_([s.value for s in Segment]), enrollment_t.c.created_at >= since) \
+        .subquery()
     rows = conn.execute(sa.select(daily.c.day, daily.c.segment, sa.func.count().label("signups"))
                         .group_by(daily.c.day, daily.c.segment).order_by(daily.c.day)).all()
     return [dict(r._mapping) for r in rows]
 
 
-def overview(conn: sa.Connection, now: datetime, *, days: int = 30) -> dict:
+def overview_data(conn: sa.Connection, now: datetime, *, days: int = 30) -> dict:
     """Everything the Overview page draws, read in one transaction."""
+    by_status_step = status_step_counts(conn)
     return {
-        "kpis": kpis(conn, now),
-        "funnel": funnel(conn),
+        "kpis": kpis(conn, now, by_status_step),
+        "funnel": funnel(conn, by_status_step),
         "signups_per_day": signups_per_day(conn, now, days),
-        "next_due": due_soon(conn, now, offset=0, limit=8),
+        "next_due": queue_list(conn, "due", now=now, limit=8),
     }

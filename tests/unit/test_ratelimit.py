@@ -103,10 +103,16 @@ def test_the_servers_remaining_count_caps_our_tokens(fake):
     assert b.acquire() == 0.0
 
 
-def test_nothing_remaining_holds_calls_until_the_window_resets(fake):
+def test_nothing_remaining_holds_calls_for_one_interval_not_the_rounded_up_reset(fake):
     b = bucket(fake, rate=5)
     b.observe(limit=5, remaining=0, reset=1)
-    assert b.acquire() == pytest.approx(1.0)
+    assert b.acquire() == pytest.approx(0.2)
+
+
+def test_a_fixed_burst_survives_a_resize_from_the_headers(fake):
+    b = bucket(fake, rate=2, capacity=1)
+    b.observe(limit=5)
+    assert (b.rate, b.capacity) == (5.0, 1.0)
 
 
 def test_headers_that_say_nothing_change_nothing(fake):
