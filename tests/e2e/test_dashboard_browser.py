@@ -1,0 +1,177 @@
+"""The real dashboard in real Chromium: a test signup made through the form is sent by the real worker.
+
+Starts `scheduler.py` (dry run) and `streamlit run dashboard.py` as subprocesses on free ports and
+drives Debian's Chromium with Playwright. Screenshots of every page go to a temporary folder, or
+to docs/screenshots/ when UPDATE_SCREENSHOTS=1 is set.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.settings import Settings
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+PAGES = {"overview": "", "signups": "signups", "sends": "sends", "test-signup": "test_signup",
+         "templates": "templates", "settings": "settings"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 45) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args} exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {url}:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def _process(args: list[str], env: dict, log: Path, ready_url: str) -> Iterator[subprocess.Popen]:
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(ready_url, proc, log)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def serve_dashboard(port: int, env: dict, log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """`streamlit run dashboard.py` on 127.0.0.1:port, until its health endpoint answers."""
+    log = log or Path(env.get("DATA_DIR", ".")) / "dashboard.log"
+    args = ["-m", "streamlit", "run", "dashboard.py", "--server.port", str(port), "--server.headless", "true",
+            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    with _process(args, env, log, f"http://127.0.0.1:{port}/_stcore/health") as proc:
+        yield proc
+
+
+@contextmanager
+def browser_page():
+    """A Chromium page (Debian's binary, never a downloaded one) at a desktop size."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1440, "height": 1000})
+        finally:
+            browser.close()
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """No Nurture variable from the shell (so no Resend key: a dry run), a fresh SQLite file."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/nurture.db", DATA_DIR=str(tmp_path), **extra)
+    return env
+
+
+def _settle(page) -> None:
+    """Wait until Streamlit has finished running the page script and drawn its charts.
+
+    The "running" indicator can appear a moment after the first elements do, so it must stay
+    away for two looks in a row.
+    """
+    page.get_by_role("heading", level=1).first.wait_for(timeout=30_000)
+    running = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+    quiet = 0
+    deadline = time.monotonic() + 30
+    while quiet < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        quiet = 0 if page.evaluate(running) else quiet + 1
+    page.wait_for_timeout(500)  # charts and the iframe paint just after the run ends
+
+
+def _fill(page, label: str, value: str) -> None:
+    """Type into a widget and commit it; typing again if a rerun that was still on its way wiped it."""
+    field = page.get_by_label(label, exact=True)
+    for _ in range(5):
+        field.fill(value)
+        field.press("Enter")
+        page.wait_for_timeout(400)
+        if field.input_value() == value:
+            return
+    raise AssertionError(f"{label!r} would not keep {value!r}")
+
+
+def _shoot(page, folder: Path, name: str) -> None:
+    """A picture of the whole page: Streamlit scrolls inside its main block, so grow the window to fit."""
+    _settle(page)
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1440, "height": max(900, min(int(height), 4000))})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(folder / f"{name}.png"))
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    folder = ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_a_test_signup_made_in_the_browser_is_sent_by_the_worker_and_shown_in_signups(tmp_path, screenshots):
+    env = clean_env(tmp_path, API_PORT=str(free_port()))
+    worker_up = f"http://127.0.0.1:{env['API_PORT']}/health"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with _process(["scheduler.py"], env, tmp_path / "worker.log", worker_up), \
+            serve_dashboard(port, env, tmp_path / "dashboard.log"), browser_page() as page:
+        page.goto(f"{base}/test_signup")
+        _settle(page)
+        _fill(page, "Email", "Browser.Test@Example.com")
+        _fill(page, "First name", "Robin")
+        _fill(page, "Business name", "Robin's Rolls")
+        _fill(page, "Red systems (broken)", "2")
+        page.get_by_text("CRITICAL", exact=True).first.wait_for()
+        page.get_by_role("button", name="Sign up").click()
+        page.get_by_text("Enrolled browser.test@example.com as CRITICAL").wait_for()
+        _shoot(page, screenshots, "test-signup")
+
+        page.get_by_role("link", name="Open the timeline").click()
+        page.get_by_text("browser.test@example.com").first.wait_for()
+        deadline = time.monotonic() + 30
+        while not page.get_by_text("Step 1 · Welcome — sent").count():
+            assert time.monotonic() < deadline, "the worker never sent the welcome email"
+            page.wait_for_timeout(1000)
+            page.reload()
+            _settle(page)
+        assert page.get_by_text("provider id dry-run-").count(), "the dry-run provider's id is shown"
+        _shoot(page, screenshots, "signups")
+
+        for name in ("overview", "sends", "templates", "settings"):
+            page.goto(f"{base}/{PAGES[name]}")
+            _shoot(page, screenshots, name)
+        page.goto(base)
+        page.get_by_text("Worker running").wait_for()
+    assert sorted(p.name for p in screenshots.glob("*.png")) == sorted(f"{n}.png" for n in PAGES)
