@@ -54,6 +54,8 @@ class AlertSink(Protocol):
 
 @dataclass(frozen=True)
 class AlertPolicy:
+    """Batch size, lease, and how many refusals before an alert is given up (visibly)."""
+
     claim_size: int = 20
     lease: timedelta = timedelta(minutes=2)
     max_attempts: int = 12
@@ -146,6 +148,7 @@ def critical_lead_message(lead, dashboard_url: str) -> dict:
 
 
 def ops_message(kind: str, text: str) -> dict:
+    """An operational alert: the circuit breaker tripping, a burst of bad webhook signatures."""
     titles = {"circuit_breaker": "Sending paused by the circuit breaker",
               "webhook_signatures": "Burst of bad webhook signatures"}
     return {"username": "Nurture", "allowed_mentions": {"parse": []},
@@ -168,6 +171,7 @@ class SignatureFailureWatch:
         self._lock = threading.Lock()
 
     def record(self, now: datetime) -> bool:
+        """Count one failure; True exactly when this one makes the window reach the threshold."""
         with self._lock:
             self._seen.append(now)
             while self._seen and now - self._seen[0] > self.window:

@@ -119,6 +119,17 @@ def claim_due(conn: sa.Connection, worker_id: str, now: datetime, lease: timedel
     return _load_batch(conn, batch_id)
 
 
+def release_unsent(conn: sa.Connection, batch_id: str, worker_id: str) -> int:
+    """Give back a batch that never reached the provider: its sends return to the queue as they were."""
+    released = conn.execute(send_t.update().where(
+        send_t.c.batch_id == batch_id, send_t.c.lease_owner == worker_id, send_t.c.status == SendStatus.SENDING,
+    ).values(status=SendStatus.SCHEDULED, batch_id=None, idempotency_key=None, lease_owner=None,
+             lease_expires_at=None, attempts=send_t.c.attempts - 1)).rowcount
+    conn.execute(batch_t.delete().where(batch_t.c.id == batch_id,
+                                        ~sa.exists().where(send_t.c.batch_id == batch_id)))
+    return released
+
+
 def _one_per_enrollment(conn: sa.Connection, batch_id: str) -> int:
     """Keep one email per person in a batch (the lowest step); put any other back in the queue.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from core import actions, backup, csv_import, db, erasure, queries, switches
+from core import actions, backup, cli_notion, csv_import, db, erasure, queries, switches
 from core.bootstrap import build_services
 from core.campaign import Segment
 from core.errors import ConfigError, InvalidSignup, NurtureError
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_send_test)
     p = sub.add_parser("run", help="start the worker and the dashboard; Ctrl-C stops both")
     p.set_defaults(handler=_run, no_services=True)
+    cli_notion.register(sub)
     return parser
 
 

@@ -5,7 +5,6 @@ Exit codes follow core.cli: 0 ok, 1 problems remain or Notion failed, 2 Notion i
 
 import argparse
 
-from core import db
 from core.bootstrap import Services
 from core.notion.client import notion_from_settings
 from core.notion.errors import NotionNotConfigured
@@ -27,6 +26,7 @@ def register(subparsers) -> None:
 
 
 def check(mirror: NotionMirror, *, create_missing: bool) -> int:
+    """Print the schema report; exit 1 while problems remain."""
     report = check_schema(mirror, create_missing=create_missing)
     for line in report.lines():
         print(line)
@@ -34,8 +34,7 @@ def check(mirror: NotionMirror, *, create_missing: bool) -> int:
 
 
 def import_rows(services: Services, mirror: NotionMirror, *, apply: bool) -> int:
-    if apply:
-        db.upgrade(services.engine)  # the import writes the mirror's own table too; migrating is idempotent
+    """Print what the import does (or would do) row by row, then a summary."""
     plans = run_import(services, mirror, apply=apply)
     for plan in plans:
         print(plan.describe())

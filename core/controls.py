@@ -5,6 +5,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import repo
+from core.notion import store as notion_store
 from core.errors import NotFound, StoppedContact
 from core.ids import new_id
 from core.models import Contact, Enrollment, Send
@@ -48,6 +49,7 @@ def unsubscribe_contact(conn: sa.Connection, contact_id: str, *, actor: str, now
                               f"unsubscribed on {now:%Y-%m-%d %H:%M} UTC", now)
     repo.insert_events(conn, [repo.event_row(now, actor, "unsubscribed", contact_id=contact_id,
                                              detail={**(detail or {}), "cancelled_sends": cancelled})])
+    notion_store.queue_resync(conn, now, contact_id=contact_id)
     return True
 
 
@@ -63,6 +65,7 @@ def suppress_contact(conn: sa.Connection, contact_id: str, reason: str, *, actor
                               now)
     repo.insert_events(conn, [repo.event_row(now, actor, f"suppressed_{reason}", contact_id=contact_id,
                                              detail={**(detail or {}), "cancelled_sends": cancelled})])
+    notion_store.queue_resync(conn, now, contact_id=contact_id)
     return True
 
 
@@ -74,6 +77,7 @@ def cancel_sequence(conn: sa.Connection, enrollment_id: str, *, actor: str, now:
     cancelled = _cancel_pending(conn, send_t.c.enrollment_id == enrollment_id, f"cancelled: {reason}", now)
     repo.insert_events(conn, [repo.event_row(now, actor, "sequence_cancelled", contact_id=enrollment.contact_id,
                                              enrollment_id=enrollment_id, detail={"cancelled_sends": cancelled})])
+    notion_store.queue_resync(conn, now, enrollment_id=enrollment_id)
     return cancelled
 
 
@@ -87,6 +91,7 @@ def skip_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str,
         release_next_steps(conn, [Finished(enrollment_id, enrollment.campaign, enrollment.timing)], now)
         repo.insert_events(conn, [repo.event_row(now, actor, "step_skipped", contact_id=enrollment.contact_id,
                                                  enrollment_id=enrollment_id, detail={"step": step})])
+        notion_store.queue_resync(conn, now, enrollment_id=enrollment_id)
     return bool(skipped)
 
 
@@ -105,6 +110,7 @@ def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: st
     repo.insert_events(conn, [repo.event_row(now, actor, "step_resend_requested", contact_id=enrollment.contact_id,
                                              enrollment_id=enrollment_id, send_id=send_id,
                                              detail={"step": step, "generation": generation})])
+    notion_store.queue_resync(conn, now, enrollment_id=enrollment_id)
     return send_id
 
 
@@ -124,6 +130,7 @@ def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) 
         repo.insert_events(conn, [repo.event_row(now, actor, "send_retry_requested", contact_id=row.contact_id,
                                                  enrollment_id=row.enrollment_id, send_id=send_id,
                                                  detail={"step": row.step})])
+        notion_store.queue_resync(conn, now, enrollment_id=row.enrollment_id)
     return bool(retried)
 
 

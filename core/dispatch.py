@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core import claims, db, outcomes, repo, switches
+from core import alerts, claims, db, outcomes, repo, switches
 from core.bootstrap import Services
 from core.claims import ClaimedBatch
 from core.errors import AccountMailerError, MailerError, PermanentMailerError, TransientMailerError
@@ -33,8 +33,13 @@ class Dispatcher:
         self.services = services
         self.worker_id = worker_id
         self.policy = policy
-        self._account_failures = 0
-        self._breaker_lock = threading.Lock()
+        self._account_failures = 0  # guarded by _call_lock
+        # Set when this worker trips the breaker, so its other lane stops at once instead of
+        # sending what it already claimed; cleared once the switch reads "resumed".
+        self._halted = threading.Event()
+        # One provider call at a time per worker: the rate limit spaces calls anyway, and lanes
+        # overlap everything else. It also lets a tripped breaker stop the very next call.
+        self._call_lock = threading.Lock()
 
     def run_until_idle(self, budget_seconds: float = 0.9) -> None:
         """The interval job: dispatch, then stay for new enrollments until the next tick is near."""
@@ -63,14 +68,18 @@ class Dispatcher:
     def _drain(self) -> int:
         handled = 0
         while (batch := self._claim()) is not None:
-            self._deliver(batch)
+            if not self._deliver(batch):
+                break
             handled += len(batch.members)
         return handled
 
     def _claim(self) -> ClaimedBatch | None:
         now = self.services.clock()
         with db.read_transaction(self.services.engine) as conn:
-            if switches.read(conn).paused or not claims.work_waiting(conn, now):
+            paused = switches.read(conn).paused
+            if not paused:
+                self._halted.clear()
+            if paused or not claims.work_waiting(conn, now):
                 return None
         with db.write_transaction(self.services.engine) as conn:
             if switches.read(conn).paused:  # a pause that landed since the read still wins
@@ -78,7 +87,8 @@ class Dispatcher:
             return (claims.reclaim_expired(conn, self.worker_id, now, self.policy.lease)
                     or claims.claim_due(conn, self.worker_id, now, self.policy.lease, self.policy.batch_size))
 
-    def _deliver(self, batch: ClaimedBatch) -> None:
+    def _deliver(self, batch: ClaimedBatch) -> bool:
+        """Render, send and record one batch; False when the breaker stopped it before the call."""
         metrics, now = self.services.metrics, self.services.clock()
         for member in batch.members:
             metrics.dispatch_lateness.observe(max(0.0, (now - member.due_at).total_seconds()))
@@ -89,26 +99,55 @@ class Dispatcher:
             except Exception as exc:  # a broken template fails its own send, visibly, not the batch
                 log.exception("render failed", extra={"action": "render", "send": member.id, "step": member.step})
                 render_failures.append(Delivery(member.id, error=f"render failed: {exc}"))
-        deliveries: list[Delivery] = []
-        if emails:
-            try:
-                with metrics.provider_latency.time():
-                    deliveries = self.services.mailer.send(emails, batch.idempotency_key)
-            except TransientMailerError as exc:
-                if exc.status == 429:
-                    metrics.provider_rate_limited.inc()
-                return self._retry_later(batch, exc)
-            except PermanentMailerError as exc:
-                deliveries = [Delivery(e.send_id, error=_reason(exc)) for e in emails]
-                if isinstance(exc, AccountMailerError):
-                    return self._record(batch, deliveries + render_failures, account_error=exc)
-            except MailerError as exc:
-                return self._retry_later(batch, TransientMailerError(str(exc)))
-            except Exception as exc:  # an adapter bug must not lose the batch: back off and replay
-                log.exception("mailer raised unexpectedly", extra={"action": "send", "batch": batch.id})
-                return self._retry_later(batch, TransientMailerError(f"unexpected: {exc}"))
+        if not emails:
+            self._record(batch, render_failures)
+            return True
+        with self._call_lock:
+            if self._halted.is_set():  # the other lane tripped the breaker: this batch never goes out
+                with db.write_transaction(self.services.engine) as conn:
+                    claims.release_unsent(conn, batch.id, self.worker_id)
+                return False
+            deliveries, error = self._call(emails, batch.idempotency_key)
+            tripped = self._count_account_error(error)
+        if isinstance(error, TransientMailerError):
+            self._retry_later(batch, error)
+        elif error is not None:
+            failures = [Delivery(e.send_id, error=_reason(error)) for e in emails]
+            self._record(batch, failures + render_failures, breaker_reason=tripped)
+        else:
+            self._record(batch, deliveries + render_failures)
+        return True
+
+    def _call(self, emails, key: str) -> tuple[list[Delivery], MailerError | None]:
+        """One provider call; errors come back as values, translated to retry-later or final."""
+        metrics = self.services.metrics
+        try:
+            with metrics.provider_latency.time():
+                return self.services.mailer.send(emails, key), None
+        except TransientMailerError as exc:
+            if exc.status == 429:
+                metrics.provider_rate_limited.inc()
+            return [], exc
+        except MailerError as exc:
+            return [], exc if isinstance(exc, PermanentMailerError) else TransientMailerError(str(exc))
+        except Exception as exc:  # an adapter bug must not lose the batch: back off and replay
+            log.exception("mailer raised unexpectedly", extra={"action": "send", "key": key})
+            return [], TransientMailerError(f"unexpected: {exc}")
+
+    def _count_account_error(self, error: MailerError | None) -> str | None:
+        """Count consecutive account errors (under the call lock); the breaker's reason once it trips."""
+        if not isinstance(error, AccountMailerError):
+            if error is None:
+                self._account_failures = 0
+            return None
+        self._account_failures += 1
+        if self._account_failures < self.policy.breaker_threshold:
+            return None
+        reason = (f"circuit breaker: {self._account_failures} consecutive provider account errors; "
+                  f"last: {_reason(error)}")
         self._account_failures = 0
-        self._record(batch, deliveries + render_failures)
+        self._halted.set()
+        return reason
 
     def _retry_later(self, batch: ClaimedBatch, exc: TransientMailerError) -> None:
         now = self.services.clock()
@@ -128,22 +167,15 @@ class Dispatcher:
         log.warning("provider call failed, retrying in %ss: %s", delay.total_seconds(), reason,
                     extra={"action": "send", "batch": batch.id, "size": len(batch.members)})
 
-    def _record(self, batch: ClaimedBatch, deliveries: list[Delivery], account_error=None) -> None:
+    def _record(self, batch: ClaimedBatch, deliveries: list[Delivery], breaker_reason: str | None = None) -> None:
         now = self.services.clock()
         with db.write_transaction(self.services.engine) as conn:
             self._write_outcomes(conn, batch, deliveries, now)
-            if account_error is not None:
-                with self._breaker_lock:
-                    self._account_failures += 1
-                    tripped = self._account_failures >= self.policy.breaker_threshold
-                    failures = self._account_failures
-                    if tripped:
-                        self._account_failures = 0
-                if tripped:
-                    reason = (f"circuit breaker: {failures} consecutive provider account errors; "
-                              f"last: {_reason(account_error)}")
-                    switches.set_paused(conn, True, actor=self.worker_id, now=now, reason=reason)
-                    log.error(reason, extra={"action": "circuit_breaker"})
+            if breaker_reason:
+                switches.set_paused(conn, True, actor=self.worker_id, now=now, reason=breaker_reason)
+                alerts.queue_ops_alert(conn, self.services.settings, "circuit_breaker", breaker_reason, now)
+        if breaker_reason:
+            log.error(breaker_reason, extra={"action": "circuit_breaker"})
 
     def _write_outcomes(self, conn, batch: ClaimedBatch, deliveries: list[Delivery], now) -> None:
         members = {m.id: m for m in batch.members}

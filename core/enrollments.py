@@ -91,14 +91,16 @@ def enroll_batch(
             if outcome is SignupOutcome.UPDATED:
                 rows.resegments.append(_resegment_row(enrollment_id, segment, s, now))
         results.append(EnrollResult(s.email, segment.value, outcome, contact_id, enrollment_id))
-        rows.signups.append(_signup_row(req, contact_id, outcome, now))
-        rows.events.append(_event_row(req, contact_id, enrollment_id, outcome, segment.value, now))
 
     lost = _insert_enrollments(conn, rows.enrollments)
     results = [_as_duplicate(r) if r.enrollment_id in lost else r for r in results]
+    for req, r in zip(requests, results, strict=True):  # recorded only now that every outcome is final
+        rows.signups.append(_signup_row(req, r.contact_id, r.outcome, now))
+        rows.events.append(_event_row(req, r.contact_id, r.enrollment_id, r.outcome, r.segment, now))
     won = [e for e in rows.enrollments if e["id"] not in lost]
     repo.insert_sends(conn, _send_rows(won, campaign, now))
     repo.update_enrollments(conn, [r for r in rows.resegments if r["b_id"] not in lost])
+    repo.update_contact_names(conn, _fresh_names(requests, results, now))
     repo.insert_signups(conn, rows.signups)
     repo.insert_events(conn, rows.events)
     repo.insert_outbox(conn, _outbox_rows(won, results, notion_enabled, discord_enabled, now))
@@ -135,7 +137,7 @@ def _merge(results: list[EnrollResult], refused: dict[int, SignupRequest]) -> li
 
 
 def _ensure_contacts(conn: sa.Connection, requests: Sequence[SignupRequest], now: datetime) -> dict[str, str]:
-    """Insert unknown contacts, refresh names of known ones, and map every email to its contact id."""
+    """Insert unknown contacts and map every email to its contact id."""
     latest = {r.signup.email: r for r in requests}  # the last signup of a batch carries the freshest names
     known = repo.contact_ids_by_email(conn, list(latest))
     new = [
@@ -144,15 +146,20 @@ def _ensure_contacts(conn: sa.Connection, requests: Sequence[SignupRequest], now
         for email, r in latest.items() if email not in known
     ]
     repo.insert_contacts(conn, new)
-    repo.update_contact_names(conn, [
-        {"b_id": known[email], "first_name": r.signup.first_name, "business_name": r.signup.business_name,
-         "updated_at": now}
-        for email, r in latest.items() if email in known and (r.signup.first_name or r.signup.business_name)
-    ])
     if new:
         # Another process may have inserted the same address in between: the stored id wins.
         known.update(repo.contact_ids_by_email(conn, [c["email"] for c in new]))
     return known
+
+
+def _fresh_names(requests, results, now) -> list[dict]:
+    """Names from resubmissions that may still change the sequence; a skipped one changes nothing."""
+    latest = {}
+    for req, r in zip(requests, results, strict=True):
+        if r.outcome is SignupOutcome.UPDATED and (req.signup.first_name or req.signup.business_name):
+            latest[r.contact_id] = req.signup
+    return [{"b_id": cid, "first_name": s.first_name, "business_name": s.business_name, "updated_at": now}
+            for cid, s in latest.items()]
 
 
 def _insert_enrollments(conn: sa.Connection, rows: list[dict]) -> set[str]:
@@ -207,6 +214,7 @@ def _signup_row(req: SignupRequest, contact_id: str, outcome: SignupOutcome, now
 
 
 def _event_row(req, contact_id, enrollment_id, outcome: SignupOutcome, segment: str, now) -> dict:
+    """The audit event of one signup (a lost race has no enrollment id: it points at none)."""
     detail = {"source": req.source, "segment": segment}
     return {"at": now, "actor": req.source, "kind": f"signup_{outcome.value}", "contact_id": contact_id,
             "enrollment_id": enrollment_id, "send_id": None, "detail": json.dumps(detail)}

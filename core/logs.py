@@ -43,6 +43,7 @@ def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # APScheduler logs every job run at INFO; that drowns the log at a 1 s dispatch interval.
-    for noisy in ("apscheduler", "alembic.runtime.migration"):
+    # httpx logs every request URL at INFO, and a Discord webhook URL carries its token.
+    for noisy in ("apscheduler", "alembic.runtime.migration", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("apscheduler.scheduler").addFilter(_SkipExpectedOverruns())

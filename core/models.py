@@ -17,6 +17,14 @@ def _text(**kw):
 
 
 class Contact(SQLModel, table=True):
+    # Read-model indexes (migration 0002): the Signups list pages by (created_at, id); KPIs
+    # count unsubscribes and suppressions by time.
+    __table_args__ = (
+        sa.Index("ix_contact_created_id", "created_at", "id"),
+        sa.Index("ix_contact_unsubscribed_at", "unsubscribed_at"),
+        sa.Index("ix_contact_suppressed_at", "suppressed_at"),
+    )
+
     id: str = Field(primary_key=True, max_length=32)
     email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
     first_name: str | None = Field(default=None, max_length=200)
@@ -39,7 +47,10 @@ class Signup(SQLModel, table=True):
 
 
 class Enrollment(SQLModel, table=True):
-    __table_args__ = (sa.UniqueConstraint("contact_id", "campaign", name="uq_enrollment_contact_campaign"),)
+    __table_args__ = (
+        sa.UniqueConstraint("contact_id", "campaign", name="uq_enrollment_contact_campaign"),
+        sa.Index("ix_enrollment_segment_created", "segment", "created_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
     contact_id: str = Field(foreign_key="contact.id", max_length=32)
@@ -69,12 +80,22 @@ class SendBatch(SQLModel, table=True):
     created_at: datetime = _at()
 
 
+def _engagement_index(stage: str) -> sa.Index:
+    """A partial index holding only the sends that reached `stage`, for the per-step funnel."""
+    condition = sa.text(f"{stage}_at IS NOT NULL")
+    return sa.Index(f"ix_send_{stage}_step", "step", f"{stage}_at", sqlite_where=condition,
+                    postgresql_where=condition)
+
+
 class Send(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step", "generation", name="uq_send_step_generation"),
         sa.Index("ix_send_enrollment_step", "enrollment_id", "step"),
         sa.Index("ix_send_status_due", "status", "ready", "due_at"),
         sa.Index("ix_send_lease", "status", "lease_expires_at"),
+        sa.Index("ix_send_status_step", "status", "step"),
+        sa.Index("ix_send_status_finished", "status", "finished_at"),
+        *(_engagement_index(stage) for stage in ("delivered", "opened", "clicked")),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -192,3 +213,6 @@ class JobLease(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=60)
     owner: str = Field(max_length=80)
     expires_at: datetime = _at()
+
+
+from core.notion.models import NotionPageLink  # noqa: E402,F401  (registers notion_page on SQLModel.metadata)

@@ -18,6 +18,8 @@ outbox_t = Outbox.__table__
 
 @dataclass(frozen=True)
 class OutboxItem:
+    """A claimed outbox row, its JSON payload decoded."""
+
     id: str
     channel: str
     contact_id: str | None
@@ -42,6 +44,7 @@ def claim(conn: sa.Connection, channel: str, now: datetime, lease: timedelta, li
 
 
 def mark_done(conn: sa.Connection, ids: list[str], now: datetime, note: str | None = None) -> None:
+    """Finish rows; `note` says why when they finished without doing anything (or gave up)."""
     if ids:
         conn.execute(outbox_t.update().where(outbox_t.c.id.in_(ids), outbox_t.c.done_at.is_(None))
                      .values(done_at=now, last_error=note))

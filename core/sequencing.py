@@ -90,5 +90,5 @@ def batches(items: Iterable, size: int = 100) -> list[list]:
 
 def backoff(attempts: int, retry_after: float | None, *, base: float = 5.0, cap: float = 900.0) -> timedelta:
     """Exponential backoff for transient failures; the provider's retry-after wins when longer."""
-    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    delay = min(cap, base * (2 ** min(max(0, attempts - 1), 32)))  # bounded exponent: no overflow
     return timedelta(seconds=max(delay, retry_after or 0.0))

@@ -1,12 +1,15 @@
 """The side-channel jobs a worker runs: the Notion mirror and Discord alerts, each only when configured.
 
-Both are guarded: whatever goes wrong in a side channel is logged and never reaches the
-scheduler or a `--once` run, so it can never stop or delay the dispatch job.
+Each runs on one worker at a time (a singleton lease), so several workers together still keep
+to Notion's 3 requests/s and post each alert from one place. Both are guarded: whatever goes
+wrong in a side channel is logged and never reaches the scheduler or a `--once` run, so it can
+never stop or delay the dispatch job.
 """
 
 import logging
 from collections.abc import Callable
 
+from core import singleton
 from core.alerts import AlertService
 from core.discord import DiscordWebhook
 from core.notion.client import notion_from_settings
@@ -23,22 +26,20 @@ def register_side_jobs(jobs: WorkerJobs) -> None:
     settings = jobs.services.settings
     if settings.notion_configured:
         mirror = NotionSync(jobs.services, notion_from_settings(settings), jobs.worker_id)
-
-        def sync_notion_mirror() -> None:
-            _guarded(mirror.run_pass, "notion_sync")
-
-        jobs.add(sync_notion_mirror, SYNC_SECONDS)
+        jobs.add(_singleton_job(jobs, "sync_notion_mirror", "notion_sync", mirror.run_pass), SYNC_SECONDS)
     if settings.discord_configured:
         alerts = AlertService(jobs.services, DiscordWebhook(settings.discord_webhook_url), jobs.worker_id)
-
-        def post_discord_alerts() -> None:
-            _guarded(alerts.run_pass, "discord_alerts")
-
-        jobs.add(post_discord_alerts, ALERT_SECONDS)
+        jobs.add(_singleton_job(jobs, "post_discord_alerts", "alerts", alerts.run_pass), ALERT_SECONDS)
 
 
-def _guarded(run: Callable[[], object], action: str) -> None:
-    try:
-        run()
-    except Exception:  # a side channel's bug must not take the worker (or its --once run) down
-        log.exception("%s job failed", action, extra={"action": action})
+def _singleton_job(jobs: WorkerJobs, job_name: str, lease: str, run: Callable[[], object]) -> Callable[[], None]:
+    """The interval job: `run` on whichever worker holds the lease, with every failure kept inside."""
+
+    def job() -> None:
+        try:
+            singleton.run_as_singleton(jobs.services, lease, jobs.worker_id, run)
+        except Exception:  # a side channel's bug must not take the worker (or its --once run) down
+            log.exception("%s failed", job_name, extra={"action": lease})
+
+    job.__name__ = job_name  # APScheduler names (and identifies) jobs by it
+    return job

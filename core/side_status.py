@@ -16,6 +16,8 @@ enrollment_t = Enrollment.__table__
 
 @dataclass(frozen=True)
 class Backlog:
+    """A side channel's waiting work."""
+
     pending: int               # changes not yet carried out
     failing: int               # of those, rows that failed at least once
     oldest_at: datetime | None
@@ -30,6 +32,8 @@ class Backlog:
 
 @dataclass(frozen=True)
 class ContactSync:
+    """One contact's mirror state, for the Signups page."""
+
     state: str                 # "synced", "pending", "failing" or "not mirrored"
     page_url: str | None
     synced_at: datetime | None
@@ -38,6 +42,7 @@ class ContactSync:
 
 
 def backlog(conn: sa.Connection, channel: str, now: datetime) -> Backlog:
+    """How much a side channel ("notion" or "discord") still has to do, and how late it is."""
     pending = sa.and_(outbox_t.c.channel == channel, outbox_t.c.done_at.is_(None))
     count, failing, oldest = conn.execute(sa.select(
         sa.func.count(), sa.func.count().filter(outbox_t.c.attempts > 0), sa.func.min(outbox_t.c.created_at),

@@ -10,8 +10,9 @@ from core.errors import InvalidSignup
 
 MAX_EXTRA_STRING = 1000
 MAX_NESTING = 5
-# NUL and the C0/C1 controls have no place in a name; PostgreSQL also refuses NUL outright.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters (NUL, tab, line breaks, C1) have no place in a name: names go into subject
+# headers, and PostgreSQL refuses NUL outright.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _not_bool(value: Any) -> Any:

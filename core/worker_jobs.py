@@ -2,6 +2,7 @@
 
 from core.actions import ActionRunner
 from core.dispatch import Dispatcher
+from core.side_jobs import register_side_jobs
 from core.worker import WorkerJobs
 
 DISPATCH_SECONDS = 1.0
@@ -23,3 +24,4 @@ def register_jobs(jobs: WorkerJobs, *, once: bool = False) -> None:
 
     jobs.add(carry_out_actions, 1.0)
     jobs.add(dispatch, DISPATCH_SECONDS)
+    register_side_jobs(jobs)  # after dispatch, so `--once` sends before it mirrors

@@ -8,6 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from svix.webhooks import Webhook
 
+from core import alerts
 from core.api import health, intake, metrics, resend_webhook, unsubscribe
 from core.bootstrap import Services, build_services
 from core.errors import ConfigError
@@ -38,6 +39,7 @@ def create_app(services: Services | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-Webhook-Secret"],
         )
     app.state.resend_verifier = _resend_verifier(services.settings.resend_webhook_secret)
+    app.state.signature_watch = alerts.SignatureFailureWatch()
     for module in (intake, health, unsubscribe, resend_webhook, metrics):
         app.include_router(module.router)
     return app

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from core import db
+from core import db, side_status
 from core.status import read_status
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ def health(request: Request) -> JSONResponse:
     try:
         with db.read_transaction(services.engine) as conn:
             status = read_status(conn, services.clock())
+            side = side_status.health_fields(conn, settings, services.clock())
     except sa.exc.SQLAlchemyError:
         log.exception("health check could not reach the database", extra={"action": "health"})
         body.update(status="unhealthy", database="unreachable")
@@ -45,4 +46,5 @@ def health(request: Request) -> JSONResponse:
         queue=status.queue,
         due_now=status.due_now,
     )
+    body.update(side)
     return JSONResponse(body)

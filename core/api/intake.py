@@ -69,6 +69,11 @@ async def read_capped_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
+def _reject_constant(name: str):
+    # Python's json accepts NaN and Infinity, which are not JSON and no count or score can be.
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _secret_ok(request: Request, expected: str) -> bool:
     given = request.headers.get("x-webhook-secret", "")
     return hmac.compare_digest(given.encode(), expected.encode())
@@ -88,7 +93,7 @@ async def christmas_signup(request: Request) -> JSONResponse:
     if body is None:
         return _error(413, f"body larger than {MAX_BODY} bytes")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return _error(422, "body is not valid JSON", {"body": "must be a JSON object"})
     try:
@@ -103,7 +108,6 @@ async def christmas_signup(request: Request) -> JSONResponse:
         return _error(503, "the signup could not be stored right now; please retry")
     return JSONResponse(
         {"status": "accepted", "message": ACCEPTED_MESSAGE, "email": result.email,
-         "campaign": CHRISTMAS_2025.name, "segment": result.segment, "duplicate": result.duplicate,
-         "outcome": result.outcome.value},
+         "campaign": CHRISTMAS_2025.name, "segment": result.segment, "duplicate": result.duplicate},
         status_code=202,
     )

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from core import db
+from core import alerts, db
 from core.api.intake import MAX_BODY, read_capped_body
 from core.provider_events import record_provider_event
 
@@ -29,6 +29,7 @@ async def resend_events(request: Request) -> JSONResponse:
         event = json.loads(body)
     except (WebhookVerificationError, ValueError) as exc:
         log.warning("rejected a Resend webhook: %s", exc, extra={"action": "resend_webhook"})
+        alerts.note_signature_failure(services, request.app.state.signature_watch)
         return JSONResponse({"status": "error", "message": "invalid signature"}, 400)
     if not isinstance(event, dict):
         return JSONResponse({"status": "error", "message": "event must be a JSON object"}, 400)

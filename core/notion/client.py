@@ -1,9 +1,10 @@
 """The NotionMirror adapter over the official notion-client (API 2025-09-03, data sources).
 
 Requests are paced to about 3 per second, Notion's documented average. A 429's Retry-After
-pauses every later request; a pause longer than `max_wait` is not slept through but raised as
-NotionUnavailable, so a worker job never hangs on Notion. The SDK's own retry loop is off:
-the outbox retries, with backoff, and nothing waits inside a call.
+pauses every later request, and the refused request is tried again after it (a 429 was never
+carried out). A pause longer than `max_wait` is not slept through but raised as NotionUnavailable,
+so a worker job never hangs on Notion. The SDK's own retry loop is off: other failures go back to
+the outbox, which retries with backoff.
 
 Never use `with Client(...)`: it swaps in a fresh httpx client and drops a custom transport.
 """
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 NOTION_VERSION = "2025-09-03"
 RATE = 3.0
 _OR_CHUNK = 50  # emails per compound "or" filter, well inside Notion's limit on filter size
+_RATE_LIMIT_RETRIES = 2  # 429s waited out inside one call before the outbox's backoff takes over
 _OLDEST_FIRST = [{"timestamp": "created_time", "direction": "ascending"}]
 _TRANSIENT_CODES = {"rate_limited", "internal_server_error", "service_unavailable", "gateway_timeout",
                     "conflict_error"}
@@ -44,7 +46,8 @@ class NotionClient(NotionMirror):
         self._sdk = Client(options, client=http or httpx.Client())
         self._database_id = database_id
         self._businessx_db_id = businessx_db_id
-        self._bucket = TokenBucket(rate, clock=clock, sleep=sleep)
+        # No bursts: steady pacing leaves Notion's own burst allowance to absorb network jitter.
+        self._bucket = TokenBucket(rate, capacity=1, clock=clock, sleep=sleep)
         self._clock = clock
         self._max_wait = max_wait
         self._blocked_until = float("-inf")
@@ -147,8 +150,8 @@ class NotionClient(NotionMirror):
                page_size: int = 100) -> Iterator[NotionPage]:
         source, cursor = self._source(database_id), None
         while True:
-            body = {"page_size": page_size, **({"filter": query} if query else {}), **({"sorts": sorts} if sorts else {}),
-                    **({"start_cursor": cursor} if cursor else {})}
+            body = {"page_size": page_size, "filter": query, "sorts": sorts, "start_cursor": cursor}
+            body = {k: v for k, v in body.items() if v}
             found = self._call(self._sdk.data_sources.query, source, subject="database", **body)
             yield from (_page(r) for r in found.get("results", []) if r.get("object") == "page")
             cursor = found.get("next_cursor")
@@ -156,18 +159,25 @@ class NotionClient(NotionMirror):
                 return
 
     def _call(self, fn, *args, subject: str = "page", **kwargs):
-        self._pace()
-        try:
-            return fn(*args, **kwargs)
-        except HTTPResponseError as exc:
-            error = translate(exc, subject=subject)
-            if isinstance(error, NotionUnavailable) and error.status == 429:
-                self._hold(1.0 if error.retry_after is None else error.retry_after)
-            raise error from exc
-        except RequestTimeoutError as exc:
-            raise NotionUnavailable("Notion did not answer in time") from exc
-        except httpx.HTTPError as exc:
-            raise NotionUnavailable(f"cannot reach Notion: {exc.__class__.__name__}: {exc}") from exc
+        retries = _RATE_LIMIT_RETRIES
+        while True:
+            self._pace()
+            try:
+                return fn(*args, **kwargs)
+            except HTTPResponseError as exc:
+                error = translate(exc, subject=subject)
+                rate_limited = isinstance(error, NotionUnavailable) and error.status == 429
+                if rate_limited:
+                    # A 429 was not carried out, so even a create may go again after Retry-After:
+                    # the next _pace() sleeps that long, or raises when it is too long to wait.
+                    self._hold(1.0 if error.retry_after is None else error.retry_after)
+                if not rate_limited or retries == 0:
+                    raise error from exc
+                retries -= 1
+            except RequestTimeoutError as exc:
+                raise NotionUnavailable("Notion did not answer in time") from exc
+            except httpx.HTTPError as exc:
+                raise NotionUnavailable(f"cannot reach Notion: {exc.__class__.__name__}: {exc}") from exc
 
     def _pace(self) -> None:
         blocked = self._blocked_until - self._clock()

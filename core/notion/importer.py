@@ -33,6 +33,8 @@ IMPORTED_PROVIDER_ID = "imported-from-notion"
 
 @dataclass(frozen=True)
 class StepPlan:
+    """One send row the import will write."""
+
     step: int
     status: str
     ready: bool
@@ -42,12 +44,15 @@ class StepPlan:
 
 @dataclass(frozen=True)
 class RowPlan:
+    """One Notion row: its steps to write, or why it is skipped."""
+
     row: SequenceRow
     page_url: str
     skip: str | None = None              # why the row is not imported
     steps: tuple[StepPlan, ...] = ()
 
     def describe(self) -> str:
+        """One line for the terminal."""
         who = self.row.email or f"page {self.row.page_id}"
         if self.skip:
             return f"skip   {who}: {self.skip}"

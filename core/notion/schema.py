@@ -45,6 +45,7 @@ class SchemaReport:
 
 
 def expected_schema(with_business: bool) -> dict[str, str]:
+    """Every column the mirror writes or reads, with the "Business" relation when BusinessX is configured."""
     return {**EXPECTED, **({BUSINESS: "relation"} if with_business else {})}
 
 

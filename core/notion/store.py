@@ -19,6 +19,8 @@ send_t = Send.__table__
 
 @dataclass(frozen=True)
 class PageLink:
+    """What the mirror remembers about an enrollment's page."""
+
     page_id: str | None
     synced_hash: str | None
     business_page_id: str | None
@@ -37,6 +39,7 @@ def take_lease(conn: sa.Connection, enrollment_id: str, contact_id: str, worker_
 
 
 def link_of(conn: sa.Connection, enrollment_id: str) -> PageLink:
+    """The page an enrollment is known to have (if any), what was last written there, and its business link."""
     row = conn.execute(sa.select(page_t.c.page_id, page_t.c.synced_hash, page_t.c.business_page_id,
                                  page_t.c.business_checked_at).where(page_t.c.enrollment_id == enrollment_id)).first()
     return PageLink(*row) if row else PageLink(None, None, None, None)
@@ -54,6 +57,7 @@ def save_synced(conn: sa.Connection, enrollment_id: str, worker_id: str, now: da
 
 def save_failure(conn: sa.Connection, enrollment_id: str, worker_id: str, error: str, now: datetime, *,
                  forget_page: bool = False) -> None:
+    """Keep why the write failed and release the lease; `forget_page` when Notion says the page is gone."""
     values = {"last_error": error[:500], "updated_at": now, **_released(worker_id)}
     if forget_page:  # the page was deleted in Notion: find or make a fresh one next time
         values.update(page_id=None, page_url=None, synced_hash=None)
@@ -61,6 +65,7 @@ def save_failure(conn: sa.Connection, enrollment_id: str, worker_id: str, error:
 
 
 def drop_lease(conn: sa.Connection, enrollment_id: str, worker_id: str) -> None:
+    """Give the enrollment's page back unwritten (nothing changed, or the pass ran out of time)."""
     conn.execute(page_t.update().where(page_t.c.enrollment_id == enrollment_id).values(**_released(worker_id)))
 
 
@@ -108,7 +113,21 @@ def enrollment_for_page(conn: sa.Connection, page_id: str, email: str | None) ->
 
 
 def enrollment_contact(conn: sa.Connection, enrollment_id: str) -> str | None:
+    """The contact an enrollment belongs to."""
     return conn.scalar(sa.select(enrollment_t.c.contact_id).where(enrollment_t.c.id == enrollment_id))
+
+
+def queue_resync(conn: sa.Connection, now: datetime, *, contact_id: str | None = None,
+                 enrollment_id: str | None = None) -> int:
+    """Queue a rewrite of the pages that show a contact (or one enrollment) after a change off the send path.
+
+    Only mirrored enrollments have a page link, so with Notion off this queues nothing.
+    """
+    where = page_t.c.contact_id == contact_id if contact_id else page_t.c.enrollment_id == enrollment_id
+    linked = conn.execute(sa.select(page_t.c.enrollment_id, page_t.c.contact_id).where(where)).all()
+    repo.insert_outbox(conn, [repo.outbox_row("notion", r.contact_id, {"enrollment_id": r.enrollment_id}, now)
+                              for r in linked])
+    return len(linked)
 
 
 def link_imported(conn: sa.Connection, rows: list[dict]) -> None:

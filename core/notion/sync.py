@@ -12,7 +12,7 @@ Each pass also reads back the "Stop" boxes a marketer ticked and cancels those s
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core import controls, db, outbox, repo
@@ -30,6 +30,8 @@ STOP_REASON = "Stop ticked in Notion"
 
 @dataclass(frozen=True)
 class SyncPolicy:
+    """Batch size, leases and how often the Stop boxes and business links are read."""
+
     claim_size: int = 50
     lease: timedelta = timedelta(minutes=2)
     budget_seconds: float = 20.0
@@ -40,6 +42,8 @@ class SyncPolicy:
 
 @dataclass
 class SyncReport:
+    """What one pass did; `paused` when Notion as a whole failed and the mirror is waiting."""
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -55,7 +59,7 @@ class _Group:
     attempts: int
     state: EnrollmentState | None = None
     link: store.PageLink | None = None
-    done: bool = field(default=False)
+    done: bool = False
 
 
 class NotionSync:
@@ -211,7 +215,11 @@ class NotionSync:
         now = self.services.clock()
         if self._next_stop_poll and now < self._next_stop_poll:
             return
-        pages = self.mirror.stopped_pages()
+        try:
+            pages = self.mirror.stopped_pages()
+        except NotionRequestError as exc:  # a refused query must not hold up the mirror; the schema check says why
+            log.warning("could not read Stop boxes: %s", exc, extra={"action": "notion_stop"})
+            pages = []
         self._next_stop_poll = now + self.policy.stop_poll
         if not pages:
             return

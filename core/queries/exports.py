@@ -44,7 +44,7 @@ def export_rows(conn: sa.Connection, *, chunk: int = 1000, where: ContactFilter 
 
     `where` narrows the export to what the dashboard's filters show.
     """
-    clauses = filter_clauses(where or ContactFilter())
+    clauses = filter_clauses(where or ContactFilter(), conn.dialect.name)
     after = ""
     while True:
         page = conn.execute(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from core.campaign import Segment
 from core.queries.sends import queue_list
-from core.queries.tables import STEP_NUMBERS, contact_t, enrollment_t, send_t, utc_day
+from core.queries.tables import STEP_NUMBERS, contact_t, enrollment_t, send_t
 from core.status import SEND_STATUSES
 
 DAY = timedelta(hours=24)
@@ -110,14 +110,24 @@ def funnel(conn: sa.Connection, by_status_step: dict | None = None) -> list[dict
 
 
 def signups_per_day(conn: sa.Connection, now: datetime, days: int = 30) -> list[dict]:
-    """Signups of the last `days` UTC days by segment ({day, segment, signups}); quiet days are left out."""
-    since = datetime.combine((now - timedelta(days=days - 1)).date(), time.min, tzinfo=UTC)
-    # Naming every segment lets the (segment, created_at) index answer on its own.
-    daily = sa.select(utc_day(conn, enrollment_t.c.created_at).label("day"), enrollment_t.c.segment) \
-        .where(enrollment_t.c.segment.in_([s.value for s in Segment]), enrollment_t.c.created_at >= since) \
-        .subquery()
-    rows = conn.execute(sa.select(daily.c.day, daily.c.segment, sa.func.count().label("signups"))
-                        .group_by(daily.c.day, daily.c.segment).order_by(daily.c.day)).all()
+    """Signups of the last `days` UTC days by segment ({day, segment, signups}); quiet days are left out.
+
+    One range count per day over the (segment, created_at) index, glued with UNION ALL: no
+    function runs per row and nothing is sorted, which grouping by a computed day would need.
+    """
+    today = now.astimezone(UTC).date()
+    segments = [s.value for s in Segment]
+    per_day = []
+    for back in range(days - 1, -1, -1):
+        day = today - timedelta(days=back)
+        start = datetime.combine(day, time.min, tzinfo=UTC)
+        per_day.append(
+            sa.select(sa.literal(day.isoformat()).label("day"), enrollment_t.c.segment,
+                      sa.func.count().label("signups"))
+            .where(enrollment_t.c.segment.in_(segments), enrollment_t.c.created_at >= start,
+                   enrollment_t.c.created_at < start + DAY)
+            .group_by(enrollment_t.c.segment))
+    rows = conn.execute(sa.union_all(*per_day)).all()
     return [dict(r._mapping) for r in rows]
 
 

@@ -1,4 +1,7 @@
-"""What the sidebar and the Settings page show about the machinery: switches, heartbeat, side channels."""
+"""What the sidebar and the Settings page show about the machinery: the switches and the heartbeat.
+
+The side channels' backlog (Notion, Discord) is read by core.side_status.
+"""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -6,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import switches
-from core.queries.tables import outbox_t, worker_t
+from core.queries.tables import worker_t
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,3 @@ def heartbeat(last_seen: datetime | None, now: datetime, interval_seconds: float
         return False, None
     age = max(0.0, (now - last_seen).total_seconds())
     return age <= 2 * interval_seconds, age
-
-
-def channel_health(conn: sa.Connection, channel: str) -> dict:
-    """A side channel's outbox (Notion, Discord): pending work, failing work, last success and last error."""
-    pending, failing, last_done = conn.execute(sa.select(
-        sa.func.count().filter(outbox_t.c.done_at.is_(None)),
-        sa.func.count().filter(outbox_t.c.done_at.is_(None), outbox_t.c.last_error.is_not(None)),
-        sa.func.max(outbox_t.c.done_at),
-    ).where(outbox_t.c.channel == channel)).one()
-    last_error = conn.scalar(
-        sa.select(outbox_t.c.last_error)
-        .where(outbox_t.c.channel == channel, outbox_t.c.done_at.is_(None), outbox_t.c.last_error.is_not(None))
-        .order_by(outbox_t.c.next_attempt_at.desc()).limit(1))
-    return {"pending": pending, "failing": failing, "last_done_at": last_done, "last_error": last_error}

@@ -17,18 +17,6 @@ CAMPAIGN = CHRISTMAS_2025
 STEP_NUMBERS = tuple(CAMPAIGN.step_numbers)
 
 
-def utc_day(conn: sa.Connection, column: sa.ColumnElement) -> sa.ColumnElement:
-    """The UTC calendar day of a timestamp as 'YYYY-MM-DD' text.
-
-    SQLite keeps UTC timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text (core.timeutil), so the
-    day is its first ten characters, far cheaper than parsing with date(); PostgreSQL's
-    timestamptz needs the zone named, or the session's zone would decide the day.
-    """
-    if conn.dialect.name == "sqlite":
-        return sa.func.substr(column, 1, 10)
-    return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
-
-
 def enrollment_join():
     """contact LEFT JOIN its enrollment in the campaign (at most one: a unique constraint says so)."""
     return contact_t.outerjoin(

@@ -72,7 +72,8 @@ def describe_step(number: int, send: dict | None, earlier: dict[int, dict], now:
     if status == "failed":
         return f"failed: {reason or 'no reason recorded'}", tuple(facts)
     if status == "cancelled":
-        return reason if reason.startswith("cancelled") else f"cancelled: {reason or 'no reason recorded'}", tuple(facts)
+        headline = reason if reason.startswith("cancelled") else f"cancelled: {reason or 'no reason recorded'}"
+        return headline, tuple(facts)
     return f"skipped: {reason}" if reason else "skipped", tuple(facts)
 
 

@@ -24,6 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+# A few website signups first, so the pages have something to show besides the test signup.
+WEBSITE_SIGNUPS = [
+    ("ada@example.com", "Ada", "Ada's Apiary", 3, 1), ("ben@example.com", "Ben", "Bright Bikes", 1, 0),
+    ("cleo@example.com", "Cleo", "Cleo Cakes", 0, 2), ("dev@example.com", "Dev", "Dev & Sons", 0, 0),
+    ("eli@example.com", "Eli", "Eli's Electrics", 2, 2), ("fay@example.com", "Fay", "Fay Florals", 0, 1),
+    ("gus@example.com", "Gus", "Gus Garage", 1, 3), ("hana@example.com", "Hana", "Hana Hair", 0, 0),
+]
 PAGES = {"overview": "", "signups": "signups", "sends": "sends", "test-signup": "test_signup",
          "templates": "templates", "settings": "settings"}
 
@@ -149,6 +156,11 @@ def test_a_test_signup_made_in_the_browser_is_sent_by_the_worker_and_shown_in_si
             serve_dashboard(port, env, tmp_path / "dashboard.log"), browser_page() as page:
         page.goto(f"{base}/test_signup")
         _settle(page)
+        for email, name, business, red, orange in WEBSITE_SIGNUPS:
+            reply = httpx.post(worker_up.replace("/health", "/webhook/christmas-signup"), timeout=10, json={
+                "email": email, "first_name": name, "business_name": business, "red_systems": red,
+                "orange_systems": orange, "yellow_systems": 2, "green_systems": 3, "assessment_score": 55})
+            assert reply.status_code == 202, reply.text
         _fill(page, "Email", "Browser.Test@Example.com")
         _fill(page, "First name", "Robin")
         _fill(page, "Business name", "Robin's Rolls")

@@ -1,7 +1,7 @@
 """notion mirror: one row per mirrored enrollment (its page, last write and lease)
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 """
 import sqlalchemy as sa
 from alembic import op
