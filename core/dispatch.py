@@ -108,12 +108,12 @@ class Dispatcher:
                     claims.release_unsent(conn, batch.id, self.worker_id)
                 return False
             deliveries, error = self._call(emails, batch.idempotency_key)
-            tripped = self._count_account_error(error)
+            self._count_account_error(error)
         if isinstance(error, TransientMailerError):
             self._retry_later(batch, error)
         elif error is not None:
             failures = [Delivery(e.send_id, error=_reason(error)) for e in emails]
-            self._record(batch, failures + render_failures, breaker_reason=tripped)
+            self._record(batch, failures + render_failures)
         else:
             self._record(batch, deliveries + render_failures)
         return True
@@ -146,7 +146,14 @@ class Dispatcher:
         reason = (f"circuit breaker: {self._account_failures} consecutive provider account errors; "
                   f"last: {_reason(error)}")
         self._account_failures = 0
+        now = self.services.clock()
+        # The pause is committed before the halt is raised: a lane that then reads "not paused"
+        # read it earlier, so it can never clear the halt this trip just set.
+        with db.write_transaction(self.services.engine) as conn:
+            switches.set_paused(conn, True, actor=self.worker_id, now=now, reason=reason)
+            alerts.queue_ops_alert(conn, self.services.settings, "circuit_breaker", reason, now)
         self._halted.set()
+        log.error(reason, extra={"action": "circuit_breaker"})
         return reason
 
     def _retry_later(self, batch: ClaimedBatch, exc: TransientMailerError) -> None:
@@ -167,15 +174,10 @@ class Dispatcher:
         log.warning("provider call failed, retrying in %ss: %s", delay.total_seconds(), reason,
                     extra={"action": "send", "batch": batch.id, "size": len(batch.members)})
 
-    def _record(self, batch: ClaimedBatch, deliveries: list[Delivery], breaker_reason: str | None = None) -> None:
+    def _record(self, batch: ClaimedBatch, deliveries: list[Delivery]) -> None:
         now = self.services.clock()
         with db.write_transaction(self.services.engine) as conn:
             self._write_outcomes(conn, batch, deliveries, now)
-            if breaker_reason:
-                switches.set_paused(conn, True, actor=self.worker_id, now=now, reason=breaker_reason)
-                alerts.queue_ops_alert(conn, self.services.settings, "circuit_breaker", breaker_reason, now)
-        if breaker_reason:
-            log.error(breaker_reason, extra={"action": "circuit_breaker"})
 
     def _write_outcomes(self, conn, batch: ClaimedBatch, deliveries: list[Delivery], now) -> None:
         members = {m.id: m for m in batch.members}

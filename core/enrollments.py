@@ -69,8 +69,10 @@ def enroll_batch(
     if not requests:
         return refused_results(refused)
     emails = sorted({r.signup.email for r in requests})
-    contact_ids = _ensure_contacts(conn, requests, now)
-    existing = repo.enrollments_by_contact(conn, [contact_ids[e] for e in emails], campaign.name)
+    contact_ids, created = _ensure_contacts(conn, requests, now)
+    # A contact created by this very batch cannot have an enrollment yet.
+    existing = repo.enrollments_by_contact(
+        conn, [contact_ids[e] for e in emails if contact_ids[e] not in created], campaign.name)
 
     rows, results, fresh = _Rows(), [], {}
     for req in requests:
@@ -136,8 +138,9 @@ def _merge(results: list[EnrollResult], refused: dict[int, SignupRequest]) -> li
     return merged
 
 
-def _ensure_contacts(conn: sa.Connection, requests: Sequence[SignupRequest], now: datetime) -> dict[str, str]:
-    """Insert unknown contacts and map every email to its contact id."""
+def _ensure_contacts(conn: sa.Connection, requests: Sequence[SignupRequest],
+                     now: datetime) -> tuple[dict[str, str], set[str]]:
+    """Insert unknown contacts; map every email to its contact id, and name the ids created here."""
     latest = {r.signup.email: r for r in requests}  # the last signup of a batch carries the freshest names
     known = repo.contact_ids_by_email(conn, list(latest))
     new = [
@@ -145,11 +148,13 @@ def _ensure_contacts(conn: sa.Connection, requests: Sequence[SignupRequest], now
          "is_test": r.is_test, "created_at": now, "updated_at": now}
         for email, r in latest.items() if email not in known
     ]
-    repo.insert_contacts(conn, new)
-    if new:
+    inserted = repo.insert_contacts(conn, new)
+    if new and inserted != len(new):
         # Another process may have inserted the same address in between: the stored id wins.
         known.update(repo.contact_ids_by_email(conn, [c["email"] for c in new]))
-    return known
+    else:
+        known.update({c["email"]: c["id"] for c in new})
+    return known, {c["id"] for c in new} & set(known.values())
 
 
 def _fresh_names(requests, results, now) -> list[dict]:
@@ -166,7 +171,8 @@ def _insert_enrollments(conn: sa.Connection, rows: list[dict]) -> set[str]:
     """Insert enrollments; return the ids that lost a race to a concurrent writer."""
     if not rows:
         return set()
-    repo.insert_enrollments(conn, rows)
+    if repo.insert_enrollments(conn, rows) == len(rows):
+        return set()  # the driver counted every row in: no race was lost
     stored = repo.enrollment_ids(conn, [r["id"] for r in rows])
     return {r["id"] for r in rows} - stored
 

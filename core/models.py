@@ -80,6 +80,11 @@ class SendBatch(SQLModel, table=True):
     created_at: datetime = _at()
 
 
+def _not_null_index(name: str, column: str) -> sa.Index:
+    condition = sa.text(f"{column} IS NOT NULL")
+    return sa.Index(name, column, sqlite_where=condition, postgresql_where=condition)
+
+
 def _engagement_index(stage: str) -> sa.Index:
     """A partial index holding only the sends that reached `stage`, for the per-step funnel."""
     condition = sa.text(f"{stage}_at IS NOT NULL")
@@ -90,10 +95,12 @@ def _engagement_index(stage: str) -> sa.Index:
 class Send(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step", "generation", name="uq_send_step_generation"),
-        sa.Index("ix_send_enrollment_step", "enrollment_id", "step"),
         sa.Index("ix_send_status_due", "status", "ready", "due_at"),
         sa.Index("ix_send_lease", "status", "lease_expires_at"),
         sa.Index("ix_send_status_step", "status", "step"),
+        # Partial: only claimed or sent rows carry these, so a new signup's 7 sends skip both.
+        _not_null_index("ix_send_batch_id", "batch_id"),
+        _not_null_index("ix_send_provider_id", "provider_id"),
         sa.Index("ix_send_status_finished", "status", "finished_at"),
         *(_engagement_index(stage) for stage in ("delivered", "opened", "clicked")),
     )
@@ -111,9 +118,9 @@ class Send(SQLModel, table=True):
     last_error: str | None = _text(default=None)
     lease_owner: str | None = Field(default=None, max_length=80)
     lease_expires_at: datetime | None = _at(default=None)
-    batch_id: str | None = Field(default=None, foreign_key="send_batch.id", index=True, max_length=32)
+    batch_id: str | None = Field(default=None, foreign_key="send_batch.id", max_length=32)
     idempotency_key: str | None = Field(default=None, max_length=80)
-    provider_id: str | None = Field(default=None, max_length=80, index=True)
+    provider_id: str | None = Field(default=None, max_length=80)
     sent_at: datetime | None = _at(default=None)
     finished_at: datetime | None = _at(default=None)
     delivered_at: datetime | None = _at(default=None)

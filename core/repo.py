@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from core.bulk import bulk_insert
 from core.ids import new_id
 from core.models import Contact, Enrollment, Event, Outbox, Send, Signup
 
@@ -49,8 +50,9 @@ def contact_ids_by_email(conn: sa.Connection, emails: list[str]) -> dict[str, st
     return {email: cid for email, cid in rows}
 
 
-def insert_contacts(conn: sa.Connection, rows: list[dict]) -> None:
-    insert_ignoring_conflicts(conn, contact_t, rows)
+def insert_contacts(conn: sa.Connection, rows: list[dict]) -> int:
+    """Insert, skipping conflicts; rows inserted when the driver knows (else -1)."""
+    return bulk_insert(conn, contact_t, rows, ignore_conflicts=True)
 
 
 def update_contact_names(conn: sa.Connection, rows: list[dict]) -> None:
@@ -86,8 +88,9 @@ def enrollments_by_contact(conn: sa.Connection, contact_ids: list[str], campaign
     return {cid: KnownEnrollment(eid, bool(sent)) for cid, eid, sent in rows}
 
 
-def insert_enrollments(conn: sa.Connection, rows: list[dict]) -> None:
-    insert_ignoring_conflicts(conn, enrollment_t, rows)
+def insert_enrollments(conn: sa.Connection, rows: list[dict]) -> int:
+    """Insert, skipping conflicts; rows inserted when the driver knows (else -1)."""
+    return bulk_insert(conn, enrollment_t, rows, ignore_conflicts=True)
 
 
 def enrollment_ids(conn: sa.Connection, ids: list[str]) -> set[str]:
@@ -101,19 +104,19 @@ def update_enrollments(conn: sa.Connection, rows: list[dict]) -> None:
 
 
 def insert_sends(conn: sa.Connection, rows: list[dict]) -> None:
-    _insert(conn, send_t, rows)
+    bulk_insert(conn, send_t, rows)
 
 
 def insert_signups(conn: sa.Connection, rows: list[dict]) -> None:
-    _insert(conn, signup_t, rows)
+    bulk_insert(conn, signup_t, rows)
 
 
 def insert_events(conn: sa.Connection, rows: list[dict]) -> None:
-    _insert(conn, event_t, rows)
+    bulk_insert(conn, event_t, rows)
 
 
 def insert_outbox(conn: sa.Connection, rows: list[dict]) -> None:
-    insert_ignoring_conflicts(conn, outbox_t, rows)
+    bulk_insert(conn, outbox_t, rows, ignore_conflicts=True)
 
 
 def event_row(now: datetime, actor: str, kind: str, *, contact_id=None, enrollment_id=None, send_id=None,

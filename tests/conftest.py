@@ -3,6 +3,11 @@
 PostgreSQL: one database per test session (created from TEST_DATABASE_URL's server and dropped
 at the end); each test starts from an empty `public` schema. When the server is unreachable the
 PostgreSQL tests are skipped locally, and fail under CI (env CI set).
+
+Fixtures: `backend` ("sqlite" | "postgres"), `database_url` (empty database), `make_settings(**overrides)`,
+`clock` (a FrozenClock at 2025-12-01T09:00Z), `services` (migrated, on `clock`), `client` (TestClient with
+the lifespan running) and `pg_url` (the session's PostgreSQL database). A test pins one backend with
+`@pytest.mark.parametrize("backend", ["sqlite"])`.
 """
 
 import os
@@ -45,8 +50,9 @@ def pg_url():
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')  # a name we made: identifiers cannot be bound
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        reason = f"PostgreSQL at {admin_url.render_as_string(hide_password=True)} is unreachable: {exc.orig}"
-        if os.environ.get("CI"):
+        cause = " ".join(str(exc.orig).split())
+        reason = f"PostgreSQL at {admin_url.render_as_string(hide_password=True)} is unreachable ({cause})"
+        if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
             pytest.fail(f"{reason} (CI is set, so PostgreSQL tests must run)", pytrace=False)
         pytest.skip(f"{reason}; set TEST_DATABASE_URL or start the server")
     try:

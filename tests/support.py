@@ -16,12 +16,12 @@ INTAKE_TABLES = ("contact", "signup", "enrollment", "send")
 
 # The seed's test signups and the segment each must land in.
 SEED_SIGNUPS = [
-    ({"email": "critical@example.com", "first_name": "Casey", "business_name": "Crumbling Co",
-      "red_systems": 2, "orange_systems": 1, "yellow_systems": 1, "green_systems": 0, "assessment_score": 31}, "CRITICAL"),
-    ({"email": "urgent@example.com", "first_name": "Uma", "business_name": "Uneven Ltd",
-      "red_systems": 1, "orange_systems": 1, "yellow_systems": 2, "green_systems": 1, "assessment_score": 55}, "URGENT"),
-    ({"email": "optimize@example.com", "first_name": "Otto", "business_name": "Orderly plc",
-      "red_systems": 0, "orange_systems": 1, "yellow_systems": 2, "green_systems": 3, "assessment_score": 82}, "OPTIMIZE"),
+    ({"email": "critical@example.com", "first_name": "Casey", "business_name": "Crumbling Co", "red_systems": 2,
+      "orange_systems": 1, "yellow_systems": 1, "green_systems": 0, "assessment_score": 31}, "CRITICAL"),
+    ({"email": "urgent@example.com", "first_name": "Uma", "business_name": "Uneven Ltd", "red_systems": 1,
+      "orange_systems": 1, "yellow_systems": 2, "green_systems": 1, "assessment_score": 55}, "URGENT"),
+    ({"email": "optimize@example.com", "first_name": "Otto", "business_name": "Orderly plc", "red_systems": 0,
+      "orange_systems": 1, "yellow_systems": 2, "green_systems": 3, "assessment_score": 82}, "OPTIMIZE"),
 ]
 
 _counter = itertools.count(1)

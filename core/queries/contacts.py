@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 
 from core.queries.steps import latest_by_enrollment, sends_of, step_state
-from core.queries.tables import STEP_NUMBERS, contact_t, enrollment_join, enrollment_t
+from core.queries.tables import CAMPAIGN, STEP_NUMBERS, contact_t, enrollment_join, enrollment_t
 
 AUDIENCES = ("all", "real", "test")
 
@@ -26,6 +26,10 @@ class ContactFilter:
     def needs_enrollment(self) -> bool:
         return bool(self.segments or self.statuses)
 
+    @property
+    def needs_contact(self) -> bool:
+        return bool(self.signed_up_from or self.signed_up_to or self.audience != "all" or self.search.strip())
+
 
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
@@ -36,12 +40,22 @@ def _escape_like(term: str) -> str:
 
 
 def filter_clauses(f: ContactFilter, dialect: str = "sqlite") -> list[sa.ColumnElement]:
-    """WHERE clauses for a filter, over contact LEFT JOIN enrollment; every value is bound."""
+    """WHERE clauses for a filter over the contact table; every value is bound.
+
+    Segment and status go in an EXISTS on the contact's enrollment, so the planner walks
+    contacts (in signup order, or testing the search) and looks enrollments up one by one,
+    rather than fetching every contact of a segment at random to test a search term.
+    """
     clauses: list[sa.ColumnElement] = []
-    if f.segments:
-        clauses.append(enrollment_t.c.segment.in_(f.segments))
-    if f.statuses:
-        clauses.append(enrollment_t.c.status.in_(f.statuses))
+    if f.needs_enrollment:
+        wanted = [enrollment_t.c.contact_id == contact_t.c.id, enrollment_t.c.campaign == CAMPAIGN.name]
+        if f.segments:
+            wanted.append(enrollment_t.c.segment.in_(f.segments))
+        if f.statuses:
+            wanted.append(enrollment_t.c.status.in_(f.statuses))
+        # Correlated on contact only: the export also joins enrollment in its outer query.
+        clauses.append(sa.select(sa.literal(1)).select_from(enrollment_t).where(*wanted)
+                       .correlate(contact_t).exists())
     if f.signed_up_from:
         clauses.append(contact_t.c.created_at >= _day_start(f.signed_up_from))
     if f.signed_up_to:
@@ -70,18 +84,24 @@ def _search(term: str, dialect: str) -> sa.ColumnElement:
 
 
 def count_contacts(conn: sa.Connection, f: ContactFilter) -> int:
-    """How many contacts match; the enrollment is joined only when a filter needs it."""
-    source = enrollment_join() if f.needs_enrollment else contact_t
-    return conn.scalar(sa.select(sa.func.count()).select_from(source)
+    """How many contacts match; each table is read only when a filter needs it."""
+    if f.needs_enrollment and not f.needs_contact:
+        # One enrollment per contact and campaign, so counting enrollments gives the same answer.
+        only = [enrollment_t.c.campaign == CAMPAIGN.name]
+        if f.segments:
+            only.append(enrollment_t.c.segment.in_(f.segments))
+        if f.statuses:
+            only.append(enrollment_t.c.status.in_(f.statuses))
+        return conn.scalar(sa.select(sa.func.count()).select_from(enrollment_t).where(*only)) or 0
+    return conn.scalar(sa.select(sa.func.count()).select_from(contact_t)
                        .where(*filter_clauses(f, conn.dialect.name))) or 0
 
 
 def _page_ids(conn: sa.Connection, f: ContactFilter, offset: int, limit: int) -> list[str]:
     # Only ids here, so the rows OFFSET skips are read off the (created_at, id) index alone;
     # the full columns are fetched for the page's own rows afterwards.
-    source = enrollment_join() if f.needs_enrollment else contact_t
     return list(conn.scalars(
-        sa.select(contact_t.c.id).select_from(source).where(*filter_clauses(f, conn.dialect.name))
+        sa.select(contact_t.c.id).where(*filter_clauses(f, conn.dialect.name))
         .order_by(contact_t.c.created_at.desc(), contact_t.c.id.desc()).offset(max(0, offset)).limit(limit)))
 
 

@@ -35,6 +35,7 @@ def status_step_counts(conn: sa.Connection) -> dict[tuple[str, int], int]:
 
 
 def send_counts(by_status_step: dict[tuple[str, int], int]) -> dict[str, int]:
+    """Sends per status, every status present, from status_step_counts."""
     totals = dict.fromkeys(SEND_STATUSES, 0)
     for (status, _), n in by_status_step.items():
         totals[status] = totals.get(status, 0) + n
@@ -47,12 +48,6 @@ def _finished_since(conn: sa.Connection, since: datetime) -> dict[str, int]:
                         .where(send_t.c.status.in_(_FINAL), send_t.c.finished_at >= since)
                         .group_by(send_t.c.status)).all()
     return {s: dict(rows).get(s, 0) for s in _FINAL}
-
-
-def _scheduled_since(conn: sa.Connection, since: datetime) -> int:
-    """Sends planned by enrollments made since `since` (resends and retries are left out)."""
-    recent = sa.select(enrollment_t.c.id).where(enrollment_t.c.created_at >= since).scalar_subquery()
-    return conn.scalar(sa.select(sa.func.count()).select_from(send_t).where(send_t.c.enrollment_id.in_(recent))) or 0
 
 
 def _contact_stops(conn: sa.Connection, since: datetime) -> dict[str, tuple[int, int]]:
@@ -79,8 +74,9 @@ def kpis(conn: sa.Connection, now: datetime, by_status_step: dict | None = None)
     finished = _finished_since(conn, since)
     stops = _contact_stops(conn, since)
     signups = sum(total for total, _ in segments.values()), sum(recent for _, recent in segments.values())
-    # The queue's net change: what new enrollments added, less what left it by finishing.
-    scheduled_delta = _scheduled_since(conn, since) - sum(finished.values())
+    # The queue's net change: the sends new enrollments added (each plans every step; resends and
+    # retries are left out), less the sends that left it by finishing.
+    scheduled_delta = signups[1] * len(STEP_NUMBERS) - sum(finished.values())
     figures = [
         ("signups", "Signups", *signups),
         *[(f"segment_{s}", s.title(), *segments[s]) for s in segments],

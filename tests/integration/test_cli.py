@@ -30,8 +30,9 @@ def cli_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, database_url: str, data_dir: Path, **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=cli_env(database_url, data_dir, **extra_env),
-                          capture_output=True, text=True, timeout=120)
+    env = cli_env(database_url, data_dir, **extra_env)
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
 
 
 @pytest.fixture
@@ -120,7 +121,8 @@ def test_export_writes_a_csv_with_one_row_per_contact_and_every_step(cli, servic
     steps = [f"step_{n}" for n in range(1, 8)]
     assert {"email", "first_name", "business_name", "segment", *steps} <= set(header)
     assert [c for c in header if c.startswith("step_")] == steps
-    assert sorted(r["email"] for r in exported) == sorted([body["email"] for body, _ in SEED_SIGNUPS] + ["zoe@example.com"])
+    expected = [body["email"] for body, _ in SEED_SIGNUPS] + ["zoe@example.com"]
+    assert sorted(r["email"] for r in exported) == sorted(expected)
     by_email = {r["email"]: r for r in exported}
     first = by_email["critical@example.com"]
     assert first["segment"] == "CRITICAL" and first["first_name"] == "Casey"

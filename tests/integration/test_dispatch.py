@@ -424,7 +424,7 @@ def test_a_worker_killed_mid_batch_leaves_a_lease_that_another_worker_replays_ex
     assert {(s["status"], s["lease_owner"], s["attempts"]) for s in done} == {("sent", None, 2)}
     assert sorted(s["provider_id"] for s in done) == sorted(r.provider_id for r in mailer.sent)
     with db.write_transaction(services.engine) as conn:  # the doomed worker's late word no longer counts
-        assert not outcomes.mark_sent(conn, done[0]["id"], "late-id", "doomed-worker", clock())
+        assert outcomes.mark_sent(conn, {done[0]["id"]: "late-id"}, "doomed-worker", clock()) == set()
 
 
 # ---------------------------------------------------------------- manual actions, carried out by the worker
@@ -501,6 +501,34 @@ def test_retry_send_requeues_a_failed_send_which_then_goes_under_a_fresh_key(ser
     assert sent["status"] == "sent" and sent["idempotency_key"] != failed["idempotency_key"]
     assert steps_sent_to(mailer, "retry@example.com") == [1]
     assert [e["send_id"] for e in events_of(services, "send_retry_requested")] == [failed["id"]]
+
+
+def test_a_retried_step_and_the_next_step_never_go_to_one_person_in_the_same_pass(
+        services, dispatcher, mailer, clock):
+    result = enroll(services, email="burst@example.com")
+    mailer.fail_next(PermanentMailerError("Resend 422 validation_error: refused", status=422))
+    dispatcher.run_pass()
+    clock.advance(hours=30)  # step 2 was released when step 1 failed, and is now due
+    act(services, "retry_send", {"send_id": step_send(services, result.enrollment_id, 1)["id"]})
+
+    assert dispatcher.run_pass() == 1
+    assert steps_sent_to(mailer, "burst@example.com") == [1]
+    run_for(dispatcher, clock, hours=24)
+    assert steps_sent_to(mailer, "burst@example.com") == [1, 2]
+    first, second = (step_send(services, result.enrollment_id, step) for step in (1, 2))
+    assert second["sent_at"] - first["sent_at"] >= timedelta(hours=12), "step 2 waits half its gap behind step 1"
+
+
+def test_a_resent_step_and_a_due_step_never_go_to_one_person_in_the_same_pass(services, dispatcher, mailer, clock):
+    result = enroll(services, email="resent@example.com")
+    run_for(dispatcher, clock, hours=71)
+    clock.advance(hours=1)  # steps 1 and 2 sent; step 3 falls due now
+    assert steps_sent_to(mailer, "resent@example.com") == [1, 2]
+    act(services, "resend_step", {"enrollment_id": result.enrollment_id, "step": 1})
+
+    assert dispatcher.run_pass() + dispatcher.run_pass() == 1
+    run_for(dispatcher, clock, hours=47)
+    assert steps_sent_to(mailer, "resent@example.com") == [1, 2, 1, 3], "step 3 went after the resent step"
 
 
 def test_send_test_mails_one_rendered_step_to_the_marketer_without_touching_any_sequence(services, mailer):
@@ -644,18 +672,3 @@ def test_without_a_webhook_secret_the_resend_endpoint_answers_404(services, clie
     answer = client.post("/webhook/resend", **signed(resend_event("delivered", send["provider_id"])))
     assert answer.status_code == 404
     assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": 0}]
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: core/claims.py claim_due promises 'one step per enrollment' but does not enforce it: a retried "
-    "step 1 and the already-released step 2 of the same enrollment are claimed into one batch and sent together"))
-def test_a_retried_step_and_the_next_step_never_go_to_one_person_in_the_same_pass(
-        services, dispatcher, mailer, clock):
-    result = enroll(services, email="burst@example.com")
-    mailer.fail_next(PermanentMailerError("Resend 422 validation_error: refused", status=422))
-    dispatcher.run_pass()
-    clock.advance(hours=30)  # step 2 was released when step 1 failed, and is now due
-    act(services, "retry_send", {"send_id": step_send(services, result.enrollment_id, 1)["id"]})
-
-    assert dispatcher.run_pass() == 1
-    assert steps_sent_to(mailer, "burst@example.com") == [1]

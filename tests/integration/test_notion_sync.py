@@ -226,3 +226,24 @@ def test_the_business_record_with_the_same_email_is_linked(services, clock):
 
     assert notion.values(notion.pages_for("alex@example.com")[0])["Business"] == ["biz-7"]
     assert notion.values(notion.pages_for("solo@example.com")[0]).get("Business") is None
+
+
+def test_a_stop_made_elsewhere_reaches_notion_once_its_change_is_queued(services, notion, clock):
+    result = enroll(services)
+    sync = make_sync(services, notion)
+    sync.run_pass()
+    clock.advance(minutes=1)
+    with db.write_transaction(services.engine) as conn:
+        unsubscribe_contact(conn, result.contact_id, actor="test", now=clock())
+        queued = store.queue_resync(conn, clock(), contact_id=result.contact_id)
+
+    sync.run_pass()
+
+    page = notion.values(notion.pages_for("alex@example.com")[0])
+    assert queued == 1 and page["Status"] == "unsubscribed" and page["Next Email Due"] is None
+
+
+def test_nothing_is_queued_for_a_contact_the_mirror_never_showed(services):
+    result = enroll(services)
+    with db.write_transaction(services.engine) as conn:
+        assert store.queue_resync(conn, services.clock(), contact_id=result.contact_id) == 0

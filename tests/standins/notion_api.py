@@ -126,7 +126,8 @@ class NotionStandIn(JsonStandIn):
                 return error(400, "validation_error", f"This stand-in speaks Notion-Version {VERSION} only.")
             if not self._take_token():
                 self.stats["rate_limited"] += 1
-                return error(429, "rate_limited", "You have been rate limited.", {"retry-after": str(self._retry_after)})
+                return error(429, "rate_limited", "You have been rate limited.",
+                             {"retry-after": str(self._retry_after)})
             fault = next((f for f in self._faults if (f.path is None or path.startswith(f.path))
                           and f.method in (None, method)), None)
             if fault is not None:

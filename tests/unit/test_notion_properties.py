@@ -111,5 +111,6 @@ def test_the_fingerprint_changes_only_when_the_written_values_change():
 
 
 def test_filters_match_the_column_type():
-    assert P.equals_filter("Email", "email", "a@example.com") == {"property": "Email", "email": {"equals": "a@example.com"}}
+    assert P.equals_filter("Email", "email", "a@example.com") == {
+        "property": "Email", "email": {"equals": "a@example.com"}}
     assert P.equals_filter("Stop", "checkbox", True) == {"property": "Stop", "checkbox": {"equals": True}}

@@ -1,0 +1,167 @@
+"""Discord alerts from the outbox: once per CRITICAL contact, through 429s and 5xx, over real HTTP."""
+
+from datetime import timedelta
+
+import pytest
+
+from core import db
+from core.alerts import AlertPolicy, AlertService, PermanentAlertError, SignatureFailureWatch, note_signature_failure, \
+    queue_ops_alert
+from core.bootstrap import build_services
+from core.discord import DiscordWebhook
+from core.intake import enroll_now
+from core.testing_side import FakeDiscord
+from tests.standins.discord_api import DiscordStandIn
+from tests.support import rows, signup_request
+
+# The outbox claims run on PostgreSQL in the Notion sync tests; here one test per backend-sensitive path is enough.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+@pytest.fixture
+def discord_api():
+    with DiscordStandIn() as api:
+        yield api
+
+
+@pytest.fixture
+def services(make_settings, clock, discord_api):
+    settings = make_settings(discord_webhook_url=discord_api.webhook_url, dashboard_url="https://dash.example.com")
+    built = build_services(settings, migrate=True, clock=clock)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture
+def alerts(services, discord_api):
+    webhook = DiscordWebhook(discord_api.webhook_url)
+    yield AlertService(services, webhook, "worker-a")
+    webhook.close()
+
+
+def enroll(services, email: str, red: int = 2):
+    return enroll_now(services, [signup_request(email=email, red_systems=red)])[0]
+
+
+def pending(services) -> list[dict]:
+    return rows(services.engine,
+                "SELECT attempts, last_error FROM outbox WHERE channel = 'discord' AND done_at IS NULL")
+
+
+@sqlite_only
+def test_a_critical_signup_posts_one_embed_naming_the_lead_with_a_dashboard_link(services, alerts, discord_api):
+    result = enroll(services, "casey@example.com", red=3)
+
+    assert alerts.run_pass() == 1
+
+    [message] = discord_api.messages
+    embed = message["embeds"][0]
+    assert embed["title"] == "CRITICAL lead: Alex"
+    assert {"name": "Red systems", "value": "3", "inline": True} in embed["fields"]
+    assert embed["url"] == f"https://dash.example.com/signups?contact={result.contact_id}"
+    assert pending(services) == []
+
+
+def test_a_contact_is_alerted_only_once_however_often_they_sign_up(services, alerts, discord_api, clock):
+    enroll(services, "casey@example.com")
+    alerts.run_pass()
+    enroll(services, "casey@example.com")
+    clock.advance(minutes=5)
+
+    assert alerts.run_pass() == 0
+    assert len(discord_api.messages) == 1
+
+
+@sqlite_only
+def test_leads_that_are_not_critical_never_alert(services, alerts, discord_api):
+    enroll(services, "uma@example.com", red=1)
+    enroll(services, "otto@example.com", red=0)
+
+    assert alerts.run_pass() == 0 and discord_api.requests == 0
+
+
+def test_discords_429_retry_after_is_honoured_and_nothing_is_lost(services, alerts, discord_api, clock):
+    enroll(services, "a@example.com")
+    enroll(services, "b@example.com")
+    discord_api.fail(429, retry_after=30)
+
+    first = alerts.run_pass()
+    held = alerts.run_pass()
+    clock.advance(seconds=31)
+    second = alerts.run_pass()
+    clock.advance(minutes=2)
+    third = alerts.run_pass()
+
+    assert (first, held) == (0, 0) and discord_api.requests == 3
+    assert second + third == 2 and len(discord_api.messages) == 2
+    assert pending(services) == []
+
+
+@sqlite_only
+def test_a_storm_of_server_errors_delays_alerts_but_loses_none(services, alerts, discord_api, clock):
+    for i in range(4):
+        enroll(services, f"lead{i}@example.com")
+    discord_api.fail(503, times=5)
+
+    for _ in range(12):
+        alerts.run_pass()
+        clock.advance(minutes=5)
+
+    assert sorted(m["embeds"][0]["fields"][2]["value"] for m in discord_api.messages) == \
+        [f"lead{i}@example.com" for i in range(4)]
+    assert pending(services) == []
+
+
+@sqlite_only
+def test_a_refused_alert_is_retried_then_given_up_with_its_reason_kept(services, clock):
+    enroll(services, "a@example.com")
+    sink = FakeDiscord()
+    sink.fail_next(*[PermanentAlertError("Discord 404: Unknown Webhook", status=404)] * 2)
+    service = AlertService(services, sink, "worker-a", AlertPolicy(max_attempts=2))
+
+    service.run_pass()
+    clock.advance(minutes=5)
+    service.run_pass()
+
+    [row] = rows(services.engine, "SELECT attempts, done_at, last_error FROM outbox WHERE channel = 'discord'")
+    assert row["done_at"] is not None and "gave up after 2 attempts" in row["last_error"]
+    assert sink.messages == []
+
+
+@sqlite_only
+def test_an_operational_alert_is_queued_at_most_once_an_hour(services, alerts, discord_api, clock):
+    for _ in range(3):
+        with db.write_transaction(services.engine) as conn:
+            queue_ops_alert(conn, services.settings, "circuit_breaker", "3 account errors", clock())
+        clock.advance(minutes=10)
+
+    alerts.run_pass()
+
+    assert [m["embeds"][0]["title"] for m in discord_api.messages] == ["Sending paused by the circuit breaker"]
+
+
+@sqlite_only
+def test_a_burst_of_bad_webhook_signatures_queues_one_alert(services, alerts, discord_api, clock):
+    watch = SignatureFailureWatch(threshold=3, window=timedelta(minutes=5))
+    for _ in range(6):
+        note_signature_failure(services, watch)
+        clock.advance(seconds=10)
+
+    alerts.run_pass()
+
+    [message] = discord_api.messages
+    assert message["embeds"][0]["title"] == "Burst of bad webhook signatures"
+
+
+@sqlite_only
+def test_nothing_is_queued_for_discord_when_it_is_not_configured(make_settings, clock):
+    services = build_services(make_settings(), migrate=True, clock=clock)
+    try:
+        enroll(services, "a@example.com")
+        with db.write_transaction(services.engine) as conn:
+            queue_ops_alert(conn, services.settings, "circuit_breaker", "x", clock())
+        assert pending(services) == []
+    finally:
+        services.close()
