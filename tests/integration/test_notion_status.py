@@ -136,7 +136,7 @@ def test_migration_0003_adds_the_notion_page_table_and_can_be_undone(make_settin
     try:
         assert "notion_page" in sa.inspect(services.engine).get_table_names()
         config = db.alembic_config(services.engine.url.render_as_string(hide_password=False))
-        command.downgrade(config, "-1")
+        command.downgrade(config, "0002")  # undoes 0004, then 0003
         assert "notion_page" not in sa.inspect(services.engine).get_table_names()
         db.upgrade(services.engine)
         assert "notion_page" in sa.inspect(services.engine).get_table_names()
