@@ -27,8 +27,10 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
+# The quick benchmarks; bench/dashboard.py, bench/notion.py and bench/scale.py take longer (see --help).
 bench: install
-	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/intake.py --client raw
+	$(BIN)/python bench/dispatch.py
 
 # Re-pin every dependency (needs uv: pip install uv).
 lock:
