@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from core import repo
 from core.notion import store as notion_store
-from core.errors import NotFound, StoppedContact
+from core.errors import NotFound, NurtureError, StoppedContact
 from core.ids import new_id
 from core.models import Contact, Enrollment, Send
 from core.outcomes import Finished, release_next_steps
@@ -99,8 +99,12 @@ def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: st
     """Queue a step again as a new generation (its own idempotency key), due at once."""
     enrollment = _enrollment(conn, enrollment_id)
     _refuse_if_stopped(conn, enrollment.contact_id)
-    generation = (conn.scalar(sa.select(sa.func.max(send_t.c.generation)).where(
-        send_t.c.enrollment_id == enrollment_id, send_t.c.step == step)) or 0) + 1
+    latest = conn.execute(sa.select(send_t.c.generation, send_t.c.status).where(
+        send_t.c.enrollment_id == enrollment_id, send_t.c.step == step
+    ).order_by(send_t.c.generation.desc()).limit(1)).first()
+    if latest is not None and latest.status in (SendStatus.SCHEDULED, SendStatus.SENDING):
+        raise NurtureError(f"step {step} has not gone out yet ({latest.status}); resending it would send it twice")
+    generation = (latest.generation if latest else 0) + 1
     send_id = new_id()
     _hold_later_steps(conn, enrollment_id, step, now)
     conn.execute(send_t.insert().values(

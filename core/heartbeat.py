@@ -11,6 +11,7 @@ from core import repo
 from core.models import Worker
 
 worker_t = Worker.__table__
+HEARTBEAT_SECONDS = 5  # here, not in core.worker, so the dashboard need not import the worker's stack
 
 
 def new_worker_id() -> str:

@@ -9,11 +9,11 @@ import uvicorn
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from core import db, heartbeat
+from core.heartbeat import HEARTBEAT_SECONDS
 from core.api import create_app
 from core.bootstrap import Services
 
 log = logging.getLogger(__name__)
-HEARTBEAT_SECONDS = 5
 
 
 class WorkerJobs:

@@ -1,11 +1,13 @@
 """Overview: how the campaign is doing, refreshed every few seconds."""
 
+from datetime import timedelta
+
 import pandas as pd
 import streamlit as st
 
-from core import queries
 from ui import charts, frame
-from ui.services import now, read
+from ui.data import overview
+from ui.services import now
 from ui.widgets import step_title, when
 
 REFRESH_SECONDS = 10
@@ -19,7 +21,7 @@ days = st.segmented_control("Signups over the last", [7, 30, 90], default=30, re
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(days: int) -> None:
-    data = read(queries.overview, now(), days=days)
+    data = overview(days)
     charts.kpi_grid(data["kpis"])
     mix, trend = st.columns([1, 2], gap="large")
     with mix:
@@ -31,7 +33,9 @@ def live(days: int) -> None:
     with trend:
         st.subheader("Signups per day")
         if data["signups_per_day"]:
-            st.altair_chart(charts.signups_per_day(data["signups_per_day"]), width="stretch")
+            today = now().date()
+            chart = charts.signups_per_day(data["signups_per_day"], today - timedelta(days=days - 1), today)
+            st.altair_chart(chart, width="stretch")
         else:
             st.info(f"No signups in the last {days} days.")
     st.subheader("Funnel by step")

@@ -22,7 +22,7 @@ def _page(name: str, total: int):
     """A container for the list, with its pager drawn below it, and the list's rows for the chosen page."""
     area = st.container()
     offset = page_picker(total, PAGE_SIZE, key=f"sends_{name}_page")
-    return area, read(queries.queue_list, name, offset=offset, limit=PAGE_SIZE)
+    return area, read(queries.queue_list, name, now=now(), offset=offset, limit=PAGE_SIZE)
 
 
 def _who(r: dict) -> dict:
@@ -84,7 +84,7 @@ def _sent() -> None:
     area, rows = _page("sent", counts["sent"])
     with area:
         if not rows:
-            st.info("Nothing has been sent yet.")
+            st.info("Nothing was sent in the last 24 hours.")
             return
         st.dataframe(pd.DataFrame([{"sent": when(r["sent_at"]), "ago": ago(r["sent_at"]), **_who(r),
                                     "provider id": r["provider_id"] or ""} for r in rows]),
@@ -92,7 +92,7 @@ def _sent() -> None:
 
 
 due, sending, failed, sent = st.tabs([f"Due ({counts['due']:,})", f"Sending ({counts['sending']:,})",
-                                      f"Failed ({counts['failed']:,})", "Recently sent"])
+                                      f"Failed ({counts['failed']:,})", f"Sent, last 24 h ({counts['sent']:,})"])
 with due:
     _due()
 with sending:

@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from core import queries
+from core import queries, side_status
 from ui import commands, confirm, frame
 from ui.commands import Command
-from ui.services import read, services
+from ui.services import now, read, services
 from ui.widgets import STATUS_BADGE, ago, event_detail, my_requests, page_picker, when
 
 AUDIT_PAGE = 50
@@ -60,22 +60,31 @@ with resend.container(border=True):
               on_click=lambda: commands.request("check_connection", {}))
 
 
-def _channel(column, title: str, channel: str, configured: bool, what: str) -> None:
+def _channel(column, title: str, what: str, configured: bool, health: dict | None) -> None:
     with column.container(border=True):
         st.markdown(f"**{title}** ({what})")
-        if not configured:
+        if not configured or health is None:
             st.markdown(":gray-badge[off] not configured")
             return
-        health = read(queries.channel_health, channel)
-        badge = "red" if health["failing"] else "green"
-        st.markdown(f":{badge}-badge[{'failing' if health['failing'] else 'ok'}] "
-                    f"{health['pending']} pending · last success {ago(health['last_done_at'])}")
+        badge, word = ("red", "failing") if health["failing"] else ("green", "ok")
+        st.markdown(f":{badge}-badge[{word}] {health['backlog']} waiting"
+                    + (f", oldest {int(health['lag_seconds'])} s" if health["backlog"] else ""))
+        if "last_synced_at" in health:
+            st.caption(f"{health['pages_linked']:,} pages linked · last write "
+                       f"{health['last_synced_at'] or 'never'}")
         if health["last_error"]:
             st.caption(f"Last error: {health['last_error']}")
 
 
-_channel(notion, "Notion", "notion", settings.notion_configured, "mirror")
-_channel(discord, "Discord", "discord", settings.discord_configured, "CRITICAL alerts")
+def _side_channels() -> tuple[dict | None, dict | None]:
+    notion = read(side_status.notion_overview, now()) if settings.notion_configured else None
+    discord = read(side_status.backlog, "discord", now()).as_dict() if settings.discord_configured else None
+    return notion, discord
+
+
+notion_health, discord_health = _side_channels()
+_channel(notion, "Notion", "mirror", settings.notion_configured, notion_health)
+_channel(discord, "Discord", "CRITICAL alerts", settings.discord_configured, discord_health)
 my_requests()
 
 st.subheader("Audit trail")

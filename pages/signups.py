@@ -6,10 +6,10 @@ import streamlit as st
 from core import queries
 from core.campaign import Segment
 from core.statuses import EnrollmentStatus
-from ui import frame, timeline
+from ui import frame, glyphs, timeline
 from ui.downloads import contacts_csv
 from ui.services import read
-from ui.widgets import STEP_ICONS, legend, page_picker, when
+from ui.widgets import page_picker, when
 
 PAGE_SIZE = 50
 TABLE = "signups_table"
@@ -20,7 +20,7 @@ st.title("Signups")
 
 def _filters() -> queries.ContactFilter:
     with st.container(border=True):
-        search, segment, status, audience, dates = st.columns([3, 2, 2, 2, 2], vertical_alignment="bottom")
+        search, segment, status, audience, dates = st.columns([3, 2, 2, 2.4, 2.6], vertical_alignment="bottom")
         term = search.text_input("Search", placeholder="email, name or business", key="f_search")
         segments = segment.multiselect("Segment", [s.value for s in Segment], key="f_segments")
         statuses = status.multiselect("Status", [s.value for s in EnrollmentStatus], key="f_statuses")
@@ -40,8 +40,8 @@ def _table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{
         "Email": r["email"], "Name": r["first_name"] or "", "Business": r["business_name"] or "",
         "Segment": r["segment"] or "", "Status": r["status"] or "", "Signed up": when(r["signed_up_at"]),
-        **{str(n): STEP_ICONS[state] for n, state in enumerate(r["steps"], start=1)},
-        "Test": "🧪" if r["is_test"] else "",
+        **{str(n): glyphs.data_uri(state) for n, state in enumerate(r["steps"], start=1)},
+        "Test": bool(r["is_test"]),
     } for r in rows], columns=["Email", "Name", "Business", "Segment", "Status", "Signed up",
                                *map(str, range(1, 8)), "Test"])
 
@@ -49,7 +49,8 @@ def _table(rows: list[dict]) -> pd.DataFrame:
 where = _filters()
 total = read(queries.count_contacts, where)
 head, export = st.columns([4, 1], vertical_alignment="bottom")
-head.caption(f"**{total:,}** contacts match · newest first · {legend()}")
+matches = "1 contact matches" if total == 1 else f"**{total:,}** contacts match"
+head.caption(f"{matches} · newest first · {glyphs.legend()}")
 export.download_button("Export CSV", data=contacts_csv(where), file_name="nurture-signups.csv", mime="text/csv",
                        on_click="ignore", icon=":material/download:", disabled=total == 0, width="stretch")
 
@@ -60,8 +61,8 @@ with table_area:
     if not rows:
         st.info("No contacts match. Try fewer filters, or make one on the Test signup page.")
     else:
-        narrow = {str(n): st.column_config.TextColumn(str(n), width=36, help=f"step {n}") for n in range(1, 8)}
-        narrow["Test"] = st.column_config.TextColumn("Test", width=44)
+        narrow = {str(n): st.column_config.ImageColumn(str(n), width=34, help=f"step {n}") for n in range(1, 8)}
+        narrow["Test"] = st.column_config.CheckboxColumn("Test", width=48, help="a test contact")
         picked = st.dataframe(_table(rows), key=TABLE, on_select="rerun", selection_mode="single-row",
                               hide_index=True, width="stretch", column_config=narrow)
         if picked.selection.rows and picked.selection.rows[0] < len(rows):

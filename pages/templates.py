@@ -14,24 +14,12 @@ frame.begin()
 st.title("Templates")
 st.caption("Rendered with sample data: Alex at Hollybrook Bakery, with the counts typical of the segment.")
 
-pick_segment, pick_step = st.columns([2, 3], vertical_alignment="bottom")
+pick_segment, pick_step, address, send = st.columns([3, 3, 3, 1], vertical_alignment="bottom")
 segment = pick_segment.segmented_control("Segment", [s.value for s in Segment], default="CRITICAL", required=True,
                                          key="tpl_segment")
 number = pick_step.selectbox("Step", list(CHRISTMAS_2025.step_numbers), key="tpl_step",
                              format_func=lambda n: f"{n} · {step_title(n)}")
-
 settings = services().settings
-email = render_step(CHRISTMAS_2025.step(number), sample_context(segment),
-                    unsubscribe_url=f"{settings.public_base_url}/unsubscribe/preview",
-                    postal_address=settings.postal_address)
-
-st.markdown(f"**Subject:** {email.subject}")
-html, text = st.tabs(["HTML", "Text"])
-with html:
-    # Our own template with sample data, not user input: safe to show in a frame of its own.
-    st.iframe(email.html, height=720, alt=f"Step {number} email for {segment}")
-with text:
-    st.code(email.text, language=None, wrap_lines=True)
 
 
 def _send_me() -> None:
@@ -46,13 +34,21 @@ def _send_me() -> None:
     commands.flash(f"Test of step {number} ({segment}) requested for {to}: the worker sends it within seconds.")
 
 
-with st.container(border=True):
-    st.markdown("**Send me this one**")
-    address, send = st.columns([4, 1], vertical_alignment="bottom")
-    address.text_input("Your address", key="tpl_to", placeholder="you@example.com")
-    send.button("Send test", on_click=_send_me, key="tpl_send", icon=":material/send:", width="stretch")
-    if error := st.session_state.get("tpl_error"):
-        st.error(f"That address won't do: {error}")
-    st.caption("Sent by the worker with a [TEST] subject" + (" — in dry run, it is only recorded."
-                                                              if settings.dry_run else "."))
+address.text_input("Send me this one", key="tpl_to", placeholder="you@example.com",
+                   help="The worker sends it with a [TEST] subject"
+                        + (" (in dry run it is only recorded)." if settings.dry_run else "."))
+send.button("Send", on_click=_send_me, key="tpl_send", icon=":material/send:", width="stretch")
+if error := st.session_state.get("tpl_error"):
+    st.error(f"That address won't do: {error}")
 my_requests()
+
+email = render_step(CHRISTMAS_2025.step(number), sample_context(segment),
+                    unsubscribe_url=f"{settings.public_base_url}/unsubscribe/preview",
+                    postal_address=settings.postal_address)
+st.markdown(f"**Subject:** {email.subject}")
+html, text = st.tabs(["HTML", "Text"])
+with html:
+    # Our own template with sample data, not user input: safe to show in a frame of its own.
+    st.iframe(email.html, height="content", alt=f"Step {number} email for {segment}")
+with text:
+    st.code(email.text, language=None, wrap_lines=True)

@@ -31,13 +31,15 @@ with details:
     score = st.slider("Assessment score", 0, 100, 50, key="ts_score")
 with counts:
     # Outside a form on purpose: the segment below follows every change of the counts.
-    red = st.number_input("🔴 Red systems (broken)", 0, 50, 0, key="ts_red")
-    orange = st.number_input("🟠 Orange systems (struggling)", 0, 50, 0, key="ts_orange")
-    yellow = st.number_input("🟡 Yellow systems", 0, 50, 0, key="ts_yellow")
-    green = st.number_input("🟢 Green systems", 0, 50, 0, key="ts_green")
+    red = st.number_input("Red systems (broken)", 0, 50, 0, key="ts_red")
+    orange = st.number_input("Orange systems (struggling)", 0, 50, 0, key="ts_orange")
+    yellow = st.number_input("Yellow systems", 0, 50, 0, key="ts_yellow")
+    green = st.number_input("Green systems", 0, 50, 0, key="ts_green")
     segment = segment_for(red, orange).value
-    st.markdown(f"Segment: :{SEGMENT_BADGE[segment]}-badge[**{segment}**]")
-    st.caption(f"{segment}: {SEGMENT_RULE[segment]}.")
+    with st.container(border=True):
+        st.caption("Segment")
+        st.markdown(f"### :{SEGMENT_BADGE[segment]}[{segment}]")
+        st.caption(f"{SEGMENT_RULE[segment].capitalize()}.")
 
 
 def _submit() -> None:

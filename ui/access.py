@@ -5,12 +5,15 @@ both are, either one lets the marketer in.
 """
 
 import hmac
+import time
+from collections.abc import Mapping
 
 import streamlit as st
 
 ALLOWED = "_nurture_allowed"
 _PASSWORD_OK = "_nurture_password_ok"
 ANONYMOUS_ACTOR = "dashboard"
+WRONG_PASSWORD_DELAY_SECONDS = 1.0
 
 
 def oidc_configured() -> bool:
@@ -66,10 +69,18 @@ def sign_out() -> None:
         st.logout()
 
 
+def _providers() -> list[str | None]:
+    """Named providers ([auth.google] …) each get a button; a single unnamed [auth] gets one."""
+    named = [name for name, value in st.secrets["auth"].items() if isinstance(value, Mapping)]
+    return named or [None]
+
+
 def _check_password(expected: str) -> None:
     given = st.session_state.get("password_input", "")
     # Constant time, so response timing says nothing about how much of a guess was right.
     ok = hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    if not ok:
+        time.sleep(WRONG_PASSWORD_DELAY_SECONDS)  # a guess a second, at most, per session
     st.session_state[_PASSWORD_OK] = ok
     st.session_state["password_refused"] = not ok
     st.session_state["password_input"] = ""
@@ -79,7 +90,10 @@ def _sign_in_form(password: str) -> None:
     st.title("Nurture")
     st.caption("The marketer's dashboard. Please sign in.")
     if oidc_configured():
-        st.button("Log in with your company account", type="primary", on_click=st.login, key="oidc_login")
+        for provider in _providers():
+            label = f"Log in with {provider.title()}" if provider else "Log in with your company account"
+            st.button(label, type="primary", on_click=st.login, args=(provider,) if provider else (),
+                      key=f"oidc_login{'_' + provider if provider else ''}")
     if password:
         with st.form("password_form", border=True):
             st.text_input("Password", type="password", key="password_input")

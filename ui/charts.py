@@ -1,5 +1,7 @@
 """The Overview's figures: KPI metrics and Altair charts. Each takes rows from core.queries."""
 
+from datetime import date, timedelta
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -19,11 +21,12 @@ def kpi_grid(kpis: list[dict], per_row: int = 5) -> None:
     for start in range(0, len(kpis), per_row):
         for column, kpi in zip(st.columns(per_row), kpis[start:start + per_row]):
             color = "inverse" if kpi["key"] in _BAD_WHEN_UP else "off" if kpi["key"] == "scheduled" else "normal"
-            column.metric(kpi["label"], f"{kpi['value']:,}", delta=f"{kpi['delta']:+,}", delta_color=color,
+            column.metric(kpi["label"], f"{kpi['value']:,}", delta=kpi["delta"], delta_color=color,
                           delta_description="vs yesterday", border=True)
 
 
-def segment_mix(kpis: list[dict]) -> alt.Chart:
+def segment_mix(kpis: list[dict]) -> alt.LayerChart:
+    """A donut of signups per segment, with the total in the middle."""
     data = pd.DataFrame([{"segment": k["label"].upper(), "signups": k["value"]}
                          for k in kpis if k["key"].startswith("segment_")])
     base = alt.Chart(data).encode(
@@ -31,16 +34,23 @@ def segment_mix(kpis: list[dict]) -> alt.Chart:
         color=alt.Color("segment:N", scale=_SEGMENT_SCALE, legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["segment:N", alt.Tooltip("signups:Q", format=",")],
     )
-    return base.mark_arc(innerRadius=55, outerRadius=105).properties(height=260)
+    donut = base.mark_arc(innerRadius=62, outerRadius=105, stroke="#fff")
+    total = alt.Chart(pd.DataFrame([{"total": f"{int(data['signups'].sum()):,}"}])).mark_text(
+        fontSize=26, fontWeight="bold", color="#1f2933").encode(text="total:N")
+    return (donut + total).properties(height=260)
 
 
-def signups_per_day(rows: list[dict]) -> alt.Chart:
+def signups_per_day(rows: list[dict], first_day: date, last_day: date) -> alt.Chart:
+    """Stacked daily bars by segment over the whole window, quiet days included as gaps."""
     data = pd.DataFrame(rows, columns=["day", "segment", "signups"])
+    domain = [first_day.isoformat(), (last_day + timedelta(days=1)).isoformat()]
     return alt.Chart(data).mark_bar().encode(
-        x=alt.X("day:T", title=None, axis=alt.Axis(format="%d %b")),
-        y=alt.Y("sum(signups):Q", title="signups"),
+        x=alt.X("utcyearmonthdate(day):T", title=None, scale=alt.Scale(domain=domain),
+                axis=alt.Axis(format="%d %b", labelAngle=0)),
+        y=alt.Y("sum(signups):Q", title="signups", axis=alt.Axis(tickMinStep=1, format="d")),
         color=alt.Color("segment:N", scale=_SEGMENT_SCALE, legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=[alt.Tooltip("day:T", format="%d %b %Y"), "segment:N", alt.Tooltip("signups:Q", format=",")],
+        tooltip=[alt.Tooltip("utcyearmonthdate(day):T", title="day", format="%d %b %Y"), "segment:N",
+                 alt.Tooltip("signups:Q", format=",")],
     ).properties(height=260)
 
 
@@ -49,7 +59,7 @@ def funnel(rows: list[dict]) -> alt.Chart:
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("step:O", title="step", axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("stage:N", sort=list(FUNNEL_STAGES)),
-        y=alt.Y("count:Q", title="emails"),
+        y=alt.Y("count:Q", title="emails", axis=alt.Axis(tickMinStep=1, format="~s")),
         color=alt.Color("stage:N", sort=list(FUNNEL_STAGES),
                         scale=alt.Scale(domain=list(FUNNEL_STAGES), range=_STAGE_COLORS),
                         legend=alt.Legend(orient="bottom", title=None)),

@@ -1,9 +1,10 @@
-"""The top of every page: page settings, the access gate, the shared sidebar, messages and confirmations.
+"""The frame around every page: routing, page settings, the access gate, the shared sidebar and dialogs.
 
-Each page calls begin() itself rather than relying on dashboard.py to have drawn the frame:
-while a pages/ folder exists, Streamlit runs a page script on its own (without the
-entrypoint) until some session has called st.navigation, and AppTest does so on every
-rerun. A page that frames itself is gated whichever way it was reached.
+dashboard.py calls route(); each page opens with begin(). While a pages/ folder sits next to
+the entrypoint, Streamlit runs a requested page on its own (its legacy multipage mode) until
+some session has called st.navigation, and AppTest starts every run that way. So the frame is
+drawn by the page, not by the entrypoint: a page is gated however it was reached, and a run
+that skipped the entrypoint registers the dashboard's own menu, which ends the legacy mode.
 """
 
 import streamlit as st
@@ -14,6 +15,18 @@ from ui.commands import show_flash
 from ui.services import services
 
 PAGE_CONFIG = {"page_title": "Nurture", "page_icon": "🎄", "layout": "wide"}
+_ENTERED = "_nurture_entered_via_dashboard"
+
+
+def pages() -> list:
+    return [
+        st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
+        st.Page("pages/signups.py", title="Signups", icon=":material/group:"),
+        st.Page("pages/sends.py", title="Sends", icon=":material/outgoing_mail:"),
+        st.Page("pages/test_signup.py", title="Test signup", icon=":material/person_add:"),
+        st.Page("pages/templates.py", title="Templates", icon=":material/drafts:"),
+        st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
+    ]
 
 
 def dashboard_password() -> str:
@@ -25,9 +38,25 @@ def dashboard_password() -> str:
         st.stop()
 
 
+def _navigation():
+    # Every page is registered even when signed out (with the menu hidden), so no page URL
+    # ever falls through to Streamlit's own page list.
+    shown = "sidebar" if access.is_allowed(dashboard_password()) else "hidden"
+    return st.navigation(pages(), position=shown)
+
+
+def route() -> None:
+    """The entrypoint's work: page settings and the menu, then the chosen page."""
+    st.set_page_config(**PAGE_CONFIG)
+    st.session_state[_ENTERED] = True
+    _navigation().run()
+
+
 def begin() -> None:
     """Draw the shared frame, or only the sign-in form (and stop) when this session is not let in."""
-    st.set_page_config(**PAGE_CONFIG)
+    if not st.session_state.pop(_ENTERED, False):
+        st.set_page_config(**PAGE_CONFIG)
+        _navigation()  # this page is already running: only the menu is replaced
     if not access.gate(dashboard_password()):
         st.stop()
     sidebar.render()

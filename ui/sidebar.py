@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import queries
-from core.worker import HEARTBEAT_SECONDS
+from core.heartbeat import HEARTBEAT_SECONDS
 from ui import access
 from ui.services import now, read, services
 

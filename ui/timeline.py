@@ -3,11 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-from core import queries
-from ui import confirm
+from core import queries, side_status
+from ui import confirm, glyphs
 from ui.commands import Command
-from ui.services import now, read
-from ui.widgets import SEGMENT_BADGE, STATUS_BADGE, STEP_ICONS, ago, event_detail, my_requests, step_title, when
+from ui.services import now, read, services
+from ui.widgets import SEGMENT_BADGE, STATUS_BADGE, ago, event_detail, my_requests, step_title, when
+
+
+# A step still waiting or under way would go twice if it were resent as well.
+_NOT_FINISHED = ("none", "waiting", "due", "sending")
 
 
 def render(contact_id: str, *, on_close=None) -> None:
@@ -24,6 +28,7 @@ def render(contact_id: str, *, on_close=None) -> None:
         if on_close:
             close.button("Close", on_click=on_close, icon=":material/close:", key="close_timeline")
         _badges(contact, enrollment)
+        _notion(contact["id"])
         for line in detail["steps"]:
             _step(line)
         if enrollment:
@@ -54,12 +59,20 @@ def _badges(contact: dict, enrollment: dict | None) -> None:
     st.caption(f"Signed up {when(contact['created_at'])} ({ago(contact['created_at'])}){counts}{reason}")
 
 
+def _notion(contact_id: str) -> None:
+    if not services().settings.notion_configured:
+        return
+    state = read(side_status.contact_notion_states, [contact_id])[contact_id]
+    link = f" · [open the page]({state.page_url})" if state.page_url else ""
+    when_synced = f" {when(state.synced_at)}" if state.synced_at else ""
+    error = f" · last error: {state.last_error}" if state.last_error else ""
+    st.caption(f"Notion mirror: {state.state}{when_synced}{link}{error}")
+
+
 def _step(line: queries.StepLine) -> None:
-    icon, text = st.columns([1, 11], vertical_alignment="center")
-    icon.markdown(f"### {STEP_ICONS[line.state]}")
-    text.markdown(f"**Step {line.step} · {step_title(line.step)}** — {line.headline}")
+    st.markdown(f"{glyphs.inline(line.state)} &nbsp; **Step {line.step} · {step_title(line.step)}** — {line.headline}")
     if line.facts:
-        text.caption(" · ".join(line.facts))
+        st.caption(" · ".join(line.facts))
 
 
 def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> None:
@@ -75,7 +88,8 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
         confirm.button("Resend step", Command(
             "resend_step", (target,), f"Send step {number} to **{who}** again, as a new email, now?",
             "Yes, resend", f"Resend of step {number} requested."), key="resend_step",
-            disabled=stopped or line.send is None, help="Queues the step again as a new generation, due now.")
+            disabled=stopped or line.state in _NOT_FINISHED,
+            help="Sends a finished step again, as a new email due now (a step still to come just waits).")
     with skip:
         confirm.button("Skip step", Command(
             "skip_step", (target,), f"Skip step {number} for **{who}**? The sequence moves on to the next step.",

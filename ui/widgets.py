@@ -1,4 +1,4 @@
-"""Small shared pieces of the pages: step icons, time formats, tables of requests, paging."""
+"""Small shared pieces of the pages: colours, step titles, times, paging and the request list."""
 
 import json
 import math
@@ -11,17 +11,9 @@ from core.campaign import CHRISTMAS_2025
 from ui.commands import MY_REQUESTS
 from ui.services import now, read
 
-STEP_ICONS = {
-    "none": "·", "waiting": "⏳", "due": "🕒", "sending": "📤", "sent": "✉️", "delivered": "📬",
-    "opened": "👀", "clicked": "🔗", "bounced": "⛔", "failed": "❌", "cancelled": "🚫", "skipped": "⏭️",
-}
-STATE_LABELS = {
-    "none": "not planned", "waiting": "waiting for the previous step", "due": "due", "sending": "sending",
-    "sent": "sent", "delivered": "delivered", "opened": "opened", "clicked": "clicked", "bounced": "bounced",
-    "failed": "failed", "cancelled": "cancelled", "skipped": "skipped",
-}
 SEGMENT_COLORS = {"CRITICAL": "#b91c1c", "URGENT": "#ea580c", "OPTIMIZE": "#15803d"}
 SEGMENT_BADGE = {"CRITICAL": "red", "URGENT": "orange", "OPTIMIZE": "green"}
+REQUESTS_REFRESH_SECONDS = 3
 STATUS_BADGE = {"active": "blue", "completed": "green", "unsubscribed": "gray", "bounced": "red",
                 "cancelled": "gray", "pending": "orange", "done": "green", "failed": "red"}
 
@@ -30,12 +22,6 @@ def step_title(number: int) -> str:
     """'Quick wins' from the template name 'step3_quick_wins'."""
     name = CHRISTMAS_2025.step(number).template.split("_", 1)[1]
     return name.replace("_", " ").capitalize()
-
-
-def legend() -> str:
-    shown = ("waiting", "due", "sending", "sent", "delivered", "opened", "clicked", "failed", "bounced",
-             "cancelled", "skipped")
-    return " · ".join(f"{STEP_ICONS[s]} {s}" for s in shown)
 
 
 def when(value: datetime | None) -> str:
@@ -53,13 +39,25 @@ def page_picker(total: int, size: int, *, key: str) -> int:
     return (page - 1) * size
 
 
+_WAITING = "_nurture_waiting_requests"
+
+
+@st.fragment(run_every=REQUESTS_REFRESH_SECONDS)
 def my_requests(title: str = "Your recent requests") -> None:
-    """What this session asked the worker for, and what became of each request."""
+    """What this session asked the worker for, and what became of each request (kept up to date).
+
+    When the worker finishes one, the whole page runs again, so what it changed shows at once.
+    """
     ids = st.session_state.get(MY_REQUESTS, [])
     if not ids:
         return
     rows = read(queries.actions_by_ids, ids)
-    with st.expander(f"{title} ({len(rows)})", expanded=any(r["status"] == "pending" for r in rows)):
+    waiting = {r["id"] for r in rows if r["status"] == "pending"}
+    finished = st.session_state.get(_WAITING, set()) - waiting
+    st.session_state[_WAITING] = waiting
+    if finished:
+        st.rerun()
+    with st.expander(f"{title} ({len(rows)})", expanded=bool(waiting)):
         for r in rows:
             badge = STATUS_BADGE.get(r["status"], "gray")
             st.markdown(f":{badge}-badge[{r['status']}] **{r['kind'].replace('_', ' ')}** "

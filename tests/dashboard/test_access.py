@@ -1,0 +1,81 @@
+"""The password gate and OIDC: until they are satisfied, no page shows anything but the sign-in form."""
+
+import pytest
+
+from tests.dashboard.conftest import PAGES, page_text
+
+
+@pytest.fixture
+def backend() -> str:
+    """UI behaviour does not depend on the database: SQLite keeps this suite fast."""
+    return "sqlite"
+
+PASSWORD = "correct horse battery staple"
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "c" * 32, "client_id": "id",
+        "client_secret": "secret", "server_metadata_url": "https://login.example.com/.well-known/openid-configuration"}
+
+
+def shows_no_data(at, seeded) -> bool:
+    text = page_text(at)
+    return (not at.dataframe and not at.metric and not at.sidebar.children
+            and not any(email in text for email in seeded["contacts"]) and "Worker" not in text)
+
+
+def sign_in(at, password: str):
+    at.text_input(key="password_input").input(password)
+    return at.button[0].click().run()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_with_a_password_set_no_page_shows_anything_but_the_password_form(seeded, app_env, open_app, page):
+    app_env(dashboard_password=PASSWORD)
+    at = open_app()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.text_input] == ["Password"]
+    assert shows_no_data(at, seeded)
+
+
+def test_a_wrong_password_is_refused_and_the_right_one_opens_the_dashboard(seeded, app_env, open_app):
+    app_env(dashboard_password=PASSWORD)
+    at = open_app("pages/signups.py")
+    sign_in(at, "guess")
+    assert "not right" in page_text(at) and shows_no_data(at, seeded)
+    sign_in(at, PASSWORD)
+    assert at.dataframe(key="signups_table").value.shape[0] == len(seeded["contacts"])
+    assert "Password" not in [t.label for t in at.text_input]
+
+
+def test_signing_out_locks_the_dashboard_again(seeded, app_env, open_app):
+    app_env(dashboard_password=PASSWORD)
+    at = open_app()
+    sign_in(at, PASSWORD)
+    assert at.metric
+    at.button(key="sign_out").click().run()
+    assert shows_no_data(at, seeded)
+
+
+def test_with_oidc_configured_a_signed_out_visitor_sees_only_the_login_button(seeded, open_app):
+    at = open_app("pages/overview.py", user={"is_logged_in": False}, secrets={"auth": AUTH})
+    assert [b.key for b in at.button] == ["oidc_login"]
+    assert shows_no_data(at, seeded)
+
+
+def test_with_oidc_a_logged_in_user_sees_the_dashboard(seeded, open_app):
+    at = open_app("pages/overview.py", user={"is_logged_in": True, "email": "mia@example.com"},
+                  secrets={"auth": AUTH})
+    assert at.metric and not at.exception
+
+
+def test_without_a_password_or_oidc_the_dashboard_is_open(seeded, open_app):
+    at = open_app()
+    assert at.metric and "sign_out" not in [b.key for b in at.button]
+
+
+def test_each_named_oidc_provider_gets_its_own_login_button(seeded, open_app):
+    auth = {"redirect_uri": AUTH["redirect_uri"], "cookie_secret": AUTH["cookie_secret"],
+            "google": {k: AUTH[k] for k in ("client_id", "client_secret", "server_metadata_url")},
+            "microsoft": {k: AUTH[k] for k in ("client_id", "client_secret", "server_metadata_url")}}
+    at = open_app(user={"is_logged_in": False}, secrets={"auth": auth})
+    assert [b.label for b in at.button] == ["Log in with Google", "Log in with Microsoft"]
+    assert shows_no_data(at, seeded)

@@ -1,0 +1,118 @@
+"""What each page shows a marketer (UI behaviour, so SQLite only: the read model is tested on both)."""
+
+import base64
+import csv
+import io
+import re
+
+import pytest
+
+from core import queries
+from tests.dashboard.conftest import page_text
+from ui.downloads import contacts_csv
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+def test_the_empty_overview_says_so_instead_of_drawing_empty_charts(open_app):
+    at = open_app()
+    assert {m.label: m.value for m in at.metric}["Signups"] == "0"
+    assert "No signups yet." in [i.value for i in at.info]
+
+
+def state_of(glyph_uri: str) -> str:
+    """The state a step glyph shows: each SVG names it in its <title>."""
+    svg = base64.b64decode(glyph_uri.split(",", 1)[1]).decode()
+    return re.search(r"<title>(\w+)</title>", svg).group(1)
+
+
+def test_the_signups_table_has_one_row_per_contact_with_seven_step_icons(seeded, open_app):
+    at = open_app("pages/signups.py")
+    table = at.dataframe(key="signups_table").value
+    assert sorted(table["Email"]) == sorted(seeded["contacts"])
+    casey = table[table["Email"] == "casey@example.com"].iloc[0]
+    assert [state_of(casey[str(n)]) for n in range(1, 8)] == ["clicked", "due"] + ["waiting"] * 5
+    broken = table[table["Email"] == "broken@example.com"].iloc[0]
+    assert state_of(broken["1"]) == "failed"
+
+
+def test_the_signup_filters_narrow_the_list_on_the_server(seeded, open_app):
+    at = open_app("pages/signups.py")
+    at.multiselect(key="f_segments").select("URGENT").run()
+    assert sorted(at.dataframe(key="signups_table").value["Email"]) == ["broken@example.com", "uma@example.com"]
+    at.text_input(key="f_search").input("Bea").run()
+    assert list(at.dataframe(key="signups_table").value["Email"]) == ["broken@example.com"]
+    at.segmented_control(key="f_audience").set_value("test").run()
+    assert not at.dataframe and "No contacts match" in page_text(at)
+
+
+def test_selecting_a_contact_opens_its_timeline_with_the_reason_for_each_step(seeded, open_app):
+    at = open_app("pages/signups.py")
+    emails = list(at.dataframe(key="signups_table").value["Email"])
+    at.session_state["signups_table"] = {"selection": {"rows": [emails.index("broken@example.com")],
+                                                       "columns": [], "cells": []}}
+    at.run()
+    text = page_text(at)
+    assert "failed: 422 invalid `to` address" in text
+    assert "waiting for step 2" in text
+
+
+def test_the_timeline_says_why_a_sequence_stopped(seeded, open_app):
+    at = open_app("pages/signups.py")
+    at.query_params["contact"] = seeded["contacts"]["leaver@example.com"].contact_id
+    at.run()
+    assert "cancelled: unsubscribed on" in page_text(at)
+    assert at.button(key="unsubscribe").disabled
+
+
+def test_the_sends_page_shows_the_providers_message_for_a_failed_send(seeded, open_app):
+    at = open_app("pages/sends.py")
+    failed = at.dataframe(key="failed_table").value
+    assert list(failed["email"]) == ["broken@example.com"]
+    assert "422 invalid" in failed["provider's message"].iloc[0]
+
+
+def test_the_templates_page_previews_every_step_for_every_segment(open_app):
+    at = open_app("pages/templates.py")
+    subjects = set()
+    for segment in ("CRITICAL", "URGENT", "OPTIMIZE"):
+        at.segmented_control(key="tpl_segment").set_value(segment).run()
+        for step in range(1, 8):
+            at.selectbox(key="tpl_step").set_value(step).run()
+            assert not at.exception
+            subjects.add(next(m.value for m in at.markdown if m.value.startswith("**Subject:**")))
+            assert at.code[0].value.strip(), "the text part is shown"
+    assert len(subjects) == 7, "each step has its own subject"
+
+
+def test_the_test_signup_form_shows_the_segment_live(open_app):
+    at = open_app("pages/test_signup.py")
+    assert "OPTIMIZE" in page_text(at)
+    at.number_input(key="ts_orange").set_value(2).run()
+    assert "URGENT" in page_text(at)
+    at.number_input(key="ts_red").set_value(2).run()
+    assert "CRITICAL" in page_text(at)
+
+
+def test_with_notion_and_discord_configured_their_health_is_shown(seeded, app_env, open_app):
+    app_env(notion_token="secret-token", notion_email_sequence_db_id="db-id",
+            discord_webhook_url="https://discord.example.com/api/webhooks/1/x")
+    at = open_app("pages/settings.py")
+    text = page_text(at)
+    assert not at.exception, at.exception
+    assert "pages linked" in text and "not configured" not in text
+    assert "secret-token" not in text, "credentials are never shown"
+    at = open_app("pages/signups.py")
+    at.query_params["contact"] = seeded["contacts"]["casey@example.com"].contact_id
+    at.run()
+    assert "Notion mirror:" in page_text(at)
+
+
+def test_the_csv_export_holds_exactly_the_filtered_contacts(seeded, app_env):
+    build = contacts_csv(queries.ContactFilter(segments=("URGENT",)))
+    exported = list(csv.DictReader(io.StringIO(build().decode("utf-8"))))
+    assert sorted(r["email"] for r in exported) == ["broken@example.com", "uma@example.com"]
+    assert list(exported[0]) == queries.EXPORT_COLUMNS

@@ -1,0 +1,96 @@
+"""The dashboard's read model on SQLite and PostgreSQL: aggregates, filters, paging, timelines."""
+
+from datetime import timedelta
+
+from core import db, queries
+from core.timeutil import utcnow
+
+
+def read(seeded, query, *args, **kwargs):
+    with db.read_transaction(seeded["services"].engine) as conn:
+        return query(conn, *args, **kwargs)
+
+
+def test_kpis_count_everything_and_what_changed_in_the_last_24_hours(seeded):
+    figures = {k["key"]: (k["value"], k["delta"]) for k in read(seeded, queries.kpis, utcnow())}
+    assert figures["signups"] == (5, 5)
+    assert figures["segment_CRITICAL"] == (1, 1) and figures["segment_URGENT"] == (2, 2)
+    assert figures["sent"] == (4, 4) and figures["failed"] == (1, 1)
+    assert figures["unsubscribed"] == (1, 1) and figures["bounced"] == (0, 0)
+    later = {k["key"]: k["delta"] for k in read(seeded, queries.kpis, utcnow() + timedelta(days=2))}
+    assert later["signups"] == 0 and later["sent"] == 0, "a day later nothing is new"
+
+
+def test_the_funnel_counts_each_stage_per_step(seeded):
+    funnel = {(r["step"], r["stage"]): r["count"] for r in read(seeded, queries.funnel)}
+    assert funnel[(1, "sent")] == 4 and funnel[(1, "delivered")] == 1 and funnel[(1, "clicked")] == 1
+    assert funnel[(7, "scheduled")] == 4, "the unsubscribed contact's sends were cancelled"
+    assert len(funnel) == 7 * len(queries.FUNNEL_STAGES)
+
+
+def test_signups_per_day_are_grouped_by_utc_day_and_segment(seeded):
+    daily = read(seeded, queries.signups_per_day, utcnow(), days=7)
+    day = (utcnow() - timedelta(hours=3)).date().isoformat()
+    assert {(r["day"], r["segment"], r["signups"]) for r in daily} >= {(day, "CRITICAL", 1), (day, "URGENT", 2)}
+    assert sum(r["signups"] for r in daily) == 5
+
+
+def test_contacts_are_filtered_searched_and_paged_on_the_server(seeded):
+    everyone = queries.ContactFilter()
+    assert read(seeded, queries.count_contacts, everyone) == 5
+    first = read(seeded, queries.contact_page, everyone, offset=0, limit=2)
+    rest = read(seeded, queries.contact_page, everyone, offset=2, limit=10)
+    assert len(first) == 2 and len(rest) == 3
+    assert {r["email"] for r in first + rest} == set(seeded["contacts"])
+    urgent = queries.ContactFilter(segments=("URGENT",))
+    assert read(seeded, queries.count_contacts, urgent) == 2
+    assert read(seeded, queries.count_contacts, queries.ContactFilter(search="ORDERLY")) == 1
+    assert read(seeded, queries.count_contacts, queries.ContactFilter(search="100%_")) == 0
+    assert read(seeded, queries.count_contacts, queries.ContactFilter(statuses=("unsubscribed",))) == 1
+    assert read(seeded, queries.count_contacts, queries.ContactFilter(audience="test")) == 0
+    today = utcnow().date()
+    assert read(seeded, queries.count_contacts, queries.ContactFilter(signed_up_to=today - timedelta(days=2))) == 0
+
+
+def test_the_filtered_export_streams_only_matching_contacts_with_their_step_statuses(seeded):
+    exported = list(read(seeded, lambda conn: list(queries.export_rows(
+        conn, chunk=2, where=queries.ContactFilter(segments=("URGENT", "CRITICAL"))))))
+    assert sorted(r["email"] for r in exported) == ["broken@example.com", "casey@example.com", "uma@example.com"]
+    broken = next(r for r in exported if r["email"] == "broken@example.com")
+    assert broken["step_1"] == "failed" and broken["step_2"] == "scheduled"
+    assert list(broken) == queries.EXPORT_COLUMNS
+
+
+def test_a_timeline_explains_each_step(seeded):
+    contact = seeded["contacts"]["casey@example.com"].contact_id
+    detail = read(seeded, queries.contact_detail, contact, utcnow())
+    first, second, third = detail["steps"][:3]
+    assert first.state == "clicked" and any(f.startswith("provider id fake-") for f in first.facts)
+    assert second.state == "due" and second.headline.startswith("due")
+    assert third.headline.startswith("waiting for step 2")
+    assert read(seeded, queries.contact_detail, "no-such-contact", utcnow()) is None
+
+
+def test_queue_lists_are_read_in_order_and_counted(seeded):
+    counts = read(seeded, queries.queue_counts, utcnow())
+    assert counts["failed"] == 1 and counts["sent"] == 4 and counts["sending"] == 0
+    due = read(seeded, queries.queue_list, "due", now=utcnow(), limit=50)
+    assert len(due) == counts["due"] and [r["due_at"] for r in due] == sorted(r["due_at"] for r in due)
+    [failed] = read(seeded, queries.queue_list, "failed", now=utcnow())
+    assert len(read(seeded, queries.queue_list, "sent", now=utcnow())) == 4
+    assert read(seeded, queries.queue_list, "sent", now=utcnow() + timedelta(days=2)) == []
+    assert failed["email"] == "broken@example.com" and "422" in failed["last_error"]
+
+
+def test_the_audit_trail_pages_newest_first(seeded):
+    total = read(seeded, queries.audit_count)
+    page = read(seeded, queries.audit_page, offset=0, limit=3)
+    assert total >= 5 and len(page) == 3 and page[0]["id"] > page[-1]["id"]
+    assert read(seeded, queries.audit_count, kind="unsubscribed") == 1
+
+
+def test_the_heartbeat_is_alive_within_two_intervals():
+    now = utcnow()
+    assert queries.heartbeat(now - timedelta(seconds=9), now, 5) == (True, 9.0)
+    assert queries.heartbeat(now - timedelta(seconds=11), now, 5)[0] is False
+    assert queries.heartbeat(None, now, 5) == (False, None)
