@@ -69,7 +69,9 @@ def alembic_config(url: str) -> Config:
 def upgrade(engine: Engine) -> None:
     """Apply every pending migration to the engine's database."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
+    # A write transaction from the start: two processes migrating one SQLite file at once
+    # then queue on the lock instead of failing to upgrade a read lock ("database is locked").
+    with write_transaction(engine) as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     log.info("database migrated", extra={"action": "migrate"})
