@@ -10,7 +10,7 @@ from core.errors import NotFound, NurtureError, StoppedContact
 from core.ids import new_id
 from core.models import Contact, Enrollment, Send
 from core.outcomes import Finished, release_next_steps
-from core.statuses import EnrollmentStatus, SendStatus
+from core.statuses import STOPPABLE, EnrollmentStatus, SendStatus
 
 contact_t = Contact.__table__
 enrollment_t = Enrollment.__table__
@@ -19,7 +19,7 @@ send_t = Send.__table__
 
 def _cancel_pending(conn: sa.Connection, where, reason: str, now: datetime) -> int:
     """Cancel every send not yet claimed; claimed ones are replayed as they were (DESIGN §4.3)."""
-    return conn.execute(send_t.update().where(where, send_t.c.status == SendStatus.SCHEDULED).values(
+    return conn.execute(send_t.update().where(where, send_t.c.status.in_(STOPPABLE)).values(
         status=SendStatus.CANCELLED, last_error=reason, finished_at=now, updated_at=now)).rowcount
 
 

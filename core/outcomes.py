@@ -6,7 +6,6 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from core import repo
 from core.campaign import CAMPAIGNS, Timing
 from core.models import Enrollment, Send
 from core.sequencing import StepState, next_due
@@ -103,7 +102,3 @@ def release_next_steps(conn: sa.Connection, finished: Iterable[Finished], now: d
         conn.execute(enrollment_t.update().where(
             enrollment_t.c.id == sa.bindparam("b_id"), enrollment_t.c.status == EnrollmentStatus.ACTIVE
         ).values(status=EnrollmentStatus.COMPLETED, updated_at=sa.bindparam("updated_at")), completed)
-
-
-def record_events(conn: sa.Connection, rows: list[dict]) -> None:
-    repo.insert_events(conn, rows)

@@ -1,7 +1,6 @@
 """Named SQL for intake and shared bookkeeping. Every parameter is bound; nothing is formatted."""
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,10 +36,6 @@ def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[d
         return len(conn.execute(statement.values(**rows[0]).returning(key)).all())
     return conn.execute(statement, rows).rowcount
 
-
-def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
-    if rows:
-        conn.execute(table.insert(), rows)
 
 
 def contact_ids_by_email(conn: sa.Connection, emails: list[str]) -> dict[str, str]:
@@ -132,7 +127,3 @@ def outbox_row(channel: str, contact_id: str | None, payload: dict, now: datetim
     return {"id": new_id(), "channel": channel, "dedupe_key": dedupe_key, "contact_id": contact_id,
             "payload": json.dumps(payload), "created_at": now, "attempts": 0, "next_attempt_at": now,
             "last_error": None, "done_at": None}
-
-
-def rows_as_dicts(result: Iterable) -> list[dict]:
-    return [dict(r._mapping) for r in result]

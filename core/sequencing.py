@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.campaign import Campaign, Segment, Timing
+from core.statuses import FINISHED
 
 
 def segment_for(red: int | None, orange: int | None) -> Segment:
@@ -57,7 +58,7 @@ class StepState:
     finished_at: datetime | None = None
 
 
-TERMINAL = frozenset({"sent", "skipped", "failed", "cancelled"})
+TERMINAL = frozenset(FINISHED)
 
 
 def next_due(
