@@ -1,7 +1,9 @@
 """The one wiring point: every entrypoint and the tests build their services here."""
 
 import logging
+import os
 import secrets
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,10 +78,15 @@ def resolve_secret_key(settings: Settings) -> str:
     path = Path(settings.data_dir) / "secret_key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole to a private file, then linked into place: a process starting at the same
+        # moment either sees no key yet or the complete one, never an empty file; the first link wins.
+        fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
         try:
-            with open(path, "x", encoding="utf-8") as fh:  # "x": two processes never both write it
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(secrets.token_urlsafe(32))
-            path.chmod(0o600)
+            os.link(scratch, path)
         except FileExistsError:
             pass
+        finally:
+            os.unlink(scratch)
     return path.read_text(encoding="utf-8").strip()

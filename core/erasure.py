@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import repo, switches
+from core.bulk import select_rows, select_values
 from core.errors import NotFound
 from core.models import Contact, Erasure, Signup
 from core.statuses import EnrollmentStatus
@@ -17,24 +18,30 @@ erasure_t = Erasure.__table__
 SALT_KEY = "erasure_salt"
 
 
+def _stored_salt() -> sa.Select:
+    return sa.select(switches.setting_t.c.value).where(switches.setting_t.c.key == SALT_KEY)
+
+
 def erasure_salt(conn: sa.Connection, now: datetime) -> str:
     """The installation's salt, created on first use and never changed (so old hashes keep matching)."""
-    salt = conn.scalar(sa.select(switches.setting_t.c.value).where(switches.setting_t.c.key == SALT_KEY))
-    if salt is None:
+    stored = select_rows(conn, _stored_salt)
+    if not stored:
         repo.insert_ignoring_conflicts(conn, switches.setting_t, [
             {"key": SALT_KEY, "value": secrets.token_hex(16), "updated_at": now, "updated_by": "install"}])
-        salt = conn.scalar(sa.select(switches.setting_t.c.value).where(switches.setting_t.c.key == SALT_KEY))
-    return salt
+        stored = select_rows(conn, _stored_salt)
+    return stored[0][0]
 
 
 def email_hash(salt: str, email: str) -> str:
     return hashlib.sha256(f"{salt}:{email.strip().lower()}".encode()).hexdigest()
 
 
+def _erased_among(hashes: list[sa.BindParameter]) -> sa.Select:
+    return sa.select(erasure_t.c.email_hash).where(erasure_t.c.email_hash.in_(hashes))
+
+
 def erased_hashes(conn: sa.Connection, hashes: list[str]) -> set[str]:
-    if not hashes:
-        return set()
-    return set(conn.scalars(sa.select(erasure_t.c.email_hash).where(erasure_t.c.email_hash.in_(hashes))))
+    return {h for (h,) in select_values(conn, _erased_among, hashes)}
 
 
 def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str:

@@ -5,9 +5,9 @@ new rows land at the right-hand edge of every index on an id, instead of dirtyin
 random page per row, which keeps each commit's write small as the tables grow.
 """
 
-import secrets
+import os
 import time
 
 
 def new_id() -> str:
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"

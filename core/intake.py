@@ -5,11 +5,11 @@ handlers hand their signup to a single writer thread, which drains whatever has 
 up and commits it all at once, then answers every waiting request.
 """
 
+import asyncio
 import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
 
 from core import db, switches
 from core.bootstrap import Services
@@ -37,11 +37,15 @@ def enroll_now(services: Services, requests: list[SignupRequest]) -> list[Enroll
 
 
 class GroupCommitWriter:
-    """A single writer thread that commits queued signups in batches."""
+    """A single writer thread that commits queued signups in batches.
+
+    Requests wait on asyncio futures of their own event loop; each batch is answered with one
+    call into that loop rather than one wake-up per request.
+    """
 
     def __init__(self, services: Services):
         self._services = services
-        self._queue: queue.Queue[tuple[SignupRequest, Future] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[SignupRequest, asyncio.Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self._started = False
 
@@ -56,10 +60,10 @@ class GroupCommitWriter:
             self._thread.join(timeout=10)
             self._started = False
 
-    def submit(self, request: SignupRequest) -> Future:
-        """Queue a signup; the future resolves to its EnrollResult once committed."""
+    def submit(self, request: SignupRequest) -> asyncio.Future:
+        """Queue a signup (from a running event loop); the future resolves to its EnrollResult once committed."""
         self.start()
-        future: Future = Future()
+        future = asyncio.get_running_loop().create_future()
         self._queue.put((request, future))
         return future
 
@@ -79,19 +83,37 @@ class GroupCommitWriter:
                     self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(nxt)
-            self._commit(batch)
+            _answer(batch, self._outcomes([req for req, _ in batch]))
 
-    def _commit(self, batch: list[tuple[SignupRequest, Future]]) -> None:
+    def _outcomes(self, requests: list[SignupRequest]) -> list[EnrollResult | Exception]:
+        """Each request's result, or the exception that kept it from being stored."""
         try:
-            results = enroll_now(self._services, [req for req, _ in batch])
+            return enroll_now(self._services, requests)
         except Exception as exc:  # every waiting request must get an answer, never hang
-            if len(batch) > 1:
+            if len(requests) > 1:
                 # Commit one by one so a single poisonous signup cannot fail its neighbours.
-                for single in batch:
-                    self._commit([single])
-                return
+                return [outcome for single in requests for outcome in self._outcomes([single])]
             log.exception("intake failed", extra={"action": "intake"})
-            batch[0][1].set_exception(exc)
-            return
-        for (_, fut), result in zip(batch, results, strict=True):
-            fut.set_result(result)
+            return [exc]
+
+
+def _answer(batch: list[tuple[SignupRequest, asyncio.Future]], outcomes: list[EnrollResult | Exception]) -> None:
+    """Hand the outcomes to the waiting requests: one thread-safe call per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, settled)
+        except RuntimeError:  # that loop has closed: nobody is waiting any more
+            pass
+
+
+def _settle(settled: list[tuple[asyncio.Future, EnrollResult | Exception]]) -> None:
+    for future, outcome in settled:
+        if future.done():  # the request went away (client disconnected)
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

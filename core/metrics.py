@@ -9,11 +9,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from core.models import Enrollment, Outbox, Send
+from core import tally
+from core.models import Outbox, Send
 
 log = logging.getLogger(__name__)
 send_t = Send.__table__
-enrollment_t = Enrollment.__table__
 outbox_t = Outbox.__table__
 
 
@@ -62,12 +62,11 @@ class DatabaseCollector(Collector):
         up.add_metric([], 1)
         yield up
         signups = GaugeMetricFamily("nurture_enrollments", "Enrollments by segment.", labels=["segment"])
-        for segment, n in conn.execute(sa.select(enrollment_t.c.segment, sa.func.count())
-                                       .group_by(enrollment_t.c.segment)):
+        for segment, n in sorted(tally.signups_by_segment(conn).items()):
             signups.add_metric([segment], n)
         yield signups
         sends = GaugeMetricFamily("nurture_sends", "Sends by status.", labels=["status"])
-        for status, n in conn.execute(sa.select(send_t.c.status, sa.func.count()).group_by(send_t.c.status)):
+        for status, n in sorted(tally.sends_by_status(conn).items()):
             sends.add_metric([status], n)
         yield sends
         due = (send_t.c.status == "scheduled") & send_t.c.ready.is_(True) & (send_t.c.due_at <= now)

@@ -85,24 +85,15 @@ def _not_null_index(name: str, column: str) -> sa.Index:
     return sa.Index(name, column, sqlite_where=condition, postgresql_where=condition)
 
 
-def _engagement_index(stage: str) -> sa.Index:
-    """A partial index holding only the sends that reached `stage`, for the per-step funnel."""
-    condition = sa.text(f"{stage}_at IS NOT NULL")
-    return sa.Index(f"ix_send_{stage}_step", "step", f"{stage}_at", sqlite_where=condition,
-                    postgresql_where=condition)
-
-
 class Send(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step", "generation", name="uq_send_step_generation"),
         sa.Index("ix_send_status_due", "status", "ready", "due_at"),
         sa.Index("ix_send_lease", "status", "lease_expires_at"),
-        sa.Index("ix_send_status_step", "status", "step"),
         # Partial: only claimed or sent rows carry these, so a new signup's 7 sends skip both.
         _not_null_index("ix_send_batch_id", "batch_id"),
         _not_null_index("ix_send_provider_id", "provider_id"),
         sa.Index("ix_send_status_finished", "status", "finished_at"),
-        *(_engagement_index(stage) for stage in ("delivered", "opened", "clicked")),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -220,6 +211,19 @@ class JobLease(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=60)
     owner: str = Field(max_length=80)
     expires_at: datetime = _at()
+
+
+class Tally(SQLModel, table=True):
+    """Running counts kept by database triggers (migration 0005); read them with core.tally, never write them.
+
+    kind is `status:<status>` or `delivered` / `opened` / `clicked` (bucket = step), or
+    `signups:<segment>` (bucket = UTC day number); shards spread concurrent writers.
+    """
+
+    kind: str = Field(primary_key=True, max_length=40)
+    bucket: int = Field(primary_key=True)
+    shard: int = Field(primary_key=True)
+    n: int = Field(sa_type=sa.BigInteger)
 
 
 from core.notion.models import NotionPageLink  # noqa: E402,F401  (registers notion_page on SQLModel.metadata)

@@ -3,11 +3,12 @@
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from core.bulk import bulk_insert
+from core.bulk import bulk_insert, select_values
 from core.ids import new_id
 from core.models import Contact, Enrollment, Event, Outbox, Send, Signup
 
@@ -38,11 +39,12 @@ def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[d
 
 
 
+def _contacts_by_email(emails: list[sa.BindParameter]) -> sa.Select:
+    return sa.select(contact_t.c.email, contact_t.c.id).where(contact_t.c.email.in_(emails))
+
+
 def contact_ids_by_email(conn: sa.Connection, emails: list[str]) -> dict[str, str]:
-    if not emails:
-        return {}
-    rows = conn.execute(sa.select(contact_t.c.email, contact_t.c.id).where(contact_t.c.email.in_(emails)))
-    return {email: cid for email, cid in rows}
+    return dict(select_values(conn, _contacts_by_email, emails))
 
 
 def insert_contacts(conn: sa.Connection, rows: list[dict]) -> int:
@@ -68,18 +70,23 @@ class KnownEnrollment:
     any_sent: bool
 
 
+@lru_cache(maxsize=8)
+def _enrollments_with_progress(campaign: str):
+    """The query shape for one campaign (cached, so its compiled SQL is too)."""
+    def shape(contact_ids: list[sa.BindParameter]) -> sa.Select:
+        started = (
+            sa.select(sa.literal(1)).where(send_t.c.enrollment_id == enrollment_t.c.id,
+                                           send_t.c.status.in_([sa.literal(s) for s in STARTED]))
+            .exists()
+        )
+        return (sa.select(enrollment_t.c.contact_id, enrollment_t.c.id, started)
+                .where(enrollment_t.c.contact_id.in_(contact_ids), enrollment_t.c.campaign == campaign))
+    return shape
+
+
 def enrollments_by_contact(conn: sa.Connection, contact_ids: list[str], campaign: str) -> dict[str, KnownEnrollment]:
     """Existing enrollments of these contacts, and whether any of their emails has gone out."""
-    if not contact_ids:
-        return {}
-    started = (
-        sa.select(sa.literal(1)).where(send_t.c.enrollment_id == enrollment_t.c.id, send_t.c.status.in_(STARTED))
-        .exists()
-    )
-    rows = conn.execute(
-        sa.select(enrollment_t.c.contact_id, enrollment_t.c.id, started)
-        .where(enrollment_t.c.contact_id.in_(contact_ids), enrollment_t.c.campaign == campaign)
-    )
+    rows = select_values(conn, _enrollments_with_progress(campaign), contact_ids)
     return {cid: KnownEnrollment(eid, bool(sent)) for cid, eid, sent in rows}
 
 
@@ -88,8 +95,12 @@ def insert_enrollments(conn: sa.Connection, rows: list[dict]) -> int:
     return bulk_insert(conn, enrollment_t, rows, ignore_conflicts=True)
 
 
+def _enrollments_by_id(ids: list[sa.BindParameter]) -> sa.Select:
+    return sa.select(enrollment_t.c.id).where(enrollment_t.c.id.in_(ids))
+
+
 def enrollment_ids(conn: sa.Connection, ids: list[str]) -> set[str]:
-    return set(conn.scalars(sa.select(enrollment_t.c.id).where(enrollment_t.c.id.in_(ids))))
+    return {eid for (eid,) in select_values(conn, _enrollments_by_id, ids)}
 
 
 def update_enrollments(conn: sa.Connection, rows: list[dict]) -> None:

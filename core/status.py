@@ -5,7 +5,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from core import switches
+from core import switches, tally
 from core.models import Send, Worker
 
 send_t = Send.__table__
@@ -22,7 +22,7 @@ class SystemStatus:
 
 
 def read_status(conn: sa.Connection, now: datetime) -> SystemStatus:
-    counts = dict(conn.execute(sa.select(send_t.c.status, sa.func.count()).group_by(send_t.c.status)).all())
+    counts = tally.sends_by_status(conn)
     due = conn.scalar(
         sa.select(sa.func.count()).select_from(send_t)
         .where(send_t.c.status == "scheduled", send_t.c.ready.is_(True), send_t.c.due_at <= now)

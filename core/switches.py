@@ -6,6 +6,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import repo
+from core.bulk import select_rows
 from core.models import Setting
 
 setting_t = Setting.__table__
@@ -22,9 +23,13 @@ class Switches:
     test_mode: bool
 
 
+def _all_settings() -> sa.Select:
+    return sa.select(setting_t.c.key, setting_t.c.value)
+
+
 def read(conn: sa.Connection) -> Switches:
-    """All runtime switches in one query (the dispatcher reads them every pass)."""
-    values = dict(conn.execute(sa.select(setting_t.c.key, setting_t.c.value)).all())
+    """All runtime switches in one query (the dispatcher and every intake batch read them)."""
+    values = dict(select_rows(conn, _all_settings))
     return Switches(
         paused=values.get(PAUSED) == "true",
         pause_reason=values.get(PAUSE_REASON) or None,

@@ -1,6 +1,5 @@
 """POST /webhook/christmas-signup: checks run in the contract's order (401, 413, 422), then enroll."""
 
-import asyncio
 import hmac
 import json
 import logging
@@ -102,7 +101,7 @@ async def christmas_signup(request: Request) -> JSONResponse:
         return _error(422, "invalid signup", exc.errors)
     future = request.app.state.writer.submit(SignupRequest(signup, source="webhook"))
     try:
-        result = await asyncio.wrap_future(future)
+        result = await future
     except Exception:  # storage trouble: say so plainly; the website may retry safely
         log.exception("signup not stored", extra={"action": "intake"})
         return _error(503, "the signup could not be stored right now; please retry")

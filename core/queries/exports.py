@@ -5,6 +5,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from core import tally
 from core.campaign import Segment
 from core.queries.contacts import ContactFilter, filter_clauses
 from core.queries.steps import latest_by_enrollment, sends_of
@@ -14,9 +15,8 @@ from core.status import SEND_STATUSES
 
 def stats(conn: sa.Connection) -> dict:
     """The `stats --json` document (DESIGN §8): exact keys, every count present even when zero."""
-    segments = dict(conn.execute(
-        sa.select(enrollment_t.c.segment, sa.func.count()).group_by(enrollment_t.c.segment)).all())
-    sends = dict(conn.execute(sa.select(send_t.c.status, sa.func.count()).group_by(send_t.c.status)).all())
+    segments = tally.signups_by_segment(conn)
+    sends = tally.sends_by_status(conn)
     suppressed = contact_t.c.suppressed_at.is_not(None)
     contacts, unsubscribed, suppressed_n = conn.execute(sa.select(
         sa.func.count(),

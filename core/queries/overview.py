@@ -1,13 +1,15 @@
 """The Overview page: KPIs with their change over the last 24 hours, the segment mix, the funnel and trends.
 
-Every figure is an aggregate computed in SQL over an index (see migration 0002); nothing is
-loaded row by row.
+All-time figures come from the tally the database keeps (migration 0005); figures for the last
+24 hours are range counts over an index, bounded by a day's traffic. Nothing grows with the
+size of the campaign, and nothing is loaded row by row.
 """
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from core import tally
 from core.campaign import Segment
 from core.queries.sends import queue_list
 from core.queries.tables import STEP_NUMBERS, contact_t, enrollment_t, send_t
@@ -20,18 +22,18 @@ _FINAL = ("sent", "failed", "cancelled", "skipped")
 
 def segment_counts(conn: sa.Connection, since: datetime) -> dict[str, tuple[int, int]]:
     """{segment: (all enrollments, enrollments since `since`)} for every segment."""
-    rows = conn.execute(sa.select(
-        enrollment_t.c.segment, sa.func.count(), sa.func.count().filter(enrollment_t.c.created_at >= since),
-    ).group_by(enrollment_t.c.segment)).all()
-    found = {segment: (total, recent) for segment, total, recent in rows}
-    return {s.value: found.get(s.value, (0, 0)) for s in Segment}
+    totals = tally.signups_by_segment(conn)
+    # One short range of the (segment, created_at) index per segment.
+    recent = dict(conn.execute(sa.select(enrollment_t.c.segment, sa.func.count())
+                               .where(enrollment_t.c.segment.in_([s.value for s in Segment]),
+                                      enrollment_t.c.created_at >= since)
+                               .group_by(enrollment_t.c.segment)).all())
+    return {s.value: (totals.get(s.value, 0), recent.get(s.value, 0)) for s in Segment}
 
 
 def status_step_counts(conn: sa.Connection) -> dict[tuple[str, int], int]:
-    """{(status, step): sends}: one walk of the (status, step) index serves the totals and the funnel."""
-    rows = conn.execute(sa.select(send_t.c.status, send_t.c.step, sa.func.count())
-                        .group_by(send_t.c.status, send_t.c.step)).all()
-    return {(status, step): n for status, step, n in rows}
+    """{(status, step): sends}, from the tally: it serves the totals and the funnel."""
+    return tally.sends_by_status_step(conn)
 
 
 def send_counts(by_status_step: dict[tuple[str, int], int]) -> dict[str, int]:
@@ -95,36 +97,19 @@ def funnel(conn: sa.Connection, by_status_step: dict | None = None) -> list[dict
     for (status, step), n in (by_status_step if by_status_step is not None else status_step_counts(conn)).items():
         if status in ("scheduled", "sent") and step in STEP_NUMBERS:
             counts[(step, status)] = n
-    for stage in ("delivered", "opened", "clicked"):
-        column = send_t.c[f"{stage}_at"]
-        # Each stage has a partial index on (step, <stage>_at) WHERE <stage>_at IS NOT NULL.
-        for step, n in conn.execute(sa.select(send_t.c.step, sa.func.count()).where(column.is_not(None))
-                                    .group_by(send_t.c.step)).all():
+    for (stage, step), n in tally.stages_by_step(conn).items():
+        if step in STEP_NUMBERS:
             counts[(step, stage)] = n
     return [{"step": step, "stage": stage, "count": counts[(step, stage)]}
             for step in STEP_NUMBERS for stage in FUNNEL_STAGES if (step, stage) in counts]
 
 
 def signups_per_day(conn: sa.Connection, now: datetime, days: int = 30) -> list[dict]:
-    """Signups of the last `days` UTC days by segment ({day, segment, signups}); quiet days are left out.
-
-    One range count per day over the (segment, created_at) index, glued with UNION ALL: no
-    function runs per row and nothing is sorted, which grouping by a computed day would need.
-    """
+    """Signups of the last `days` UTC days by segment ({day, segment, signups}); quiet days are left out."""
     today = now.astimezone(UTC).date()
-    segments = [s.value for s in Segment]
-    per_day = []
-    for back in range(days - 1, -1, -1):
-        day = today - timedelta(days=back)
-        start = datetime.combine(day, time.min, tzinfo=UTC)
-        per_day.append(
-            sa.select(sa.literal(day.isoformat()).label("day"), enrollment_t.c.segment,
-                      sa.func.count().label("signups"))
-            .where(enrollment_t.c.segment.in_(segments), enrollment_t.c.created_at >= start,
-                   enrollment_t.c.created_at < start + DAY)
-            .group_by(enrollment_t.c.segment))
-    rows = conn.execute(sa.union_all(*per_day)).all()
-    return [dict(r._mapping) for r in rows]
+    counts = tally.signups_by_day(conn, today - timedelta(days=days - 1), today)
+    return [{"day": day.isoformat(), "segment": segment, "signups": n}
+            for (day, segment), n in sorted(counts.items())]
 
 
 def overview_data(conn: sa.Connection, now: datetime, *, days: int = 30) -> dict:

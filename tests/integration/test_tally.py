@@ -1,0 +1,180 @@
+"""The tally (migration 0005) stays exactly equal to counting the tables, on SQLite and PostgreSQL,
+whatever path changes the rows: intake, dispatch, controls, provider events, erasure, bulk updates,
+deletes, concurrent writers, and the backfill of an existing database."""
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from core import db, tally
+from core.bootstrap import build_services
+from core.controls import cancel_sequence, resend_step, skip_step, unsubscribe_contact
+from core.dispatch import Dispatcher
+from core.erasure import forget
+from core.intake import enroll_now
+from core.provider_events import record_provider_event
+from core.testing import FakeMailer
+from tests.support import signup_request, unique_email
+
+
+@pytest.fixture
+def mailer() -> FakeMailer:
+    return FakeMailer()
+
+
+@pytest.fixture
+def services(make_settings, clock, mailer):
+    built = build_services(make_settings(), mailer=mailer, clock=clock, migrate=True)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def counted(conn: sa.Connection) -> dict:
+    """What the tally should say, counted the slow way."""
+    by_status_step = {(s, step): n for s, step, n in conn.execute(sa.text(
+        "SELECT status, step, count(*) FROM send GROUP BY status, step"))}
+    stages = {}
+    for stage in tally.STAGES:
+        stages.update({(stage, step): n for step, n in conn.execute(sa.text(
+            f"SELECT step, count(*) FROM send WHERE {stage}_at IS NOT NULL GROUP BY step"))})  # fixed names
+    segments = dict(conn.execute(sa.text("SELECT segment, count(*) FROM enrollment GROUP BY segment")).all())
+    days: dict = {}
+    for segment, created_at in conn.execute(sa.text("SELECT segment, created_at FROM enrollment")):
+        if isinstance(created_at, str):  # SQLite hands back text
+            created_at = datetime.fromisoformat(created_at).replace(tzinfo=UTC)
+        key = (created_at.astimezone(UTC).date(), segment)
+        days[key] = days.get(key, 0) + 1
+    return {"status_step": by_status_step, "stages": stages, "segments": segments, "days": days}
+
+
+def tallied(conn: sa.Connection) -> dict:
+    return {"status_step": tally.sends_by_status_step(conn), "stages": tally.stages_by_step(conn),
+            "segments": tally.signups_by_segment(conn),
+            "days": tally.signups_by_day(conn, date(2000, 1, 1), date(2100, 1, 1))}
+
+
+def assert_tally_exact(services) -> dict:
+    with db.read_transaction(services.engine) as conn:
+        expected, actual = counted(conn), tallied(conn)
+    assert actual == expected
+    return actual
+
+
+def enroll(services, count: int, **fields) -> list:
+    return enroll_now(services, [signup_request(email=unique_email("tally"), **fields) for _ in range(count)])
+
+
+def test_every_write_path_keeps_the_tally_exact(services, clock, mailer):
+    first = enroll(services, 6, red_systems=2)
+    second = enroll(services, 4, red_systems=0, orange_systems=1)
+    # A resubmission before anything went out re-segments the enrollment.
+    enroll_now(services, [signup_request(email=first[0].email, red_systems=0, orange_systems=0)])
+    assert assert_tally_exact(services)["segments"] == {"CRITICAL": 5, "OPTIMIZE": 5}
+
+    dispatcher = Dispatcher(services, "tally-worker")
+    dispatcher.run_pass()  # every welcome email goes
+    assert len(mailer.sent) == 10
+    assert_tally_exact(services)
+
+    now = clock()
+    welcome = {record.email.to: record.provider_id for record in mailer.sent}
+    with db.write_transaction(services.engine) as conn:
+        for n, (kind, person) in enumerate([("email.delivered", first[0]), ("email.opened", first[0]),
+                                            ("email.clicked", first[1]), ("email.delivered", second[0]),
+                                            ("email.bounced", second[1])]):
+            record_provider_event(conn, f"msg_{n}", {"type": kind, "created_at": now.isoformat(),
+                                                     "data": {"email_id": welcome[person.email],
+                                                              "to": [person.email]}}, now)
+        cancel_sequence(conn, first[1].enrollment_id, actor="test", now=now)
+        unsubscribe_contact(conn, first[2].contact_id, actor="test", now=now)
+        skip_step(conn, first[4].enrollment_id, 2, actor="test", now=now)
+        resend_step(conn, first[5].enrollment_id, 1, actor="test", now=now)
+    assert_tally_exact(services)
+
+    with db.write_transaction(services.engine) as conn:
+        forget(conn, first[3].email, actor="test", now=now)
+    clock.advance(days=12)
+    for _ in range(8):
+        dispatcher.run_pass()
+        clock.advance(days=2)
+    assert_tally_exact(services)
+
+    with db.write_transaction(services.engine) as conn:  # a bulk statement changing many rows at once
+        conn.execute(sa.text("UPDATE send SET delivered_at = sent_at WHERE status = 'sent' AND delivered_at IS NULL"))
+        conn.execute(sa.text("UPDATE enrollment SET segment = 'URGENT' WHERE segment = 'OPTIMIZE'"))
+    assert_tally_exact(services)
+
+    with db.write_transaction(services.engine) as conn:  # deletes take their counts away
+        victim = first[0].enrollment_id
+        for table in ("event", "send"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE enrollment_id = :e"), {"e": victim})  # fixed names
+        conn.execute(sa.text("DELETE FROM outbox WHERE payload LIKE :p"), {"p": f"%{victim}%"})
+        conn.execute(sa.text("DELETE FROM enrollment WHERE id = :e"), {"e": victim})
+    final = assert_tally_exact(services)
+    assert sum(final["segments"].values()) == 9
+
+
+def test_concurrent_writers_keep_the_tally_exact(services, clock):
+    """Several connections at once (on PostgreSQL, several shards): enrolling and finishing sends."""
+    enroll(services, 20)
+    errors = []
+
+    def enroll_some(n: int) -> None:
+        try:
+            for _ in range(n):
+                enroll(services, 5, red_systems=1)
+        except Exception as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    def cancel_some() -> None:
+        try:
+            for _ in range(10):
+                with db.write_transaction(services.engine) as conn:
+                    conn.execute(sa.text(
+                        "UPDATE send SET status = 'cancelled' WHERE id IN (SELECT id FROM send "
+                        "WHERE status = 'scheduled' AND step = 7 ORDER BY id LIMIT 5)"))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enroll_some, args=(8,)) for _ in range(3)] + [threading.Thread(target=cancel_some)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    final = assert_tally_exact(services)
+    assert sum(final["segments"].values()) == 20 + 3 * 8 * 5
+
+
+def test_the_migration_counts_an_existing_database(make_settings, clock):
+    settings = make_settings()
+    engine = db.create_db_engine(settings.database_url)
+    try:
+        cfg = db.alembic_config(settings.database_url)
+        from alembic import command
+
+        with db.write_transaction(engine) as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0004")
+        services = build_services(settings, mailer=FakeMailer(), clock=clock)
+        # Rows written before the tally existed (0004's schema has every column enroll_now writes).
+        enroll(services, 7, red_systems=2)
+        enroll(services, 3)
+        with db.write_transaction(engine) as conn:
+            conn.execute(sa.text("UPDATE send SET status = 'sent', delivered_at = due_at WHERE step = 1"))
+        db.upgrade(engine)
+        assert assert_tally_exact(services)["segments"] == {"CRITICAL": 7, "OPTIMIZE": 3}
+        with db.write_transaction(engine) as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0004")
+        with engine.connect() as conn:
+            assert "tally" not in sa.inspect(conn).get_table_names()
+        db.upgrade(engine)
+        assert_tally_exact(services)
+        services.close()
+    finally:
+        engine.dispose()
