@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 # How long the writer lingers for more signups once one arrives. Concurrent requests reach
 # the queue a few hundred microseconds apart; a short wait lets one commit carry them all.
-GATHER_SECONDS = 0.002
+GATHER_SECONDS = 0.0005
 
 
 def enroll_now(services: Services, requests: list[SignupRequest]) -> list[EnrollResult]:

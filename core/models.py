@@ -55,7 +55,7 @@ class Enrollment(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     contact_id: str = Field(foreign_key="contact.id", max_length=32)
     campaign: str = Field(max_length=80)
-    segment: str = Field(max_length=10, index=True)
+    segment: str = Field(max_length=10)
     timing: str = Field(max_length=12)
     status: str = Field(max_length=14, index=True)
     status_reason: str | None = Field(default=None, max_length=200)
@@ -219,6 +219,8 @@ class Tally(SQLModel, table=True):
     kind is `status:<status>` or `delivered` / `opened` / `clicked` (bucket = step), or
     `signups:<segment>` (bucket = UTC day number); shards spread concurrent writers.
     """
+
+    __table_args__ = {"sqlite_with_rowid": False}
 
     kind: str = Field(primary_key=True, max_length=40)
     bucket: int = Field(primary_key=True)

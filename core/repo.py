@@ -48,7 +48,7 @@ def contact_ids_by_email(conn: sa.Connection, emails: list[str]) -> dict[str, st
 
 
 def insert_contacts(conn: sa.Connection, rows: list[dict]) -> int:
-    """Insert, skipping conflicts; rows inserted when the driver knows (else -1)."""
+    """Insert, skipping conflicts; returns how many rows went in."""
     return bulk_insert(conn, contact_t, rows, ignore_conflicts=True)
 
 
@@ -91,7 +91,7 @@ def enrollments_by_contact(conn: sa.Connection, contact_ids: list[str], campaign
 
 
 def insert_enrollments(conn: sa.Connection, rows: list[dict]) -> int:
-    """Insert, skipping conflicts; rows inserted when the driver knows (else -1)."""
+    """Insert, skipping conflicts; returns how many rows went in."""
     return bulk_insert(conn, enrollment_t, rows, ignore_conflicts=True)
 
 

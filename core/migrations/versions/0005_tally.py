@@ -27,22 +27,24 @@ STAGES = ("delivered", "opened", "clicked")
 EVENTS = ("insert", "update", "delete")
 
 
-def _terms(table: str, alias: str, sign: str, dialect: str, source: str = "", shard: str = "") -> list[str]:
-    """One SELECT per count a row of `table` contributes to, as (kind, bucket[, shard], d).
+def _counts(table: str, alias: str, dialect: str) -> list[tuple[str, str, str]]:
+    """What one row of `table` (named `alias`) counts towards: (kind, bucket, condition) SQL expressions."""
+    if table == "send":
+        return [(f"'status:' || {alias}.status", f"{alias}.step", "true"),
+                *((f"'{stage}'", f"{alias}.step", f"{alias}.{stage}_at IS NOT NULL") for stage in STAGES)]
+    day = (f"CAST(julianday({alias}.created_at) - 2440587.5 AS INTEGER)" if dialect == "sqlite"
+           else f"(({alias}.created_at AT TIME ZONE 'UTC')::date - DATE '1970-01-01')")
+    return [(f"'signups:' || {alias}.segment", day, "true")]
+
+
+def _terms(table: str, alias: str, sign: str, dialect: str, source: str = "") -> list[str]:
+    """One SELECT of (kind, bucket, d) per count a row contributes to.
 
     `alias` names the row (OLD or NEW in a row trigger); `source` is the FROM clause when the
     rows come from a table instead (a transition table, or the whole table for the backfill).
     """
-    shard = f"{shard} AS shard, " if shard else ""
-    if table == "send":
-        counts = [(f"'status:' || {alias}.status", f"{alias}.step", "true"),
-                  *((f"'{stage}'", f"{alias}.step", f"{alias}.{stage}_at IS NOT NULL") for stage in STAGES)]
-    else:
-        day = (f"CAST(julianday({alias}.created_at) - 2440587.5 AS INTEGER)" if dialect == "sqlite"
-               else f"(({alias}.created_at AT TIME ZONE 'UTC')::date - DATE '1970-01-01')")
-        counts = [(f"'signups:' || {alias}.segment", day, "true")]
-    return [f"SELECT {kind} AS kind, {bucket} AS bucket, {shard}{sign}1 AS d{source} WHERE {condition}"
-            for kind, bucket, condition in counts]
+    return [f"SELECT {kind} AS kind, {bucket} AS bucket, {sign}1 AS d{source} WHERE {condition}"
+            for kind, bucket, condition in _counts(table, alias, dialect)]
 
 
 def _add(changes: list[str], shard: str) -> str:
@@ -53,18 +55,12 @@ def _add(changes: list[str], shard: str) -> str:
             "ON CONFLICT (kind, bucket, shard) DO UPDATE SET n = tally.n + excluded.n")
 
 
-def _add_each(changes: list[str]) -> str:
-    """The same as _add for changes that carry their shard: one plain upsert each, cheapest for one row."""
-    return "; ".join(f"INSERT INTO tally (kind, bucket, shard, n) {change} "
-                     "ON CONFLICT (kind, bucket, shard) DO UPDATE SET n = tally.n + excluded.n" for change in changes)
-
-
-def _row_changes(table: str, event: str, dialect: str, shard: str = "") -> list[str]:
+def _row_changes(table: str, event: str, dialect: str) -> list[str]:
     changes = []
     if event in ("update", "delete"):
-        changes += _terms(table, "OLD", "-", dialect, shard=shard)
+        changes += _terms(table, "OLD", "-", dialect)
     if event in ("insert", "update"):
-        changes += _terms(table, "NEW", "", dialect, shard=shard)
+        changes += _terms(table, "NEW", "", dialect)
     return changes
 
 
@@ -83,12 +79,23 @@ WATCHED = {"send": "status, step, delivered_at, opened_at, clicked_at", "enrollm
 
 def _sqlite_triggers() -> None:
     for table, columns in WATCHED.items():
-        for event in EVENTS:
-            on = f"UPDATE OF {columns}" if event == "update" else event.upper()
-            # An insert (seven per signup) only adds: one plain upsert per count is the cheapest.
-            body = (_add_each(_row_changes(table, event, "sqlite", shard="0")) if event == "insert"
-                    else _add(_row_changes(table, event, "sqlite"), "0"))
-            op.execute(f"CREATE TRIGGER tally_{table}_{event} AFTER {on} ON {table} BEGIN {body}; END")
+        # Inserts (seven sends per signup) are the hot path: one trigger per count, each a plain
+        # upsert behind a WHEN the row must meet, so a new send runs one statement, not four.
+        for n, (kind, bucket, condition) in enumerate(_counts(table, "NEW", "sqlite")):
+            op.execute(f"CREATE TRIGGER tally_{table}_insert_{n} AFTER INSERT ON {table} WHEN {condition} BEGIN "
+                       f"INSERT INTO tally (kind, bucket, shard, n) VALUES ({kind}, {bucket}, 0, 1) "
+                       "ON CONFLICT (kind, bucket, shard) DO UPDATE SET n = tally.n + 1; END")
+        for event in ("update", "delete"):
+            on = f"UPDATE OF {columns}" if event == "update" else "DELETE"
+            op.execute(f"CREATE TRIGGER tally_{table}_{event} AFTER {on} ON {table} BEGIN "
+                       f"{_add(_row_changes(table, event, 'sqlite'), '0')}; END")
+
+
+def _trigger_names(table: str, dialect: str) -> list[str]:
+    if dialect == "sqlite":
+        inserts = [f"tally_{table}_insert_{n}" for n in range(len(_counts(table, "NEW", dialect)))]
+        return [*inserts, f"tally_{table}_update", f"tally_{table}_delete"]
+    return [f"tally_{table}_{event}" for event in EVENTS]
 
 
 def _postgresql_triggers() -> None:
@@ -117,6 +124,7 @@ def upgrade() -> None:
         sa.Column("shard", sa.Integer(), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("kind", "bucket", "shard"),
+        sqlite_with_rowid=False,  # an upsert finds its row by the key alone
     )
     dialect = op.get_bind().dialect.name
     _backfill(dialect)
@@ -129,9 +137,12 @@ def upgrade() -> None:
     op.drop_index("ix_send_status_step", table_name="send")
     for stage in STAGES:
         op.drop_index(f"ix_send_{stage}_step", table_name="send")
+    # (segment, created_at) serves every lookup by segment; this one only cost each signup a write.
+    op.drop_index("ix_enrollment_segment", table_name="enrollment")
 
 
 def downgrade() -> None:
+    op.create_index("ix_enrollment_segment", "enrollment", ["segment"])
     op.create_index("ix_send_status_step", "send", ["status", "step"])
     for stage in STAGES:
         condition = sa.text(f"{stage}_at IS NOT NULL")  # a fixed column name from STAGES, never input
@@ -139,8 +150,8 @@ def downgrade() -> None:
                         postgresql_where=condition)
     dialect = op.get_bind().dialect.name
     for table in WATCHED:
-        for event in EVENTS:
-            op.execute(f"DROP TRIGGER IF EXISTS tally_{table}_{event}" + ("" if dialect == "sqlite" else f" ON {table}"))
+        for name in _trigger_names(table, dialect):
+            op.execute(f"DROP TRIGGER IF EXISTS {name}" + ("" if dialect == "sqlite" else f" ON {table}"))
             if dialect != "sqlite":
-                op.execute(f"DROP FUNCTION IF EXISTS tally_{table}_{event}()")
+                op.execute(f"DROP FUNCTION IF EXISTS {name}()")
     op.drop_table("tally")
