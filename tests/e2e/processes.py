@@ -25,6 +25,17 @@ SECRET_KEY = "e2e-secret-key-not-for-production-0123456789"
 send_t, worker_t = Send.__table__, Worker.__table__
 
 
+def wait_for(predicate, seconds: float, what: str, log: Path, interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy (returned); fail with the process log's tail."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}; process log:\n{log.read_text()[-3000:]}")
+
+
 class StandIn:
     """The Resend stand-in running as a script; read what it accepted over its control endpoints."""
 

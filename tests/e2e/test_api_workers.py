@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from core.models import Contact, Enrollment, Event, Send, Signup
 from core.settings import Settings
+from tests.e2e.processes import wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,16 +109,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def wait_for(predicate, seconds: float, what: str, log: Path):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}; uvicorn log:\n{log.read_text()[-3000:]}")
 
 
 def healthy(base: str) -> bool:

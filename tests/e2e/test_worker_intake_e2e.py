@@ -6,13 +6,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from core.settings import Settings
+from tests.e2e.processes import wait_for
 from tests.support import SEED_SIGNUPS
 
 pytestmark = pytest.mark.e2e
@@ -34,16 +34,6 @@ def worker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def run(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def wait_for(predicate, seconds: float, what: str, log: Path):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}; worker log:\n{log.read_text()[-3000:]}")
 
 
 def health(base: str) -> dict | None:

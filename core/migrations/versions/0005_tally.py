@@ -127,11 +127,13 @@ def upgrade() -> None:
         sqlite_with_rowid=False,  # an upsert finds its row by the key alone
     )
     dialect = op.get_bind().dialect.name
-    _backfill(dialect)
+    # Triggers first: creating them locks out writers until this migration commits, and the
+    # backfill then counts every row committed before, so no row is missed or counted twice.
     if dialect == "sqlite":
         _sqlite_triggers()
     else:
         _postgresql_triggers()
+    _backfill(dialect)
     # The Overview read its counts from these indexes; the tally answers now, and new sends and
     # status changes no longer have to update them.
     op.drop_index("ix_send_status_step", table_name="send")
