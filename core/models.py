@@ -16,13 +16,19 @@ def _text(**kw):
     return Field(sa_type=sa.Text, **kw)
 
 
+def _not_null_index(name: str, *columns: str) -> sa.Index:
+    """An index holding only the rows whose last column is set (most rows never set it)."""
+    condition = sa.text(f"{columns[-1]} IS NOT NULL")
+    return sa.Index(name, *columns, sqlite_where=condition, postgresql_where=condition)
+
+
 class Contact(SQLModel, table=True):
     # Read-model indexes (migration 0002): the Signups list pages by (created_at, id); KPIs
     # count unsubscribes and suppressions by time.
     __table_args__ = (
         sa.Index("ix_contact_created_id", "created_at", "id"),
-        sa.Index("ix_contact_unsubscribed_at", "unsubscribed_at"),
-        sa.Index("ix_contact_suppressed_at", "suppressed_at"),
+        _not_null_index("ix_contact_unsubscribed_at", "unsubscribed_at"),
+        _not_null_index("ix_contact_suppressed_at", "suppressed_at"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -80,20 +86,15 @@ class SendBatch(SQLModel, table=True):
     created_at: datetime = _at()
 
 
-def _not_null_index(name: str, column: str) -> sa.Index:
-    condition = sa.text(f"{column} IS NOT NULL")
-    return sa.Index(name, column, sqlite_where=condition, postgresql_where=condition)
-
-
 class Send(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step", "generation", name="uq_send_step_generation"),
         sa.Index("ix_send_status_due", "status", "ready", "due_at"),
-        sa.Index("ix_send_lease", "status", "lease_expires_at"),
+        _not_null_index("ix_send_lease", "status", "lease_expires_at"),
         # Partial: only claimed or sent rows carry these, so a new signup's 7 sends skip both.
         _not_null_index("ix_send_batch_id", "batch_id"),
         _not_null_index("ix_send_provider_id", "provider_id"),
-        sa.Index("ix_send_status_finished", "status", "finished_at"),
+        _not_null_index("ix_send_status_finished", "status", "finished_at"),
     )
 
     id: str = Field(primary_key=True, max_length=32)

@@ -22,10 +22,12 @@ def _ready_scheduled():
 
 
 def _where(name: str, now: datetime):
+    # A sending row always holds a lease and a failed one a finish time: saying so lets the
+    # partial indexes on those columns (migration 0006) serve the lists in order.
     return {
         "due": _ready_scheduled(),
-        "sending": send_t.c.status == "sending",
-        "failed": send_t.c.status == "failed",
+        "sending": sa.and_(send_t.c.status == "sending", send_t.c.lease_expires_at.is_not(None)),
+        "failed": sa.and_(send_t.c.status == "failed", send_t.c.finished_at.is_not(None)),
         # Only the last day: counting every email ever sent would walk a million index entries.
         "sent": sa.and_(send_t.c.status == "sent", send_t.c.finished_at >= now - RECENT),
     }[name]
