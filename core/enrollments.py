@@ -94,7 +94,7 @@ def enroll_batch(
                 rows.resegments.append(_resegment_row(enrollment_id, segment, s, now))
         results.append(EnrollResult(s.email, segment.value, outcome, contact_id, enrollment_id))
 
-    lost = _insert_enrollments(conn, rows.enrollments)
+    lost = _insert_enrollments(conn, sorted(rows.enrollments, key=lambda e: e["contact_id"]))  # (lock order)
     results = [_as_duplicate(r) if r.enrollment_id in lost else r for r in results]
     for req, r in zip(requests, results, strict=True):  # recorded only now that every outcome is final
         rows.signups.append(_signup_row(req, r.contact_id, r.outcome, now))
@@ -146,7 +146,9 @@ def _ensure_contacts(conn: sa.Connection, requests: Sequence[SignupRequest],
     new = [
         {"id": new_id(), "email": email, "first_name": r.signup.first_name, "business_name": r.signup.business_name,
          "is_test": r.is_test, "created_at": now, "updated_at": now}
-        for email, r in latest.items() if email not in known
+        # In address order: concurrent batches then take the unique index's locks in one order
+        # and never deadlock on two addresses they both carry.
+        for email, r in sorted(latest.items()) if email not in known
     ]
     inserted = repo.insert_contacts(conn, new)
     if new and inserted != len(new):
