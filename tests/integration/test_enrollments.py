@@ -213,6 +213,33 @@ def test_two_threads_enrolling_the_same_address_at_once_make_one_sequence(servic
     assert count_rows(services.engine, "send") == 35
 
 
+def test_concurrent_batches_sharing_addresses_in_opposite_orders_never_deadlock(services):
+    # Several API processes each commit a batch; the same people can sit in two batches in any order.
+    for _ in range(5):
+        emails = [unique_email("overlap") for _ in range(200)]
+        barrier = threading.Barrier(2)
+        results: list = []
+        errors: list = []
+
+        def run(order):
+            try:
+                requests = [signup_request(email=email, source="thread") for email in order]
+                barrier.wait(timeout=10)
+                results.extend(enroll_now(services, requests))
+            except Exception as exc:  # a deadlock would surface here as a database error
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(order,)) for order in (emails, emails[::-1])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == []
+        assert sorted(r.email for r in results if not r.duplicate) == sorted(emails)
+    assert count_rows(services.engine, "enrollment") == 1000
+    assert count_rows(services.engine, "send") == 7000
+
+
 def test_two_processes_enrolling_the_same_address_at_once_make_one_sequence(services, tmp_path):
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
