@@ -9,8 +9,16 @@ import time
 from core.settings import load_settings
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_all() -> int:
     settings = load_settings()  # fail fast, with one sentence, before starting anything
+    # SIGTERM (a supervisor, `kill`) stops the children like Ctrl-C does, instead of orphaning
+    # them; SIGINT is set explicitly because a shell starts background jobs with it ignored.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     python = sys.executable
     children = [
         subprocess.Popen([python, "scheduler.py"]),

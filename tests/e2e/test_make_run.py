@@ -1,0 +1,73 @@
+"""`python -m core run` (what `make run` starts): both children come up, and a signal to the parent stops them all."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.settings import Settings
+from tests.e2e.processes import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def children_of(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] if Path(f"/proc/{pid}").exists() else "X"
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, stop_signal):
+    api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/nurture.db", DATA_DIR=str(tmp_path), API_PORT=str(api_port),
+               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=60)
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        # Started the way a shell starts a background job: SIGINT ignored unless the runner sets it.
+        runner = subprocess.Popen([sys.executable, "-m", "core", "run"], cwd=ROOT, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    children: list[int] = []
+    try:
+        wait_for(lambda: _healthy(api_port), 40, "/health", log, interval=0.3)
+        children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, 20, "two children", log)
+        runner.send_signal(stop_signal)
+        assert runner.wait(timeout=30) == 0, log.read_text()[-3000:]
+        wait_for(lambda: not any(alive(pid) for pid in children), 10, "the children to stop", log)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        for pid in children:  # never leave a worker or dashboard behind, even when the test failed
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
