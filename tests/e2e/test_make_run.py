@@ -43,7 +43,7 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env.update(DATABASE_URL=f"sqlite:///{tmp_path}/nurture.db", DATA_DIR=str(tmp_path), API_PORT=str(api_port),
-               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT), STREAMLIT_SERVER_PORT=str(free_port()))
     subprocess.run([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=60)
     log = tmp_path / "run.log"
