@@ -9,6 +9,7 @@ on PostgreSQL: a statement per batch, not per row.
 """
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
@@ -24,6 +25,17 @@ def _dialect_module(dialect_name: str):
 def _driver_cursor(conn: sa.Connection):
     """The DB-API cursor of the connection SQLAlchemy holds, so statements share its transaction."""
     return conn.connection.driver_connection.cursor()
+
+
+@contextmanager
+def _sqlalchemy_errors(conn: sa.Connection, sql: str):
+    """Raise driver errors as SQLAlchemy's (IntegrityError, OperationalError…), as conn.execute would,
+    so callers handle one family of errors whichever path ran the statement. Parameters stay out."""
+    base = conn.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except base as exc:
+        raise sa.exc.DBAPIError.instance(sql, None, exc, base, hide_parameters=True, dialect=conn.dialect) from exc
 
 
 # Rows per SQLite INSERT: well inside its 32,766 parameters for any of our tables.
@@ -92,8 +104,9 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict], *, ignor
     columns = tuple(rows[0])
     cursor = _driver_cursor(conn)
     if conn.dialect.name == "postgresql":
-        cursor.execute(_compiled_postgresql_insert(table, ignore_conflicts, columns),
-                       {name: [row[name] for row in rows] for name in columns})
+        sql = _compiled_postgresql_insert(table, ignore_conflicts, columns)
+        with _sqlalchemy_errors(conn, sql):
+            cursor.execute(sql, {name: [row[name] for row in rows] for name in columns})
         return cursor.rowcount
     values_of = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
     times, memo, inserted = _time_positions(table, columns), {}, 0
@@ -104,7 +117,9 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict], *, ignor
             for i in times:
                 values[i] = _sqlite_time(values[i], memo)
             params += values
-        cursor.execute(_compiled_sqlite_insert(table, ignore_conflicts, columns, len(chunk)), params)
+        sql = _compiled_sqlite_insert(table, ignore_conflicts, columns, len(chunk))
+        with _sqlalchemy_errors(conn, sql):
+            cursor.execute(sql, params)
         inserted += cursor.rowcount
     return inserted
 
@@ -145,8 +160,6 @@ def _run_select(conn: sa.Connection, compiled: tuple[str, tuple[str, ...], dict]
     sql, order, fixed = compiled
     params = {**fixed, **{f"v{i}": v for i, v in enumerate(values)}}
     cursor = _driver_cursor(conn)
-    if conn.dialect.name == "sqlite":
-        cursor.execute(sql, tuple(params[name] for name in order))
-    else:
-        cursor.execute(sql, params)
-    return cursor.fetchall()
+    with _sqlalchemy_errors(conn, sql):
+        cursor.execute(sql, tuple(params[name] for name in order) if conn.dialect.name == "sqlite" else params)
+        return cursor.fetchall()

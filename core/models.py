@@ -90,8 +90,9 @@ class Send(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step", "generation", name="uq_send_step_generation"),
         sa.Index("ix_send_status_due", "status", "ready", "due_at"),
+        # Partial: only claimed, sent or finished rows carry these values, so the 7 sends a new
+        # signup writes skip all four (migrations 0004 and 0006).
         _not_null_index("ix_send_lease", "status", "lease_expires_at"),
-        # Partial: only claimed or sent rows carry these, so a new signup's 7 sends skip both.
         _not_null_index("ix_send_batch_id", "batch_id"),
         _not_null_index("ix_send_provider_id", "provider_id"),
         _not_null_index("ix_send_status_finished", "status", "finished_at"),
