@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fill import fill  # noqa: E402
 
-from core import db  # noqa: E402
 from core.bootstrap import build_services  # noqa: E402
 from core.dispatch import Dispatcher  # noqa: E402
 from core.enrollments import SignupRequest  # noqa: E402

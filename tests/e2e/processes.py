@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import requests
 import sqlalchemy as sa
 
@@ -23,6 +25,29 @@ STANDIN = ROOT / "tests" / "standins" / "resend_api.py"
 API_KEY = "re_e2e_standin_key"
 SECRET_KEY = "e2e-secret-key-not-for-production-0123456789"
 send_t, worker_t = Send.__table__, Worker.__table__
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def healthy(base: str) -> bool:
+    """True once GET {base}/health answers 200."""
+    try:
+        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def wait_for(predicate, seconds: float, what: str, log: Path, interval: float = 0.1):

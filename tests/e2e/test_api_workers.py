@@ -12,7 +12,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import sqlalchemy as sa
 
 from core.models import Contact, Enrollment, Event, Send, Signup
 from core.settings import Settings
-from tests.e2e.processes import wait_for
+from tests.e2e.processes import alive, free_port, healthy, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,12 +39,6 @@ UNAUTHORISED = 5  # posts without the secret: refused by whichever worker takes 
 SERVED_BYTES = 1500  # what a worker writes answering a handful of posts
 contact_t, enrollment_t, send_t = Contact.__table__, Enrollment.__table__, Send.__table__
 signup_t, event_t = Signup.__table__, Event.__table__
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def api_env(database_url: str, data_dir: Path) -> dict[str, str]:
@@ -101,21 +94,6 @@ def written_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 # ---------------------------------------------------------------- the burst

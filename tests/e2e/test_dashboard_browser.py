@@ -6,7 +6,6 @@ to docs/screenshots/ when UPDATE_SCREENSHOTS=1 is set.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
+from tests.e2e.processes import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,12 +33,6 @@ WEBSITE_SIGNUPS = [
 ]
 PAGES = {"overview": "", "signups": "signups", "sends": "sends", "test-signup": "test_signup",
          "templates": "templates", "settings": "settings"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 45) -> None:

@@ -2,40 +2,22 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from core.settings import Settings
-from tests.e2e.processes import wait_for
+from tests.e2e.processes import alive, free_port, healthy, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def children_of(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in found]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] if Path(f"/proc/{pid}").exists() else "X"
-    return state not in ("Z", "X")
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -53,7 +35,7 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
                                   stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     children: list[int] = []
     try:
-        wait_for(lambda: _healthy(api_port), 40, "/health", log, interval=0.3)
+        wait_for(lambda: healthy(f"http://127.0.0.1:{api_port}"), 40, "/health", log, interval=0.3)
         children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, 20, "two children", log)
         runner.send_signal(stop_signal)
         assert runner.wait(timeout=30) == 0, log.read_text()[-3000:]
@@ -65,9 +47,3 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False

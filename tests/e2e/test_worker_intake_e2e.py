@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,17 +11,11 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from tests.e2e.processes import wait_for
+from tests.e2e.processes import free_port, wait_for
 from tests.support import SEED_SIGNUPS
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def worker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
