@@ -161,5 +161,11 @@ def _run_select(conn: sa.Connection, compiled: tuple[str, tuple[str, ...], dict]
     params = {**fixed, **{f"v{i}": v for i, v in enumerate(values)}}
     cursor = _driver_cursor(conn)
     with _sqlalchemy_errors(conn, sql):
-        cursor.execute(sql, tuple(params[name] for name in order) if conn.dialect.name == "sqlite" else params)
+        if conn.dialect.name == "sqlite":
+            cursor.execute(sql, tuple(params[name] for name in order))
+        else:
+            # Planned afresh with the actual values each time: psycopg would otherwise prepare the
+            # statement after five runs, and PostgreSQL may then keep a generic plan made while the
+            # table was small (a sequential scan that grows with every signup).
+            cursor.execute(sql, params, prepare=False)
         return cursor.fetchall()

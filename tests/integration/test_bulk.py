@@ -58,3 +58,20 @@ def test_a_conflict_without_ignore_raises_and_the_transaction_stores_nothing(ser
         bulk.bulk_insert(conn, contact_t, [contact("new@example.com", at), contact("twice@example.com", at)])
     with db.read_transaction(services.engine) as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(contact_t)) == 1
+
+
+def test_postgresql_plans_each_lookup_with_its_values_instead_of_keeping_a_prepared_plan(services):
+    # psycopg prepares a statement after its fifth run, and PostgreSQL may then settle on a
+    # generic plan made while the table was nearly empty: a sequential scan that the intake
+    # measured growing with every signup. Lookups are therefore never prepared.
+    if services.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server-side prepared statements")
+    at = datetime(2025, 12, 1, tzinfo=UTC)
+    with db.write_transaction(services.engine) as conn:
+        for i in range(12):
+            bulk.bulk_insert(conn, contact_t, [contact(f"plan{i}@example.com", at)])  # inserts may be prepared
+            assert dict(bulk.select_values(conn, _by_email, [f"plan{i}@example.com", "x@example.com"])) == {
+                f"plan{i}@example.com": "Zoë"}
+        prepared = conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
+    assert any(s.startswith("INSERT INTO contact") for s in prepared)
+    assert not [s for s in prepared if s.lstrip().upper().startswith("SELECT")]
