@@ -5,6 +5,7 @@ from datetime import datetime
 
 from core.bootstrap import build_services
 from core.clock import clock_starting_at
+from core.heap import freeze_startup_objects
 from core.heartbeat import new_worker_id
 from core.logs import configure_logging
 from core.settings import load_settings
@@ -28,5 +29,6 @@ def start_worker(*, once: bool, now: datetime | None, serve_api: bool) -> int:
             services.close()
         return 0
     api = ApiThread(services, settings.api_host, settings.api_port) if serve_api else None
+    freeze_startup_objects()
     run_forever(jobs, api)
     return 0

@@ -12,6 +12,7 @@ from core import alerts
 from core.api import health, intake, metrics, resend_webhook, unsubscribe
 from core.bootstrap import Services, build_services
 from core.errors import ConfigError
+from core.heap import freeze_startup_objects
 from core.intake import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 def create_app(services: Services | None = None) -> FastAPI:
     """Build the API around existing services (the worker, tests) or fresh ones (uvicorn --factory)."""
+    own_process = services is None  # uvicorn --factory: this API is the whole process
     services = services or build_services()
     writer = GroupCommitWriter(services)
 
@@ -42,6 +44,8 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.state.signature_watch = alerts.SignatureFailureWatch()
     for module in (intake, health, unsubscribe, resend_webhook, metrics):
         app.include_router(module.router)
+    if own_process:
+        freeze_startup_objects()
     return app
 
 
