@@ -19,11 +19,15 @@ URL = "/webhook/christmas-signup"
 
 def rows_in_database_file_alone(database: Path, tmp_path: Path, table: str) -> int:
     """Count `table`'s rows in a copy of the main database file without its WAL: what is
-    there has been checkpointed; what still sits only in the log is not."""
+    there has been checkpointed; what still sits only in the log is not. -1 while the copy
+    has no such table yet (or caught a checkpoint halfway)."""
     copy = tmp_path / f"copy-{time.monotonic_ns()}.db"
     shutil.copyfile(database, copy)
-    with sqlite3.connect(copy) as conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    try:
+        with sqlite3.connect(copy) as conn:
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return -1
 
 
 def wait_until(condition, timeout: float = 5.0) -> bool:
