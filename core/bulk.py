@@ -5,7 +5,8 @@ it. Here each statement is compiled once per dialect and shape (still generated 
 SQLAlchemy from the tables, never hand-formatted), and runs on the driver's own cursor
 inside the caller's transaction. Inserts go as multi-row INSERT … VALUES on SQLite (datetimes
 formatted the way the column type stores them) and as one INSERT … SELECT FROM unnest(…)
-on PostgreSQL: a statement per batch, not per row.
+on PostgreSQL: a statement per batch, not per row; on PostgreSQL, inserts whose results
+nobody reads can share one round trip (`pipelined`).
 """
 
 from collections.abc import Callable, Sequence
@@ -36,6 +37,20 @@ def _sqlalchemy_errors(conn: sa.Connection, sql: str):
         yield
     except base as exc:
         raise sa.exc.DBAPIError.instance(sql, None, exc, base, hide_parameters=True, dialect=conn.dialect) from exc
+
+
+@contextmanager
+def pipelined(conn: sa.Connection):
+    """On PostgreSQL, statements inside go out without waiting for each one's answer; the answers
+    all come back as the block ends, so a batch's trailing inserts cost one round trip, not one
+    each. Only for statements nobody reads back (bulk_insert's count is not known in here); a
+    failure surfaces when the block ends. On SQLite (in-process, no round trips) it does nothing.
+    """
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    with _sqlalchemy_errors(conn, "(pipelined statements)"), conn.connection.driver_connection.pipeline():
+        yield
 
 
 # Rows per SQLite INSERT: well inside its 32,766 parameters for any of our tables.
@@ -97,7 +112,8 @@ def _time_positions(table: sa.Table, order: tuple[str, ...]) -> tuple[int, ...]:
 def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict], *, ignore_conflicts: bool = False) -> int:
     """INSERT every row at once; the first row's keys name the columns, and every row has them all.
 
-    Returns how many rows went in (fewer than given when conflicts were ignored).
+    Returns how many rows went in (fewer than given when conflicts were ignored), except
+    inside `pipelined`, where the count is not known yet.
     """
     if not rows:
         return 0

@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import repo
+from core.bulk import pipelined
 from core.erasure import email_hash, erased_hashes, erasure_salt
 from core.campaign import CHRISTMAS_2025, Campaign, Timing
 from core.ids import new_id
@@ -63,9 +64,13 @@ def enroll_batch(
     notion_enabled: bool = False,
     discord_enabled: bool = False,
     campaign: Campaign = CHRISTMAS_2025,
+    salt: str | None = None,
 ) -> list[EnrollResult]:
-    """Enroll every request inside the caller's write transaction; results follow the input order."""
-    requests, refused = _without_erased(conn, requests, now)
+    """Enroll every request inside the caller's write transaction; results follow the input order.
+
+    `salt`: the erasure salt if the caller has read it in this transaction already.
+    """
+    requests, refused = _without_erased(conn, requests, now, salt)
     if not requests:
         return refused_results(refused)
     emails = sorted({r.signup.email for r in requests})
@@ -100,18 +105,19 @@ def enroll_batch(
         rows.signups.append(_signup_row(req, r.contact_id, r.outcome, now))
         rows.events.append(_event_row(req, r.contact_id, r.enrollment_id, r.outcome, r.segment, now))
     won = [e for e in rows.enrollments if e["id"] not in lost]
-    repo.insert_sends(conn, _send_rows(won, campaign, now))
     repo.update_enrollments(conn, [r for r in rows.resegments if r["b_id"] not in lost])
     repo.update_contact_names(conn, _fresh_names(requests, results, now))
-    repo.insert_signups(conn, rows.signups)
-    repo.insert_events(conn, rows.events)
-    repo.insert_outbox(conn, _outbox_rows(won, results, notion_enabled, discord_enabled, now))
+    with pipelined(conn):  # nothing below is read back: one round trip on PostgreSQL
+        repo.insert_sends(conn, _send_rows(won, campaign, now))
+        repo.insert_signups(conn, rows.signups)
+        repo.insert_events(conn, rows.events)
+        repo.insert_outbox(conn, _outbox_rows(won, results, notion_enabled, discord_enabled, now))
     return _merge(results, refused)
 
 
-def _without_erased(conn, requests, now) -> tuple[list[SignupRequest], dict[int, SignupRequest]]:
+def _without_erased(conn, requests, now, salt) -> tuple[list[SignupRequest], dict[int, SignupRequest]]:
     """Split off signups from people who asked to be forgotten; record each refusal without their address."""
-    salt = erasure_salt(conn, now)
+    salt = erasure_salt(conn, now, known=salt)
     hashes = {r.signup.email: email_hash(salt, r.signup.email) for r in requests}
     erased = erased_hashes(conn, list(set(hashes.values())))
     if not erased:

@@ -15,15 +15,20 @@ from core.statuses import EnrollmentStatus
 contact_t = Contact.__table__
 signup_t = Signup.__table__
 erasure_t = Erasure.__table__
-SALT_KEY = "erasure_salt"
+SALT_KEY = switches.ERASURE_SALT
 
 
 def _stored_salt() -> sa.Select:
     return sa.select(switches.setting_t.c.value).where(switches.setting_t.c.key == SALT_KEY)
 
 
-def erasure_salt(conn: sa.Connection, now: datetime) -> str:
-    """The installation's salt, created on first use and never changed (so old hashes keep matching)."""
+def erasure_salt(conn: sa.Connection, now: datetime, *, known: str | None = None) -> str:
+    """The installation's salt, created on first use and never changed (so old hashes keep matching).
+
+    `known`: the value already read in this transaction (with the switches), which saves a query.
+    """
+    if known:
+        return known
     stored = select_rows(conn, _stored_salt)
     if not stored:
         repo.insert_ignoring_conflicts(conn, switches.setting_t, [

@@ -30,7 +30,7 @@ def enroll_now(services: Services, requests: list[SignupRequest]) -> list[Enroll
         results = enroll_batch(
             conn, requests, services.clock(), test_mode=state.test_mode,
             notion_enabled=services.settings.notion_configured,
-            discord_enabled=services.settings.discord_configured,
+            discord_enabled=services.settings.discord_configured, salt=state.erasure_salt,
         )
     if any(not r.duplicate for r in results):
         services.wake.set()

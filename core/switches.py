@@ -14,6 +14,7 @@ setting_t = Setting.__table__
 PAUSED = "sending_paused"
 PAUSE_REASON = "pause_reason"
 TEST_MODE = "test_mode"
+ERASURE_SALT = "erasure_salt"  # written once by core/erasure.py, read here with the switches
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Switches:
     paused: bool
     pause_reason: str | None
     test_mode: bool
+    # Not a switch, but in the same table: an intake batch needs it too, and one query serves both.
+    erasure_salt: str | None = None
 
 
 def _all_settings() -> sa.Select:
@@ -28,12 +31,13 @@ def _all_settings() -> sa.Select:
 
 
 def read(conn: sa.Connection) -> Switches:
-    """All runtime switches in one query (the dispatcher and every intake batch read them)."""
+    """All runtime switches (and the erasure salt) in one query; the dispatcher and every intake batch read them."""
     values = dict(select_rows(conn, _all_settings))
     return Switches(
         paused=values.get(PAUSED) == "true",
         pause_reason=values.get(PAUSE_REASON) or None,
         test_mode=values.get(TEST_MODE) == "true",
+        erasure_salt=values.get(ERASURE_SALT) or None,
     )
 
 

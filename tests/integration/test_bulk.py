@@ -75,3 +75,40 @@ def test_postgresql_plans_each_lookup_with_its_values_instead_of_keeping_a_prepa
         prepared = conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
     assert any(s.startswith("INSERT INTO contact") for s in prepared)
     assert not [s for s in prepared if s.lstrip().upper().startswith("SELECT")]
+
+
+def _pipeline_on(conn: sa.Connection) -> bool:
+    import psycopg
+
+    return conn.connection.driver_connection.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
+
+
+def test_pipelined_inserts_all_land_and_postgresql_sends_them_without_waiting(services):
+    at = datetime(2025, 12, 1, tzinfo=UTC)
+    postgresql = services.engine.dialect.name == "postgresql"
+    with db.write_transaction(services.engine) as conn:
+        with bulk.pipelined(conn):
+            bulk.bulk_insert(conn, contact_t, [contact("pipe1@example.com", at)])
+            bulk.bulk_insert(conn, contact_t, [contact(f"pipe{i}@example.com", at) for i in range(2, 6)])
+            assert not postgresql or _pipeline_on(conn)
+        assert not postgresql or not _pipeline_on(conn)
+        # Back in ordinary mode, the same transaction reads what the pipeline wrote.
+        found = dict(bulk.select_values(conn, _by_email, [f"pipe{i}@example.com" for i in range(1, 6)]))
+    assert sorted(found) == [f"pipe{i}@example.com" for i in range(1, 6)]
+
+
+def test_a_failure_inside_a_pipeline_raises_sqlalchemys_error_and_the_transaction_stores_nothing(services):
+    at = datetime(2025, 12, 1, tzinfo=UTC)
+    with db.write_transaction(services.engine) as conn:
+        bulk.bulk_insert(conn, contact_t, [contact("kept@example.com", at)])
+    with pytest.raises(sa.exc.IntegrityError), db.write_transaction(services.engine) as conn:
+        with bulk.pipelined(conn):
+            bulk.bulk_insert(conn, contact_t, [contact("lost@example.com", at)])
+            bulk.bulk_insert(conn, contact_t, [contact("kept@example.com", at)])  # duplicate address
+            bulk.bulk_insert(conn, contact_t, [contact("after@example.com", at)])
+    with db.read_transaction(services.engine) as conn:
+        emails = conn.execute(sa.select(contact_t.c.email)).scalars().all()
+    assert emails == ["kept@example.com"]
+    # The pooled connection is usable again afterwards.
+    with db.write_transaction(services.engine) as conn:
+        assert bulk.bulk_insert(conn, contact_t, [contact("next@example.com", at)]) == 1

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import SQLModel
 
-from core import backup, csv_import, db, erasure, queries, singleton
+from core import backup, csv_import, db, erasure, queries, singleton, switches
 from core.dispatch import Dispatcher
 from core.enrollments import SignupRequest
 from core.errors import ConfigError, NotFound
@@ -50,6 +50,9 @@ def test_a_forgotten_person_is_erased_and_refused_when_they_sign_up_again(servic
     assert pending == 0
     assert stats["suppressed"] == 1 and stats["unsubscribed"] == 0
 
+    # The intake takes the salt from its one settings read; it is the salt the erasure used.
+    with db.read_transaction(services.engine) as conn:
+        assert switches.read(conn).erasure_salt == erasure.erasure_salt(conn, services.clock())
     again = _enroll(services, "gone@example.com", red_systems=2)
     assert again.outcome is SignupOutcome.REFUSED and again.duplicate
     with db.read_transaction(services.engine) as conn:
