@@ -35,8 +35,9 @@ class ActionStatus(StrEnum):
 
 SEND_TRANSITIONS: dict[SendStatus, frozenset[SendStatus]] = {
     SendStatus.SCHEDULED: frozenset({SendStatus.SENDING, SendStatus.CANCELLED, SendStatus.SKIPPED}),
-    # A claimed send may go back to scheduled only through a transient failure's backoff.
-    SendStatus.SENDING: frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.SCHEDULED}),
+    # A claimed send goes back to scheduled only through a transient failure's backoff or a batch
+    # given back unsent; it is cancelled when the claim finds its contact or sequence stopped.
+    SendStatus.SENDING: frozenset({SendStatus.SENT, SendStatus.FAILED, SendStatus.SCHEDULED, SendStatus.CANCELLED}),
     SendStatus.SENT: frozenset(),
     # A failed send can be retried from the dashboard.
     SendStatus.FAILED: frozenset({SendStatus.SCHEDULED}),
@@ -50,4 +51,5 @@ FINISHED = (SendStatus.SENT, SendStatus.SKIPPED, SendStatus.FAILED, SendStatus.C
 
 
 def can_transition(current: SendStatus, new: SendStatus) -> bool:
+    """Whether the state machine allows it; the dispatch and tally tests check every change the code makes."""
     return new in SEND_TRANSITIONS[current]

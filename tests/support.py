@@ -119,3 +119,39 @@ def enroll_in_subprocess(database_url: str, data_dir: str, email: str, barrier, 
         results.put(("error", repr(exc), None))
     finally:
         services.close()
+
+
+class SendStatusLog:
+    """Records every change of a send's status in the test database (a trigger into a side table),
+    so a test can check each one against the state machine in core/statuses.py."""
+
+    TABLE = "test_send_status_log"
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE TABLE {self.TABLE} (old_status VARCHAR(20), new_status VARCHAR(20))")
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(
+                    f"CREATE FUNCTION {self.TABLE}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    f"INSERT INTO {self.TABLE} VALUES (OLD.status, NEW.status); RETURN NULL; END $$")
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER {self.TABLE} AFTER UPDATE OF status ON send FOR EACH ROW "
+                    f"WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION {self.TABLE}()")
+            else:
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER {self.TABLE} AFTER UPDATE OF status ON send "
+                    f"WHEN OLD.status IS NOT NEW.status "
+                    f"BEGIN INSERT INTO {self.TABLE} VALUES (OLD.status, NEW.status); END")
+
+    def transitions(self) -> set[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            return {tuple(row) for row in conn.exec_driver_sql(f"SELECT old_status, new_status FROM {self.TABLE}")}
+
+    def assert_allowed(self) -> set[tuple[str, str]]:
+        from core.statuses import SendStatus, can_transition
+
+        seen = self.transitions()
+        illegal = sorted(t for t in seen if not can_transition(SendStatus(t[0]), SendStatus(t[1])))
+        assert not illegal, f"send status changes outside core.statuses.SEND_TRANSITIONS: {illegal}"
+        return seen

@@ -27,7 +27,7 @@ from core.models import Contact, Send
 from core.sequencing import planned_gap
 from core.testing import FakeMailer
 from core.unsubscribe import make_token, unsubscribe_url
-from tests.support import rows, signup_request, unique_email
+from tests.support import SendStatusLog, rows, signup_request, unique_email
 
 PRODUCTION_HOURS = [0, 24, 72, 120, 168, 216, 264]
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"nurture-test-webhook-secret-0123").decode()
@@ -52,8 +52,10 @@ def mailer() -> FakeMailer:
 def services(make_settings, clock, mailer, settings_overrides):
     """Services on a migrated test database, sending through `mailer` and reading time from `clock`."""
     built = build_services(make_settings(**settings_overrides), mailer=mailer, clock=clock, migrate=True)
+    status_log = SendStatusLog(built.engine)
     try:
         yield built
+        status_log.assert_allowed()  # every test here also checks the send state machine
     finally:
         built.close()
 
@@ -208,6 +210,22 @@ def test_a_global_pause_stops_every_send_and_resume_continues_one_step_at_a_time
 
 
 # ---------------------------------------------------------------- stops: unsubscribe
+
+def test_a_stop_that_slipped_past_the_controls_is_caught_at_the_claim_and_nothing_is_sent(
+        services, dispatcher, mailer):
+    # Stops cancel pending sends as they happen; a stop written some other way (here, straight
+    # into the contact row) must still be caught by the check inside the claim.
+    result = enroll(services, email="slipped@example.com")
+    with db.write_transaction(services.engine) as conn:
+        conn.execute(sa.text("UPDATE contact SET unsubscribed_at = :now WHERE id = :id"),
+                     {"now": services.clock(), "id": result.contact_id})
+
+    assert dispatcher.run_pass() == 0
+    assert mailer.sent == []
+    welcome = step_send(services, result.enrollment_id, 1)
+    assert welcome["status"] == "cancelled" and welcome["batch_id"] is None
+    assert "stopped" in welcome["last_error"]
+
 
 def test_an_unsubscribe_through_controls_cancels_every_remaining_send(services, dispatcher, mailer, clock):
     result = enroll(services, email="leaver@example.com")

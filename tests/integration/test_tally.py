@@ -16,7 +16,7 @@ from core.erasure import forget
 from core.intake import enroll_now
 from core.provider_events import record_provider_event
 from core.testing import FakeMailer
-from tests.support import signup_request, unique_email
+from tests.support import SendStatusLog, signup_request, unique_email
 
 
 @pytest.fixture
@@ -27,8 +27,10 @@ def mailer() -> FakeMailer:
 @pytest.fixture
 def services(make_settings, clock, mailer):
     built = build_services(make_settings(), mailer=mailer, clock=clock, migrate=True)
+    status_log = SendStatusLog(built.engine)
     try:
         yield built
+        status_log.assert_allowed()  # every write path here also keeps to the send state machine
     finally:
         built.close()
 
