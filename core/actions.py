@@ -18,11 +18,10 @@ from core.emails import render_step, sample_context
 from core.errors import MailerError, NurtureError
 from core.ids import new_id
 from core.mailers import OutgoingEmail
-from core.models import Action
 from core.statuses import ActionStatus
+from core.tables import action_t
 
 log = logging.getLogger(__name__)
-action_t = Action.__table__
 
 KINDS = ("resend_step", "skip_step", "cancel_sequence", "unsubscribe", "retry_send", "send_test",
          "check_connection")

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from core import db, outbox, repo
 from core.bootstrap import Services
 from core.errors import NurtureError
-from core.models import Contact, Enrollment
 from core.sequencing import backoff
 from core.settings import Settings
+from core.tables import contact_t, enrollment_t
 
 log = logging.getLogger(__name__)
 CHANNEL = "discord"
@@ -121,7 +121,6 @@ def build_message(conn: sa.Connection, payload: dict, dashboard_url: str) -> dic
 
 
 def _lead(conn: sa.Connection, enrollment_id: str):
-    enrollment_t, contact_t = Enrollment.__table__, Contact.__table__
     return conn.execute(
         sa.select(contact_t.c.id.label("contact_id"), contact_t.c.email, contact_t.c.first_name,
                   contact_t.c.business_name, enrollment_t.c.red_systems, enrollment_t.c.orange_systems)

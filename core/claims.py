@@ -11,13 +11,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from core.ids import new_id
-from core.models import Contact, Enrollment, Send, SendBatch
 from core.statuses import EnrollmentStatus, SendStatus
-
-send_t = Send.__table__
-batch_t = SendBatch.__table__
-contact_t = Contact.__table__
-enrollment_t = Enrollment.__table__
+from core.tables import batch_t, contact_t, enrollment_t, send_t
 
 
 @dataclass(frozen=True)

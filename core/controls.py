@@ -8,13 +8,9 @@ from core import repo
 from core.notion import store as notion_store
 from core.errors import NotFound, NurtureError, StoppedContact
 from core.ids import new_id
-from core.models import Contact, Enrollment, Send
 from core.outcomes import Finished, release_next_steps
 from core.statuses import STOPPABLE, EnrollmentStatus, SendStatus
-
-contact_t = Contact.__table__
-enrollment_t = Enrollment.__table__
-send_t = Send.__table__
+from core.tables import contact_t, enrollment_t, send_t
 
 
 def _cancel_pending(conn: sa.Connection, where, reason: str, now: datetime) -> int:

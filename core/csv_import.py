@@ -11,10 +11,9 @@ from core.bootstrap import Services
 from core.enrollments import SignupRequest
 from core.errors import InvalidSignup
 from core.intake import enroll_now
-from core.models import Contact
 from core.signups import SignupIn, parse_signup
+from core.tables import contact_t
 
-contact_t = Contact.__table__
 INT_COLUMNS = ("red_systems", "orange_systems", "yellow_systems", "green_systems")
 
 

@@ -9,12 +9,9 @@ import sqlalchemy as sa
 from core import repo, switches
 from core.bulk import select_rows, select_values
 from core.errors import NotFound
-from core.models import Contact, Erasure, Signup
 from core.statuses import EnrollmentStatus
+from core.tables import contact_t, erasure_t, signup_t
 
-contact_t = Contact.__table__
-signup_t = Signup.__table__
-erasure_t = Erasure.__table__
 SALT_KEY = switches.ERASURE_SALT
 
 

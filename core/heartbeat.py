@@ -8,9 +8,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import repo
-from core.models import Worker
+from core.tables import worker_t
 
-worker_t = Worker.__table__
 HEARTBEAT_SECONDS = 5  # here, not in core.worker, so the dashboard need not import the worker's stack
 
 

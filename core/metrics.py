@@ -10,11 +10,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from core import tally
-from core.models import Outbox, Send
+from core.tables import outbox_t, send_t
 
 log = logging.getLogger(__name__)
-send_t = Send.__table__
-outbox_t = Outbox.__table__
 
 
 class Metrics:

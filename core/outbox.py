@@ -11,9 +11,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from core.models import Outbox
-
-outbox_t = Outbox.__table__
+from core.tables import outbox_t
 
 
 @dataclass(frozen=True)

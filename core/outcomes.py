@@ -7,12 +7,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from core.campaign import CAMPAIGNS, Timing
-from core.models import Enrollment, Send
 from core.sequencing import StepState, next_due
 from core.statuses import EnrollmentStatus, SendStatus
-
-send_t = Send.__table__
-enrollment_t = Enrollment.__table__
+from core.tables import enrollment_t, send_t
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,9 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import controls, repo
-from core.models import ProviderEvent, Send
+from core.tables import provider_event_t, send_t
 
 log = logging.getLogger(__name__)
-send_t = Send.__table__
-provider_event_t = ProviderEvent.__table__
 
 # Event type → the send column holding its first occurrence.
 TIMESTAMP_COLUMNS = {

@@ -10,14 +10,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from core.bulk import bulk_insert, select_values
 from core.ids import new_id
-from core.models import Contact, Enrollment, Event, Outbox, Send, Signup
+from core.tables import contact_t, enrollment_t, event_t, outbox_t, send_t, signup_t
 
-contact_t = Contact.__table__
-enrollment_t = Enrollment.__table__
-send_t = Send.__table__
-signup_t = Signup.__table__
-event_t = Event.__table__
-outbox_t = Outbox.__table__
 
 STARTED = ("sending", "sent")
 
@@ -36,7 +30,6 @@ def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[d
         key = next(iter(table.primary_key.columns))
         return len(conn.execute(statement.values(**rows[0]).returning(key)).all())
     return conn.execute(statement, rows).rowcount
-
 
 
 def _contacts_by_email(emails: list[sa.BindParameter]) -> sa.Select:

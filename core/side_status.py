@@ -5,13 +5,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from core.models import Enrollment, Outbox
-from core.notion.models import NotionPageLink
 from core.settings import Settings
-
-outbox_t = Outbox.__table__
-page_t = NotionPageLink.__table__
-enrollment_t = Enrollment.__table__
+from core.tables import enrollment_t, outbox_t, page_t
 
 
 @dataclass(frozen=True)

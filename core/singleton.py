@@ -10,9 +10,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from core import db, repo
-from core.models import JobLease
-
-lease_t = JobLease.__table__
+from core.tables import lease_t
 
 
 def try_acquire(conn: sa.Connection, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:

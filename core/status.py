@@ -6,10 +6,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import switches, tally
-from core.models import Send, Worker
+from core.tables import send_t, worker_t
 
-send_t = Send.__table__
-worker_t = Worker.__table__
 SEND_STATUSES = ("scheduled", "sending", "sent", "failed", "cancelled", "skipped")
 
 

@@ -7,9 +7,8 @@ import sqlalchemy as sa
 
 from core import repo
 from core.bulk import select_rows
-from core.models import Setting
+from core.tables import setting_t
 
-setting_t = Setting.__table__
 
 PAUSED = "sending_paused"
 PAUSE_REASON = "pause_reason"

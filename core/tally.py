@@ -7,9 +7,8 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from core.models import Tally
+from core.tables import tally_t
 
-tally_t = Tally.__table__
 STAGES = ("delivered", "opened", "clicked")
 EPOCH = date(1970, 1, 1)
 

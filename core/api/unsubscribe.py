@@ -7,11 +7,10 @@ from fastapi.responses import HTMLResponse
 from core import controls, db
 from core.api import pages
 from core.errors import InvalidToken, NotFound
-from core.models import Contact
 from core.unsubscribe import verify_token
+from core.tables import contact_t
 
 router = APIRouter()
-contact_t = Contact.__table__
 
 
 def _contact_email(services, contact_id: str) -> str | None:

@@ -6,15 +6,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from core import repo
-from core.models import Contact, Enrollment, Send
-from core.notion.models import NotionPageLink
 from core.notion.properties import EnrollmentState
 from core.statuses import EnrollmentStatus, SendStatus
-
-page_t = NotionPageLink.__table__
-enrollment_t = Enrollment.__table__
-contact_t = Contact.__table__
-send_t = Send.__table__
+from core.tables import contact_t, enrollment_t, page_t, send_t
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from core.queries.tables import action_t, event_t, rows_as_dicts
+from core.queries.tables import rows_as_dicts
+from core.tables import action_t, event_t
 
 
 def _event_filter(kind: str, actor: str) -> list[sa.ColumnElement]:

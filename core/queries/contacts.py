@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 
 from core.queries.steps import latest_by_enrollment, sends_of, step_state
-from core.queries.tables import CAMPAIGN, STEP_NUMBERS, contact_t, enrollment_join, enrollment_t
+from core.queries.tables import CAMPAIGN, STEP_NUMBERS, enrollment_join
+from core.tables import contact_t, enrollment_t
 
 AUDIENCES = ("all", "real", "test")
 

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from core import tally
 from core.campaign import Segment
 from core.queries.sends import queue_list
-from core.queries.tables import STEP_NUMBERS, contact_t, enrollment_t, send_t
+from core.queries.tables import STEP_NUMBERS
+from core.tables import contact_t, enrollment_t, send_t
 from core.status import SEND_STATUSES
 
 DAY = timedelta(hours=24)

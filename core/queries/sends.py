@@ -4,7 +4,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from core.queries.tables import contact_t, enrollment_t, rows_as_dicts, send_t
+from core.queries.tables import rows_as_dicts
+from core.tables import contact_t, enrollment_t, send_t
 
 SOON = timedelta(hours=1)
 RECENT = timedelta(hours=24)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from core.queries.tables import send_t
+from core.tables import send_t
 
 # Ordered from "nothing happened yet" to "the reader acted": the dashboard shows one icon per state.
 STATES = ("none", "waiting", "due", "sending", "sent", "delivered", "opened", "clicked", "bounced", "failed",

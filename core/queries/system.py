@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import switches
-from core.queries.tables import worker_t
+from core.tables import worker_t
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,9 @@
-"""The tables the read model reads, and small expression helpers that behave alike on SQLite and PostgreSQL."""
+"""Helpers the read model shares: the campaign it reads, its contact-enrollment join, rows as dicts."""
 
 import sqlalchemy as sa
 
 from core.campaign import CHRISTMAS_2025
-from core.models import Action, Contact, Enrollment, Event, Outbox, Send, Worker
-
-contact_t = Contact.__table__
-enrollment_t = Enrollment.__table__
-send_t = Send.__table__
-event_t = Event.__table__
-action_t = Action.__table__
-outbox_t = Outbox.__table__
-worker_t = Worker.__table__
+from core.tables import contact_t, enrollment_t
 
 CAMPAIGN = CHRISTMAS_2025
 STEP_NUMBERS = tuple(CAMPAIGN.step_numbers)

@@ -3,7 +3,7 @@ whatever path changes the rows: intake, dispatch, controls, provider events, era
 deletes, concurrent writers, and the backfill of an existing database."""
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa

@@ -41,6 +41,10 @@ class JsonStandIn:
             self._thread.join()
         self._server.server_close()
 
+    def serve_forever(self) -> None:
+        """Serve from the calling thread (a stand-in run as a script)."""
+        self._server.serve_forever(0.05)
+
     def __enter__(self):
         return self.start()
 

@@ -17,12 +17,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 if __package__:
+    from .jsonserver import JsonStandIn
     from .resend_rules import Answer, Fault, FixedWindow, Problem, SentEmail, error, problem, recipients
 else:  # run as a script, `python tests/standins/resend_api.py`, with this folder first on sys.path
+    from jsonserver import JsonStandIn  # type: ignore[no-redef]
     from resend_rules import (  # type: ignore[no-redef]
         Answer, Fault, FixedWindow, Problem, SentEmail, error, problem, recipients,
     )
@@ -30,12 +31,13 @@ else:  # run as a script, `python tests/standins/resend_api.py`, with this folde
 __all__ = ["Fault", "ResendStandIn", "SentEmail"]
 
 
-class ResendStandIn:
-    """The server and its state; start()/stop() or use as a context manager."""
+class ResendStandIn(JsonStandIn):
+    """The API's state and rules on a JsonStandIn server; start()/stop() or use as a context manager."""
 
     def __init__(self, api_key: str | None = "re_test_key", rate_limit: float = 2.0, latency_ms: float = 0.0,
                  domains: Mapping[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], float] = time.monotonic):
+        super().__init__(host, port)
         self.api_key = api_key
         self.latency = latency_ms / 1000
         # Without explicit domains any sender goes and GET /domains lists one verified example.com.
@@ -47,15 +49,6 @@ class ResendStandIn:
         self._faults: list[Fault] = []
         self._replies: dict[str, tuple[str, Answer]] = {}
         self._stats = dict.fromkeys(("requests", "accepted", "rate_limited", "replayed", "faulted"), 0)
-        self._server = _Server((host, port), _Handler)
-        self._server.standin = self
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """The base URL to give `resend.api_url` or RESEND_API_URL."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def sent(self) -> list[SentEmail]:
@@ -82,31 +75,14 @@ class ResendStandIn:
             self._replies.clear()
             self._stats = dict.fromkeys(self._stats, 0)
 
-    def start(self) -> "ResendStandIn":
-        """Serve from a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-        self._server.server_close()
-
-    def __enter__(self) -> "ResendStandIn":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def serve_forever(self) -> None:
-        """Serve from the calling thread (script mode)."""
-        self._server.serve_forever(0.05)
-
     def handle(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Answer | None:
-        """Answer one API call; None means drop the connection."""
+        """Answer a control call (/_…) or an API call; None means drop the connection."""
+        path = path.split("?")[0]
+        if path.startswith("/_"):
+            return self.control(method, path, raw)
+        return self._api(method, path, headers, raw)
+
+    def _api(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Answer | None:
         time.sleep(self.latency)
         with self._lock:
             self._stats["requests"] += 1
@@ -223,49 +199,6 @@ class ResendStandIn:
         self._sent.append(sent)
         self._stats["accepted"] += 1
         return sent.id
-
-
-class _Server(ThreadingHTTPServer):
-    standin: ResendStandIn
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out or dropped mid-answer is part of the tests, not a server bug.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        standin = self.server.standin  # type: ignore[attr-defined]
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        path = self.path.split("?")[0]
-        if path.startswith("/_"):
-            answer = standin.control(method, path, raw)
-        else:
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            answer = standin.handle(method, path, headers, raw)
-        if answer is None:
-            self.close_connection = True
-            return
-        status, body, headers = answer
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in {"content-type": "application/json", **headers}.items():
-            self.send_header(name, value)
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stay quiet: tests and benchmarks read stdout for the port only."""
 
 
 def main(argv: list[str] | None = None) -> None:
