@@ -88,9 +88,19 @@ class GroupCommitWriter:
                     self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(nxt)
+            started = time.perf_counter()
             outcomes = self._outcomes([req for req, _ in batch])
+            self._record(len(batch), time.perf_counter() - started, outcomes)
             self._checkpointer.nudge()
             _answer(batch, outcomes)
+
+    def _record(self, size: int, seconds: float, outcomes: list[EnrollResult | Exception]) -> None:
+        metrics = self._services.metrics
+        metrics.intake_batch_size.observe(size)
+        metrics.intake_commit.observe(seconds)
+        for outcome in outcomes:
+            label = "failed" if isinstance(outcome, Exception) else outcome.outcome.value
+            metrics.intake_signups.labels(label).inc()
 
     def _outcomes(self, requests: list[SignupRequest]) -> list[EnrollResult | Exception]:
         """Each request's result, or the exception that kept it from being stored."""

@@ -30,6 +30,20 @@ class Metrics:
             "nurture_provider_rate_limited", "Provider calls answered 429.", registry=self.registry)
         self.send_outcomes = Counter(
             "nurture_send_outcomes", "Send outcomes recorded by this process.", ["outcome"], registry=self.registry)
+        # The intake's group commit, as this process saw it.
+        self.intake_signups = Counter(
+            "nurture_intake_signups", "Signups the intake answered, by outcome (failed: not stored, answered 503).",
+            ["outcome"], registry=self.registry)
+        self.intake_batch_size = Histogram(
+            "nurture_intake_batch_signups", "Signups committed together in one intake transaction.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
+        self.intake_commit = Histogram(
+            "nurture_intake_commit_seconds", "Duration of one intake transaction: a batch of signups and their sends.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5), registry=self.registry)
+        self.intake_wait = Histogram(
+            "nurture_intake_wait_seconds",
+            "How long a valid webhook signup waited for its transaction: queue, gather window and commit.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 1, 5), registry=self.registry)
 
     def watch_database(self, engine: sa.Engine, clock: Callable[[], datetime]) -> None:
         self.registry.register(DatabaseCollector(engine, clock))

@@ -99,12 +99,15 @@ async def christmas_signup(request: Request) -> JSONResponse:
         signup = parse_signup(data)
     except InvalidSignup as exc:
         return _error(422, "invalid signup", exc.errors)
+    started = time.perf_counter()
     future = request.app.state.writer.submit(SignupRequest(signup, source="webhook"))
     try:
         result = await future
     except Exception:  # storage trouble: say so plainly; the website may retry safely
         log.exception("signup not stored", extra={"action": "intake"})
         return _error(503, "the signup could not be stored right now; please retry")
+    finally:
+        services.metrics.intake_wait.observe(time.perf_counter() - started)
     return JSONResponse(
         {"status": "accepted", "message": ACCEPTED_MESSAGE, "email": result.email,
          "campaign": CHRISTMAS_2025.name, "segment": result.segment, "duplicate": result.duplicate},

@@ -1,15 +1,17 @@
 """The webhook's public contract over HTTP, on both backends: 202 only once stored, 4xx and nothing stored otherwise."""
 
+import asyncio
 import json
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from core import db, switches
 from core.api import create_app
 from core.bootstrap import build_services
 from core.models import Contact
-from tests.support import SEED_SIGNUPS, TestClient, intake_counts, signup
+from tests.support import SEED_SIGNUPS, TestClient, intake_counts, signup, signup_request
 
 URL = "/webhook/christmas-signup"
 contact_t = Contact.__table__
@@ -308,6 +310,31 @@ def test_cors_refuses_a_preflight_from_any_other_site(app_with):
     assert response.headers.get("access-control-allow-origin") != "https://evil.example"
 
 
+def _intake_metrics(client) -> dict:
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    samples = {}
+    for name in ("nurture_intake_signups", "nurture_intake_batch_signups", "nurture_intake_commit_seconds",
+                 "nurture_intake_wait_seconds"):
+        for sample in families[name].samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_metrics_show_the_intake_outcomes_batches_and_waits(client, post):
+    for email in ("m1@example.com", "m2@example.com", "m1@example.com"):  # the third is a resubmission
+        assert post({"email": email, "red_systems": 2}).status_code == 202
+    assert post({"email": "not-an-email"}).status_code == 422  # refused before the intake: not counted
+
+    m = _intake_metrics(client)
+    assert m[("nurture_intake_signups_total", (("outcome", "enrolled"),))] == 2
+    assert m[("nurture_intake_signups_total", (("outcome", "updated"),))] == 1
+    batches = m[("nurture_intake_batch_signups_count", ())]
+    assert 1 <= batches <= 3 and m[("nurture_intake_batch_signups_sum", ())] == 3  # every signup in some batch
+    assert m[("nurture_intake_commit_seconds_count", ())] == batches
+    assert m[("nurture_intake_wait_seconds_count", ())] == 3
+    assert 0 < m[("nurture_intake_commit_seconds_sum", ())] <= m[("nurture_intake_wait_seconds_sum", ())]
+
+
 def test_health_reports_configuration_database_worker_and_queue(client, post):
     post(signup(email="queued@example.com"))
     response = client.get("/health")
@@ -328,3 +355,59 @@ def test_health_reports_the_stored_test_mode_not_the_start_up_variable(client, s
         switches.set_test_mode(conn, True, actor="dashboard", now=services.clock())
     assert services.settings.testing_mode is False
     assert client.get("/health").json()["testing_mode"] is True
+
+
+def _refuse_contact(engine, email: str) -> None:
+    """Make the database itself refuse one address (a trigger), as a broken row or disk would."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.email = '{email}' THEN RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$")
+            conn.exec_driver_sql("CREATE TRIGGER test_refuse BEFORE INSERT ON contact FOR EACH ROW "
+                                 "EXECUTE FUNCTION test_refuse()")
+        else:
+            conn.exec_driver_sql(f"CREATE TRIGGER test_refuse BEFORE INSERT ON contact WHEN NEW.email = '{email}' "
+                                 "BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+
+
+def test_a_signup_the_database_refuses_gets_503_and_the_intake_goes_on(services, client, post, caplog):
+    _refuse_contact(services.engine, "broken@example.com")
+
+    refused = post({"email": "broken@example.com", "red_systems": 2})
+    assert refused.status_code == 503
+    assert refused.json() == {"status": "error", "message": "the signup could not be stored right now; please retry"}
+    assert "refused by test" not in refused.text  # the database's words stay in the log
+    assert any(r.getMessage() == "signup not stored" for r in caplog.records)
+
+    assert post({"email": "fine@example.com", "red_systems": 2}).status_code == 202
+    m = _intake_metrics(client)
+    assert m[("nurture_intake_signups_total", (("outcome", "failed"),))] == 1
+    assert m[("nurture_intake_signups_total", (("outcome", "enrolled"),))] == 1
+    with db.read_transaction(services.engine) as conn:
+        assert conn.execute(sa.text("SELECT email FROM contact")).scalars().all() == ["fine@example.com"]
+        assert conn.execute(sa.text("SELECT count(*) FROM send")).scalar() == 7
+
+
+def test_one_refused_signup_does_not_fail_the_neighbours_committed_in_its_batch(services, monkeypatch):
+    from core import intake
+
+    _refuse_contact(services.engine, "broken@example.com")
+    monkeypatch.setattr(intake, "GATHER_SECONDS", 0.5)  # so the three surely share one batch
+    writer = intake.GroupCommitWriter(services)
+
+    async def submit_together():
+        futures = [writer.submit(signup_request(email=e)) for e in ("a@example.com", "broken@example.com", "b@example.com")]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    try:
+        first, broken, last = asyncio.run(submit_together())
+    finally:
+        writer.stop()
+    assert isinstance(broken, sa.exc.DBAPIError)
+    assert (first.email, last.email) == ("a@example.com", "b@example.com") and not first.duplicate
+    with db.read_transaction(services.engine) as conn:
+        assert sorted(conn.execute(sa.text("SELECT email FROM contact")).scalars()) == ["a@example.com", "b@example.com"]
+        assert conn.execute(sa.text("SELECT count(*) FROM send")).scalar() == 14
+    batches = {s.name: s.value for s in services.metrics.intake_batch_size.collect()[0].samples}
+    assert (batches["nurture_intake_batch_signups_count"], batches["nurture_intake_batch_signups_sum"]) == (1, 3)
