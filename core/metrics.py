@@ -43,7 +43,8 @@ class Metrics:
         self.intake_wait = Histogram(
             "nurture_intake_wait_seconds",
             "How long a valid webhook signup waited for its transaction: queue, gather window and commit.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 1, 5), registry=self.registry)
+            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1, 5),
+            registry=self.registry)
 
     def watch_database(self, engine: sa.Engine, clock: Callable[[], datetime]) -> None:
         self.registry.register(DatabaseCollector(engine, clock))

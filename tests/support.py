@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from core.enrollments import SignupRequest
 from core.signups import parse_signup
+from core.statuses import SendStatus, can_transition
 
 START = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
 # The tables a signup writes; "nothing stored" means none of them grew.
@@ -149,8 +150,6 @@ class SendStatusLog:
             return {tuple(row) for row in conn.exec_driver_sql(f"SELECT old_status, new_status FROM {self.TABLE}")}
 
     def assert_allowed(self) -> set[tuple[str, str]]:
-        from core.statuses import SendStatus, can_transition
-
         seen = self.transitions()
         illegal = sorted(t for t in seen if not can_transition(SendStatus(t[0]), SendStatus(t[1])))
         assert not illegal, f"send status changes outside core.statuses.SEND_TRANSITIONS: {illegal}"
