@@ -105,7 +105,9 @@ async def christmas_signup(request: Request) -> JSONResponse:
         result = await future
     except Exception:  # storage trouble: say so plainly; the website may retry safely
         log.exception("signup not stored", extra={"action": "intake"})
-        return _error(503, "the signup could not be stored right now; please retry")
+        response = _error(503, "the signup could not be stored right now; please retry")
+        response.headers["Retry-After"] = "5"  # storage trouble is usually brief (a lock, a restart)
+        return response
     finally:
         services.metrics.intake_wait.observe(time.perf_counter() - started)
     return JSONResponse(

@@ -377,6 +377,7 @@ def test_a_signup_the_database_refuses_gets_503_and_the_intake_goes_on(services,
     refused = post({"email": "broken@example.com", "red_systems": 2})
     assert refused.status_code == 503
     assert refused.json() == {"status": "error", "message": "the signup could not be stored right now; please retry"}
+    assert refused.headers["retry-after"] == "5"
     assert "refused by test" not in refused.text  # the database's words stay in the log
     assert any(r.getMessage() == "signup not stored" for r in caplog.records)
 
