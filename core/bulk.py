@@ -46,11 +46,18 @@ def pipelined(conn: sa.Connection):
     each. Only for statements nobody reads back (bulk_insert's count is not known in here); a
     failure surfaces when the block ends. On SQLite (in-process, no round trips) it does nothing.
     """
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name != "postgresql" or not _pipeline_supported():
         yield
         return
     with _sqlalchemy_errors(conn, "(pipelined statements)"), conn.connection.driver_connection.pipeline():
         yield
+
+
+@lru_cache(maxsize=1)
+def _pipeline_supported() -> bool:
+    import psycopg  # only PostgreSQL installs need it
+
+    return psycopg.Pipeline.is_supported()  # libpq 14 or later (the locked psycopg-binary bundles one)
 
 
 # Rows per SQLite INSERT: well inside its 32,766 parameters for any of our tables.
