@@ -10,13 +10,13 @@ from core import repo, switches
 from core.bulk import select_rows, select_values
 from core.errors import NotFound
 from core.statuses import EnrollmentStatus
-from core.tables import contact_t, erasure_t, signup_t
+from core.tables import contact_t, erasure_t, setting_t, signup_t
 
 SALT_KEY = switches.ERASURE_SALT
 
 
 def _stored_salt() -> sa.Select:
-    return sa.select(switches.setting_t.c.value).where(switches.setting_t.c.key == SALT_KEY)
+    return sa.select(setting_t.c.value).where(setting_t.c.key == SALT_KEY)
 
 
 def erasure_salt(conn: sa.Connection, now: datetime, *, known: str | None = None) -> str:
@@ -28,7 +28,7 @@ def erasure_salt(conn: sa.Connection, now: datetime, *, known: str | None = None
         return known
     stored = select_rows(conn, _stored_salt)
     if not stored:
-        repo.insert_ignoring_conflicts(conn, switches.setting_t, [
+        repo.insert_ignoring_conflicts(conn, setting_t, [
             {"key": SALT_KEY, "value": secrets.token_hex(16), "updated_at": now, "updated_by": "install"}])
         stored = select_rows(conn, _stored_salt)
     return stored[0][0]

@@ -7,8 +7,8 @@ from fastapi.responses import HTMLResponse
 from core import controls, db
 from core.api import pages
 from core.errors import InvalidToken, NotFound
-from core.unsubscribe import verify_token
 from core.tables import contact_t
+from core.unsubscribe import verify_token
 
 router = APIRouter()
 

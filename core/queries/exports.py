@@ -10,8 +10,8 @@ from core.campaign import Segment
 from core.queries.contacts import ContactFilter, filter_clauses
 from core.queries.steps import latest_by_enrollment, sends_of
 from core.queries.tables import STEP_NUMBERS, enrollment_join
-from core.tables import contact_t, enrollment_t
 from core.status import SEND_STATUSES
+from core.tables import contact_t, enrollment_t
 
 
 def stats(conn: sa.Connection) -> dict:

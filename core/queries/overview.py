@@ -13,8 +13,8 @@ from core import tally
 from core.campaign import Segment
 from core.queries.sends import queue_list
 from core.queries.tables import STEP_NUMBERS
-from core.tables import contact_t, enrollment_t, send_t
 from core.status import SEND_STATUSES
+from core.tables import contact_t, enrollment_t, send_t
 
 DAY = timedelta(hours=24)
 FUNNEL_STAGES = ("scheduled", "sent", "delivered", "opened", "clicked")

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 
 from core.queries.steps import latest_by_enrollment, sends_of, step_state
 from core.queries.tables import CAMPAIGN, STEP_NUMBERS, rows_as_dicts
-from core.tables import contact_t, enrollment_t, event_t
 from core.sequencing import TERMINAL
+from core.tables import contact_t, enrollment_t, event_t
 
 EVENT_LIMIT = 200
 
