@@ -1,5 +1,6 @@
 """Validation of a website signup: the webhook's request model, shared by every intake path."""
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -9,10 +10,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from core.errors import InvalidSignup
 
 MAX_EXTRA_STRING = 1000
+MAX_NAME = 200
 MAX_NESTING = 5
 # Control characters (NUL, tab, line breaks, C1) have no place in a name: names go into subject
 # headers, and PostgreSQL refuses NUL outright.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A JSON escape like "\ud800" decodes to half a surrogate pair: a str that no database can store as UTF-8.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _not_bool(value: Any) -> Any:
@@ -23,7 +27,7 @@ def _not_bool(value: Any) -> Any:
 
 
 Count = Annotated[int | None, BeforeValidator(_not_bool), Field(default=None, ge=0, le=50)]
-Name = Annotated[str | None, Field(default=None, max_length=200)]
+Name = Annotated[str | None, Field(default=None, max_length=MAX_NAME)]
 
 
 class SignupIn(BaseModel):
@@ -61,13 +65,15 @@ class SignupIn(BaseModel):
     @model_validator(mode="after")
     def _check_extra_fields(self) -> "SignupIn":
         for key, value in (self.model_extra or {}).items():
-            problem = _extra_problem(value, depth=0)
-            if problem:
+            if problem := _extra_problem(key, depth=0):
+                raise ValueError(f"a field name {problem}")  # not echoed: the name itself is the trouble
+            if problem := _extra_problem(value, depth=0):
                 raise ValueError(f"field {key!r} {problem}")
         return self
 
 
 def _extra_problem(value: Any, depth: int) -> str | None:
+    """Why an unknown field (or a key or value inside it) cannot be kept as strict JSON text, if it can't."""
     if depth > MAX_NESTING:
         return "is nested too deeply"
     if isinstance(value, str):
@@ -75,11 +81,24 @@ def _extra_problem(value: Any, depth: int) -> str | None:
             return f"is longer than {MAX_EXTRA_STRING} characters"
         if "\x00" in value:
             return "contains a NUL character"
+        if _LONE_SURROGATE.search(value):
+            return "contains an unpaired surrogate escape (not valid Unicode text)"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return "is a number too large to store"  # 1e400 parses to infinity, which JSON cannot hold
     elif isinstance(value, dict):
         return next((p for v in [*value.keys(), *value.values()] if (p := _extra_problem(v, depth + 1))), None)
     elif isinstance(value, list):
         return next((p for v in value if (p := _extra_problem(v, depth + 1))), None)
     return None
+
+
+def clean_name(value: str | None) -> str | None:
+    """A name from a source that cannot be asked again (an import), made to meet the webhook's rules
+    instead of refused: control characters become spaces, and it is trimmed to MAX_NAME characters."""
+    if value is None:
+        return None
+    text = " ".join(_CONTROL.sub(" ", _LONE_SURROGATE.sub("", value)).split())
+    return text[:MAX_NAME].rstrip() or None
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from core.campaign import CHRISTMAS_2025, Segment
+from core.signups import clean_name
 from core.statuses import EnrollmentStatus
 
 STEPS = CHRISTMAS_2025.step_numbers
@@ -161,7 +162,8 @@ def parse_row(page) -> SequenceRow:
     return SequenceRow(
         page_id=page.id,
         email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
-        first_name=text["First Name"], business_name=text["Business Name"],
+        # The old database never validated its text; names meet the webhook's rules from here on.
+        first_name=clean_name(text["First Name"]), business_name=clean_name(text["Business Name"]),
         segment=segment if segment in Segment.__members__ else None,
         status=text[STATUS],
         sent_steps=frozenset(n for n in STEPS if decode(props.get(sent_box(n))) is True),

@@ -86,6 +86,14 @@ MALFORMED = [
     ("first-name-tab", _json(signup(first_name="Alex\tSmith")), 422),
     ("nan-literal-in-extra-field", b'{"email": "nan-extra@example.com", "utm": NaN}', 422),
     ("infinity-literal", b'{"email": "inf@example.com", "assessment_score": Infinity}', 422),
+    # JSON escapes that decode to text no database can hold as UTF-8 (a lone half of a surrogate pair),
+    # and numbers that overflow to infinity: once a 503 and a non-JSON stored payload.
+    ("extra-lone-surrogate", b'{"email": "sur1@example.com", "referrer": "x\\udfffy"}', 422),
+    ("extra-nested-key-lone-surrogate", b'{"email": "sur2@example.com", "answers": {"\\ud800": 1}}', 422),
+    ("extra-number-overflows-to-infinity", b'{"email": "big@example.com", "budget": 1e400}', 422),
+    ("extra-nested-number-overflows", b'{"email": "big2@example.com", "answers": [-1e999]}', 422),
+    ("extra-field-name-nul", b'{"email": "key@example.com", "utm\\u0000source": "x"}', 422),
+    ("extra-field-name-too-long", _json({"email": "key2@example.com", "k" * 1001: 1}), 422),
     ("body-over-64KiB", _json(signup(notes=["n" * 900] * 80)), 413),
 ]
 

@@ -170,3 +170,16 @@ def test_the_notion_commands_refuse_to_run_without_notion_configured(make_settin
             run(services, "check")
     finally:
         services.close()
+
+
+def test_names_the_webhook_would_refuse_are_cleaned_on_import_not_allowed_to_fail_it(services, notion_api, database):
+    # The old database never validated its text: a pasted paragraph, a line break in a name.
+    notion_api.add_page(database, {"Email": "long@example.com", "First Name": "Ann\nBcc: x@example.com",
+                                   "Business Name": "B" * 250, "Segment": "URGENT"})
+
+    assert run(services, "import", "--apply") == 0
+
+    [contact] = rows(services.engine, "SELECT first_name, business_name FROM contact WHERE email = 'long@example.com'")
+    assert contact["first_name"] == "Ann Bcc: x@example.com"  # no line break can reach a subject header
+    assert contact["business_name"] == "B" * 200
+    assert len(sends(services, "long@example.com")) == 7

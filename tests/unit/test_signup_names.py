@@ -1,0 +1,27 @@
+"""clean_name: how an import makes a stored name meet the webhook's rules instead of refusing the row."""
+
+import pytest
+
+from core.signups import MAX_NAME, clean_name, parse_signup
+
+
+@pytest.mark.parametrize(("raw", "cleaned"), [
+    (None, None),
+    ("", None),
+    ("  \t\r\n ", None),
+    ("Zoë", "Zoë"),
+    ("  Ann  Lee ", "Ann Lee"),
+    ("Ann\r\nBcc: x@example.com", "Ann Bcc: x@example.com"),
+    ("Al\x00ex", "Al ex"),
+    ("Jo\ud800e", "Joe"),  # half a surrogate pair cannot be stored as UTF-8
+    ("N" * 250, "N" * MAX_NAME),
+    ("N" * 199 + " tail", "N" * 199),  # cut at the limit, no trailing space left
+])
+def test_clean_name(raw, cleaned):
+    assert clean_name(raw) == cleaned
+
+
+@pytest.mark.parametrize("raw", ["Ann\r\nBcc: x@example.com", "N" * 250, "  Zoë Ångström  ", "Al\x00ex"])
+def test_a_cleaned_name_is_one_the_webhook_accepts(raw):
+    signup = parse_signup({"email": "a@example.com", "first_name": clean_name(raw)})
+    assert signup.first_name == clean_name(raw)
