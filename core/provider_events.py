@@ -41,7 +41,8 @@ def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: d
         conn.execute(send_t.update().where(send_t.c.id == send.id, send_t.c[column].is_(None))
                      .values({column: now, "updated_at": now}))
     if event_type == "email.failed":
-        reason = str((data.get("failed") or {}).get("reason", "provider could not deliver"))[:500]
+        failed = data.get("failed") if isinstance(data.get("failed"), dict) else {}
+        reason = str(failed.get("reason", "provider could not deliver"))[:500]
         conn.execute(send_t.update().where(send_t.c.id == send.id).values(last_error=f"provider failed: {reason}"))
     repo.insert_events(conn, [repo.event_row(now, "resend", event_type.replace(".", "_"), contact_id=send.contact_id,
                                              enrollment_id=send.enrollment_id, send_id=send.id,

@@ -690,3 +690,21 @@ def test_without_a_webhook_secret_the_resend_endpoint_answers_404(services, clie
     answer = client.post("/webhook/resend", **signed(resend_event("delivered", send["provider_id"])))
     assert answer.status_code == 404
     assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": 0}]
+
+
+@with_webhook_secret
+def test_a_signed_event_of_an_unexpected_shape_is_answered_without_a_server_error(services, client, sent_welcome):
+    # Signed, so from Resend: a change in their payload must not turn into 500s and endless retries.
+    result, send = sent_welcome
+    odd = [
+        (resend_event("failed", send["provider_id"], failed="smtp said no"), 200),  # a string, not {"reason": …}
+        ({"type": "email.delivered", "data": ["not", "an", "object"]}, 200),
+        ({"data": {"email_id": send["provider_id"]}}, 200),  # no type at all
+        (["a", "list"], 400),
+    ]
+    for event, status in odd:
+        answer = client.post("/webhook/resend", **signed(event))
+        assert answer.status_code == status, (event, answer.text)
+
+    assert step_send(services, result.enrollment_id, 1)["last_error"] == "provider failed: provider could not deliver"
+    assert contact_row(services, result.contact_id)["suppressed_at"] is None
