@@ -11,6 +11,8 @@ import queue
 import threading
 import time
 
+import sqlalchemy as sa
+
 from core import db, switches
 from core.bootstrap import Services
 from core.checkpointer import WalCheckpointer
@@ -107,11 +109,17 @@ class GroupCommitWriter:
         try:
             return enroll_now(self._services, requests)
         except Exception as exc:  # every waiting request must get an answer, never hang
-            if len(requests) > 1:
+            if len(requests) > 1 and not _storage_unavailable(exc):
                 # Commit one by one so a single poisonous signup cannot fail its neighbours.
                 return [outcome for single in requests for outcome in self._outcomes([single])]
-            log.exception("intake failed", extra={"action": "intake"})
-            return [exc]
+            log.exception("intake failed for %d signup(s)", len(requests), extra={"action": "intake"})
+            return [exc] * len(requests)
+
+
+def _storage_unavailable(exc: Exception) -> bool:
+    """The database, not a signup, is the trouble (locked past busy_timeout, connection lost): trying
+    each signup alone would only wait that long again per signup while every request hangs."""
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
 def _answer(batch: list[tuple[SignupRequest, asyncio.Future]], outcomes: list[EnrollResult | Exception]) -> None:

@@ -420,3 +420,36 @@ def test_one_refused_signup_does_not_fail_the_neighbours_committed_in_its_batch(
         assert conn.execute(sa.text("SELECT count(*) FROM send")).scalar() == 14
     batches = {s.name: s.value for s in services.metrics.intake_batch_size.collect()[0].samples}
     assert (batches["nurture_intake_batch_signups_count"], batches["nurture_intake_batch_signups_sum"]) == (1, 3)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the file lock is SQLite's own
+def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(services, monkeypatch):
+    import sqlite3
+
+    from core import intake
+
+    # A short busy_timeout stands in for the 30 s one; every pooled connection is opened afresh with it.
+    sa.event.listen(services.engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA busy_timeout=200"))
+    services.engine.dispose()
+    attempts = []
+    enroll_now = intake.enroll_now
+    monkeypatch.setattr(intake, "enroll_now", lambda *args: attempts.append(1) or enroll_now(*args))
+    monkeypatch.setattr(intake, "GATHER_SECONDS", 0.5)  # so the three surely share one batch
+    holder = sqlite3.connect(services.engine.url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+    writer = intake.GroupCommitWriter(services)
+
+    async def submit(*emails):
+        return await asyncio.gather(*(writer.submit(signup_request(email=e)) for e in emails), return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(submit("a@example.com", "b@example.com", "c@example.com"))
+        assert len(attempts) == 1  # one transaction tried, not one more per signup (each waiting again)
+        assert all(isinstance(o, sa.exc.OperationalError) for o in outcomes)
+        holder.execute("ROLLBACK")
+        [stored] = asyncio.run(submit("a@example.com"))
+    finally:
+        holder.close()
+        writer.stop()
+    assert stored.email == "a@example.com" and not stored.duplicate
+    assert intake_counts(services.engine)["send"] == 7
