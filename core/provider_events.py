@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -10,6 +11,8 @@ from core import controls, repo
 from core.tables import provider_event_t, send_t
 
 log = logging.getLogger(__name__)
+# Text no column can hold: NUL (PostgreSQL refuses it) and half a surrogate pair (not UTF-8).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 # Event type → the send column holding its first occurrence.
 TIMESTAMP_COLUMNS = {
@@ -23,12 +26,12 @@ TIMESTAMP_COLUMNS = {
 
 def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: datetime) -> str:
     """Apply one webhook delivery; returns what happened, for the response and the log."""
-    event_type = str(event.get("type", ""))[:40]
+    event_type = _text(event.get("type", ""), 40)
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    provider_id = str(data.get("email_id", ""))[:80] or None
+    provider_id = _text(data.get("email_id", ""), 80) or None
     inserted = repo.insert_ignoring_conflicts(conn, provider_event_t, [
-        {"svix_id": svix_id[:100], "type": event_type, "provider_id": provider_id, "received_at": now,
-         "payload": json.dumps(event)[:20000]}])
+        {"svix_id": svix_id, "type": event_type, "provider_id": provider_id, "received_at": now,
+         "payload": json.dumps(event)}])  # ASCII-escaped JSON: whatever the event holds, it stores
     if not inserted:
         return "duplicate"
     send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id)
@@ -42,7 +45,7 @@ def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: d
                      .values({column: now, "updated_at": now}))
     if event_type == "email.failed":
         failed = data.get("failed") if isinstance(data.get("failed"), dict) else {}
-        reason = str(failed.get("reason", "provider could not deliver"))[:500]
+        reason = _text(failed.get("reason", "provider could not deliver"), 500)
         conn.execute(send_t.update().where(send_t.c.id == send.id).values(last_error=f"provider failed: {reason}"))
     repo.insert_events(conn, [repo.event_row(now, "resend", event_type.replace(".", "_"), contact_id=send.contact_id,
                                              enrollment_id=send.enrollment_id, send_id=send.id,
@@ -67,7 +70,12 @@ def _suppresses(event_type: str, data: dict) -> bool:
 def _detail(event_type: str, data: dict) -> dict:
     detail = {"type": event_type}
     if isinstance(data.get("bounce"), dict):
-        detail["bounce"] = {k: str(v)[:300] for k, v in data["bounce"].items()}
+        detail["bounce"] = {_text(k, 60): _text(v, 300) for k, v in data["bounce"].items()}
     if isinstance(data.get("click"), dict):
-        detail["link"] = str(data["click"].get("link", ""))[:300]
+        detail["link"] = _text(data["click"].get("link", ""), 300)
     return detail
+
+
+def _text(value, limit: int) -> str:
+    """A value from the event as text a column can hold, at most `limit` characters."""
+    return _UNSTORABLE.sub("", str(value))[:limit]

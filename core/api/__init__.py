@@ -3,8 +3,10 @@
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from svix.webhooks import Webhook
 
@@ -44,9 +46,16 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.state.signature_watch = alerts.SignatureFailureWatch()
     for module in (intake, health, unsubscribe, resend_webhook, metrics):
         app.include_router(module.router)
+    app.add_exception_handler(ClientDisconnect, _client_went_away)
     if own_process:
         freeze_startup_objects()
     return app
+
+
+async def _client_went_away(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+    # Not a server fault: without this, anyone could fill the error log with tracebacks by hanging up mid-body.
+    log.info("client disconnected before sending the whole body", extra={"action": "http", "path": request.url.path})
+    return JSONResponse({"status": "error", "message": "the request body was cut short"}, status_code=400)
 
 
 def _resend_verifier(secret: str) -> Webhook | None:

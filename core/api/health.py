@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.get("/health")
+@router.api_route("/health", methods=["GET", "HEAD"])  # uptime monitors often probe with HEAD
 def health(request: Request) -> JSONResponse:
     services = request.app.state.services
     settings = services.settings

@@ -73,6 +73,14 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def strict_json(body: bytes):
+    """Decode a request body as standard JSON; ValueError when it is not (too deep included)."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _secret_ok(request: Request, expected: str) -> bool:
     given = request.headers.get("x-webhook-secret", "")
     return hmac.compare_digest(given.encode(), expected.encode())
@@ -92,8 +100,8 @@ async def christmas_signup(request: Request) -> JSONResponse:
     if body is None:
         return _error(413, f"body larger than {MAX_BODY} bytes")
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+        data = strict_json(body)
+    except ValueError:
         return _error(422, "body is not valid JSON", {"body": "must be a JSON object"})
     try:
         signup = parse_signup(data)

@@ -574,14 +574,16 @@ def test_an_action_on_a_missing_enrollment_fails_visibly(services):
 
 # ---------------------------------------------------------------- Resend's signed events
 
-def signed(event: dict, *, msg_id: str | None = None, at: datetime | None = None,
-           secret: str = WEBHOOK_SECRET) -> dict:
-    """A webhook request as Resend (through Svix) would send it."""
-    body = json.dumps(event)
+def signed(event: dict | list | None, *, msg_id: str | None = None, at: datetime | None = None,
+           secret: str = WEBHOOK_SECRET, raw: str | None = None, header_family: str = "svix") -> dict:
+    """A webhook request as Resend (through Svix) would send it: `event` as JSON, or the `raw` body.
+
+    `header_family`: Svix signs under svix-id/svix-timestamp/svix-signature or the webhook-… names."""
+    body = raw if raw is not None else json.dumps(event)
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     at = at or datetime.now(UTC)
-    headers = {"svix-id": msg_id, "svix-timestamp": str(int(at.timestamp())),
-               "svix-signature": Webhook(secret).sign(msg_id, at, body), "content-type": "application/json"}
+    headers = {f"{header_family}-id": msg_id, f"{header_family}-timestamp": str(int(at.timestamp())),
+               f"{header_family}-signature": Webhook(secret).sign(msg_id, at, body), "content-type": "application/json"}
     return {"content": body.encode(), "headers": headers}
 
 
@@ -701,10 +703,54 @@ def test_a_signed_event_of_an_unexpected_shape_is_answered_without_a_server_erro
         ({"type": "email.delivered", "data": ["not", "an", "object"]}, 200),
         ({"data": {"email_id": send["provider_id"]}}, 200),  # no type at all
         (["a", "list"], 400),
+        # Text no column can hold (half a surrogate pair; NUL, which PostgreSQL refuses): stored without it.
+        (resend_event("bounced", send["provider_id"], bounce={"type": "Transient", "mess\udfffage": "full\x00 box"}),
+         200),
+        ({"type": "email.clicked\ud800", "data": {"email_id": send["provider_id"], "click": {"link": "\x00x\udc00"}}},
+         200),
     ]
     for event, status in odd:
         answer = client.post("/webhook/resend", **signed(event))
         assert answer.status_code == status, (event, answer.text)
 
-    assert step_send(services, result.enrollment_id, 1)["last_error"] == "provider failed: provider could not deliver"
+    row = step_send(services, result.enrollment_id, 1)
+    assert row["last_error"] == "provider failed: provider could not deliver"
+    assert row["bounced_at"] is not None and row["clicked_at"] is not None
+    assert events_of(services, "email_bounced")[0]["detail"]["bounce"] == {"type": "Transient", "message": "full box"}
+    assert events_of(services, "email_clicked")[0]["detail"]["link"] == "x"
     assert contact_row(services, result.contact_id)["suppressed_at"] is None
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": len(odd) - 1}]
+
+
+@with_webhook_secret
+def test_an_event_signed_under_the_webhook_header_names_is_recorded(services, client, sent_welcome):
+    result, send = sent_welcome
+    request = signed(resend_event("delivered", send["provider_id"]), msg_id="msg_other_names", header_family="webhook")
+
+    answer = client.post("/webhook/resend", **request)
+
+    assert answer.status_code == 200 and answer.json()["result"] == "recorded"
+    assert step_send(services, result.enrollment_id, 1)["delivered_at"] is not None
+    assert rows(services.engine, "SELECT svix_id FROM provider_event") == [{"svix_id": "msg_other_names"}]
+
+
+@with_webhook_secret
+def test_a_signed_body_that_is_not_standard_json_is_refused_as_such_not_as_a_bad_signature(
+        services, client, sent_welcome, caplog):
+    bodies = ['{"type": "email.opened", "x": ' + "[" * 30_000 + "]" * 30_000 + "}",
+              '{"type": "email.opened", "score": NaN}', '{"type": ']
+    for raw in bodies:
+        answer = client.post("/webhook/resend", **signed(None, raw=raw))
+        assert (answer.status_code, answer.json()["message"]) == (400, "body is not valid JSON")
+
+    assert not [r for r in caplog.records if r.getMessage().startswith("rejected a Resend webhook")]
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": 0}]
+
+
+@with_webhook_secret
+def test_a_svix_id_longer_than_its_column_is_refused_rather_than_cut_short(services, client, sent_welcome):
+    _, send = sent_welcome
+    answer = client.post("/webhook/resend", **signed(resend_event("opened", send["provider_id"]),
+                                                     msg_id="msg_" + "x" * 120))
+    assert answer.status_code == 400
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": 0}]

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 
 import pytest
 import sqlalchemy as sa
@@ -355,6 +356,7 @@ def test_health_reports_configuration_database_worker_and_queue(client, post):
             body["discord_configured"]) == (False, False, False, False)
     assert body["worker_last_seen"] is None
     assert body["queue"]["scheduled"] == 7
+    assert client.head("/health").status_code == 200  # uptime monitors probe with HEAD
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -453,3 +455,27 @@ def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(
         writer.stop()
     assert stored.email == "a@example.com" and not stored.duplicate
     assert intake_counts(services.engine)["send"] == 7
+
+
+def test_a_client_that_hangs_up_mid_body_gets_a_400_and_no_traceback_in_the_log(services, caplog):
+    # Driven at the ASGI level: the server tells the app the client went away before the body ended.
+    app = create_app(services)
+    messages = iter([{"type": "http.request", "body": b'{"email": "gone', "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": URL, "raw_path": URL.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"500")],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+
+    assert sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert intake_counts(services.engine) == NOTHING
