@@ -50,15 +50,15 @@ def unsubscribe_contact(conn: sa.Connection, contact_id: str, *, actor: str, now
 
 
 def suppress_contact(conn: sa.Connection, contact_id: str, reason: str, *, actor: str, now: datetime,
-                     detail: dict | None = None) -> bool:
-    """Block a contact after a hard bounce or complaint; returns False when already suppressed."""
+                     detail: dict | None = None, status: EnrollmentStatus = EnrollmentStatus.BOUNCED) -> bool:
+    """Block a contact after a hard bounce or complaint (or an erasure, whose sequences end `cancelled`,
+    not `bounced`); returns False when already suppressed."""
     changed = conn.execute(contact_t.update().where(
         contact_t.c.id == contact_id, contact_t.c.suppressed_at.is_(None)
     ).values(suppressed_at=now, suppressed_reason=reason, updated_at=now)).rowcount
     if not changed:
         return False
-    cancelled = _stop_contact(conn, contact_id, EnrollmentStatus.BOUNCED, f"{reason} on {now:%Y-%m-%d %H:%M} UTC",
-                              now)
+    cancelled = _stop_contact(conn, contact_id, status, f"{reason} on {now:%Y-%m-%d %H:%M} UTC", now)
     repo.insert_events(conn, [repo.event_row(now, actor, f"suppressed_{reason}", contact_id=contact_id,
                                              detail={**(detail or {}), "cancelled_sends": cancelled})])
     notion_store.queue_resync(conn, now, contact_id=contact_id)

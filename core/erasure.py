@@ -55,7 +55,7 @@ def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str
     if contact_id is None:
         raise NotFound(f"no contact with the address {email}")
     digest = email_hash(erasure_salt(conn, now), email)
-    suppress_contact(conn, contact_id, "erased", actor=actor, now=now)
+    suppress_contact(conn, contact_id, "erased", actor=actor, now=now, status=EnrollmentStatus.CANCELLED)
     conn.execute(contact_t.update().where(contact_t.c.id == contact_id).values(
         email=f"erased-{digest[:16]}@erased.invalid", first_name=None, business_name=None, updated_at=now))
     conn.execute(signup_t.update().where(signup_t.c.contact_id == contact_id).values(payload="{}"))

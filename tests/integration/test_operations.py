@@ -1,5 +1,6 @@
 """Operations: migrations, erasure, CSV import, backup, metrics, singleton leases, production refusal."""
 
+import json
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -43,11 +44,14 @@ def test_a_forgotten_person_is_erased_and_refused_when_they_sign_up_again(servic
         contact = conn.execute(sa.text("SELECT email, first_name, business_name, suppressed_reason FROM contact")).one()
         payloads = conn.execute(sa.text("SELECT payload FROM signup")).scalars().all()
         pending = conn.execute(sa.text("SELECT count(*) FROM send WHERE status = 'scheduled'")).scalar()
+        status = conn.execute(sa.text("SELECT status FROM enrollment")).scalar()
+        [erased] = conn.execute(sa.text("SELECT detail FROM event WHERE kind = 'contact_erased'")).scalars()
         stats = queries.stats(conn)
     assert "gone" not in contact.email and contact.first_name is None and contact.business_name is None
     assert contact.suppressed_reason == "erased"
     assert payloads == ["{}"]
     assert pending == 0
+    assert status == json.loads(erased)["status"] == "cancelled"  # erased, not "bounced"
     assert stats["suppressed"] == 1 and stats["unsubscribed"] == 0
 
     # The intake takes the salt from its one settings read; it is the salt the erasure used.
