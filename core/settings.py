@@ -6,6 +6,8 @@ from urllib.parse import urlparse
 
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from core.errors import ConfigError
 
@@ -51,12 +53,24 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
-        scheme = urlparse(value).scheme
-        if scheme not in {"sqlite", "postgresql", "postgresql+psycopg"}:
-            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
-        if scheme.startswith("postgresql") and not urlparse(value).hostname and "host=" not in value:
+        # A stray space from a copied line would name another SQLite file ("nurture.db ") or break the URL.
+        value = value.strip()
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            url = None
+        driver = url.drivername.lower() if url else ""
+        if driver not in {"sqlite", "postgresql", "postgresql+psycopg"}:
+            raise ValueError("must be a URL starting with sqlite:/// or postgresql+psycopg://")
+        value = driver + value[len(driver):]  # SQLAlchemy only knows lower-case driver names
+        if driver == "sqlite" and _in_memory(url):
+            raise ValueError("needs a file path such as sqlite:///data/nurture.db, not an in-memory database, "
+                             "because the worker, the API and the dashboard are separate processes sharing it")
+        if driver.startswith("postgresql") and not url.host and "host" not in url.query:
             raise ValueError("a PostgreSQL URL needs a host, e.g. postgresql+psycopg://user@127.0.0.1/nurture")
-        if scheme == "postgresql":
+        if url.port is not None and not 1 <= url.port <= 65535:
+            raise ValueError("its port must be a number from 1 to 65535")
+        if driver == "postgresql":
             value = "postgresql+psycopg" + value[len("postgresql"):]
         return value
 
@@ -104,6 +118,12 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def _in_memory(url) -> bool:
+    """Whether a SQLite URL names a database that lives only inside the one process that opens it."""
+    database = url.database or ""
+    return database in {"", ":memory:"} or database.startswith("file::memory:") or url.query.get("mode") == "memory"
 
 
 PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "password", "test", "dev"}

@@ -70,11 +70,49 @@ def test_a_plain_postgresql_url_is_given_the_psycopg_driver(env):
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://root@localhost/nurture", "not a url at all", "nurture.db", "postgresql+psycopg:///nurture_without_host"],
+    ["mysql://root@localhost/nurture", "not a url at all", "nurture.db", "postgresql+psycopg:///nurture_without_host",
+     "postgresql+psycopg://n@db:port/nurture", ""],
 )
 def test_a_malformed_database_url_stops_start_up_with_one_sentence_naming_it(env, url):
     env.setenv("DATABASE_URL", url)
     with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "DATABASE_URL")
+
+
+@pytest.mark.parametrize("url", [" sqlite:////srv/nurture.db", "sqlite:////srv/nurture.db ", "\tsqlite:////srv/nurture.db\n"])
+def test_spaces_around_the_database_url_are_dropped_rather_than_naming_another_file(env, url):
+    env.setenv("DATABASE_URL", url)
+    assert load().database_url == "sqlite:////srv/nurture.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("SQLITE:///data/x.db", "sqlite:///data/x.db"),
+     ("PostgreSQL+Psycopg://n@db/nurture", "postgresql+psycopg://n@db/nurture"),
+     ("POSTGRESQL://n@db/nurture", "postgresql+psycopg://n@db/nurture")],
+)
+def test_an_upper_case_database_scheme_is_lower_cased_for_sqlalchemy(env, url, expected):
+    env.setenv("DATABASE_URL", url)
+    assert load().database_url == expected
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999"])
+def test_a_database_port_outside_1_to_65535_stops_start_up_naming_database_url(env, port):
+    env.setenv("DATABASE_URL", f"postgresql+psycopg://nurture:pw@db.internal:{port}/nurture")
+    with pytest.raises(ConfigError, match="1 to 65535") as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true",
+     "sqlite:///file:nurture?mode=memory&cache=shared&uri=true", " SQLITE:///:memory: "],
+)
+def test_an_in_memory_sqlite_database_is_refused_because_each_process_would_get_its_own(env, url):
+    env.setenv("DATABASE_URL", url)
+    with pytest.raises(ConfigError, match="file path.*separate processes") as caught:
         load()
     assert_one_sentence_naming(str(caught.value), "DATABASE_URL")
 
