@@ -14,6 +14,7 @@ from core.errors import ConfigError
 # Values of these variables may hold credentials, so errors never echo them.
 _SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "URL")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -94,6 +95,15 @@ class Settings(BaseSettings):
         if value not in {"text", "json"}:
             raise ValueError("must be 'text' or 'json'")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        # logging only knows upper-case names: "debug" would crash the worker after start-up.
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError("must be one of " + ", ".join(LOG_LEVELS))
+        return level
 
     @cached_property
     def is_sqlite(self) -> bool:

@@ -156,6 +156,20 @@ def test_other_invalid_values_are_reported_by_variable_name(env, variable, value
     assert_one_sentence_naming(str(caught.value), variable)
 
 
+@pytest.mark.parametrize(("value", "expected"), [("debug", "DEBUG"), (" Warning ", "WARNING"), ("CRITICAL", "CRITICAL")])
+def test_log_level_accepts_any_case_of_a_logging_level_and_stores_it_upper_case(env, value, expected):
+    env.setenv("LOG_LEVEL", value)
+    assert load().log_level == expected
+
+
+@pytest.mark.parametrize("value", ["LOUD", "verbose", "10", ""])
+def test_an_unknown_log_level_stops_start_up_naming_log_level(env, value):
+    env.setenv("LOG_LEVEL", value)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "LOG_LEVEL")
+
+
 def test_a_dot_env_file_is_read_and_the_environment_wins_over_it(env, tmp_path):
     dot_env = tmp_path / ".env"
     dot_env.write_text("TESTING_MODE=true\nAPI_PORT=9001\n", encoding="utf-8")
