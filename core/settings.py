@@ -1,5 +1,6 @@
 """One validated Settings. Every environment variable Nurture reads is declared here."""
 
+import math
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
@@ -78,8 +79,9 @@ class Settings(BaseSettings):
     @field_validator("resend_rate_limit")
     @classmethod
     def _positive_rate(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be a positive number of requests per second")
+        # NaN compares false with everything, so it would switch the token bucket off.
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError("must be a finite positive number of requests per second")
         return value
 
     @field_validator("intake_rate_limit")
@@ -87,6 +89,13 @@ class Settings(BaseSettings):
     def _non_negative(cls, value: int) -> int:
         if value < 0:
             raise ValueError("must be 0 (off) or a positive number of signups per minute")
+        return value
+
+    @field_validator("api_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError("must be a port number from 1 to 65535")
         return value
 
     @field_validator("log_format")

@@ -147,7 +147,9 @@ def test_a_rejected_non_secret_value_is_shown_to_help_the_operator(env):
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("INTAKE_RATE_LIMIT", "-1"), ("RESEND_RATE_LIMIT", "0"), ("API_PORT", "eighty"), ("LOG_FORMAT", "xml")],
+    [("INTAKE_RATE_LIMIT", "-1"), ("RESEND_RATE_LIMIT", "0"), ("RESEND_RATE_LIMIT", "nan"),
+     ("RESEND_RATE_LIMIT", "inf"), ("RESEND_RATE_LIMIT", "-inf"), ("API_PORT", "eighty"), ("API_PORT", "0"),
+     ("API_PORT", "-1"), ("API_PORT", "65536"), ("API_PORT", "99999"), ("LOG_FORMAT", "xml")],
 )
 def test_other_invalid_values_are_reported_by_variable_name(env, variable, value):
     env.setenv(variable, value)
@@ -168,6 +170,12 @@ def test_an_unknown_log_level_stops_start_up_naming_log_level(env, value):
     with pytest.raises(ConfigError) as caught:
         load()
     assert_one_sentence_naming(str(caught.value), "LOG_LEVEL")
+
+
+@pytest.mark.parametrize("port", ["1", "65535"])
+def test_api_port_accepts_the_whole_port_range(env, port):
+    env.setenv("API_PORT", port)
+    assert load().api_port == int(port)
 
 
 def test_a_dot_env_file_is_read_and_the_environment_wins_over_it(env, tmp_path):
