@@ -76,6 +76,20 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg" + value[len("postgresql"):]
         return value
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        # It starts every unsubscribe link, and its host decides whether the production checks apply.
+        value = value.strip()
+        parsed = urlparse(value)
+        try:
+            port_ok = parsed.port != 0
+        except ValueError:
+            port_ok = False
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname or not port_ok:
+            raise ValueError("must be an http:// or https:// address with a host, e.g. https://nurture.example.org")
+        return parsed.scheme + value[len(parsed.scheme):]  # urlparse lower-cased the scheme
+
     @field_validator("resend_rate_limit")
     @classmethod
     def _positive_rate(cls, value: float) -> float:
@@ -132,7 +146,7 @@ class Settings(BaseSettings):
 
     @property
     def is_production(self) -> bool:
-        return (urlparse(self.public_base_url).hostname or "localhost") not in LOCAL_HOSTS
+        return urlparse(self.public_base_url).hostname not in LOCAL_HOSTS
 
     @property
     def cors_origin_list(self) -> list[str]:

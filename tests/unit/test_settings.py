@@ -203,3 +203,31 @@ def test_a_production_deployment_without_secret_key_stops_start_up(env):
     with pytest.raises(ConfigError) as caught:
         load()
     assert_one_sentence_naming(str(caught.value), "SECRET_KEY")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["nurture.example.org", "nurture.example.org/path", "ftp://nurture.example.org", "https://", "https:///x",
+     "//nurture.example.org", "https://nurture.example.org:0", "https://nurture.example.org:99999", ""],
+)
+def test_a_public_base_url_without_http_scheme_and_host_stops_start_up_naming_it(env, url):
+    env.setenv("PUBLIC_BASE_URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "PUBLIC_BASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("url", "production"),
+    [(" https://nurture.example.org ", True), ("HTTPS://nurture.example.org/", True),
+     ("http://127.0.0.1:8000", False), ("http://[::1]:8000", False), ("http://localhost", False)],
+)
+def test_a_public_base_url_is_tidied_and_its_host_decides_production(env, url, production):
+    env.setenv("PUBLIC_BASE_URL", url)
+    env.setenv("SECRET_KEY", "k" * 32)
+    env.setenv("WEBHOOK_SECRET", "w" * 32)
+    env.setenv("DASHBOARD_PASSWORD", "a long dashboard password")
+    env.setenv("RESEND_FROM_EMAIL", "Nurture <hello@nurture.acme.co.uk>")
+    s = load()
+    assert s.public_base_url.startswith("http") and s.public_base_url == s.public_base_url.strip()
+    assert s.is_production is production
