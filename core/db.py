@@ -8,7 +8,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+
+from core.errors import DatabaseTooNew
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -72,9 +76,19 @@ def upgrade(engine: Engine) -> None:
     # A write transaction from the start: two processes migrating one SQLite file at once
     # then queue on the lock instead of failing to upgrade a read lock ("database is locked").
     with write_transaction(engine) as conn:
+        _refuse_unknown_revisions(conn, cfg)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     log.info("database migrated", extra={"action": "migrate"})
+
+
+def _refuse_unknown_revisions(conn: sa.Connection, cfg: Config) -> None:
+    # Alembic would stop with a "Can't locate revision" traceback; say what happened instead.
+    known = {script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()}
+    for revision in MigrationContext.configure(conn).get_current_heads():
+        if revision not in known:
+            raise DatabaseTooNew(f"The database at DATABASE_URL was migrated by a newer version of Nurture "
+                                 f"(revision {revision!r} is unknown to this one), so run that version or newer, or restore a backup from before the upgrade.")
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from core import db, switches
+from core.errors import DatabaseTooNew
 from core.intake import enroll_now
 from core.models import Contact, Send
 from core.settings import Settings
@@ -157,3 +158,16 @@ def test_a_bad_database_url_exits_2_with_one_line_naming_it_and_no_traceback(tmp
     assert "DATABASE_URL" in lines[0]
     assert "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def test_a_database_migrated_by_a_newer_release_exits_2_with_one_line_naming_the_revision(cli, services):
+    with db.write_transaction(services.engine) as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(DatabaseTooNew, match="'9999'"):
+        db.upgrade(services.engine)
+    result = cli("stats")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "nurture: The database at DATABASE_URL was migrated by a newer version of Nurture "
+        "(revision '9999' is unknown to this one), so run that version or newer, or restore a backup from before "
+        "the upgrade."]
