@@ -190,6 +190,10 @@ def load_settings(**overrides) -> Settings:
         reason = first["msg"].removeprefix("Value error, ")
         shown = "" if any(w in variable for w in _SECRET_WORDS) else f" (got {first.get('input')!r})"
         raise ConfigError(f"{variable} is invalid: {reason}{shown}.") from None
+    except UnicodeDecodeError as exc:
+        env_file = overrides.get("_env_file", Settings.model_config["env_file"])
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"The settings file {env_file} is not UTF-8 text (line {line}): save it as UTF-8.") from None
     problems = production_problems(settings, dashboard_oidc=_oidc_configured())
     if problems:
         raise ConfigError(f"PUBLIC_BASE_URL {settings.public_base_url} is public, so Nurture refuses to start "

@@ -186,6 +186,15 @@ def test_a_dot_env_file_is_read_and_the_environment_wins_over_it(env, tmp_path):
     assert (s.testing_mode, s.api_port) == (True, 9002)
 
 
+def test_a_dot_env_file_not_in_utf8_stops_start_up_with_one_sentence_naming_the_file(env, tmp_path):
+    dot_env = tmp_path / ".env"
+    dot_env.write_bytes(b"TESTING_MODE=true\nPOSTAL_ADDRESS=Caf\xe9, 1 Rue Example\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=dot_env)
+    assert_one_sentence_naming(str(caught.value), str(dot_env))
+    assert "line 2" in str(caught.value) and caught.value.__cause__ is None
+
+
 def test_integrations_count_as_configured_only_with_their_credentials(env):
     s = load(notion_token="secret_x", notion_email_sequence_db_id="db1", discord_webhook_url="https://discord/x",
              resend_api_key="re_test")
