@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from core.errors import DatabaseTooNew
+from core.errors import ConfigError, DatabaseTooNew
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -23,7 +23,12 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(path).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = "it is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror or exc
+                raise ConfigError(f"DATABASE_URL names a SQLite file in {folder}, which cannot be used: {reason}.") from None
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
