@@ -15,6 +15,7 @@ from core.errors import ConfigError
 # Values of these variables may hold credentials, so errors never echo them.
 _SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "URL")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+DEFAULT_DATA_DIR = "data"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -50,7 +51,13 @@ class Settings(BaseSettings):
     booking_url: str = "https://example.com/book"
     log_format: str = "text"
     log_level: str = "INFO"
-    data_dir: str = "data"
+    data_dir: str = DEFAULT_DATA_DIR
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value):
+        # DATA_DIR= (an unset variable in a compose file, say) means the default, not the current folder.
+        return (value.strip() or DEFAULT_DATA_DIR) if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

@@ -178,6 +178,12 @@ def test_api_port_accepts_the_whole_port_range(env, port):
     assert load().api_port == int(port)
 
 
+@pytest.mark.parametrize(("value", "expected"), [("", "data"), ("   ", "data"), (" /srv/nurture ", "/srv/nurture")])
+def test_an_empty_data_dir_means_the_default_rather_than_the_current_folder(env, value, expected):
+    env.setenv("DATA_DIR", value)
+    assert load().data_dir == expected
+
+
 def test_a_dot_env_file_is_read_and_the_environment_wins_over_it(env, tmp_path):
     dot_env = tmp_path / ".env"
     dot_env.write_text("TESTING_MODE=true\nAPI_PORT=9001\n", encoding="utf-8")
