@@ -28,7 +28,8 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 reason = "it is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror or exc
-                raise ConfigError(f"DATABASE_URL names a SQLite file in {folder}, which cannot be used: {reason}.") from None
+                raise ConfigError(
+                    f"DATABASE_URL names a SQLite file in {folder}, which cannot be used: {reason}.") from None
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
@@ -93,7 +94,8 @@ def _refuse_unknown_revisions(conn: sa.Connection, cfg: Config) -> None:
     for revision in MigrationContext.configure(conn).get_current_heads():
         if revision not in known:
             raise DatabaseTooNew(f"The database at DATABASE_URL was migrated by a newer version of Nurture "
-                                 f"(revision {revision!r} is unknown to this one), so run that version or newer, or restore a backup from before the upgrade.")
+                                 f"(revision {revision!r} is unknown to this one), so run that version or newer, "
+                                 f"or restore a backup from before the upgrade.")
 
 
 def current_revision(engine: Engine) -> str | None:

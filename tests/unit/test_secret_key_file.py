@@ -71,4 +71,5 @@ def test_an_unwritable_data_dir_is_refused_naming_it(tmp_path):
 def test_an_empty_or_short_key_file_is_refused_rather_than_signing_forgeable_tokens(tmp_path, content):
     (tmp_path / "secret_key").write_text(content, encoding="utf-8", errors="surrogateescape")
     assert "SECRET_KEY" in _refusal(tmp_path) and "DATA_DIR" in _refusal(tmp_path)
-    assert (tmp_path / "secret_key").read_text(encoding="utf-8", errors="surrogateescape") == content  # left for a person
+    kept = (tmp_path / "secret_key").read_text(encoding="utf-8", errors="surrogateescape")
+    assert kept == content  # left for a person to look at

@@ -80,10 +80,10 @@ def test_a_malformed_database_url_stops_start_up_with_one_sentence_naming_it(env
     assert_one_sentence_naming(str(caught.value), "DATABASE_URL")
 
 
-@pytest.mark.parametrize("url", [" sqlite:////srv/nurture.db", "sqlite:////srv/nurture.db ", "\tsqlite:////srv/nurture.db\n"])
+@pytest.mark.parametrize("url", [" sqlite:////srv/n.db", "sqlite:////srv/n.db ", "\tsqlite:////srv/n.db\n"])
 def test_spaces_around_the_database_url_are_dropped_rather_than_naming_another_file(env, url):
     env.setenv("DATABASE_URL", url)
-    assert load().database_url == "sqlite:////srv/nurture.db"
+    assert load().database_url == "sqlite:////srv/n.db"
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,8 @@ def test_other_invalid_values_are_reported_by_variable_name(env, variable, value
     assert_one_sentence_naming(str(caught.value), variable)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("debug", "DEBUG"), (" Warning ", "WARNING"), ("CRITICAL", "CRITICAL")])
+@pytest.mark.parametrize(("value", "expected"), 
+    [("debug", "DEBUG"), (" Warning ", "WARNING"), ("CRITICAL", "CRITICAL")])
 def test_log_level_accepts_any_case_of_a_logging_level_and_stores_it_upper_case(env, value, expected):
     env.setenv("LOG_LEVEL", value)
     assert load().log_level == expected
