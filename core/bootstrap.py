@@ -13,11 +13,13 @@ from sqlalchemy.engine import Engine
 from core import db, switches
 from core.composer import Composer
 from core.clock import Clock, system_clock
+from core.errors import ConfigError
 from core.metrics import Metrics
 from core.mailers import DryRunMailer, Mailer
 from core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+MIN_KEY_LENGTH = 16  # as production_problems asks of SECRET_KEY
 
 
 @dataclass
@@ -42,13 +44,13 @@ def build_services(
 ) -> Services:
     """Build the engine and adapters from settings; optionally migrate and seed runtime switches."""
     settings = settings or load_settings()
+    secret_key = resolve_secret_key(settings)  # first: DATA_DIR problems are then reported as such
     engine = db.create_db_engine(settings.database_url, pool_size=pool_size)
     clock = clock or system_clock
     if migrate:
         db.upgrade(engine)
         with db.write_transaction(engine) as conn:
             switches.seed(conn, test_mode=settings.testing_mode, now=clock())
-    secret_key = resolve_secret_key(settings)
     composer = Composer(public_base_url=settings.public_base_url, secret_key=secret_key,
                         postal_address=settings.postal_address, booking_url=settings.booking_url)
     services = Services(
@@ -75,18 +77,41 @@ def resolve_secret_key(settings: Settings) -> str:
     """SECRET_KEY, or for local use a key generated once into the data folder."""
     if settings.secret_key:
         return settings.secret_key
-    path = Path(settings.data_dir) / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole to a private file, then linked into place: a process starting at the same
-        # moment either sees no key yet or the complete one, never an empty file; the first link wins.
-        fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(secrets.token_urlsafe(32))
-            os.link(scratch, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(scratch)
-    return path.read_text(encoding="utf-8").strip()
+    folder = Path(settings.data_dir)
+    path = folder / "secret_key"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"DATA_DIR {folder} is a file, not a folder.")
+    try:
+        if not path.exists():
+            _write_new_key(path)
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"DATA_DIR {folder} cannot hold the secret key {path}: {exc.strerror or exc}.") from None
+    except UnicodeDecodeError:
+        key = ""
+    if len(key) < MIN_KEY_LENGTH:
+        # Refused, not regenerated: the worker, the API and the dashboard each read this file, so one
+        # replacing it while another starts could leave them signing with different keys; and since
+        # the key is written atomically, an empty file means someone changed it, who should look.
+        raise ConfigError(f"The secret key file {path} in DATA_DIR is empty or shorter than {MIN_KEY_LENGTH} "
+                          f"characters, so unsubscribe links could be forged: delete it to have a new key "
+                          f"generated, or set SECRET_KEY.")
+    return key
+
+
+def _write_new_key(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole and synced to a private file, then linked into place: a process starting at the
+    # same moment, or a crash, leaves either no key yet or the complete one, never an empty file;
+    # the first link wins.
+    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secrets.token_urlsafe(32))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(scratch, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(scratch)

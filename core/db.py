@@ -8,7 +8,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+
+from core.errors import ConfigError, DatabaseTooNew
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -19,7 +23,13 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(path).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = "it is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror or exc
+                raise ConfigError(
+                    f"DATABASE_URL names a SQLite file in {folder}, which cannot be used: {reason}.") from None
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
@@ -72,9 +82,20 @@ def upgrade(engine: Engine) -> None:
     # A write transaction from the start: two processes migrating one SQLite file at once
     # then queue on the lock instead of failing to upgrade a read lock ("database is locked").
     with write_transaction(engine) as conn:
+        _refuse_unknown_revisions(conn, cfg)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     log.info("database migrated", extra={"action": "migrate"})
+
+
+def _refuse_unknown_revisions(conn: sa.Connection, cfg: Config) -> None:
+    # Alembic would stop with a "Can't locate revision" traceback; say what happened instead.
+    known = {script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()}
+    for revision in MigrationContext.configure(conn).get_current_heads():
+        if revision not in known:
+            raise DatabaseTooNew(f"The database at DATABASE_URL was migrated by a newer version of Nurture "
+                                 f"(revision {revision!r} is unknown to this one), so run that version or newer, "
+                                 f"or restore a backup from before the upgrade.")
 
 
 def current_revision(engine: Engine) -> str | None:

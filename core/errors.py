@@ -9,6 +9,10 @@ class ConfigError(NurtureError):
     """Configuration is missing or contradictory; the message is one sentence for the operator."""
 
 
+class DatabaseTooNew(ConfigError):
+    """The database was migrated by a newer release of Nurture than the one running."""
+
+
 class InvalidSignup(NurtureError):
     """A signup failed validation; `errors` maps field names to messages."""
 

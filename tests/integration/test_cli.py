@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from core import db, switches
+from core.errors import DatabaseTooNew
 from core.intake import enroll_now
 from core.models import Contact, Send
 from core.settings import Settings
@@ -157,3 +158,46 @@ def test_a_bad_database_url_exits_2_with_one_line_naming_it_and_no_traceback(tmp
     assert "DATABASE_URL" in lines[0]
     assert "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def test_a_database_migrated_by_a_newer_release_exits_2_with_one_line_naming_the_revision(cli, services):
+    with db.write_transaction(services.engine) as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(DatabaseTooNew, match="'9999'"):
+        db.upgrade(services.engine)
+    result = cli("stats")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "nurture: The database at DATABASE_URL was migrated by a newer version of Nurture "
+        "(revision '9999' is unknown to this one), so run that version or newer, or restore a backup from before "
+        "the upgrade."]
+
+
+def _one_line(result: subprocess.CompletedProcess) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_a_data_dir_that_is_a_file_exits_2_with_one_line_naming_it(tmp_path):
+    (tmp_path / "data").write_text("")
+    result = run_cli("stats", database_url=f"sqlite:///{tmp_path}/nurture.db", data_dir=tmp_path / "data")
+    assert result.returncode == 2
+    assert _one_line(result) == f"nurture: DATA_DIR {tmp_path / 'data'} is a file, not a folder."
+
+
+def test_a_sqlite_folder_that_is_a_file_exits_2_with_one_line_naming_database_url(tmp_path):
+    (tmp_path / "data").write_text("")
+    result = run_cli("stats", database_url=f"sqlite:///{tmp_path}/data/nurture.db", data_dir=tmp_path,
+                     SECRET_KEY="k" * 32)
+    assert result.returncode == 2
+    assert _one_line(result).startswith(f"nurture: DATABASE_URL names a SQLite file in {tmp_path / 'data'}")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL backups are pg_dump's job
+def test_a_backup_folder_that_cannot_be_made_exits_1_with_one_line(database_url, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = run_cli("backup", "--output-dir", str(tmp_path / "file" / "backups"), database_url=database_url,
+                     data_dir=tmp_path)
+    assert result.returncode == 1
+    assert _one_line(result).startswith(f"nurture: cannot write a backup into {tmp_path / 'file' / 'backups'}")

@@ -1,9 +1,13 @@
 """The generated SECRET_KEY file: one key per data folder, even when several processes start at once."""
 
 import multiprocessing
+import os
 import stat
 
+import pytest
+
 from core.bootstrap import resolve_secret_key
+from core.errors import ConfigError
 from core.settings import Settings
 
 
@@ -33,3 +37,39 @@ def test_processes_starting_together_agree_on_one_complete_key(tmp_path):
             keys = pool.map(_key_for, [str(folder)] * 6)
             assert len(set(keys)) == 1 and keys[0], keys
             assert [p.name for p in folder.iterdir()] == ["secret_key"]
+
+
+def _refusal(data_dir) -> str:
+    with pytest.raises(ConfigError) as caught:
+        _key_for(str(data_dir))
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith(".") and caught.value.__cause__ is None
+    return message
+
+
+def test_a_data_dir_that_is_a_file_is_refused_naming_it(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    assert _refusal(tmp_path / "data") == f"DATA_DIR {tmp_path / 'data'} is a file, not a folder."
+
+
+def test_a_secret_key_path_that_is_a_folder_is_refused_naming_it(tmp_path):
+    (tmp_path / "secret_key").mkdir()
+    message = _refusal(tmp_path)
+    assert message.startswith(f"DATA_DIR {tmp_path} ") and str(tmp_path / "secret_key") in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_data_dir_is_refused_naming_it(tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        assert _refusal(tmp_path / "data").startswith(f"DATA_DIR {tmp_path / 'data'} ")
+    finally:
+        tmp_path.chmod(0o700)
+
+
+@pytest.mark.parametrize("content", ["", "  \n", "short-key", "\udcff"])
+def test_an_empty_or_short_key_file_is_refused_rather_than_signing_forgeable_tokens(tmp_path, content):
+    (tmp_path / "secret_key").write_text(content, encoding="utf-8", errors="surrogateescape")
+    assert "SECRET_KEY" in _refusal(tmp_path) and "DATA_DIR" in _refusal(tmp_path)
+    kept = (tmp_path / "secret_key").read_text(encoding="utf-8", errors="surrogateescape")
+    assert kept == content  # left for a person to look at

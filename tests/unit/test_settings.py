@@ -70,11 +70,49 @@ def test_a_plain_postgresql_url_is_given_the_psycopg_driver(env):
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://root@localhost/nurture", "not a url at all", "nurture.db", "postgresql+psycopg:///nurture_without_host"],
+    ["mysql://root@localhost/nurture", "not a url at all", "nurture.db", "postgresql+psycopg:///nurture_without_host",
+     "postgresql+psycopg://n@db:port/nurture", ""],
 )
 def test_a_malformed_database_url_stops_start_up_with_one_sentence_naming_it(env, url):
     env.setenv("DATABASE_URL", url)
     with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "DATABASE_URL")
+
+
+@pytest.mark.parametrize("url", [" sqlite:////srv/n.db", "sqlite:////srv/n.db ", "\tsqlite:////srv/n.db\n"])
+def test_spaces_around_the_database_url_are_dropped_rather_than_naming_another_file(env, url):
+    env.setenv("DATABASE_URL", url)
+    assert load().database_url == "sqlite:////srv/n.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("SQLITE:///data/x.db", "sqlite:///data/x.db"),
+     ("PostgreSQL+Psycopg://n@db/nurture", "postgresql+psycopg://n@db/nurture"),
+     ("POSTGRESQL://n@db/nurture", "postgresql+psycopg://n@db/nurture")],
+)
+def test_an_upper_case_database_scheme_is_lower_cased_for_sqlalchemy(env, url, expected):
+    env.setenv("DATABASE_URL", url)
+    assert load().database_url == expected
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999"])
+def test_a_database_port_outside_1_to_65535_stops_start_up_naming_database_url(env, port):
+    env.setenv("DATABASE_URL", f"postgresql+psycopg://nurture:pw@db.internal:{port}/nurture")
+    with pytest.raises(ConfigError, match="1 to 65535") as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true",
+     "sqlite:///file:nurture?mode=memory&cache=shared&uri=true", " SQLITE:///:memory: "],
+)
+def test_an_in_memory_sqlite_database_is_refused_because_each_process_would_get_its_own(env, url):
+    env.setenv("DATABASE_URL", url)
+    with pytest.raises(ConfigError, match="file path.*separate processes") as caught:
         load()
     assert_one_sentence_naming(str(caught.value), "DATABASE_URL")
 
@@ -109,7 +147,9 @@ def test_a_rejected_non_secret_value_is_shown_to_help_the_operator(env):
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("INTAKE_RATE_LIMIT", "-1"), ("RESEND_RATE_LIMIT", "0"), ("API_PORT", "eighty"), ("LOG_FORMAT", "xml")],
+    [("INTAKE_RATE_LIMIT", "-1"), ("RESEND_RATE_LIMIT", "0"), ("RESEND_RATE_LIMIT", "nan"),
+     ("RESEND_RATE_LIMIT", "inf"), ("RESEND_RATE_LIMIT", "-inf"), ("API_PORT", "eighty"), ("API_PORT", "0"),
+     ("API_PORT", "-1"), ("API_PORT", "65536"), ("API_PORT", "99999"), ("LOG_FORMAT", "xml")],
 )
 def test_other_invalid_values_are_reported_by_variable_name(env, variable, value):
     env.setenv(variable, value)
@@ -118,12 +158,48 @@ def test_other_invalid_values_are_reported_by_variable_name(env, variable, value
     assert_one_sentence_naming(str(caught.value), variable)
 
 
+@pytest.mark.parametrize(("value", "expected"), 
+    [("debug", "DEBUG"), (" Warning ", "WARNING"), ("CRITICAL", "CRITICAL")])
+def test_log_level_accepts_any_case_of_a_logging_level_and_stores_it_upper_case(env, value, expected):
+    env.setenv("LOG_LEVEL", value)
+    assert load().log_level == expected
+
+
+@pytest.mark.parametrize("value", ["LOUD", "verbose", "10", ""])
+def test_an_unknown_log_level_stops_start_up_naming_log_level(env, value):
+    env.setenv("LOG_LEVEL", value)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "LOG_LEVEL")
+
+
+@pytest.mark.parametrize("port", ["1", "65535"])
+def test_api_port_accepts_the_whole_port_range(env, port):
+    env.setenv("API_PORT", port)
+    assert load().api_port == int(port)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", "data"), ("   ", "data"), (" /srv/nurture ", "/srv/nurture")])
+def test_an_empty_data_dir_means_the_default_rather_than_the_current_folder(env, value, expected):
+    env.setenv("DATA_DIR", value)
+    assert load().data_dir == expected
+
+
 def test_a_dot_env_file_is_read_and_the_environment_wins_over_it(env, tmp_path):
     dot_env = tmp_path / ".env"
     dot_env.write_text("TESTING_MODE=true\nAPI_PORT=9001\n", encoding="utf-8")
     env.setenv("API_PORT", "9002")
     s = load_settings(_env_file=dot_env)
     assert (s.testing_mode, s.api_port) == (True, 9002)
+
+
+def test_a_dot_env_file_not_in_utf8_stops_start_up_with_one_sentence_naming_the_file(env, tmp_path):
+    dot_env = tmp_path / ".env"
+    dot_env.write_bytes(b"TESTING_MODE=true\nPOSTAL_ADDRESS=Caf\xe9, 1 Rue Example\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=dot_env)
+    assert_one_sentence_naming(str(caught.value), str(dot_env))
+    assert "line 2" in str(caught.value) and caught.value.__cause__ is None
 
 
 def test_integrations_count_as_configured_only_with_their_credentials(env):
@@ -143,3 +219,31 @@ def test_a_production_deployment_without_secret_key_stops_start_up(env):
     with pytest.raises(ConfigError) as caught:
         load()
     assert_one_sentence_naming(str(caught.value), "SECRET_KEY")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["nurture.example.org", "nurture.example.org/path", "ftp://nurture.example.org", "https://", "https:///x",
+     "//nurture.example.org", "https://nurture.example.org:0", "https://nurture.example.org:99999", ""],
+)
+def test_a_public_base_url_without_http_scheme_and_host_stops_start_up_naming_it(env, url):
+    env.setenv("PUBLIC_BASE_URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "PUBLIC_BASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("url", "production"),
+    [(" https://nurture.example.org ", True), ("HTTPS://nurture.example.org/", True),
+     ("http://127.0.0.1:8000", False), ("http://[::1]:8000", False), ("http://localhost", False)],
+)
+def test_a_public_base_url_is_tidied_and_its_host_decides_production(env, url, production):
+    env.setenv("PUBLIC_BASE_URL", url)
+    env.setenv("SECRET_KEY", "k" * 32)
+    env.setenv("WEBHOOK_SECRET", "w" * 32)
+    env.setenv("DASHBOARD_PASSWORD", "a long dashboard password")
+    env.setenv("RESEND_FROM_EMAIL", "Nurture <hello@nurture.acme.co.uk>")
+    s = load()
+    assert s.public_base_url.startswith("http") and s.public_base_url == s.public_base_url.strip()
+    assert s.is_production is production
