@@ -182,7 +182,8 @@ def production_problems(settings: Settings, *, dashboard_oidc: bool = False) -> 
     if not settings.dashboard_password and not dashboard_oidc:
         problems.append("dashboard authentication (DASHBOARD_PASSWORD, or [auth] in .streamlit/secrets.toml)")
     sender = settings.resend_from_email.rpartition("<")[2].rstrip(">").strip()
-    if "@" not in sender or sender.rpartition("@")[2].lower().endswith(PLACEHOLDER_SENDER_DOMAINS):
+    domain = sender.rpartition("@")[2].lower()
+    if "@" not in sender or any(domain == d or domain.endswith("." + d) for d in PLACEHOLDER_SENDER_DOMAINS):
         problems.append("RESEND_FROM_EMAIL (a real sender on your verified domain)")
     return problems
 

@@ -247,3 +247,18 @@ def test_a_public_base_url_is_tidied_and_its_host_decides_production(env, url, p
     s = load()
     assert s.public_base_url.startswith("http") and s.public_base_url == s.public_base_url.strip()
     assert s.is_production is production
+
+
+@pytest.mark.parametrize(("sender", "placeholder"), [
+    ("Nurture <hello@example.com>", True), ("hello@mail.example.org", True), ("onboarding@resend.dev", True),
+    ("no-address", True), ("hello@notexample.com", False), ("Acme <hi@example.com.au>", False),
+])
+def test_only_placeholder_sender_domains_are_refused_in_production(env, sender, placeholder):
+    from core.settings import production_problems
+
+    for name, value in (("PUBLIC_BASE_URL", "https://nurture.acme.org"), ("SECRET_KEY", "k" * 32),
+                        ("WEBHOOK_SECRET", "w" * 32), ("DASHBOARD_PASSWORD", "a long dashboard password")):
+        env.setenv(name, value)
+    env.setenv("RESEND_FROM_EMAIL", "hello@acme.org")
+    settings = load().model_copy(update={"resend_from_email": sender})
+    assert ("RESEND_FROM_EMAIL (a real sender on your verified domain)" in production_problems(settings)) is placeholder
