@@ -2,16 +2,17 @@
 
 import argparse
 import json
+import os
 import sys
 
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from core import actions, backup, cli_notion, csv_export, csv_import, db, erasure, queries, switches
+from core import actions, backup, cli_notion, csv_export, csv_import, db, erasure, output_files, queries, switches
 from core.bootstrap import build_services
 from core.campaign import Segment
-from core.errors import ConfigError, InvalidSignup, NurtureError
+from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError
 from core.ids import new_id
 from core.logs import configure_logging
 
@@ -44,15 +45,15 @@ def _resume(services, _args) -> int:
 
 
 def _export(services, args) -> int:
-    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
-    try:
+    if args.output is None:
         with db.read_transaction(services.engine) as conn:
-            count = csv_export.write_contacts(out, queries.export_rows(conn))
-    finally:
-        if args.output:
-            out.close()
-    if args.output:
-        print(f"wrote {count} contacts to {args.output}", file=sys.stderr)
+            csv_export.write_contacts(sys.stdout, queries.export_rows(conn))
+        return 0
+    target = Path(args.output)
+    output_files.refuse_database_files(target, services.settings.database_url)
+    with output_files.replacing(target) as out, db.read_transaction(services.engine) as conn:
+        count = csv_export.write_contacts(out, queries.export_rows(conn))
+    print(f"wrote {count} contacts to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_pause)
     sub.add_parser("resume", help="resume sending").set_defaults(handler=_resume)
     p = sub.add_parser("export", help="CSV of contacts with segment and per-step status")
-    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument("-o", "--output", type=_file_name, help="file to write (default: standard output)")
     p.set_defaults(handler=_export)
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
@@ -159,9 +160,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _file_name(value: str) -> str:
+    if not value.strip():  # `-o ""` from an unset shell variable must not quietly mean the screen
+        raise argparse.ArgumentTypeError("needs a file name; leave -o out to write to standard output")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(level="WARNING")  # commands print their own results; logs only for trouble
+    try:
+        code = _run_command(args)
+        sys.stdout.flush()  # a full disk or a closed pipe shows up here, while it can still be reported
+        return code
+    except BrokenPipeError:
+        # The reader went away (`export | head -1`): stop quietly, as Unix tools do. Standard output
+        # now points at /dev/null so that Python's own flush at exit has nothing to complain about.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # commands name the files they write; a nameless one is standard output
+        print(f"nurture: cannot write {exc.filename or 'standard output'}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _run_command(args) -> int:
     try:
         if getattr(args, "no_services", False):
             return args.handler(None, args)
@@ -170,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             return args.handler(services, args)
         finally:
             services.close()
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         print(f"nurture: {exc}", file=sys.stderr)
         return 2
     except NurtureError as exc:

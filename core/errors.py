@@ -9,6 +9,10 @@ class ConfigError(NurtureError):
     """Configuration is missing or contradictory; the message is one sentence for the operator."""
 
 
+class UsageError(NurtureError):
+    """A command was given an argument it cannot act on (the CLI exits 2, like argparse)."""
+
+
 class InvalidSignup(NurtureError):
     """A signup failed validation; `errors` maps field names to messages."""
 

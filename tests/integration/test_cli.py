@@ -150,6 +150,66 @@ def test_export_quotes_signup_text_a_spreadsheet_would_run_as_a_formula(cli, ser
     }
 
 
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal"])
+def test_export_refuses_to_write_over_the_database_and_its_journal_files(cli, services, tmp_path, suffix):
+    seed_contacts(services)
+    database = tmp_path / "nurture.db"
+    spelt_oddly = f"{tmp_path}/backups/../nurture.db{suffix}"
+
+    result = cli("export", "-o", spelt_oddly)
+
+    assert_one_line_error(result, 2, "refusing to write", spelt_oddly, "database")
+    assert json.loads(cli("stats", "--json").stdout)["contacts"] == 3
+    assert database.read_bytes().startswith(b"SQLite format 3")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_through_a_link_to_the_database_is_refused_too(cli, services, tmp_path):
+    (tmp_path / "contacts.csv").symlink_to(tmp_path / "nurture.db")
+    assert_one_line_error(cli("export", "-o", str(tmp_path / "contacts.csv")), 2, "database")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(("output", "reason"), [
+    (".", "Is a directory"),
+    ("no-such-folder/contacts.csv", "there is no folder no-such-folder"),
+    ("/proc/contacts.csv", "No such file or directory"),
+    ("/dev/full", "No space left on device"),
+])
+def test_export_to_a_path_it_cannot_write_says_so_in_one_line(cli, services, tmp_path, output, reason):
+    result = cli("export", "-o", output)
+    assert_one_line_error(result, 1, f"cannot write {output}", reason)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_with_an_empty_output_name_is_a_usage_error(cli, services):
+    result = cli("export", "-o", "")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "needs a file name" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_into_a_pipe_whose_reader_left_stops_quietly(services, tmp_path):
+    seed_contacts(services)
+    env = cli_env(services.settings.database_url, tmp_path)
+    export = subprocess.Popen([sys.executable, "-m", "core", "export"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    export.stdout.close()  # like `| head -1` exiting before the export writes
+    _, stderr = export.communicate(timeout=120)
+    assert export.returncode == 1
+    assert stderr == b""
+
+
+
 def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
     first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
     second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
