@@ -210,6 +210,20 @@ def test_export_into_a_pipe_whose_reader_left_stops_quietly(services, tmp_path):
 
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_backup_into_a_folder_it_cannot_use_says_so_in_one_line(cli, services, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    assert_one_line_error(cli("backup", "--output-dir", str(tmp_path / "a-file")), 1, "not a folder")
+    assert_one_line_error(cli("backup", "--output-dir", "/proc/backups"), 1, "cannot write /proc/backups")
+    done = cli("backup", "--output-dir", str(tmp_path / "backups"))
+    assert done.returncode == 0 and [p.suffix for p in (tmp_path / "backups").iterdir()] == [".db"]
+
+
+def test_backup_of_an_in_memory_database_is_refused_without_a_traceback(tmp_path):
+    result = run_cli("backup", database_url="sqlite://", data_dir=tmp_path)
+    assert_one_line_error(result, 2, "DATABASE_URL")
+
+
 def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
     first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
     second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
