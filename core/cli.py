@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from core import actions, backup, cli_notion, csv_export, csv_import, db, erasure, output_files, queries, switches
 from core.bootstrap import build_services
 from core.campaign import Segment
-from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError
+from core.errors import ConfigError, NurtureError, UsageError
 from core.ids import new_id
 from core.logs import configure_logging
 
@@ -87,19 +87,21 @@ def _import(services, args) -> int:
             plan = csv_import.plan_import(services, fh)
     except OSError as exc:
         raise NurtureError(f"cannot read {args.csv}: {exc.strerror}") from None
-    except InvalidSignup as exc:
+    except NurtureError as exc:  # the file itself: not UTF-8, not CSV, no header line
         raise NurtureError(f"{args.csv}: {exc}") from None
     for line, reason in plan.rejects:
         print(f"line {line}: rejected: {reason}")
     for line, email in plan.known:
         print(f"line {line}: already known, left alone: {email}")
-    print(f"{len(plan.new)} new, {len(plan.known)} already known, {len(plan.rejects)} rejected")
-    if not args.apply:
+    for line, email in plan.erased:
+        print(f"line {line}: refused: this person was erased (forget) and is never re-enrolled: {email}")
+    print(f"{len(plan.new)} new, {len(plan.known)} already known, {len(plan.erased)} refused as erased, "
+          f"{len(plan.rejects)} rejected")
+    if args.apply:
+        print(f"enrolled {csv_import.apply_import(services, plan)} contacts")
+    else:
         print("dry run: nothing was written; add --apply to enroll the new contacts")
-        return 0
-    enrolled = csv_import.apply_import(services, plan)
-    print(f"enrolled {enrolled} contacts")
-    return 0
+    return 1 if plan.all_refused else 0  # so a script notices a file in which nothing could be imported
 
 
 def _send_test(services, args) -> int:

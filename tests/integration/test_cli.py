@@ -224,6 +224,27 @@ def test_backup_of_an_in_memory_database_is_refused_without_a_traceback(tmp_path
     assert_one_line_error(result, 2, "DATABASE_URL")
 
 
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(("content", "reason"), [
+    ("email,first_name\nzoe@example.com,Zoë\n".encode("latin-1"), "not UTF-8 text"),
+    ("email,first_name\nzoe@example.com,Zoë\n".encode("utf-16"), "not UTF-8 text"),
+    (b"email,first_name\nbig@example.com," + b"x" * 140_000 + b"\n", "line 2: not readable as CSV"),
+])
+def test_import_of_a_file_it_cannot_read_says_why_in_one_line(cli, services, tmp_path, content, reason):
+    (tmp_path / "list.csv").write_bytes(content)
+    assert_one_line_error(cli("import", str(tmp_path / "list.csv")), 1, str(tmp_path / "list.csv"), reason)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_import_exits_1_when_no_row_can_be_imported(cli, services, tmp_path):
+    (tmp_path / "list.csv").write_text("email,red_systems\nnot-an-email,1\nann@example.com,²\n", encoding="utf-8")
+    result = cli("import", str(tmp_path / "list.csv"), "--apply")
+    assert result.returncode == 1, result.stderr
+    assert "line 3: rejected: red_systems" in result.stdout and "Traceback" not in result.stderr
+    assert "0 new, 0 already known, 0 refused as erased, 2 rejected" in result.stdout
+
+
 def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
     first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
     second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
