@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from core import actions, backup, cli_notion, csv_export, csv_import, db, erasure, output_files, queries, switches
 from core.bootstrap import build_services
 from core.campaign import Segment
-from core.errors import ConfigError, NurtureError, UsageError
+from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError
 from core.ids import new_id
 from core.logs import configure_logging
+from core.signups import parse_signup
 
 
 def _stats(services, args) -> int:
@@ -144,14 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="folder for SQLite backups (default: DATA_DIR/backups)")
     p.set_defaults(handler=_backup)
     p = sub.add_parser("forget", help="erase a person's data; they are never re-enrolled")
-    p.add_argument("email")
+    p.add_argument("email", type=_email_address)
     p.set_defaults(handler=_forget)
     p = sub.add_parser("import", help="bulk-enrol a CSV (dry run unless --apply)")
     p.add_argument("csv", help="a CSV file with a header line naming at least 'email'")
     p.add_argument("--apply", action="store_true", help="enroll the new contacts (default: preview only)")
     p.set_defaults(handler=_import)
     p = sub.add_parser("send-test", help="send one step's email to an address, through the worker")
-    p.add_argument("email")
+    p.add_argument("email", type=_email_address)
     p.add_argument("--step", type=int, choices=range(1, 8), default=1, metavar="1..7")
     p.add_argument("--segment", choices=[s.value for s in Segment], default="CRITICAL")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker")
@@ -166,6 +167,14 @@ def _file_name(value: str) -> str:
     if not value.strip():  # `-o ""` from an unset shell variable must not quietly mean the screen
         raise argparse.ArgumentTypeError("needs a file name; leave -o out to write to standard output")
     return value
+
+
+def _email_address(value: str) -> str:
+    """The address as the intake checks and stores it; anything else is a usage error, caught before it is queued."""
+    try:
+        return parse_signup({"email": value}).email
+    except InvalidSignup as exc:
+        raise argparse.ArgumentTypeError(f"not a valid email address: {'; '.join(exc.errors.values())}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -245,6 +245,19 @@ def test_import_exits_1_when_no_row_can_be_imported(cli, services, tmp_path):
     assert "0 new, 0 already known, 0 refused as erased, 2 rejected" in result.stdout
 
 
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("command", ["send-test", "forget"])
+@pytest.mark.parametrize("address", ["not-an-email", ""])
+def test_an_invalid_address_is_a_usage_error_and_nothing_is_queued_or_erased(cli, services, command, address):
+    seed_contacts(services)
+    result = cli(command, address, *(["--wait", "0"] if command == "send-test" else []))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "not a valid email address" in result.stderr and "Traceback" not in result.stderr
+    assert rows(services.engine, "SELECT kind FROM action") == []
+    assert rows(services.engine, "SELECT kind FROM event WHERE kind IN ('requested_send_test', 'contact_erased')") == []
+
+
 def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
     first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
     second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
