@@ -1,22 +1,47 @@
 """`python -m core backup`: an online SQLite backup, or the pg_dump line for PostgreSQL."""
 
+import os
 import shlex
 import sqlite3
+import tempfile
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from core.errors import ConfigError, NurtureError
+from core.output_files import mode_open_would_give
+
 
 def backup_sqlite(database_url: str, target_dir: Path, now: datetime) -> Path:
-    """Copy a live SQLite database page by page (safe while the worker writes)."""
+    """Copy a live SQLite database page by page (safe while the worker writes).
+
+    The copy is made under a temporary name and renamed when complete, so a failed backup
+    (disk full, folder unwritable) never leaves a file that looks like a good one.
+    """
     source_path = make_url(database_url).database
-    target_dir.mkdir(parents=True, exist_ok=True)
+    if source_path in (None, "", ":memory:"):
+        raise ConfigError("DATABASE_URL names an in-memory SQLite database: there is no file to back up")
+    if target_dir.exists() and not target_dir.is_dir():
+        raise NurtureError(f"cannot back up into {target_dir}: it is a file, not a folder")
     target = target_dir / f"nurture-{now:%Y%m%d-%H%M%S}.db"
-    with sqlite3.connect(source_path) as source, sqlite3.connect(target) as dest:
-        source.backup(dest)
-    source.close()
-    dest.close()
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=target_dir, prefix=".nurture-", suffix=".partial")
+        os.fchmod(fd, mode_open_would_give(target))
+        os.close(fd)
+    except OSError as exc:
+        exc.filename, exc.filename2 = str(target_dir), None  # the folder asked for, not our temporary file
+        raise
+    try:
+        with closing(sqlite3.connect(source_path)) as source, closing(sqlite3.connect(partial)) as dest:
+            source.backup(dest)
+        os.replace(partial, target)
+    except sqlite3.Error as exc:  # the driver names no file: say which backup failed
+        raise NurtureError(f"backup to {target} failed: {exc}") from None
+    finally:
+        Path(partial).unlink(missing_ok=True)
     return target
 
 

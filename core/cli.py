@@ -1,20 +1,21 @@
 """`python -m core <command>`: operations from a terminal. Exit codes: 0 ok, 1 failed, 2 bad usage/config."""
 
 import argparse
-import csv
 import json
+import os
 import sys
 
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from core import actions, backup, cli_notion, csv_import, db, erasure, queries, switches
+from core import actions, backup, cli_notion, csv_export, csv_import, db, erasure, output_files, queries, switches
 from core.bootstrap import build_services
 from core.campaign import Segment
-from core.errors import ConfigError, InvalidSignup, NurtureError
+from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError
 from core.ids import new_id
 from core.logs import configure_logging
+from core.signups import parse_signup
 
 
 def _stats(services, args) -> int:
@@ -45,22 +46,15 @@ def _resume(services, _args) -> int:
 
 
 def _export(services, args) -> int:
-    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
-    try:
-        writer = csv.DictWriter(out, fieldnames=queries.EXPORT_COLUMNS)
-        writer.writeheader()
-        count = 0
+    if args.output is None:
         with db.read_transaction(services.engine) as conn:
-            for row in queries.export_rows(conn):
-                for key in ("enrolled_at", "unsubscribed_at", "suppressed_at"):
-                    row[key] = queries.as_iso(row[key])
-                writer.writerow(row)
-                count += 1
-    finally:
-        if args.output:
-            out.close()
-    if args.output:
-        print(f"wrote {count} contacts to {args.output}", file=sys.stderr)
+            csv_export.write_contacts(sys.stdout, queries.export_rows(conn))
+        return 0
+    target = Path(args.output)
+    output_files.refuse_database_files(target, services.settings.database_url)
+    with output_files.replacing(target) as out, db.read_transaction(services.engine) as conn:
+        count = csv_export.write_contacts(out, queries.export_rows(conn))
+    print(f"wrote {count} contacts to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -97,19 +91,21 @@ def _import(services, args) -> int:
             plan = csv_import.plan_import(services, fh)
     except OSError as exc:
         raise NurtureError(f"cannot read {args.csv}: {exc.strerror}") from None
-    except InvalidSignup as exc:
+    except NurtureError as exc:  # the file itself: not UTF-8, not CSV, no header line
         raise NurtureError(f"{args.csv}: {exc}") from None
     for line, reason in plan.rejects:
         print(f"line {line}: rejected: {reason}")
     for line, email in plan.known:
         print(f"line {line}: already known, left alone: {email}")
-    print(f"{len(plan.new)} new, {len(plan.known)} already known, {len(plan.rejects)} rejected")
-    if not args.apply:
+    for line, email in plan.erased:
+        print(f"line {line}: refused: this person was erased (forget) and is never re-enrolled: {email}")
+    print(f"{len(plan.new)} new, {len(plan.known)} already known, {len(plan.erased)} refused as erased, "
+          f"{len(plan.rejects)} rejected")
+    if args.apply:
+        print(f"enrolled {csv_import.apply_import(services, plan)} contacts")
+    else:
         print("dry run: nothing was written; add --apply to enroll the new contacts")
-        return 0
-    enrolled = csv_import.apply_import(services, plan)
-    print(f"enrolled {enrolled} contacts")
-    return 0
+    return 1 if plan.all_refused else 0  # so a script notices a file in which nothing could be imported
 
 
 def _send_test(services, args) -> int:
@@ -143,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_pause)
     sub.add_parser("resume", help="resume sending").set_defaults(handler=_resume)
     p = sub.add_parser("export", help="CSV of contacts with segment and per-step status")
-    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument("-o", "--output", type=_file_name, help="file to write (default: standard output)")
     p.set_defaults(handler=_export)
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
@@ -152,14 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="folder for SQLite backups (default: DATA_DIR/backups)")
     p.set_defaults(handler=_backup)
     p = sub.add_parser("forget", help="erase a person's data; they are never re-enrolled")
-    p.add_argument("email")
+    p.add_argument("email", type=_email_address)
     p.set_defaults(handler=_forget)
     p = sub.add_parser("import", help="bulk-enrol a CSV (dry run unless --apply)")
     p.add_argument("csv", help="a CSV file with a header line naming at least 'email'")
     p.add_argument("--apply", action="store_true", help="enroll the new contacts (default: preview only)")
     p.set_defaults(handler=_import)
     p = sub.add_parser("send-test", help="send one step's email to an address, through the worker")
-    p.add_argument("email")
+    p.add_argument("email", type=_email_address)
     p.add_argument("--step", type=int, choices=range(1, 8), default=1, metavar="1..7")
     p.add_argument("--segment", choices=[s.value for s in Segment], default="CRITICAL")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker")
@@ -170,9 +166,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _file_name(value: str) -> str:
+    if not value.strip():  # `-o ""` from an unset shell variable must not quietly mean the screen
+        raise argparse.ArgumentTypeError("needs a file name; leave -o out to write to standard output")
+    return value
+
+
+def _email_address(value: str) -> str:
+    """The address as the intake checks and stores it; anything else is a usage error, caught before it is queued."""
+    try:
+        return parse_signup({"email": value}).email
+    except InvalidSignup as exc:
+        raise argparse.ArgumentTypeError(f"not a valid email address: {'; '.join(exc.errors.values())}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(level="WARNING")  # commands print their own results; logs only for trouble
+    try:
+        code = _run_command(args)
+        sys.stdout.flush()  # a full disk or a closed pipe shows up here, while it can still be reported
+        return code
+    except BrokenPipeError:
+        # The reader went away (`export | head -1`): stop quietly, as Unix tools do. Standard output
+        # now points at /dev/null so that Python's own flush at exit has nothing to complain about.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # commands name the files they write; a nameless one is standard output
+        print(f"nurture: cannot write {exc.filename or 'standard output'}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _run_command(args) -> int:
     try:
         if getattr(args, "no_services", False):
             return args.handler(None, args)
@@ -181,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             return args.handler(services, args)
         finally:
             services.close()
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         print(f"nurture: {exc}", file=sys.stderr)
         return 2
     except NurtureError as exc:

@@ -1,44 +1,91 @@
 """`python -m core import CSV`: bulk-enrol an existing list, validating every row, dry run by default."""
 
 import csv
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from core import db
+from core import db, switches
 from core.bootstrap import Services
+from core.csv_export import TEXT_COLUMNS, restored
 from core.enrollments import SignupRequest
-from core.errors import InvalidSignup
+from core.erasure import email_hash, erased_hashes
+from core.errors import InvalidSignup, NurtureError
 from core.intake import enroll_now
 from core.signups import SignupIn, parse_signup
 from core.tables import contact_t
 
 INT_COLUMNS = ("red_systems", "orange_systems", "yellow_systems", "green_systems")
+# Plain ASCII digits only: "²" and "١" pass str.isdigit(), and int() refuses the first.
+_INTEGER = re.compile(r"-?[0-9]+")
+NOT_UTF8 = ('not UTF-8 text: re-save it as "CSV UTF-8" (Excel: Save As) or as Text CSV with the '
+            "character set Unicode (UTF-8) (LibreOffice)")
+CHUNK = 500  # hashes per erasure lookup (one bound parameter each, sent as they are to the driver)
 
 
 @dataclass
 class ImportPlan:
     new: list[tuple[int, SignupIn]] = field(default_factory=list)
     known: list[tuple[int, str]] = field(default_factory=list)
+    erased: list[tuple[int, str]] = field(default_factory=list)
     rejects: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def all_refused(self) -> bool:
+        """Every row was rejected or refused: nothing in the file can be imported."""
+        return bool(self.rejects or self.erased) and not (self.new or self.known)
 
 
 def read_rows(lines: Iterable[str]) -> Iterable[tuple[int, dict]]:
-    """CSV rows with their line numbers (the header is line 1); empty cells are absent fields."""
-    reader = csv.DictReader(lines)
-    if not reader.fieldnames or "email" not in [f.strip() for f in reader.fieldnames]:
-        raise InvalidSignup({"header": "the first line must name the columns, including 'email'"})
-    for row in reader:
-        cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k and v not in (None, "")}
-        for column in INT_COLUMNS:
-            if cleaned.get(column, "").lstrip("-").isdigit():
-                cleaned[column] = int(cleaned[column])
-        yield reader.line_num, cleaned
+    """CSV rows with their line numbers (the header is line 1); empty cells are absent fields.
+
+    A file that cannot be read as UTF-8 CSV raises NurtureError saying why and where.
+    """
+    text = _TextLines(lines)
+    reader = csv.DictReader(text)
+    try:
+        if not reader.fieldnames or "email" not in [f.strip() for f in reader.fieldnames]:
+            raise InvalidSignup({"header": "the first line must name the columns, including 'email'"})
+        for row in reader:
+            yield reader.line_num, _cleaned(row)
+    except UnicodeDecodeError:
+        raise NurtureError(NOT_UTF8) from None
+    except csv.Error as exc:  # e.g. a cell over csv.field_size_limit(), 131,072 characters
+        raise NurtureError(f"line {text.count}: not readable as CSV ({exc})") from None
+
+
+class _TextLines:
+    """The file's lines, counted (the reader's own count lags when it fails) and checked for NUL."""
+
+    def __init__(self, lines: Iterable[str]):
+        self._lines, self.count = iter(lines), 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        if "\x00" in line:  # UTF-16 without a byte order mark decodes as "UTF-8" full of NULs
+            raise NurtureError(NOT_UTF8)
+        return line
+
+
+def _cleaned(row: dict) -> dict:
+    cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k and v not in (None, "")}
+    for column in TEXT_COLUMNS:  # a file from `export` has formula-like cells quoted; take the quote off
+        if column in cleaned:
+            cleaned[column] = restored(cleaned[column])
+    for column in INT_COLUMNS:
+        if _INTEGER.fullmatch(cleaned.get(column, "")):
+            cleaned[column] = int(cleaned[column])
+    return cleaned
 
 
 def plan_import(services: Services, lines: Iterable[str]) -> ImportPlan:
-    """Validate every row; sort them into new contacts, already-known addresses and rejects."""
+    """Validate every row; sort them into new contacts, already-known and erased addresses, and rejects."""
     plan, seen = ImportPlan(), set()
     for line, row in read_rows(lines):
         try:
@@ -51,12 +98,28 @@ def plan_import(services: Services, lines: Iterable[str]) -> ImportPlan:
             continue
         seen.add(signup.email)
         plan.new.append((line, signup))
+    emails = [s.email for _, s in plan.new]
     with db.read_transaction(services.engine) as conn:
-        known = set(conn.scalars(sa.select(contact_t.c.email).where(
-            contact_t.c.email.in_([s.email for _, s in plan.new])))) if plan.new else set()
+        known, erased = _known(conn, emails), _erased(conn, emails)
     plan.known = [(line, s.email) for line, s in plan.new if s.email in known]
-    plan.new = [(line, s) for line, s in plan.new if s.email not in known]
+    plan.erased = [(line, s.email) for line, s in plan.new if s.email in erased]
+    plan.new = [(line, s) for line, s in plan.new if s.email not in known | erased]
     return plan
+
+
+def _known(conn: sa.Connection, emails: list[str]) -> set[str]:
+    return set(conn.scalars(sa.select(contact_t.c.email).where(contact_t.c.email.in_(emails)))) if emails else set()
+
+
+def _erased(conn: sa.Connection, emails: list[str]) -> set[str]:
+    """Addresses of people who asked to be forgotten; the intake would refuse them, so the plan says so."""
+    salt = switches.read(conn).erasure_salt
+    if not salt:  # no salt yet: nobody has been erased
+        return set()
+    by_hash = {email_hash(salt, email): email for email in emails}
+    hashes = list(by_hash)
+    return {by_hash[h] for start in range(0, len(hashes), CHUNK)
+            for h in erased_hashes(conn, hashes[start:start + CHUNK])}
 
 
 def apply_import(services: Services, plan: ImportPlan, *, batch_size: int = 500) -> int:

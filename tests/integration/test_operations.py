@@ -95,6 +95,21 @@ def test_a_csv_import_reports_rejects_by_line_and_a_rerun_changes_nothing(servic
         assert queries.stats(conn)["enrollments"] == 2
 
 
+
+def test_a_csv_import_plan_refuses_erased_addresses_before_anything_is_written(services):
+    _enroll(services, "gone@example.com")
+    with db.write_transaction(services.engine) as conn:
+        erasure.forget(conn, "gone@example.com", actor="cli", now=services.clock())
+    lines = ["email\n", "Gone@Example.com\n", "new@example.com\n"]
+
+    plan = csv_import.plan_import(services, lines)
+
+    assert plan.erased == [(2, "gone@example.com")]
+    assert [s.email for _, s in plan.new] == ["new@example.com"] and not plan.all_refused
+    assert csv_import.apply_import(services, plan) == 1
+    assert csv_import.plan_import(services, lines[:2]).all_refused
+
+
 def test_metrics_parse_with_the_prometheus_parser_and_count_what_happened(services, client):
     for i in range(3):
         client.post("/webhook/christmas-signup", json={"email": f"m{i}@example.com", "red_systems": 2})

@@ -1,0 +1,65 @@
+"""Files the CLI writes (`export -o`): never over the SQLite database, never left half-written."""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy.engine import make_url
+
+from core.errors import NurtureError, UsageError
+
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def refuse_database_files(target: Path, database_url: str) -> None:
+    """Refuse a target that is the SQLite database or one of its journal files, however it is spelt."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    database = Path(url.database).resolve()
+    if target.resolve() in {Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS}:
+        raise UsageError(f"refusing to write {target}: that would overwrite the database {database}; "
+                         "choose another file name")
+
+
+@contextmanager
+def replacing(target: Path) -> Iterator[TextIO]:
+    """A UTF-8 text file that appears at `target` only once the block has finished without error.
+
+    It is written beside the target under a temporary name and renamed over it at the end, so a
+    failed export leaves no half-written file and any earlier file intact. Devices and pipes
+    (/dev/stdout, a FIFO) cannot be renamed over, so they are written directly.
+    """
+    try:
+        if target.exists() and not target.is_file():  # following links: /dev/stdout is a pipe or a terminal
+            with open(target, "w", newline="", encoding="utf-8") as out:  # a folder fails here, with its reason
+                yield out
+            return
+        real = target.resolve()  # through a symbolic link, to replace the file it points at
+        if not real.parent.is_dir():
+            raise NurtureError(f"cannot write {target}: there is no folder {target.parent}")
+        fd, partial = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".partial")
+        try:
+            os.fchmod(fd, mode_open_would_give(real))
+            with open(fd, "w", newline="", encoding="utf-8") as out:
+                yield out
+                out.flush()
+                os.fsync(out.fileno())  # the rename must not land before the data does
+            os.replace(partial, real)
+        finally:
+            Path(partial).unlink(missing_ok=True)
+    except OSError as exc:
+        exc.filename, exc.filename2 = str(target), None  # the name the user gave, not the temporary one
+        raise
+
+
+def mode_open_would_give(path: Path) -> int:
+    """Keep the permissions a plain open() would have left: the old file's, or the umask's for a new one."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -1,0 +1,37 @@
+"""backup_sqlite refuses what it cannot back up and never leaves a file that looks like a good backup."""
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from core.backup import backup_sqlite
+from core.errors import ConfigError, NurtureError
+
+NOW = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_has_nothing_to_back_up(url, tmp_path):
+    with pytest.raises(ConfigError, match="in-memory"):
+        backup_sqlite(url, tmp_path, NOW)
+
+
+def test_a_file_where_the_folder_should_be_is_named(tmp_path):
+    (tmp_path / "backups").write_text("")
+    with pytest.raises(NurtureError, match="it is a file, not a folder"):
+        backup_sqlite(f"sqlite:///{tmp_path}/nurture.db", tmp_path / "backups", NOW)
+
+
+def test_a_failed_backup_leaves_nothing_in_the_folder(tmp_path):
+    (tmp_path / "nurture.db").write_text("not a database")
+    with pytest.raises(NurtureError, match="backup to .* failed"):
+        backup_sqlite(f"sqlite:///{tmp_path}/nurture.db", tmp_path / "backups", NOW)
+    assert os.listdir(tmp_path / "backups") == []
+
+
+def test_an_unwritable_folder_is_an_os_error_naming_the_folder():
+    with pytest.raises(OSError) as failed:
+        backup_sqlite("sqlite:////nonexistent/nurture.db", Path("/proc/backups"), NOW)
+    assert failed.value.filename == "/proc/backups"
