@@ -67,10 +67,7 @@ def _backup(services, args) -> int:
     now = services.clock()
     if services.settings.is_sqlite:
         folder = Path(args.output_dir or Path(services.settings.data_dir) / "backups")
-        try:
-            target = backup.backup_sqlite(services.settings.database_url, folder, now)
-        except OSError as exc:
-            raise NurtureError(f"cannot write a backup into {folder}: {exc.strerror or exc}") from None
+        target = backup.backup_sqlite(services.settings.database_url, folder, now)  # OSError: main says which folder
         print(f"backed up to {target}")
     else:
         print("PostgreSQL is backed up with pg_dump; run:")

@@ -326,4 +326,4 @@ def test_a_backup_folder_that_cannot_be_made_exits_1_with_one_line(database_url,
     result = run_cli("backup", "--output-dir", str(tmp_path / "file" / "backups"), database_url=database_url,
                      data_dir=tmp_path)
     assert result.returncode == 1
-    assert _one_line(result).startswith(f"nurture: cannot write a backup into {tmp_path / 'file' / 'backups'}")
+    assert _one_line(result).startswith(f"nurture: cannot write {tmp_path / 'file' / 'backups'}: ")
