@@ -25,7 +25,7 @@ def backup_sqlite(database_url: str, target_dir: Path, now: datetime) -> Path:
         raise ConfigError("DATABASE_URL names an in-memory SQLite database: there is no file to back up")
     if target_dir.exists() and not target_dir.is_dir():
         raise NurtureError(f"cannot back up into {target_dir}: it is a file, not a folder")
-    target = target_dir / f"nurture-{now:%Y%m%d-%H%M%S}.db"
+    target = _unused_name(target_dir, f"nurture-{now:%Y%m%d-%H%M%S}")
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=target_dir, prefix=".nurture-", suffix=".partial")
@@ -45,12 +45,21 @@ def backup_sqlite(database_url: str, target_dir: Path, now: datetime) -> Path:
     return target
 
 
+def _unused_name(folder: Path, stem: str) -> Path:
+    """`stem`.db, or `stem`-2.db and so on: a second backup within the same second keeps the first."""
+    target, n = folder / f"{stem}.db", 2
+    while target.exists():
+        target, n = folder / f"{stem}-{n}.db", n + 1
+    return target
+
+
 def pg_dump_command(database_url: str, now: datetime) -> str:
     """The pg_dump line for this database; the password is left to PGPASSWORD or ~/.pgpass."""
     url = make_url(database_url)
     parts = ["pg_dump", "--format=custom", f"--file=nurture-{now:%Y%m%d-%H%M%S}.dump"]
-    if url.host:
-        parts.append(f"--host={url.host}")
+    host = url.host or url.query.get("host")  # libpq also takes the host (or a socket folder) as ?host=
+    if host:
+        parts.append(f"--host={host}")
     if url.port:
         parts.append(f"--port={url.port}")
     if url.username:

@@ -46,7 +46,7 @@ def read_rows(lines: Iterable[str]) -> Iterable[tuple[int, dict]]:
     text = _TextLines(lines)
     reader = csv.DictReader(text)
     try:
-        if not reader.fieldnames or "email" not in [f.strip() for f in reader.fieldnames]:
+        if not reader.fieldnames or "email" not in [_column(f) for f in reader.fieldnames]:
             raise InvalidSignup({"header": "the first line must name the columns, including 'email'"})
         for row in reader:
             yield reader.line_num, _cleaned(row)
@@ -73,8 +73,13 @@ class _TextLines:
         return line
 
 
+def _column(name: str) -> str:
+    # Spreadsheets capitalise headers ("Email", "First_Name"); the columns are the webhook's field names.
+    return name.strip().lower()
+
+
 def _cleaned(row: dict) -> dict:
-    cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k and v not in (None, "")}
+    cleaned = {_column(k): (v or "").strip() for k, v in row.items() if k and v not in (None, "")}
     for column in TEXT_COLUMNS:  # a file from `export` has formula-like cells quoted; take the quote off
         if column in cleaned:
             cleaned[column] = restored(cleaned[column])

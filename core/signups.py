@@ -13,8 +13,9 @@ MAX_EXTRA_STRING = 1000
 MAX_NAME = 200
 MAX_NESTING = 5
 # Control characters (NUL, tab, line breaks, C1) have no place in a name: names go into subject
-# headers, and PostgreSQL refuses NUL outright.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# headers, and PostgreSQL refuses NUL outright. Nor do Unicode's line and paragraph separators, or
+# the bidirectional overrides and isolates that make a name display as something else.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # A JSON escape like "\ud800" decodes to half a surrogate pair: a str that no database can store as UTF-8.
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 

@@ -32,7 +32,8 @@ def create_app(services: Services | None = None) -> FastAPI:
         yield
         writer.stop()
 
-    app = FastAPI(title="Nurture intake", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No docs or schema: the endpoints are for a website backend and Resend, not for browsing.
+    app = FastAPI(title="Nurture intake", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     app.state.writer = writer
     app.state.rate_limiter = intake.ClientRateLimiter(services.settings.intake_rate_limit)

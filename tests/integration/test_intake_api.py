@@ -85,6 +85,8 @@ MALFORMED = [
      422),
     ("first-name-lf-header-injection", _json(signup(first_name="Alex\nBcc: victim@example.com")), 422),
     ("first-name-tab", _json(signup(first_name="Alex\tSmith")), 422),
+    ("first-name-line-separator", _json(signup(first_name="Alex\u2028Bcc: x@y.com")), 422),
+    ("business-name-bidi-override", _json(signup(business_name="\u202eLtd gnikaB")), 422),
     ("nan-literal-in-extra-field", b'{"email": "nan-extra@example.com", "utm": NaN}', 422),
     ("infinity-literal", b'{"email": "inf@example.com", "assessment_score": Infinity}', 422),
     # JSON escapes that decode to text no database can hold as UTF-8 (a lone half of a surrogate pair),
@@ -357,6 +359,7 @@ def test_health_reports_configuration_database_worker_and_queue(client, post):
     assert body["worker_last_seen"] is None
     assert body["queue"]["scheduled"] == 7
     assert client.head("/health").status_code == 200  # uptime monitors probe with HEAD
+    assert client.get("/openapi.json").status_code == client.get("/docs").status_code == 404  # nothing to browse
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

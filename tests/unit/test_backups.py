@@ -1,12 +1,14 @@
 """backup_sqlite refuses what it cannot back up and never leaves a file that looks like a good backup."""
 
 import os
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from core.backup import backup_sqlite
+from core.backup import backup_sqlite, pg_dump_command
 from core.errors import ConfigError, NurtureError
 
 NOW = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
@@ -35,3 +37,20 @@ def test_an_unwritable_folder_is_an_os_error_naming_the_folder():
     with pytest.raises(OSError) as failed:
         backup_sqlite("sqlite:////nonexistent/nurture.db", Path("/proc/backups"), NOW)
     assert failed.value.filename == "/proc/backups"
+
+
+def test_two_backups_in_the_same_second_are_both_kept(tmp_path):
+    with closing(sqlite3.connect(tmp_path / "nurture.db")) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    first = backup_sqlite(f"sqlite:///{tmp_path}/nurture.db", tmp_path / "backups", NOW)
+    second = backup_sqlite(f"sqlite:///{tmp_path}/nurture.db", tmp_path / "backups", NOW)
+    assert (first.name, second.name) == ("nurture-20251201-090000.db", "nurture-20251201-090000-2.db")
+
+
+@pytest.mark.parametrize(("url", "host"), [
+    ("postgresql+psycopg://nurture@db.internal:5433/nurture", "--host=db.internal"),
+    ("postgresql+psycopg://nurture@/nurture?host=127.0.0.1", "--host=127.0.0.1"),
+    ("postgresql+psycopg://nurture@/nurture?host=/var/run/postgresql", "--host=/var/run/postgresql"),
+])
+def test_the_pg_dump_line_names_the_server_however_the_url_gives_it(url, host):
+    assert host in pg_dump_command(url, NOW).split()

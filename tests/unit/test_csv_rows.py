@@ -57,3 +57,8 @@ def test_a_count_that_is_not_plain_digits_is_left_for_validation_to_reject(count
 def test_a_count_in_plain_digits_is_read_as_a_number(count, value):
     [(_, row)] = read_rows(io.StringIO(f"email,red_systems\nann@example.com,{count}\n"))
     assert row["red_systems"] == value
+
+
+def test_headers_are_matched_whatever_their_case(tmp_path):
+    (tmp_path / "list.csv").write_text(" Email ,First_Name,RED_SYSTEMS\nzoe@example.com,Zoë,2\n", encoding="utf-8")
+    assert rows_of(tmp_path / "list.csv") == [(2, {"email": "zoe@example.com", "first_name": "Zoë", "red_systems": 2})]

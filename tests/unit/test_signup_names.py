@@ -14,6 +14,7 @@ from core.signups import MAX_NAME, clean_name, parse_signup
     ("Ann\r\nBcc: x@example.com", "Ann Bcc: x@example.com"),
     ("Al\x00ex", "Al ex"),
     ("Jo\ud800e", "Joe"),  # half a surrogate pair cannot be stored as UTF-8
+    ("\u202eAnn\u2028Lee", "Ann Lee"),  # a bidi override and a line separator
     ("N" * 250, "N" * MAX_NAME),
     ("N" * 199 + " tail", "N" * 199),  # cut at the limit, no trailing space left
 ])
