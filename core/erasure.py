@@ -13,6 +13,12 @@ from core.statuses import EnrollmentStatus
 from core.tables import contact_t, erasure_t, setting_t, signup_t
 
 SALT_KEY = switches.ERASURE_SALT
+ERASED_DOMAIN = "erased.invalid"  # .invalid can never be a real address (RFC 2606)
+
+
+def is_erased_address(email: str) -> bool:
+    """Whether a stored address is the placeholder an erasure left in place of the real one."""
+    return email.endswith(f"@{ERASED_DOMAIN}")
 
 
 def _stored_salt() -> sa.Select:
@@ -57,7 +63,7 @@ def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str
     digest = email_hash(erasure_salt(conn, now), email)
     suppress_contact(conn, contact_id, "erased", actor=actor, now=now, status=EnrollmentStatus.CANCELLED)
     conn.execute(contact_t.update().where(contact_t.c.id == contact_id).values(
-        email=f"erased-{digest[:16]}@erased.invalid", first_name=None, business_name=None, updated_at=now))
+        email=f"erased-{digest[:16]}@{ERASED_DOMAIN}", first_name=None, business_name=None, updated_at=now))
     conn.execute(signup_t.update().where(signup_t.c.contact_id == contact_id).values(payload="{}"))
     repo.insert_ignoring_conflicts(conn, erasure_t, [{"email_hash": digest, "erased_at": now, "erased_by": actor}])
     repo.insert_events(conn, [repo.event_row(now, actor, "contact_erased", contact_id=contact_id,

@@ -31,6 +31,11 @@ def unsubscribed(email_hint: str) -> str:
     ))
 
 
+def forgotten() -> str:
+    return page("You're unsubscribed", "<p>This address was removed from our records at its owner's request "
+                "and gets no more emails from this campaign.</p>")
+
+
 def invalid_link() -> str:
     return page("This link is not valid", "<p>The unsubscribe link is incomplete or has been altered. "
                 "Please use the link from the most recent email.</p>")

@@ -6,6 +6,7 @@ from fastapi.responses import HTMLResponse
 
 from core import controls, db
 from core.api import pages
+from core.erasure import is_erased_address
 from core.errors import InvalidToken, NotFound
 from core.tables import contact_t
 from core.unsubscribe import verify_token
@@ -27,6 +28,8 @@ def _resolve(request: Request, token: str) -> tuple[str, str] | HTMLResponse:
     email = _contact_email(services, contact_id)
     if email is None:
         return HTMLResponse(pages.invalid_link(), status_code=404)
+    if is_erased_address(email):  # a link in an old email: nothing left to stop, or to show
+        return HTMLResponse(pages.forgotten())
     return contact_id, email
 
 

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from svix.webhooks import Webhook
 
-from core import claims, db, outcomes, switches
+from core import claims, db, erasure, outcomes, switches
 from core.actions import ActionRunner, request_action
 from core.bootstrap import build_services
 from core.campaign import CHRISTMAS_2025, Timing
@@ -274,6 +274,20 @@ def test_a_get_on_the_unsubscribe_link_only_asks_for_confirmation(services, disp
     assert events_of(services, "unsubscribed") == []
     run_for(dispatcher, clock, hours=24)
     assert steps_sent_to(mailer, "scanner@example.com") == [1, 2]
+
+
+def test_an_old_unsubscribe_link_of_an_erased_person_shows_no_placeholder_and_records_nothing(
+        services, dispatcher, mailer, client):
+    enroll(services, email="gone@example.com")
+    dispatcher.run_pass()
+    [welcome] = mailer.sent_to("gone@example.com")
+    with db.write_transaction(services.engine) as conn:
+        erasure.forget(conn, "gone@example.com", actor="cli", now=services.clock())
+
+    for answer in (client.get(unsubscribe_path(welcome)), client.post(unsubscribe_path(welcome))):
+        assert answer.status_code == 200
+        assert "removed from our records" in answer.text and "erased" not in answer.text
+    assert events_of(services, "unsubscribed") == []
 
 
 @pytest.mark.parametrize("forge", ["altered signature", "altered contact", "other key", "garbage", "unknown contact"])
