@@ -149,7 +149,12 @@ def test_a_rejected_non_secret_value_is_shown_to_help_the_operator(env):
     ("variable", "value"),
     [("INTAKE_RATE_LIMIT", "-1"), ("RESEND_RATE_LIMIT", "0"), ("RESEND_RATE_LIMIT", "nan"),
      ("RESEND_RATE_LIMIT", "inf"), ("RESEND_RATE_LIMIT", "-inf"), ("API_PORT", "eighty"), ("API_PORT", "0"),
-     ("API_PORT", "-1"), ("API_PORT", "65536"), ("API_PORT", "99999"), ("LOG_FORMAT", "xml")],
+     ("API_PORT", "-1"), ("API_PORT", "65536"), ("API_PORT", "99999"), ("LOG_FORMAT", "xml"),
+     *(("LOG_LEVEL", v) for v in ("LOUD", "verbose", "10", "")),
+     # Every unsubscribe link starts with it, and its host decides whether the production checks apply.
+     *(("PUBLIC_BASE_URL", v) for v in ("nurture.example.org", "nurture.example.org/path", "ftp://nurture.example.org",
+                                        "https://", "https:///x", "//nurture.example.org",
+                                        "https://nurture.example.org:0", "https://nurture.example.org:99999", ""))],
 )
 def test_other_invalid_values_are_reported_by_variable_name(env, variable, value):
     env.setenv(variable, value)
@@ -158,19 +163,10 @@ def test_other_invalid_values_are_reported_by_variable_name(env, variable, value
     assert_one_sentence_naming(str(caught.value), variable)
 
 
-@pytest.mark.parametrize(("value", "expected"), 
-    [("debug", "DEBUG"), (" Warning ", "WARNING"), ("CRITICAL", "CRITICAL")])
+@pytest.mark.parametrize(("value", "expected"), [("debug", "DEBUG"), (" Warning ", "WARNING"), ("CRITICAL", "CRITICAL")])
 def test_log_level_accepts_any_case_of_a_logging_level_and_stores_it_upper_case(env, value, expected):
     env.setenv("LOG_LEVEL", value)
     assert load().log_level == expected
-
-
-@pytest.mark.parametrize("value", ["LOUD", "verbose", "10", ""])
-def test_an_unknown_log_level_stops_start_up_naming_log_level(env, value):
-    env.setenv("LOG_LEVEL", value)
-    with pytest.raises(ConfigError) as caught:
-        load()
-    assert_one_sentence_naming(str(caught.value), "LOG_LEVEL")
 
 
 @pytest.mark.parametrize("port", ["1", "65535"])
@@ -219,18 +215,6 @@ def test_a_production_deployment_without_secret_key_stops_start_up(env):
     with pytest.raises(ConfigError) as caught:
         load()
     assert_one_sentence_naming(str(caught.value), "SECRET_KEY")
-
-
-@pytest.mark.parametrize(
-    "url",
-    ["nurture.example.org", "nurture.example.org/path", "ftp://nurture.example.org", "https://", "https:///x",
-     "//nurture.example.org", "https://nurture.example.org:0", "https://nurture.example.org:99999", ""],
-)
-def test_a_public_base_url_without_http_scheme_and_host_stops_start_up_naming_it(env, url):
-    env.setenv("PUBLIC_BASE_URL", url)
-    with pytest.raises(ConfigError) as caught:
-        load()
-    assert_one_sentence_naming(str(caught.value), "PUBLIC_BASE_URL")
 
 
 @pytest.mark.parametrize(
