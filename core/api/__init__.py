@@ -56,7 +56,7 @@ def create_app(services: Services | None = None) -> FastAPI:
 async def _client_went_away(request: Request, _exc: ClientDisconnect) -> JSONResponse:
     # Not a server fault: without this, anyone could fill the error log with tracebacks by hanging up mid-body.
     log.info("client disconnected before sending the whole body", extra={"action": "http", "path": request.url.path})
-    return JSONResponse({"status": "error", "message": "the request body was cut short"}, status_code=400)
+    return intake.error_response(400, "the request body was cut short")
 
 
 def _resend_verifier(secret: str) -> Webhook | None:

@@ -46,7 +46,8 @@ class ClientRateLimiter:
             return True
 
 
-def _error(status: int, message: str, errors: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, message: str, errors: dict[str, str] | None = None) -> JSONResponse:
+    """The API's error body: status and message, and with field errors the `errors` and FastAPI-style `detail`."""
     body: dict = {"status": "error", "message": message}
     if errors is not None:
         body["errors"] = errors
@@ -91,29 +92,30 @@ async def christmas_signup(request: Request) -> JSONResponse:
     services = request.app.state.services
     settings = services.settings
     if settings.webhook_secret and not _secret_ok(request, settings.webhook_secret):
-        return _error(401, "missing or wrong X-Webhook-Secret")
+        return error_response(401, "missing or wrong X-Webhook-Secret")
     client = request.client.host if request.client else "unknown"
     if not request.app.state.rate_limiter.allow(client):
-        return JSONResponse({"status": "error", "message": "too many signups from this client"}, status_code=429,
-                            headers={"Retry-After": "60"})
+        response = error_response(429, "too many signups from this client")
+        response.headers["Retry-After"] = "60"  # the window is one minute
+        return response
     body = await read_capped_body(request)
     if body is None:
-        return _error(413, f"body larger than {MAX_BODY} bytes")
+        return error_response(413, f"body larger than {MAX_BODY} bytes")
     try:
         data = strict_json(body)
     except ValueError:
-        return _error(422, "body is not valid JSON", {"body": "must be a JSON object"})
+        return error_response(422, "body is not valid JSON", {"body": "must be a JSON object"})
     try:
         signup = parse_signup(data)
     except InvalidSignup as exc:
-        return _error(422, "invalid signup", exc.errors)
+        return error_response(422, "invalid signup", exc.errors)
     started = time.perf_counter()
     future = request.app.state.writer.submit(SignupRequest(signup, source="webhook"))
     try:
         result = await future
     except Exception:  # storage trouble: say so plainly; the website may retry safely
         log.exception("signup not stored", extra={"action": "intake"})
-        response = _error(503, "the signup could not be stored right now; please retry")
+        response = error_response(503, "the signup could not be stored right now; please retry")
         response.headers["Retry-After"] = "5"  # storage trouble is usually brief (a lock, a restart)
         return response
     finally:
