@@ -16,6 +16,10 @@ from core.errors import ConfigError, DatabaseTooNew
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
+# How long a statement waits for a lock before giving up: SQLite's busy_timeout, and the same
+# lock_timeout on PostgreSQL, where a lock held elsewhere would otherwise be waited on forever
+# (the webhook would hang instead of answering 503).
+LOCK_WAIT_MS = 30_000
 
 
 def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -30,11 +34,20 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
                 reason = "it is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror or exc
                 raise ConfigError(
                     f"DATABASE_URL names a SQLite file in {folder}, which cannot be used: {reason}.") from None
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(url, connect_args={"timeout": LOCK_WAIT_MS / 1000, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    sa.event.listen(engine, "connect", _postgresql_lock_timeout)
+    return engine
+
+
+def _postgresql_lock_timeout(dbapi_conn, _record) -> None:
+    # A session setting: it outlives each transaction and the pool's reset-on-return.
+    with dbapi_conn.cursor() as cur:
+        cur.execute(f"SET lock_timeout = {LOCK_WAIT_MS}")
+    dbapi_conn.commit()
 
 
 def _sqlite_begin(conn) -> None:
@@ -63,7 +76,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     dbapi_conn.isolation_level = None  # autocommit at the driver; SQLAlchemy's begin hook opens txns
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

@@ -427,21 +427,52 @@ def test_one_refused_signup_does_not_fail_the_neighbours_committed_in_its_batch(
     assert (batches["nurture_intake_batch_signups_count"], batches["nurture_intake_batch_signups_sum"]) == (1, 3)
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])  # the file lock is SQLite's own
-def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(services, monkeypatch):
-    import sqlite3
+class _LockHolder:
+    """Another session holding a lock the intake needs: SQLite's write lock, or on PostgreSQL an
+    exclusive lock on the contact table. The engine's lock wait is cut to 200 ms for the test."""
 
+    def __init__(self, engine: sa.Engine):
+        if engine.dialect.name == "sqlite":
+            import sqlite3
+
+            sa.event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA busy_timeout=200"))
+            self._conn = sqlite3.connect(engine.url.database, isolation_level=None)
+            self._conn.execute("BEGIN IMMEDIATE")
+            self.release = lambda: self._conn.execute("ROLLBACK")
+        else:
+            import psycopg
+
+            def short_lock_timeout(dbapi, _):
+                with dbapi.cursor() as cur:
+                    cur.execute("SET lock_timeout = 200")
+                dbapi.commit()
+
+            sa.event.listen(engine, "connect", short_lock_timeout)  # runs after the engine's own 30 s
+            self._conn = psycopg.connect(engine.url.set(drivername="postgresql").render_as_string(False))
+            self._conn.execute("LOCK TABLE contact IN ACCESS EXCLUSIVE MODE")
+            self.release = self._conn.rollback
+        engine.dispose()  # every pooled connection is opened afresh with the short wait
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def test_every_connection_gives_up_waiting_for_a_lock_after_30_seconds(services):
+    """A lock held elsewhere (a manual LOCK TABLE, a stuck session) fails the intake with a 503 in time,
+    instead of hanging every webhook request: SQLite's busy_timeout, PostgreSQL's lock_timeout."""
+    query = "PRAGMA busy_timeout" if services.engine.dialect.name == "sqlite" else "SHOW lock_timeout"
+    with services.engine.connect() as conn:
+        assert conn.exec_driver_sql(query).scalar() in (30000, "30s")
+
+
+def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(services, monkeypatch):
     from core import intake
 
-    # A short busy_timeout stands in for the 30 s one; every pooled connection is opened afresh with it.
-    sa.event.listen(services.engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA busy_timeout=200"))
-    services.engine.dispose()
     attempts = []
     enroll_now = intake.enroll_now
     monkeypatch.setattr(intake, "enroll_now", lambda *args: attempts.append(1) or enroll_now(*args))
     monkeypatch.setattr(intake, "GATHER_SECONDS", 0.5)  # so the three surely share one batch
-    holder = sqlite3.connect(services.engine.url.database, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+    holder = _LockHolder(services.engine)
     writer = intake.GroupCommitWriter(services)
 
     async def submit(*emails):
@@ -451,7 +482,7 @@ def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(
         outcomes = asyncio.run(submit("a@example.com", "b@example.com", "c@example.com"))
         assert len(attempts) == 1  # one transaction tried, not one more per signup (each waiting again)
         assert all(isinstance(o, sa.exc.OperationalError) for o in outcomes)
-        holder.execute("ROLLBACK")
+        holder.release()
         [stored] = asyncio.run(submit("a@example.com"))
     finally:
         holder.close()
