@@ -1,6 +1,5 @@
 """`make run`: the worker and the dashboard as child processes, stopped together on Ctrl-C."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -23,10 +22,10 @@ def run_all() -> int:
     children = [
         subprocess.Popen([python, "scheduler.py"]),
         subprocess.Popen([python, "-m", "streamlit", "run", "dashboard.py",
-                          "--server.address", os.environ.get("DASHBOARD_HOST", "127.0.0.1")]),
+                          "--server.address", settings.dashboard_host]),
     ]
     print(f"Nurture is running: API http://127.0.0.1:{settings.api_port}/health, "
-          f"dashboard http://127.0.0.1:8501 (Ctrl-C stops both)", flush=True)
+          f"dashboard http://{settings.dashboard_host}:8501 (Ctrl-C stops both)", flush=True)
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

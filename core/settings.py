@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     secret_key: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    dashboard_host: str = "127.0.0.1"
     dashboard_password: str = ""
     postal_address: str = "Nurture Systems Ltd, 1 Example Street, London EC1A 1AA, United Kingdom"
     booking_url: str = "https://example.com/book"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core.settings import Settings
@@ -15,6 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def children_of(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in found]
@@ -22,10 +30,11 @@ def children_of(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, stop_signal):
-    api_port = free_port()
+    api_port, dashboard_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env.update(DATABASE_URL=f"sqlite:///{tmp_path}/nurture.db", DATA_DIR=str(tmp_path), API_PORT=str(api_port),
-               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT), STREAMLIT_SERVER_PORT=str(free_port()))
+               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT), STREAMLIT_SERVER_PORT=str(dashboard_port),
+               DASHBOARD_HOST="127.0.0.2")  # another loopback address: the setting must reach Streamlit
     subprocess.run([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=60)
     log = tmp_path / "run.log"
@@ -37,6 +46,8 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
     try:
         wait_for(lambda: healthy(f"http://127.0.0.1:{api_port}"), 40, "/health", log, interval=0.3)
         children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, 20, "two children", log)
+        dashboard = f"http://127.0.0.2:{dashboard_port}/_stcore/health"
+        wait_for(lambda: answers(dashboard), 40, "the dashboard on DASHBOARD_HOST", log, interval=0.3)
         runner.send_signal(stop_signal)
         assert runner.wait(timeout=30) == 0, log.read_text()[-3000:]
         wait_for(lambda: not any(alive(pid) for pid in children), 10, "the children to stop", log)
