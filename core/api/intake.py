@@ -1,4 +1,4 @@
-"""POST /webhook/christmas-signup: checks run in the contract's order (401, 413, 422), then enroll."""
+"""POST /webhook/christmas-signup: the rate limit (429), then the contract's checks in order (401, 413, 422), then enroll."""
 
 import hmac
 import json
@@ -91,13 +91,14 @@ def _secret_ok(request: Request, expected: str) -> bool:
 async def christmas_signup(request: Request) -> JSONResponse:
     services = request.app.state.services
     settings = services.settings
-    if settings.webhook_secret and not _secret_ok(request, settings.webhook_secret):
-        return error_response(401, "missing or wrong X-Webhook-Secret")
+    # Counted before the secret is checked, so the limit also slows anyone guessing the secret.
     client = request.client.host if request.client else "unknown"
     if not request.app.state.rate_limiter.allow(client):
         response = error_response(429, "too many signups from this client")
         response.headers["Retry-After"] = "60"  # the window is one minute
         return response
+    if settings.webhook_secret and not _secret_ok(request, settings.webhook_secret):
+        return error_response(401, "missing or wrong X-Webhook-Secret")
     body = await read_capped_body(request)
     if body is None:
         return error_response(413, f"body larger than {MAX_BODY} bytes")

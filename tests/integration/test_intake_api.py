@@ -294,6 +294,15 @@ def test_a_client_over_the_intake_rate_limit_gets_429(app_with):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
+def test_guesses_at_the_webhook_secret_count_against_the_rate_limit(app_with):
+    client = app_with(intake_rate_limit=3, webhook_secret="s3cret-hook")
+    guesses = [client.post(URL, json=signup(), headers={"X-Webhook-Secret": f"guess-{i}"}).status_code
+               for i in range(5)]
+    assert guesses == [401, 401, 401, 429, 429]
+    assert intake_counts(client.app.state.services.engine) == NOTHING
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
 def test_without_a_rate_limit_many_signups_from_one_client_are_accepted(post):
     assert {post(signup(email=f"many{i}@example.com")).status_code for i in range(12)} == {202}
 
