@@ -30,7 +30,7 @@ test-fast: install
 # The quick benchmarks; bench/dashboard.py, bench/notion.py and bench/scale.py take longer (see --help).
 bench: install
 	$(BIN)/python bench/intake.py --client httpx
-	$(BIN)/python bench/intake.py --client raw
+	$(BIN)/python bench/intake.py --client raw --baseline
 	$(BIN)/python bench/dispatch.py
 
 # Re-pin every dependency (needs uv: pip install uv).
