@@ -1,4 +1,4 @@
-"""POST /webhook/christmas-signup: the rate limit (429), then the contract's checks in order (401, 413, 422), then enroll."""
+"""POST /webhook/christmas-signup: the rate limit (429), the contract's checks (401, 413, 422), then enroll."""
 
 import hmac
 import json
