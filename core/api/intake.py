@@ -1,5 +1,6 @@
 """POST /webhook/christmas-signup: the rate limit (429), the contract's checks (401, 413, 422), then enroll."""
 
+import hashlib
 import hmac
 import json
 import logging
@@ -87,6 +88,15 @@ def _secret_ok(request: Request, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+def body_signature(secret: str, body: bytes) -> str:
+    """What X-Webhook-Signature must say: `sha256=` and the hex HMAC-SHA256 of the raw body (GitHub's form)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _signature_ok(given: str, secret: str, body: bytes) -> bool:
+    return hmac.compare_digest(given.strip().lower().encode(), body_signature(secret, body).encode())
+
+
 @router.post("/webhook/christmas-signup", status_code=202)
 async def christmas_signup(request: Request) -> JSONResponse:
     services = request.app.state.services
@@ -97,11 +107,17 @@ async def christmas_signup(request: Request) -> JSONResponse:
         response = error_response(429, "too many signups from this client")
         response.headers["Retry-After"] = "60"  # the window is one minute
         return response
-    if settings.webhook_secret and not _secret_ok(request, settings.webhook_secret):
-        return error_response(401, "missing or wrong X-Webhook-Secret")
+    secret = settings.webhook_secret
+    # The website proves it knows the secret by sending it, or by signing the body with it (the
+    # secret then never travels); a signature can only be checked once the body is read.
+    signature = request.headers.get("x-webhook-signature") if "x-webhook-secret" not in request.headers else None
+    if secret and signature is None and not _secret_ok(request, secret):
+        return error_response(401, "missing or wrong X-Webhook-Secret (or X-Webhook-Signature)")
     body = await read_capped_body(request)
     if body is None:
         return error_response(413, f"body larger than {MAX_BODY} bytes")
+    if secret and signature is not None and not _signature_ok(signature, secret, body):
+        return error_response(401, "X-Webhook-Signature does not match the body")
     try:
         data = strict_json(body)
     except ValueError:

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core import db, switches
 from core.api import create_app
+from core.api.intake import body_signature
 from core.bootstrap import build_services
 from core.models import Contact
 from tests.support import SEED_SIGNUPS, TestClient, intake_counts, signup, signup_request
@@ -270,6 +271,59 @@ def test_with_a_webhook_secret_a_missing_or_wrong_header_is_refused(app_with):
 def test_with_a_webhook_secret_the_right_header_is_accepted(app_with):
     client = app_with(webhook_secret="s3cret-hook")
     assert client.post(URL, json=signup(), headers={"X-Webhook-Secret": "s3cret-hook"}).status_code == 202
+
+
+def _signed(body: bytes, secret: str = "s3cret-hook") -> dict:
+    return {"X-Webhook-Signature": body_signature(secret, body), "content-type": "application/json"}
+
+
+def test_a_body_signed_with_the_webhook_secret_is_accepted_without_the_secret_itself(app_with):
+    client = app_with(webhook_secret="s3cret-hook")
+    body = _json(signup(email="signed@example.com"))
+    assert _signed(body)["X-Webhook-Signature"].startswith("sha256=")
+    response = client.post(URL, content=body, headers=_signed(body))
+    assert response.status_code == 202, response.text
+    upper = {**_signed(body), "X-Webhook-Signature": _signed(body)["X-Webhook-Signature"].upper()}
+    assert client.post(URL, content=body, headers=upper).json()["duplicate"] is True  # hex in any case
+    assert intake_counts(client.app.state.services.engine)["enrollment"] == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
+def test_a_wrong_or_tampered_body_signature_is_refused_and_stores_nothing(app_with):
+    client = app_with(webhook_secret="s3cret-hook")
+    body = _json(signup(email="signed@example.com"))
+    tampered = _json(signup(email="other@example.com"))
+    for content, headers in [
+        (body, _signed(body, secret="another-secret")),
+        (tampered, _signed(body)),  # signed one body, sent another
+        (body, {**_signed(body), "X-Webhook-Signature": "sha256="}),
+        (body, {**_signed(body), "X-Webhook-Signature": "sha1=" + "0" * 40}),
+        (body, {**_signed(body), "X-Webhook-Signature": "sha256=ünïcode".encode()}),  # not ASCII on the wire
+    ]:
+        response = client.post(URL, content=content, headers=headers)
+        assert response.status_code == 401, response.text
+        assert "s3cret-hook" not in response.text
+    assert intake_counts(client.app.state.services.engine) == NOTHING
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
+def test_a_signed_body_is_checked_for_size_then_signature_then_fields(app_with):
+    client = app_with(webhook_secret="s3cret-hook")
+    oversized = b'{"email": "' + b"x" * (70 * 1024) + b'"}'
+    invalid = _json(signup(email="not-an-email"))
+    assert client.post(URL, content=oversized, headers=_signed(oversized)).status_code == 413
+    assert client.post(URL, content=invalid, headers=_signed(b"{}")).status_code == 401
+    assert client.post(URL, content=invalid, headers=_signed(invalid)).status_code == 422
+    # The secret header, when sent, is what counts: a right signature does not rescue a wrong secret.
+    wrong_secret = {**_signed(invalid), "X-Webhook-Secret": "wrong"}
+    assert client.post(URL, content=invalid, headers=wrong_secret).status_code == 401
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
+def test_without_a_webhook_secret_a_signature_header_is_ignored(post):
+    body = signup(email="unsigned@example.com")
+    response = post(body, **{"X-Webhook-Signature": "sha256=whatever"})
+    assert response.status_code == 202
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
