@@ -42,12 +42,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def healthy(base: str) -> bool:
-    """True once GET {base}/health answers 200."""
+def answers(url: str) -> bool:
+    """True once GET url answers 200."""
     try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+        return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def healthy(base: str) -> bool:
+    """True once GET {base}/health answers 200."""
+    return answers(f"{base}/health")
 
 
 def wait_for(predicate, seconds: float, what: str, log: Path, interval: float = 0.1):

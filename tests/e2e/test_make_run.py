@@ -6,21 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from core.settings import Settings
-from tests.e2e.processes import alive, free_port, healthy, wait_for
+from tests.e2e.processes import alive, answers, free_port, healthy, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def children_of(pid: int) -> list[int]:
