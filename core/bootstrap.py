@@ -48,9 +48,7 @@ def build_services(
     engine = db.create_db_engine(settings.database_url, pool_size=pool_size)
     clock = clock or system_clock
     if migrate:
-        db.upgrade(engine)
-        with db.write_transaction(engine) as conn:
-            switches.seed(conn, test_mode=settings.testing_mode, now=clock())
+        prepare_database(engine, settings, clock)
     composer = Composer(public_base_url=settings.public_base_url, secret_key=secret_key,
                         postal_address=settings.postal_address, booking_url=settings.booking_url)
     services = Services(
@@ -63,6 +61,16 @@ def build_services(
     )
     services.metrics.watch_database(engine, clock)
     return services
+
+
+def prepare_database(engine: Engine, settings: Settings, clock: Clock) -> None:
+    """Migrate and seed the runtime switches; a database that needs neither is only read."""
+    db.upgrade(engine)
+    with db.read_transaction(engine) as conn:
+        if switches.is_seeded(conn):
+            return
+    with db.write_transaction(engine) as conn:
+        switches.seed(conn, test_mode=settings.testing_mode, now=clock())
 
 
 def build_mailer(settings: Settings) -> Mailer:

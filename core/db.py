@@ -89,9 +89,18 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every pending migration to the engine's database."""
+def upgrade(engine: Engine) -> bool:
+    """Apply every pending migration to the engine's database; True if there were any.
+
+    Every command and process calls this at start. A database already at the latest revision
+    is only read, so `stats` or `export` neither queue behind the intake's writer for a write
+    lock nor fail on a database they may only read (a read-only file or role).
+    """
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with read_transaction(engine) as conn:
+        _refuse_unknown_revisions(conn, cfg)
+        if _at_head(conn, cfg):
+            return False
     # A write transaction from the start: two processes migrating one SQLite file at once
     # then queue on the lock instead of failing to upgrade a read lock ("database is locked").
     with write_transaction(engine) as conn:
@@ -99,6 +108,12 @@ def upgrade(engine: Engine) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     log.info("database migrated", extra={"action": "migrate"})
+    return True
+
+
+def _at_head(conn: sa.Connection, cfg: Config) -> bool:
+    current = set(MigrationContext.configure(conn).get_current_heads())
+    return current == set(ScriptDirectory.from_config(cfg).get_heads())
 
 
 def _refuse_unknown_revisions(conn: sa.Connection, cfg: Config) -> None:

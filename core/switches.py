@@ -48,6 +48,13 @@ def seed(conn: sa.Connection, *, test_mode: bool, now: datetime) -> None:
     ])
 
 
+def is_seeded(conn: sa.Connection) -> bool:
+    """Both switches are stored: seeding would change nothing, so it need not write."""
+    stored = conn.execute(sa.select(sa.func.count()).select_from(setting_t)
+                          .where(setting_t.c.key.in_([TEST_MODE, PAUSED]))).scalar_one()
+    return stored == 2
+
+
 def set_value(conn: sa.Connection, key: str, value: str, *, actor: str, now: datetime) -> None:
     row = {"key": key, "value": value, "updated_at": now, "updated_by": actor}
     updated = conn.execute(

@@ -275,6 +275,57 @@ def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
     assert {"contact", "signup", "enrollment", "send", "event", "setting"} <= tables
 
 
+def _hold_the_write_lock(engine: sa.Engine) -> sa.Connection:
+    """Another process's long write: on SQLite the database's write lock, on PostgreSQL locks that
+    let plain SELECTs through but stop every insert into the tables a start-up could seed."""
+    conn = engine.connect().execution_options(write=True)  # on SQLite: BEGIN IMMEDIATE (core.db)
+    conn.begin()
+    if engine.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE alembic_version, setting IN EXCLUSIVE MODE")
+    return conn
+
+
+def test_commands_on_an_up_to_date_database_only_read_it(cli, services):
+    """`stats` answers while another writer holds the lock: start-up takes no write lock when
+    there is nothing to migrate or seed (before, it queued for the lock, up to 30 s, then failed)."""
+    seed_contacts(services)
+    held = _hold_the_write_lock(services.engine)
+    try:
+        result = cli("stats", "--json")
+    finally:
+        held.rollback()
+        held.close()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["enrollments"] == 3
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_stats_and_export_work_for_a_read_only_postgresql_session(services, tmp_path):
+    seed_contacts(services)
+    read_only = services.settings.database_url + "?options=-c%20default_transaction_read_only%3Don"
+    stats = run_cli("stats", "--json", database_url=read_only, data_dir=tmp_path)
+    export = run_cli("export", "-o", str(tmp_path / "contacts.csv"), database_url=read_only, data_dir=tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["contacts"] == 3
+    assert export.returncode == 0, export.stderr
+    with (tmp_path / "contacts.csv").open(encoding="utf-8") as exported:
+        assert len(list(csv.DictReader(exported))) == 3
+    paused = run_cli("pause", database_url=read_only, data_dir=tmp_path)  # a write still fails plainly
+    assert paused.returncode == 1 and "read-only transaction" in paused.stderr and "Traceback" not in paused.stderr
+
+
+def test_a_fresh_database_is_still_migrated_and_seeded_by_any_command(database_url, tmp_path):
+    result = run_cli("stats", "--json", database_url=database_url, data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    engine = db.create_db_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert switches.is_seeded(conn)
+        assert db.upgrade(engine) is False  # at the latest revision already: nothing to do
+    finally:
+        engine.dispose()
+
+
 def test_a_bad_database_url_exits_2_with_one_line_naming_it_and_no_traceback(tmp_path):
     result = run_cli("stats", "--json", database_url="mysql://admin:hunter2@db.example.com/nurture", data_dir=tmp_path)
     assert result.returncode == 2
