@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8501
     dashboard_password: str = ""
     postal_address: str = "Nurture Systems Ltd, 1 Example Street, London EC1A 1AA, United Kingdom"
     booking_url: str = "https://example.com/book"
@@ -113,7 +114,7 @@ class Settings(BaseSettings):
             raise ValueError("must be 0 (off) or a positive number of signups per minute")
         return value
 
-    @field_validator("api_port")
+    @field_validator("api_port", "dashboard_port")
     @classmethod
     def _port(cls, value: int) -> int:
         if not 1 <= value <= 65535:

@@ -25,14 +25,15 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
     api_port, dashboard_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env.update(DATABASE_URL=f"sqlite:///{tmp_path}/nurture.db", DATA_DIR=str(tmp_path), API_PORT=str(api_port),
-               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT), STREAMLIT_SERVER_PORT=str(dashboard_port),
+               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT), DASHBOARD_PORT=str(dashboard_port),
                DASHBOARD_HOST="127.0.0.2")  # another loopback address: the setting must reach Streamlit
     subprocess.run([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=60)
     log = tmp_path / "run.log"
     with open(log, "w") as out:
-        # Started the way a shell starts a background job: SIGINT ignored unless the runner sets it.
-        runner = subprocess.Popen([sys.executable, "-m", "core", "run"], cwd=ROOT, env=env, stdout=out,
+        # Started the way a shell starts a background job: SIGINT ignored unless the runner sets it,
+        # and from another folder than the project's (the runner finds its scripts all the same).
+        runner = subprocess.Popen([sys.executable, "-m", "core", "run"], cwd=tmp_path, env=env, stdout=out,
                                   stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     children: list[int] = []
     try:
@@ -40,6 +41,8 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
         children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, 20, "two children", log)
         dashboard = f"http://127.0.0.2:{dashboard_port}/_stcore/health"
         wait_for(lambda: answers(dashboard), 40, "the dashboard on DASHBOARD_HOST", log, interval=0.3)
+        assert (f"API http://127.0.0.1:{api_port}/health, dashboard http://127.0.0.2:{dashboard_port} "
+                in log.read_text())  # the banner names the addresses actually served
         runner.send_signal(stop_signal)
         assert runner.wait(timeout=30) == 0, log.read_text()[-3000:]
         wait_for(lambda: not any(alive(pid) for pid in children), 10, "the children to stop", log)

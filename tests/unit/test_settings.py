@@ -40,6 +40,7 @@ def test_defaults_match_the_design(env):
     assert s.intake_rate_limit == 0
     assert s.public_base_url == "http://localhost:8000"
     assert s.api_port == 8000
+    assert (s.dashboard_host, s.dashboard_port) == ("127.0.0.1", 8501)
     assert s.dashboard_password == ""
     assert s.dry_run is True
     assert s.notion_configured is False
@@ -134,7 +135,8 @@ def test_a_rejected_non_secret_value_is_shown_to_help_the_operator(env):
     ("variable", "value"),
     [("INTAKE_RATE_LIMIT", "-1"), ("RESEND_RATE_LIMIT", "0"), ("RESEND_RATE_LIMIT", "nan"),
      ("RESEND_RATE_LIMIT", "inf"), ("RESEND_RATE_LIMIT", "-inf"), ("API_PORT", "eighty"), ("API_PORT", "0"),
-     ("API_PORT", "-1"), ("API_PORT", "65536"), ("API_PORT", "99999"), ("LOG_FORMAT", "xml"),
+     ("API_PORT", "-1"), ("API_PORT", "65536"), ("API_PORT", "99999"), ("DASHBOARD_PORT", "0"),
+     ("DASHBOARD_PORT", "8501x"), ("LOG_FORMAT", "xml"),
      *(("LOG_LEVEL", v) for v in ("LOUD", "verbose", "10", "")),
      # Every unsubscribe link starts with it, and its host decides whether the production checks apply.
      *(("PUBLIC_BASE_URL", v) for v in ("nurture.example.org", "nurture.example.org/path", "ftp://nurture.example.org",
