@@ -99,7 +99,8 @@ class AlertService:
             self._record_failure(item, exc, now)
             raise
         with db.write_transaction(self.services.engine) as conn:
-            outbox.mark_done(conn, [item.id], now, note=None if message else "nothing to alert: enrollment gone")
+            outbox.mark_done(conn, [item.id], now,
+                             note=None if message else "nothing to alert: enrollment gone or no longer CRITICAL")
         return 1 if message else 0
 
     def _record_failure(self, item: outbox.OutboxItem, exc: AlertError, now: datetime) -> None:
@@ -113,17 +114,19 @@ class AlertService:
 
 
 def build_message(conn: sa.Connection, payload: dict, dashboard_url: str) -> dict | None:
-    """The Discord message for an outbox payload, or None when its subject no longer exists."""
+    """The Discord message for an outbox payload, or None when there is nothing left to say: the
+    enrollment is gone, or a resubmission moved the lead out of CRITICAL before the alert went."""
     if payload.get("kind") == "critical_lead":
         lead = _lead(conn, str(payload.get("enrollment_id") or ""))
-        return critical_lead_message(lead, dashboard_url) if lead else None
+        return critical_lead_message(lead, dashboard_url) if lead and lead.segment == "CRITICAL" else None
     return ops_message(str(payload.get("kind") or "alert"), str(payload.get("text") or ""))
 
 
 def _lead(conn: sa.Connection, enrollment_id: str):
     return conn.execute(
         sa.select(contact_t.c.id.label("contact_id"), contact_t.c.email, contact_t.c.first_name,
-                  contact_t.c.business_name, enrollment_t.c.red_systems, enrollment_t.c.orange_systems)
+                  contact_t.c.business_name, enrollment_t.c.segment, enrollment_t.c.red_systems,
+                  enrollment_t.c.orange_systems)
         .join(contact_t, contact_t.c.id == enrollment_t.c.contact_id).where(enrollment_t.c.id == enrollment_id)
     ).first()
 

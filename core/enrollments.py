@@ -8,7 +8,7 @@ concurrent duplicate is reported as a duplicate, never as an error.
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -76,14 +76,13 @@ def enroll_batch(
     emails = sorted({r.signup.email for r in requests})
     contact_ids, created = _ensure_contacts(conn, requests, now)
     # A contact created by this very batch cannot have an enrollment yet.
-    existing = repo.enrollments_by_contact(
-        conn, [contact_ids[e] for e in emails if contact_ids[e] not in created], campaign.name)
+    existing = _resubmitted(conn, [contact_ids[e] for e in emails if contact_ids[e] not in created], campaign)
 
     rows, results, fresh = _Rows(), [], {}
     for req in requests:
         s = req.signup
         contact_id = contact_ids[s.email]
-        segment = segment_for(s.red_systems, s.orange_systems)
+        segment = segment_for(s.red_systems, s.orange_systems).value
         known = existing.get(contact_id)
         if known is None and contact_id not in fresh:
             enrollment_id = new_id()
@@ -91,16 +90,18 @@ def enroll_batch(
             fresh[contact_id] = enrollment_id
             rows.enrollments.append(_enrollment_row(enrollment_id, contact_id, campaign, segment, timing, s, now))
             outcome = SignupOutcome.ENROLLED
+        elif known is not None and known.any_sent:
+            # The sequence has begun: this signup changes nothing, and the answer gives the segment in effect.
+            enrollment_id, segment, outcome = known.id, known.segment, SignupOutcome.SKIPPED
         else:
             enrollment_id = known.id if known else fresh[contact_id]
-            started = known is not None and known.any_sent
-            outcome = SignupOutcome.SKIPPED if started else SignupOutcome.UPDATED
-            if outcome is SignupOutcome.UPDATED:
-                rows.resegments.append(_resegment_row(enrollment_id, segment, s, now))
-        results.append(EnrollResult(s.email, segment.value, outcome, contact_id, enrollment_id))
+            outcome = SignupOutcome.UPDATED
+            rows.resegments.append(_resegment_row(enrollment_id, segment, s, now))
+        results.append(EnrollResult(s.email, segment, outcome, contact_id, enrollment_id))
 
     lost = _insert_enrollments(conn, sorted(rows.enrollments, key=lambda e: e["contact_id"]))  # (lock order)
-    results = [_as_duplicate(r) if r.enrollment_id in lost else r for r in results]
+    if lost:
+        results = _as_duplicates(conn, results, lost, campaign)
     for req, r in zip(requests, results, strict=True):  # recorded only now that every outcome is final
         rows.signups.append(_signup_row(req, r.contact_id, r.outcome, now))
         rows.events.append(_event_row(req, r.contact_id, r.enrollment_id, r.outcome, r.segment, now))
@@ -111,8 +112,22 @@ def enroll_batch(
         repo.insert_sends(conn, _send_rows(won, campaign, now))
         repo.insert_signups(conn, rows.signups)
         repo.insert_events(conn, rows.events)
-        repo.insert_outbox(conn, _outbox_rows(won, results, notion_enabled, discord_enabled, now))
+        repo.insert_outbox(conn, _outbox_rows(results, notion_enabled, discord_enabled, now))
     return _merge(results, refused)
+
+
+def _resubmitted(conn: sa.Connection, contact_ids: list[str], campaign: Campaign) -> dict[str, repo.KnownEnrollment]:
+    """The enrollments these contacts already have, with whether their sequence has begun.
+
+    A sequence that looks untouched is looked at again with its sends locked, so that a worker
+    cannot start step 1 between this decision and the re-segmenting it allows.
+    """
+    existing = repo.enrollments_by_contact(conn, contact_ids, campaign.name)
+    untouched = [known.id for known in existing.values() if not known.any_sent]
+    started = repo.lock_sends_and_find_started(conn, untouched) if untouched else set()
+    if not started:
+        return existing
+    return {cid: replace(known, any_sent=True) if known.id in started else known for cid, known in existing.items()}
 
 
 def _without_erased(conn, requests, now, salt) -> tuple[list[SignupRequest], dict[int, SignupRequest]]:
@@ -185,20 +200,26 @@ def _insert_enrollments(conn: sa.Connection, rows: list[dict]) -> set[str]:
     return {r["id"] for r in rows} - stored
 
 
-def _as_duplicate(result: EnrollResult) -> EnrollResult:
-    return EnrollResult(result.email, result.segment, SignupOutcome.SKIPPED, result.contact_id, None)
+def _as_duplicates(conn: sa.Connection, results: list[EnrollResult], lost: set[str],
+                   campaign: Campaign) -> list[EnrollResult]:
+    """Signups whose new enrollment lost the race to a concurrent writer: skipped, with the winner's segment."""
+    winners = repo.enrollments_by_contact(conn, sorted({r.contact_id for r in results if r.enrollment_id in lost}),
+                                          campaign.name)
+    return [EnrollResult(r.email, winners[r.contact_id].segment if r.contact_id in winners else r.segment,
+                         SignupOutcome.SKIPPED, r.contact_id, None) if r.enrollment_id in lost else r
+            for r in results]
 
 
 def _enrollment_row(eid, contact_id, campaign, segment, timing, s: SignupIn, now) -> dict:
     return {
-        "id": eid, "contact_id": contact_id, "campaign": campaign.name, "segment": segment.value,
+        "id": eid, "contact_id": contact_id, "campaign": campaign.name, "segment": segment,
         "timing": timing.value, "status": EnrollmentStatus.ACTIVE.value, "status_reason": None,
         **_counts(s), "created_at": now, "updated_at": now,
     }
 
 
 def _resegment_row(eid, segment, s: SignupIn, now) -> dict:
-    return {"b_id": eid, "segment": segment.value, **_counts(s), "updated_at": now}
+    return {"b_id": eid, "segment": segment, **_counts(s), "updated_at": now}
 
 
 def _counts(s: SignupIn) -> dict:
@@ -234,12 +255,17 @@ def _event_row(req, contact_id, enrollment_id, outcome: SignupOutcome, segment: 
             "enrollment_id": enrollment_id, "send_id": None, "detail": json.dumps(detail)}
 
 
-def _outbox_rows(won, results, notion_enabled, discord_enabled, now) -> list[dict]:
+def _outbox_rows(results, notion_enabled, discord_enabled, now) -> list[dict]:
     rows = []
-    for e in won:
-        if discord_enabled and e["segment"] == "CRITICAL":
-            rows.append(repo.outbox_row("discord", e["contact_id"], {"kind": "critical_lead", "enrollment_id": e["id"]},
-                                        now, dedupe_key=f"critical:{e['contact_id']}"))
+    if discord_enabled:
+        # Each enrollment's segment as this batch leaves it: the last signup that enrolled or re-segmented it.
+        final = {r.enrollment_id: r for r in results
+                 if r.outcome in (SignupOutcome.ENROLLED, SignupOutcome.UPDATED)}
+        for r in final.values():
+            if r.segment == "CRITICAL":  # one alert per contact ever, whichever signup made them CRITICAL
+                rows.append(repo.outbox_row("discord", r.contact_id,
+                                            {"kind": "critical_lead", "enrollment_id": r.enrollment_id},
+                                            now, dedupe_key=f"critical:{r.contact_id}"))
     if notion_enabled:
         for r in results:
             if r.enrollment_id:

@@ -60,6 +60,7 @@ def update_contact_names(conn: sa.Connection, rows: list[dict]) -> None:
 @dataclass(frozen=True)
 class KnownEnrollment:
     id: str
+    segment: str
     any_sent: bool
 
 
@@ -72,15 +73,32 @@ def _enrollments_with_progress(campaign: str):
                                            send_t.c.status.in_([sa.literal(s) for s in STARTED]))
             .exists()
         )
-        return (sa.select(enrollment_t.c.contact_id, enrollment_t.c.id, started)
+        return (sa.select(enrollment_t.c.contact_id, enrollment_t.c.id, enrollment_t.c.segment, started)
                 .where(enrollment_t.c.contact_id.in_(contact_ids), enrollment_t.c.campaign == campaign))
     return shape
 
 
 def enrollments_by_contact(conn: sa.Connection, contact_ids: list[str], campaign: str) -> dict[str, KnownEnrollment]:
-    """Existing enrollments of these contacts, and whether any of their emails has gone out."""
+    """Existing enrollments of these contacts, their segment, and whether any of their emails has gone out."""
     rows = select_values(conn, _enrollments_with_progress(campaign), contact_ids)
-    return {cid: KnownEnrollment(eid, bool(sent)) for cid, eid, sent in rows}
+    return {cid: KnownEnrollment(eid, segment, bool(sent)) for cid, eid, segment, sent in rows}
+
+
+def _sends_of_enrollments(ids: list[sa.BindParameter]) -> sa.Select:
+    # In id order, so two transactions locking sends of the same enrollments take the locks alike.
+    return (sa.select(send_t.c.enrollment_id, send_t.c.status).where(send_t.c.enrollment_id.in_(ids))
+            .order_by(send_t.c.id).with_for_update())
+
+
+def lock_sends_and_find_started(conn: sa.Connection, enrollment_ids: list[str]) -> set[str]:
+    """Lock these enrollments' sends until the transaction ends; return the enrollments with one started.
+
+    On PostgreSQL a worker's claim may have started step 1 since an earlier read, and it takes
+    its sends with SKIP LOCKED: once they are locked here it passes them over until this commits,
+    and a claim already under way is waited for and then seen. (SQLite's writers queue anyway.)
+    """
+    rows = select_values(conn, _sends_of_enrollments, enrollment_ids)
+    return {eid for eid, status in rows if status in STARTED}
 
 
 def insert_enrollments(conn: sa.Connection, rows: list[dict]) -> int:

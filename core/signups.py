@@ -20,14 +20,23 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def _not_bool(value: Any) -> Any:
-    # JSON true would otherwise be read as 1 red system.
+_PLAIN_NUMBER = re.compile(r"\s*[+-]?\d+(\.\d+)?\s*")
+
+
+def _plain_number(value: Any) -> Any:
+    # JSON true would otherwise be read as 1 red system. Numbers sent as text ("3") are taken, as the
+    # original webhook took them, but only in plain decimal: Python would also read "2_0" as 20.
     if isinstance(value, bool):
         raise ValueError("must be a number, not true/false")
+    if isinstance(value, str) and not _PLAIN_NUMBER.fullmatch(value):
+        raise ValueError("must be a number")
     return value
 
 
-Count = Annotated[int | None, BeforeValidator(_not_bool), Field(default=None, ge=0, le=50)]
+# The limits sit on the number alone: on the whole `int | None`, pydantic would apply them to an
+# explicit null too and fail with a TypeError (a 500) instead of taking null as "not given".
+Count = Annotated[Annotated[int, Field(ge=0, le=50)] | None, BeforeValidator(_plain_number), Field(default=None)]
+Score = Annotated[Annotated[float, Field(ge=0, le=100)] | None, BeforeValidator(_plain_number), Field(default=None)]
 Name = Annotated[str | None, Field(default=None, max_length=MAX_NAME)]
 
 
@@ -43,7 +52,7 @@ class SignupIn(BaseModel):
     orange_systems: Count
     yellow_systems: Count
     green_systems: Count
-    assessment_score: Annotated[float | None, BeforeValidator(_not_bool), Field(default=None, ge=0, le=100)]
+    assessment_score: Score
 
     @field_validator("email")
     @classmethod

@@ -82,6 +82,30 @@ def test_leads_that_are_not_critical_never_alert(services, alerts, discord_api):
     assert alerts.run_pass() == 0 and discord_api.requests == 0
 
 
+def test_a_resubmission_that_makes_a_lead_critical_before_any_send_alerts(services, alerts, discord_api):
+    first = enroll(services, "rising@example.com", red=0)
+    again = enroll(services, "rising@example.com", red=3)
+
+    assert (first.segment, again.outcome.value, again.segment) == ("OPTIMIZE", "updated", "CRITICAL")
+    assert alerts.run_pass() == 1
+    assert discord_api.messages[0]["embeds"][0]["title"] == "CRITICAL lead: Alex"
+
+
+@sqlite_only
+def test_a_lead_that_leaves_critical_in_the_same_batch_or_before_the_alert_goes_is_not_alerted(
+        services, alerts, discord_api):
+    # Two signups of one address committed together: the last one decides the segment.
+    enroll_now(services, [signup_request(email="wobbly@example.com", red_systems=3),
+                          signup_request(email="wobbly@example.com", red_systems=0)])
+    # CRITICAL when queued, OPTIMIZE by the time the alert job runs.
+    enroll(services, "cooled@example.com", red=3)
+    enroll(services, "cooled@example.com", red=0)
+
+    assert alerts.run_pass() == 0 and discord_api.requests == 0
+    assert rows(services.engine, "SELECT count(*) AS n FROM outbox WHERE channel = 'discord' AND done_at IS NULL") \
+        == [{"n": 0}]
+
+
 def test_discords_429_retry_after_is_honoured_and_nothing_is_lost(services, alerts, discord_api, clock):
     enroll(services, "a@example.com")
     enroll(services, "b@example.com")

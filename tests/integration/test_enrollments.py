@@ -133,10 +133,47 @@ def test_a_resubmission_after_an_email_went_out_is_recorded_but_changes_nothing(
     again = enroll(services, email="started@example.com", red_systems=3, orange_systems=3)
 
     assert again.outcome is SignupOutcome.SKIPPED and again.duplicate
+    assert again.segment == "OPTIMIZE"  # the segment still in effect, not the one this signup would have had
     assert enrollment_of(services, first.enrollment_id) == enrollment_before
     assert sends_of(services, first.enrollment_id) == sends_before
     assert signup_outcomes(services) == ["enrolled", "skipped"]
     assert intake_counts(services.engine) == {"contact": 1, "signup": 2, "enrollment": 1, "send": 7}
+
+
+@pytest.mark.parametrize("claim", ["committed", "in progress"])
+@pytest.mark.parametrize("backend", ["postgres"])  # SQLite's BEGIN IMMEDIATE already serialises the two
+def test_a_resubmission_never_re_segments_a_sequence_a_worker_has_just_started(services, clock, monkeypatch, claim):
+    """PostgreSQL: a worker claims step 1 right after the intake read "nothing sent yet". The intake
+    must see the claim and skip, not send emails 2-7 from another segment than email 1."""
+    first = enroll(services, email="racing@example.com", red_systems=2)
+    step_1 = sends_of(services, first.enrollment_id)[0]["id"]
+    read_progress = repo.enrollments_by_contact
+    worker = services.engine.connect()
+
+    def claim_step_1():  # what claims.claim_due does: UPDATE … SET status = 'sending' on the locked row
+        worker.execute(send_t.update().where(send_t.c.id == step_1).values(status="sending"))
+        if claim == "committed":
+            worker.commit()
+
+    def read_then_a_worker_claims(conn, contact_ids, campaign):
+        known = read_progress(conn, contact_ids, campaign)
+        claim_step_1()
+        return known
+
+    monkeypatch.setattr(repo, "enrollments_by_contact", read_then_a_worker_claims)
+    results: list = []
+    intake = threading.Thread(target=lambda: results.extend(
+        enroll_now(services, [signup_request(email="racing@example.com", red_systems=0)])))
+    intake.start()
+    if claim == "in progress":
+        _wait_until_blocked(services)  # the intake waits for the claim's row lock…
+        worker.commit()  # …and sees step 1 started once the claim commits
+    intake.join(timeout=30)
+    worker.close()
+
+    [again] = results
+    assert again.outcome is SignupOutcome.SKIPPED and again.segment == "CRITICAL"
+    assert enrollment_of(services, first.enrollment_id)["segment"] == "CRITICAL"
 
 
 def test_a_skipped_resubmission_leaves_the_contact_untouched(services, clock):

@@ -69,6 +69,8 @@ MALFORMED = [
     ("green-boolean-false", _json(signup(green_systems=False)), 422),
     ("red-fraction", _json(signup(red_systems=1.5)), 422),
     ("red-word", _json(signup(red_systems="two")), 422),
+    ("red-digits-with-underscore", _json(signup(red_systems="2_0")), 422),
+    ("score-text-with-underscore", _json(signup(assessment_score="1_0")), 422),
     ("red-object", _json(signup(red_systems={"count": 2})), 422),
     ("score-101", _json(signup(assessment_score=101.0)), 422),
     ("score-negative", _json(signup(assessment_score=-0.5)), 422),
@@ -168,6 +170,18 @@ def test_the_answer_keeps_the_original_webhook_contract_for_minimal_bodies(post)
     assert response.status_code == 202
     assert ACCEPTED_KEYS <= set(response.json())
     assert response.json()["segment"] == "OPTIMIZE"
+
+
+def test_null_counts_and_score_mean_not_given(post, services):
+    """An explicit null is what a form sends for an unanswered question: accepted, never a 500."""
+    nulls = {name: None for name in ("red_systems", "orange_systems", "yellow_systems", "green_systems",
+                                     "assessment_score", "first_name", "business_name")}
+    response = post({"email": "nulls@example.com", **nulls})
+    assert response.status_code == 202, response.text
+    assert response.json()["segment"] == "OPTIMIZE"
+    with services.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT red_systems, assessment_score FROM enrollment")).one()
+    assert tuple(stored) == (None, None)
 
 
 def test_unknown_fields_are_accepted_and_kept_in_the_raw_signup(post, services):
