@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email", type=_email_address)
     p.add_argument("--step", type=int, choices=range(1, 8), default=1, metavar="1..7")
     p.add_argument("--segment", choices=[s.value for s in Segment], default="CRITICAL")
-    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker")
+    p.add_argument("--wait", type=_seconds, default=30.0, help="seconds to wait for the worker")
     p.set_defaults(handler=_send_test)
     p = sub.add_parser("run", help="start the worker and the dashboard; Ctrl-C stops both")
     p.set_defaults(handler=_run, no_services=True)
@@ -167,6 +168,16 @@ def _file_name(value: str) -> str:
     if not value.strip():  # `-o ""` from an unset shell variable must not quietly mean the screen
         raise argparse.ArgumentTypeError("needs a file name; leave -o out to write to standard output")
     return value
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more (got {value!r})")
+    return seconds
 
 
 def _email_address(value: str) -> str:

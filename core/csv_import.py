@@ -22,7 +22,7 @@ INT_COLUMNS = ("red_systems", "orange_systems", "yellow_systems", "green_systems
 _INTEGER = re.compile(r"-?[0-9]+")
 NOT_UTF8 = ('not UTF-8 text: re-save it as "CSV UTF-8" (Excel: Save As) or as Text CSV with the '
             "character set Unicode (UTF-8) (LibreOffice)")
-CHUNK = 500  # hashes per erasure lookup (one bound parameter each, sent as they are to the driver)
+CHUNK = 500  # addresses or hashes per lookup (one bound parameter each, sent as they are to the driver)
 
 
 @dataclass
@@ -113,7 +113,10 @@ def plan_import(services: Services, lines: Iterable[str]) -> ImportPlan:
 
 
 def _known(conn: sa.Connection, emails: list[str]) -> set[str]:
-    return set(conn.scalars(sa.select(contact_t.c.email).where(contact_t.c.email.in_(emails)))) if emails else set()
+    # In chunks: PostgreSQL takes at most 65,535 parameters in one statement.
+    return {email for start in range(0, len(emails), CHUNK)
+            for email in conn.scalars(sa.select(contact_t.c.email)
+                                      .where(contact_t.c.email.in_(emails[start:start + CHUNK])))}
 
 
 def _erased(conn: sa.Connection, emails: list[str]) -> set[str]:

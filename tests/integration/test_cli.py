@@ -259,6 +259,14 @@ def test_an_invalid_address_is_a_usage_error_and_nothing_is_queued_or_erased(cli
     assert rows(services.engine, "SELECT kind FROM event WHERE kind IN ('requested_send_test', 'contact_erased')") == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("wait", ["-1", "nan", "inf", "soon"])
+def test_send_test_refuses_a_wait_that_is_not_a_number_of_seconds_before_queueing(cli, services, wait):
+    result = cli("send-test", "pat@example.com", "--wait", wait)
+    assert result.returncode == 2 and "--wait: must be a number of seconds" in result.stderr, result.stderr
+    assert rows(services.engine, "SELECT kind FROM action") == []
+
+
 def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
     first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
     second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)

@@ -96,6 +96,14 @@ def test_a_csv_import_reports_rejects_by_line_and_a_rerun_changes_nothing(servic
 
 
 
+def test_a_csv_import_plan_of_more_rows_than_one_statement_takes_parameters_for(services):
+    """PostgreSQL takes at most 65,535 bound parameters per statement: the lookups go in chunks."""
+    _enroll(services, "known-65600@example.com")
+    lines = ["email\n", *(f"row-{n}@example.com\n" for n in range(70_000)), "known-65600@example.com\n"]
+    plan = csv_import.plan_import(services, lines)
+    assert (len(plan.new), [email for _, email in plan.known], plan.rejects) == (70_000, ["known-65600@example.com"], [])
+
+
 def test_a_csv_import_plan_refuses_erased_addresses_before_anything_is_written(services):
     _enroll(services, "gone@example.com")
     with db.write_transaction(services.engine) as conn:
