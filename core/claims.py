@@ -39,6 +39,7 @@ class ClaimedBatch:
     idempotency_key: str
     attempts: int
     members: list[ClaimedSend]
+    created_at: datetime  # when it was first claimed: its key's age at the provider
 
 
 def work_waiting(conn: sa.Connection, now: datetime) -> bool:
@@ -175,4 +176,4 @@ def _load_batch(conn: sa.Connection, batch_id: str) -> ClaimedBatch:
         .order_by(send_t.c.id)  # a replay lists the members in the same order
     )
     members = [ClaimedSend(**r._mapping) for r in rows]
-    return ClaimedBatch(batch.id, batch.idempotency_key, batch.attempts, members)
+    return ClaimedBatch(batch.id, batch.idempotency_key, batch.attempts, members, batch.created_at)

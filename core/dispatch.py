@@ -17,11 +17,20 @@ from core.sequencing import backoff
 log = logging.getLogger(__name__)
 
 
+# Resend recognises a replayed idempotency key for 24 hours. A batch first handed over longer
+# ago than this is not replayed: Resend might send it a second time.
+KEY_LIFETIME = timedelta(hours=23)
+
+
 @dataclass(frozen=True)
 class DispatchPolicy:
     lease: timedelta = timedelta(minutes=2)
     batch_size: int = 100
-    max_attempts: int = 8
+    # How long a batch is retried, same members and same key, through provider outages, rate
+    # limits and account errors before its sends are given up as failed. Hours, so an outage
+    # delays emails rather than losing them; well inside KEY_LIFETIME, so every replay is
+    # recognised.
+    retry_window: timedelta = timedelta(hours=6)
     breaker_threshold: int = 3
     # Two lanes overlap one batch's rendering and recording with the other's provider call,
     # which is what it takes to keep the account's request rate busy.
@@ -102,14 +111,18 @@ class Dispatcher:
         if not emails:
             self._record(batch, render_failures)
             return True
+        if batch.attempts > 1 and now - batch.created_at >= KEY_LIFETIME:
+            self._record(batch, [Delivery(e.send_id, error=_EXPIRED_KEY) for e in emails] + render_failures)
+            return True
         with self._call_lock:
-            if self._halted.is_set():  # the other lane tripped the breaker: this batch never goes out
-                with db.write_transaction(self.services.engine) as conn:
-                    claims.release_unsent(conn, batch.id, self.worker_id)
+            if self._halted.is_set():  # the other lane tripped the breaker: this batch does not go out now
+                self._hold(batch)
                 return False
             deliveries, error = self._call(emails, batch.idempotency_key)
             self._count_account_error(error)
-        if isinstance(error, TransientMailerError):
+        if isinstance(error, (TransientMailerError, AccountMailerError)):
+            # An account error (bad key, unverified domain) is the operator's to fix, not the lead's
+            # fault: the batch waits with its key while the breaker pauses sending.
             self._retry_later(batch, error)
         elif error is not None:
             failures = [Delivery(e.send_id, error=_reason(error)) for e in emails]
@@ -156,16 +169,27 @@ class Dispatcher:
         log.error(reason, extra={"action": "circuit_breaker"})
         return reason
 
-    def _retry_later(self, batch: ClaimedBatch, exc: TransientMailerError) -> None:
+    def _hold(self, batch: ClaimedBatch) -> None:
+        """Give a batch back without calling the provider. A fresh one returns to the queue as it was;
+        a replay keeps its members and key, since an earlier attempt may have reached the provider."""
+        with db.write_transaction(self.services.engine) as conn:
+            if batch.attempts == 1:
+                claims.release_unsent(conn, batch.id, self.worker_id)
+            else:
+                outcomes.mark_backoff(conn, batch.id, "held: sending was paused by the circuit breaker",
+                                      self.worker_id, self.services.clock(), timedelta(0))
+
+    def _retry_later(self, batch: ClaimedBatch, exc: MailerError) -> None:
         now = self.services.clock()
         reason = _reason(exc)
         with db.write_transaction(self.services.engine) as conn:
-            if batch.attempts >= self.policy.max_attempts:
-                failures = [Delivery(m.id, error=f"gave up after {batch.attempts} attempts: {reason}")
-                            for m in batch.members]
+            if now - batch.created_at >= self.policy.retry_window:
+                hours = (now - batch.created_at).total_seconds() / 3600
+                failures = [Delivery(m.id, error=f"gave up after {batch.attempts} attempts over {hours:.1f} h: "
+                                                 f"{reason}") for m in batch.members]
                 self._write_outcomes(conn, batch, failures, now)
                 return
-            delay = backoff(batch.attempts, exc.retry_after)
+            delay = backoff(batch.attempts, getattr(exc, "retry_after", None))
             outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay)
             repo.insert_events(conn, [repo.event_row(
                 now, self.worker_id, "send_retry_scheduled", contact_id=m.contact_id, enrollment_id=m.enrollment_id,
@@ -198,6 +222,11 @@ class Dispatcher:
         if self.services.settings.notion_configured:
             repo.insert_outbox(conn, [repo.outbox_row("notion", m.contact_id, {"enrollment_id": m.enrollment_id}, now)
                                       for m in {m.enrollment_id: m for _, m in recorded}.values()])
+
+
+_EXPIRED_KEY = ("outcome unknown: first handed to the provider over 23 hours ago, past the 24 hours in which "
+                "Resend recognises a replay; not sent again, so it cannot arrive twice. Check Resend's log before "
+                "retrying")
 
 
 def _reason(exc: Exception) -> str:

@@ -7,6 +7,7 @@ manual actions carried out by the worker, unsubscribe links and Resend's signed 
 
 import base64
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -377,45 +378,109 @@ def test_a_rejected_recipient_fails_only_its_own_send_visibly_and_its_sequence_m
     assert any(released["id"] in members for _, members in mailer.calls), "step 2 was attempted"
 
 
-def test_a_send_that_keeps_failing_transiently_is_given_up_as_failed_after_max_attempts(
+def test_a_send_that_keeps_failing_transiently_is_retried_for_the_retry_window_then_given_up(
         services, mailer, clock):
-    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(max_attempts=3))
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(retry_window=timedelta(hours=1)))
     result = enroll(services)
-    mailer.fail_next(*[TransientMailerError("Resend 503 application_error", status=503)] * 3)
+    mailer.fail_next(*[TransientMailerError("Resend 503 application_error", status=503)] * 100)
+    start = clock()
 
-    for _ in range(5):
+    while clock() - start < timedelta(minutes=59):  # an outage of most of an hour delays the email, no more
         dispatcher.run_pass()
-        clock.advance(seconds=901)
+        clock.advance(seconds=301)
+    assert step_send(services, result.enrollment_id, 1)["status"] == "sending"
+    clock.advance(minutes=20)
+    dispatcher.run_pass()
 
     send = step_send(services, result.enrollment_id, 1)
-    assert send["status"] == "failed" and send["attempts"] == 3
-    assert send["last_error"].startswith("gave up after 3 attempts: 503")
-    assert len(mailer.calls) == 3 and len(set(map(str, mailer.calls))) == 1
+    assert send["status"] == "failed" and send["attempts"] == len(mailer.calls) > 5
+    assert re.match(r"gave up after \d+ attempts over 1\.\d h: 503", send["last_error"]), send["last_error"]
+    assert len(set(map(str, mailer.calls))) == 1, "every attempt replayed the same batch and key"
     assert mailer.sent_to(contact_row(services, result.contact_id)["email"])[0:1] == [], "the failed step never went"
     assert step_send(services, result.enrollment_id, 2)["ready"]
 
 
+def test_a_short_provider_outage_delays_the_first_email_and_loses_none(services, dispatcher, mailer, clock):
+    people = [enroll(services) for _ in range(3)]
+    mailer.fail_next(*[TransientMailerError("Resend 503 application_error", status=503)] * 9)
+
+    for _ in range(12):  # about 20 minutes of an unreachable provider, then it answers again
+        dispatcher.run_pass()
+        clock.advance(seconds=120)
+    run_for(dispatcher, clock, hours=0.5, every_hours=1 / 60)
+
+    assert [step_send(services, p.enrollment_id, 1)["status"] for p in people] == ["sent"] * 3
+    assert len(mailer.sent) == 3
+
+
 def test_three_account_errors_in_a_row_open_the_circuit_breaker_and_health_says_so(
-        services, mailer, client):
+        services, mailer, client, clock):
     dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(batch_size=1))
     people = [enroll(services) for _ in range(4)]
     mailer.fail_next(*[AccountMailerError("Resend 401 validation_error: API key is invalid", status=401)] * 3)
 
     assert dispatcher.run_pass() == 3
 
-    statuses = sorted(step_send(services, p.enrollment_id, 1)["status"] for p in people)
-    assert statuses == ["failed", "failed", "failed", "scheduled"]
+    # The leads are not at fault: their batches wait, same members and key, instead of failing.
+    waiting = [step_send(services, p.enrollment_id, 1) for p in people]
+    assert sorted(s["status"] for s in waiting) == ["scheduled", "sending", "sending", "sending"]
     health = client.get("/health").json()
     assert health["sending_paused"] is True and health["circuit_breaker_open"] is True
     assert health["pause_reason"].startswith("circuit breaker: 3 consecutive provider account errors")
     assert "API key is invalid" in health["pause_reason"]
     [paused] = events_of(services, "sending_paused")
     assert paused["actor"] == "worker-a"
+    clock.advance(minutes=5)
     assert dispatcher.run_pass() == 0 and len(mailer.calls) == 3
 
-    set_paused(services, False)
-    assert dispatcher.run_pass() == 1
+    set_paused(services, False)  # the key was fixed
+    run_for(dispatcher, clock, hours=0.1, every_hours=1 / 60)
     assert client.get("/health").json()["circuit_breaker_open"] is False
+    done = [step_send(services, p.enrollment_id, 1) for p in people]
+    assert [s["status"] for s in done] == ["sent"] * 4
+    assert len(mailer.sent) == 4  # one each
+    replayed = {s["idempotency_key"] for s in waiting if s["status"] == "sending"}
+    assert replayed <= {key for key, _ in mailer.calls[3:]}, "the held batches went with their first keys"
+
+
+def test_a_replayed_batch_held_back_by_the_breaker_keeps_its_key(services, mailer, clock):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    mailer.fail_next(TransientMailerError("timed out waiting for Resend"))  # it may have got through
+    dispatcher.run_pass()
+    first_key = step_send(services, result.enrollment_id, 1)["idempotency_key"]
+    clock.advance(seconds=6)
+    dispatcher._halted.set()  # the other lane has just tripped the breaker
+    with db.write_transaction(services.engine) as conn:
+        replay = claims.reclaim_expired(conn, "worker-a", clock(), DispatchPolicy().lease)
+    assert replay is not None and replay.attempts == 2
+
+    assert dispatcher._deliver(replay) is False
+
+    held = step_send(services, result.enrollment_id, 1)
+    assert (held["status"], held["idempotency_key"], held["batch_id"]) == ("sending", first_key, replay.id)
+    dispatcher._halted.clear()
+    dispatcher.run_pass()
+    assert step_send(services, result.enrollment_id, 1)["status"] == "sent"
+    assert {key for key, _ in mailer.calls} == {first_key}
+
+
+def test_a_batch_first_handed_over_a_day_ago_is_not_replayed(services, mailer, clock):
+    """Resend forgets idempotency keys after 24 hours: a replay then could deliver a second copy."""
+    dispatcher = Dispatcher(services, "worker-a")
+    result = enroll(services)
+    mailer.fail_next(TransientMailerError("timed out waiting for Resend"))
+    dispatcher.run_pass()
+    set_paused(services, True)  # paused over a long weekend with the batch waiting for its replay
+    clock.advance(hours=72)
+    set_paused(services, False)
+
+    dispatcher.run_pass()
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "failed" and send["last_error"].startswith("outcome unknown:")
+    assert len(mailer.calls) == 1, "never replayed"
+    assert step_send(services, result.enrollment_id, 2)["ready"]
 
 
 def test_account_errors_separated_by_a_success_do_not_open_the_breaker(services, mailer, client):
