@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from core import repo
 from core.ids import new_id
 from core.statuses import EnrollmentStatus, SendStatus
 from core.tables import batch_t, contact_t, enrollment_t, send_t
@@ -156,9 +157,18 @@ def _cancel_stopped(conn: sa.Connection, batch_id: str, now: datetime) -> int:
             enrollment_t.c.status != EnrollmentStatus.ACTIVE,
             contact_t.c.unsubscribed_at.is_not(None), contact_t.c.suppressed_at.is_not(None)))
     )
-    return conn.execute(send_t.update().where(send_t.c.id.in_(stopped.scalar_subquery())).values(
+    cancelled = conn.execute(send_t.update().where(send_t.c.id.in_(stopped.scalar_subquery())).values(
         status=SendStatus.CANCELLED, batch_id=None, idempotency_key=None, lease_owner=None, lease_expires_at=None,
-        last_error="cancelled: the contact or sequence was stopped", finished_at=now, updated_at=now)).rowcount
+        last_error=_STOPPED, finished_at=now, updated_at=now)
+        .returning(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id, send_t.c.step)).all()
+    # The stop itself cancelled what it could see; these slipped past it, and the trail says so.
+    repo.insert_events(conn, [repo.event_row(now, "dispatcher", "send_cancelled", contact_id=c.contact_id,
+                                             enrollment_id=c.enrollment_id, send_id=c.id,
+                                             detail={"step": c.step, "reason": _STOPPED}) for c in cancelled])
+    return len(cancelled)
+
+
+_STOPPED = "cancelled: the contact or sequence was stopped"
 
 
 def _load_batch(conn: sa.Connection, batch_id: str) -> ClaimedBatch:

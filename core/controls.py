@@ -95,6 +95,7 @@ def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: st
     """Queue a step again as a new generation (its own idempotency key), due at once."""
     enrollment = _enrollment(conn, enrollment_id)
     _refuse_if_stopped(conn, enrollment.contact_id)
+    _refuse_if_cancelled(enrollment)
     latest = conn.execute(sa.select(send_t.c.generation, send_t.c.status).where(
         send_t.c.enrollment_id == enrollment_id, send_t.c.step == step
     ).order_by(send_t.c.generation.desc()).limit(1)).first()
@@ -102,6 +103,7 @@ def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: st
         raise NurtureError(f"step {step} has not gone out yet ({latest.status}); resending it would send it twice")
     generation = (latest.generation if latest else 0) + 1
     send_id = new_id()
+    _reopen(conn, enrollment, now)
     _hold_later_steps(conn, enrollment_id, step, now)
     conn.execute(send_t.insert().values(
         id=send_id, enrollment_id=enrollment_id, contact_id=enrollment.contact_id, step=step, generation=generation,
@@ -121,7 +123,10 @@ def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) 
     if row is None:
         raise NotFound(f"no send {send_id}")
     _refuse_if_stopped(conn, row.contact_id)
+    enrollment = _enrollment(conn, row.enrollment_id)
+    _refuse_if_cancelled(enrollment)
     if conn.scalar(sa.select(send_t.c.status).where(send_t.c.id == send_id)) == SendStatus.FAILED:
+        _reopen(conn, enrollment, now)
         _hold_later_steps(conn, row.enrollment_id, row.step, now)
     retried = conn.execute(send_t.update().where(send_t.c.id == send_id, send_t.c.status == SendStatus.FAILED).values(
         status=SendStatus.SCHEDULED, ready=True, due_at=now, attempts=0, batch_id=None, idempotency_key=None,
@@ -149,6 +154,21 @@ def _refuse_if_stopped(conn: sa.Connection, contact_id: str) -> None:
         raise StoppedContact("this contact unsubscribed; nothing more can be sent to them")
     if row.suppressed_reason is not None:
         raise StoppedContact(f"this contact is suppressed ({row.suppressed_reason}); nothing more can be sent")
+
+
+def _refuse_if_cancelled(enrollment) -> None:
+    # Unsubscribed and bounced sequences are refused by the contact check above; this is a cancel.
+    if enrollment.status == EnrollmentStatus.CANCELLED:
+        raise StoppedContact("this sequence was cancelled; nothing more is sent in it")
+
+
+def _reopen(conn: sa.Connection, enrollment, now: datetime) -> None:
+    """A completed sequence with a step queued again is active until that step finishes; otherwise the
+    claim would take it for a stopped sequence and cancel the send."""
+    if enrollment.status == EnrollmentStatus.COMPLETED:
+        conn.execute(enrollment_t.update().where(enrollment_t.c.id == enrollment.id,
+                                                 enrollment_t.c.status == EnrollmentStatus.COMPLETED)
+                     .values(status=EnrollmentStatus.ACTIVE, status_reason=None, updated_at=now))
 
 
 def _enrollment(conn: sa.Connection, enrollment_id: str):

@@ -226,6 +226,8 @@ def test_a_stop_that_slipped_past_the_controls_is_caught_at_the_claim_and_nothin
     welcome = step_send(services, result.enrollment_id, 1)
     assert welcome["status"] == "cancelled" and welcome["batch_id"] is None
     assert "stopped" in welcome["last_error"]
+    [event] = events_of(services, "send_cancelled")  # and the audit trail says why
+    assert (event["send_id"], event["detail"]["step"]) == (welcome["id"], 1)
 
 
 def test_an_unsubscribe_through_controls_cancels_every_remaining_send(services, dispatcher, mailer, clock):
@@ -626,6 +628,36 @@ def test_a_resent_step_and_a_due_step_never_go_to_one_person_in_the_same_pass(se
     assert dispatcher.run_pass() + dispatcher.run_pass() == 1
     run_for(dispatcher, clock, hours=47)
     assert steps_sent_to(mailer, "resent@example.com") == [1, 2, 1, 3], "step 3 went after the resent step"
+
+
+def test_a_completed_sequence_can_have_a_step_resent_or_its_failed_last_step_retried(
+        services, dispatcher, mailer, clock):
+    result = enroll(services, email="finished@example.com")
+    run_for(dispatcher, clock, hours=258, every_hours=6)  # steps 1-6 sent; step 7 is due at 264 h
+    mailer.fail_next(PermanentMailerError("Resend 422 validation_error: refused for now", status=422))
+    run_for(dispatcher, clock, hours=12, every_hours=6)
+    assert step_send(services, result.enrollment_id, 7)["status"] == "failed"
+    assert enrollment_status(services, result.enrollment_id) == "completed"
+
+    resent = act(services, "resend_step", {"enrollment_id": result.enrollment_id, "step": 3})
+    retried = act(services, "retry_send", {"send_id": step_send(services, result.enrollment_id, 7)["id"]})
+    run_for(dispatcher, clock, hours=48, every_hours=6)
+
+    assert (resent["status"], retried["status"]) == ("done", "done")
+    assert steps_sent_to(mailer, "finished@example.com")[-2:] == [3, 7], "both went, in order"
+    assert step_send(services, result.enrollment_id, 7)["status"] == "sent"
+    assert enrollment_status(services, result.enrollment_id) == "completed"  # complete again once they finished
+
+
+def test_a_cancelled_sequence_refuses_a_resend_plainly(services, dispatcher, mailer):
+    result = enroll(services, email="stopped@example.com")
+    dispatcher.run_pass()
+    act(services, "cancel_sequence", {"enrollment_id": result.enrollment_id})
+
+    action = act(services, "resend_step", {"enrollment_id": result.enrollment_id, "step": 1})
+
+    assert action["status"] == "failed" and "cancelled" in action["result"]
+    assert dispatcher.run_pass() == 0 and steps_sent_to(mailer, "stopped@example.com") == [1]
 
 
 def test_send_test_mails_one_rendered_step_to_the_marketer_without_touching_any_sequence(services, mailer):
