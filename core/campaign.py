@@ -50,7 +50,7 @@ CHRISTMAS_2025 = Campaign(
     name="Christmas 2025",
     steps=(
         _step(1, "step1_welcome", "Your business systems assessment results, {first_name}", 0),
-        _step(2, "step2_hidden_cost", "What your broken systems cost {business_name} every week", 24),
+        _step(2, "step2_hidden_cost", "What your systems quietly cost {business_name} every week", 24),
         _step(3, "step3_quick_wins", "Three fixes you can make before Christmas", 72),
         _step(4, "step4_case_study", "How one owner got their evenings back in six weeks", 120),
         _step(5, "step5_new_year_plan", "A one-page plan for a calmer 2026", 168),

@@ -58,7 +58,7 @@ def test_text_part_and_subject_keep_a_business_name_with_markup_verbatim():
     email = render(2, business_name="Smith & Sons <Ltd>")
 
     assert "Smith & Sons <Ltd>" in email.text
-    assert email.subject == "What your broken systems cost Smith & Sons <Ltd> every week"
+    assert email.subject == "What your systems quietly cost Smith & Sons <Ltd> every week"
 
 
 @pytest.mark.parametrize("missing", [None, "", "   \t "])
@@ -67,7 +67,7 @@ def test_missing_names_fall_back_to_friendly_words(missing):
 
     assert "Hi there," in email.html and "Hi there," in email.text
     assert "the cost at your business looks different" in flat(email.text)
-    assert email.subject == "What your broken systems cost your business every week"
+    assert email.subject == "What your systems quietly cost your business every week"
     assert not_a_python_none(email.html + email.text)
 
 
@@ -86,7 +86,7 @@ def test_names_are_trimmed_and_inner_whitespace_collapsed():
     hidden_cost = render(2, first_name="  Zoë \n ", business_name=" Hollybrook \t  Bakery ")
 
     assert welcome.subject == "Your business systems assessment results, Zoë"
-    assert hidden_cost.subject == "What your broken systems cost Hollybrook Bakery every week"
+    assert hidden_cost.subject == "What your systems quietly cost Hollybrook Bakery every week"
     assert "Hi Zoë," in welcome.text and "Hi Zoë," in welcome.html
     assert "assessment for Hollybrook Bakery." in flat(welcome.text)
 
