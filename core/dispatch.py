@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core import alerts, claims, db, outcomes, repo, switches
+from core import alerts, claims, db, outcomes, provider_events, repo, switches
 from core.bootstrap import Services
 from core.claims import ClaimedBatch
 from core.errors import AccountMailerError, MailerError, PermanentMailerError, TransientMailerError
@@ -205,8 +205,8 @@ class Dispatcher:
 
     def _write_outcomes(self, conn, batch: ClaimedBatch, deliveries: list[Delivery], now) -> None:
         members = {m.id: m for m in batch.members}
-        sent = outcomes.mark_sent(conn, {d.send_id: d.provider_id for d in deliveries if d.accepted},
-                                  self.worker_id, now)
+        accepted = {d.send_id: d.provider_id for d in deliveries if d.accepted}
+        sent = outcomes.mark_sent(conn, accepted, self.worker_id, now)
         failed = outcomes.mark_failed(conn, {d.send_id: d.error or "unknown error" for d in deliveries
                                              if not d.accepted}, self.worker_id, now)
         recorded = [(d, members[d.send_id]) for d in deliveries if d.send_id in sent | failed]
@@ -219,6 +219,8 @@ class Dispatcher:
                            detail={"step": m.step, "provider_id": d.provider_id} if d.accepted
                            else {"step": m.step, "error": d.error})
             for d, m in recorded])
+        # Last, so a bounce or complaint that came early also stops the step just released.
+        provider_events.apply_early_events(conn, [accepted[send_id] for send_id in sent if accepted[send_id]], now)
         if self.services.settings.notion_configured:
             repo.insert_outbox(conn, [repo.outbox_row("notion", m.contact_id, {"enrollment_id": m.enrollment_id}, now)
                                       for m in {m.enrollment_id: m for _, m in recorded}.values()])

@@ -165,7 +165,7 @@ class ProviderEvent(SQLModel, table=True):
 
     svix_id: str = Field(primary_key=True, max_length=100)
     type: str = Field(max_length=40)
-    provider_id: str | None = Field(default=None, max_length=80)
+    provider_id: str | None = Field(default=None, max_length=80, index=True)
     received_at: datetime = _at()
     payload: str = _text()
 

@@ -37,8 +37,37 @@ def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: d
     send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id)
                         .where(send_t.c.provider_id == provider_id)).first() if provider_id else None
     if send is None:
-        log.info("provider event for an unknown email", extra={"action": "provider_event", "type": event_type})
+        # Kept: if its send is recorded later (the provider's answer was lost and the batch is
+        # waiting for its replay), apply_early_events applies it then; a bounce must still stop.
+        log.info("provider event for an email not (yet) recorded", extra={"action": "provider_event",
+                                                                          "type": event_type})
         return "unknown email"
+    _apply(conn, send, event_type, data, now)
+    return "recorded"
+
+
+def apply_early_events(conn: sa.Connection, provider_ids: list[str], now: datetime) -> int:
+    """Apply the events that arrived before these just-recorded sends were; returns how many.
+
+    At the moment a send is recorded, any event already stored under its provider id came early.
+    """
+    if not provider_ids:
+        return 0
+    early = conn.execute(sa.select(provider_event_t.c.payload, provider_event_t.c.received_at)
+                         .where(provider_event_t.c.provider_id.in_(provider_ids))
+                         .order_by(provider_event_t.c.received_at)).all()
+    for row in early:
+        event = json.loads(row.payload)
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id)
+                            .where(send_t.c.provider_id == _text(data.get("email_id", ""), 80))).first()
+        if send is not None:
+            _apply(conn, send, _text(event.get("type", ""), 40), data, row.received_at)
+    return len(early)
+
+
+def _apply(conn: sa.Connection, send, event_type: str, data: dict, now: datetime) -> None:
+    """Record one event against its send: its time, its audit event, and a stop for a bounce or complaint."""
     column = TIMESTAMP_COLUMNS.get(event_type)
     if column:
         conn.execute(send_t.update().where(send_t.c.id == send.id, send_t.c[column].is_(None))
@@ -54,7 +83,6 @@ def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: d
         reason = "bounced" if event_type == "email.bounced" else "complained"
         controls.suppress_contact(conn, send.contact_id, reason, actor="resend", now=now,
                                   detail=_detail(event_type, data))
-    return "recorded"
 
 
 def _suppresses(event_type: str, data: dict) -> bool:

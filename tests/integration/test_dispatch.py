@@ -788,6 +788,33 @@ def test_a_hard_bounce_or_complaint_suppresses_the_contact_and_cancels_the_rest(
 
 
 @with_webhook_secret
+def test_a_complaint_that_arrives_before_its_send_is_recorded_still_stops_the_sequence(
+        services, client, mailer, clock):
+    """The provider took the batch but its answer was lost; the complaint comes in while the batch
+    waits for its replay. It is applied when the replay records the send."""
+    result = enroll(services, email="early@example.com")
+    lease = DispatchPolicy().lease
+    with db.write_transaction(services.engine) as conn:
+        batch = claims.claim_due(conn, "doomed-worker", clock(), lease, 100)
+    [delivery] = mailer.send([services.composer.compose(m) for m in batch.members], batch.idempotency_key)
+
+    answer = client.post("/webhook/resend", **signed(resend_event("complained", delivery.provider_id)))
+    assert answer.status_code == 200 and answer.json()["result"] == "unknown email"
+    assert contact_row(services, result.contact_id)["suppressed_at"] is None  # nothing to match yet
+
+    clock.advance(seconds=lease.total_seconds() + 1)
+    rescuer = Dispatcher(services, "rescuer")
+    assert rescuer.run_pass() == 1  # the replay records the send under the same provider id
+
+    contact = contact_row(services, result.contact_id)
+    assert contact["suppressed_reason"] == "complained"
+    assert step_send(services, result.enrollment_id, 1)["complained_at"] is not None
+    assert {s["status"] for s in sends_of(services, result.enrollment_id)[1:]} == {"cancelled"}
+    run_for(rescuer, clock, hours=12 * 24, every_hours=12)
+    assert steps_sent_to(mailer, "early@example.com") == [1]
+
+
+@with_webhook_secret
 def test_a_soft_bounce_is_recorded_but_does_not_suppress(services, client, sent_welcome):
     result, send = sent_welcome
     event = resend_event("bounced", send["provider_id"], bounce={"type": "Transient", "message": "mailbox full"})
