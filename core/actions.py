@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 KINDS = ("resend_step", "skip_step", "cancel_sequence", "unsubscribe", "retry_send", "send_test",
          "check_connection")
+# Requests that stop sends: the dispatcher carries these out itself before every pass, so none of
+# them can wait behind a pass that would still send what they stop.
+STOPS = ("cancel_sequence", "unsubscribe")
 
 
 def request_action(conn: sa.Connection, kind: str, payload: dict, *, requested_by: str, now: datetime) -> str:
@@ -59,10 +62,11 @@ class ActionRunner:
         self.services = services
         self.worker_id = worker_id
 
-    def run_pending(self, limit: int = 50) -> int:
-        """Carry out pending actions in the order they were requested."""
+    def run_pending(self, limit: int = 50, *, kinds: tuple[str, ...] = KINDS) -> int:
+        """Carry out pending actions (of these kinds) in the order they were requested."""
         with db.read_transaction(self.services.engine) as conn:
-            pending = conn.execute(sa.select(action_t).where(action_t.c.status == ActionStatus.PENDING)
+            pending = conn.execute(sa.select(action_t).where(action_t.c.status == ActionStatus.PENDING,
+                                                             action_t.c.kind.in_(kinds))
                                    .order_by(action_t.c.requested_at).limit(limit)).all()
         for action in pending:
             self._run(action)
@@ -81,14 +85,20 @@ class ActionRunner:
                     return  # another worker took it
                 result = self._perform(conn, action.kind, payload, actor, now)
                 conn.execute(action_t.update().where(action_t.c.id == action.id).values(result=result))
-        except (NurtureError, ValueError, KeyError) as exc:
+        except (sa.exc.OperationalError, sa.exc.InterfaceError):
+            raise  # the database, not the request, is the trouble: the action stays pending for the next run
+        except Exception as exc:  # a refused or broken request fails visibly, and never blocks those after it
+            reason = str(exc)
+            if not isinstance(exc, (NurtureError, ValueError, KeyError)):
+                log.exception("action %s raised unexpectedly", action.kind, extra={"action": action.kind})
+                reason = f"unexpected error ({type(exc).__name__}); the worker's log has the details"
             with db.write_transaction(self.services.engine) as conn:
                 conn.execute(action_t.update().where(action_t.c.id == action.id).values(
-                    status=ActionStatus.FAILED, result=str(exc), done_at=now))
+                    status=ActionStatus.FAILED, result=reason, done_at=now))
                 repo.insert_events(conn, [repo.event_row(now, self.worker_id, f"{action.kind}_failed",
                                                          contact_id=payload.get("contact_id"),
-                                                         detail={"error": str(exc)})])
-            log.warning("action %s failed: %s", action.kind, exc, extra={"action": action.kind})
+                                                         detail={"error": reason})])
+            log.warning("action %s failed: %s", action.kind, reason, extra={"action": action.kind})
         if action.kind in ("resend_step", "retry_send", "skip_step"):
             self.services.wake.set()
 

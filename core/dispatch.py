@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core import alerts, claims, db, outcomes, provider_events, repo, switches
+from core import actions, alerts, claims, db, outcomes, provider_events, repo, switches
 from core.bootstrap import Services
 from core.claims import ClaimedBatch
 from core.errors import AccountMailerError, MailerError, PermanentMailerError, TransientMailerError
@@ -49,6 +49,7 @@ class Dispatcher:
         # One provider call at a time per worker: the rate limit spaces calls anyway, and lanes
         # overlap everything else. It also lets a tripped breaker stop the very next call.
         self._call_lock = threading.Lock()
+        self._stops = actions.ActionRunner(services, worker_id)
 
     def run_until_idle(self, budget_seconds: float = 0.9) -> None:
         """The interval job: dispatch, then stay for new enrollments until the next tick is near."""
@@ -61,7 +62,11 @@ class Dispatcher:
                 return
 
     def run_pass(self) -> int:
-        """Send everything due now, a batch at a time in each lane; return how many emails were handled."""
+        """Send everything due now, a batch at a time in each lane; return how many emails were handled.
+
+        Stops the marketer has requested (unsubscribe, cancel) are carried out first.
+        """
+        self._stops.run_pending(kinds=actions.STOPS)
         if self.policy.lanes <= 1:
             return self._drain()
         counts: list[int] = []

@@ -683,6 +683,44 @@ def test_an_action_on_a_missing_enrollment_fails_visibly(services):
     assert "no-such-enrollment" in event["detail"]["error"]
 
 
+@pytest.mark.parametrize("stop", ["unsubscribe", "cancel_sequence"])
+def test_a_stop_requested_from_the_dashboard_is_carried_out_before_the_next_pass_sends(
+        services, dispatcher, mailer, clock, stop):
+    """No separate action job has run: the dispatch pass itself carries the stop out first."""
+    result = enroll(services, email="quitter@example.com")
+    dispatcher.run_pass()
+    clock.advance(hours=24)  # step 2 is due
+    with db.write_transaction(services.engine) as conn:
+        request_action(conn, stop, {"contact_id": result.contact_id, "enrollment_id": result.enrollment_id},
+                       requested_by="marketer@example.com", now=clock())
+
+    assert dispatcher.run_pass() == 0
+    assert steps_sent_to(mailer, "quitter@example.com") == [1]
+    assert step_send(services, result.enrollment_id, 2)["status"] == "cancelled"
+    assert rows(services.engine, "SELECT status FROM action") == [{"status": "done"}]
+
+
+def test_an_action_that_breaks_unexpectedly_fails_plainly_and_the_next_ones_still_run(services, monkeypatch):
+    result = enroll(services, email="next-in-line@example.com")
+
+    def broken(*_args, **_kwargs):
+        raise TypeError("int() argument must be a string, not 'NoneType'")
+
+    monkeypatch.setattr("core.controls.skip_step", broken)
+    with db.write_transaction(services.engine) as conn:
+        for kind, payload in (("skip_step", {"enrollment_id": result.enrollment_id, "step": 2}),
+                              ("unsubscribe", {"contact_id": result.contact_id})):
+            request_action(conn, kind, payload, requested_by="marketer@example.com", now=services.clock())
+
+    assert ActionRunner(services, "worker-a").run_pending() == 2
+
+    outcomes_by_kind = {r["kind"]: (r["status"], r["result"]) for r in rows(services.engine,
+                                                                          "SELECT kind, status, result FROM action")}
+    assert outcomes_by_kind == {
+        "skip_step": ("failed", "unexpected error (TypeError); the worker's log has the details"),
+        "unsubscribe": ("done", "unsubscribed")}
+
+
 # ---------------------------------------------------------------- Resend's signed events
 
 def signed(event: dict | list | None, *, msg_id: str | None = None, at: datetime | None = None,
