@@ -28,6 +28,15 @@ KINDS = ("resend_step", "skip_step", "cancel_sequence", "unsubscribe", "retry_se
 # Requests that stop sends: the dispatcher carries these out itself before every pass, so none of
 # them can wait behind a pass that would still send what they stop.
 STOPS = ("cancel_sequence", "unsubscribe")
+# Requests that call the email provider and write nothing but their own result.
+PROVIDER_CALLS = ("send_test", "check_connection")
+
+
+def _claim(conn: sa.Connection, action_id: str, now: datetime) -> bool:
+    """Mark a pending action done before carrying it out; False if another worker took it first."""
+    return bool(conn.execute(action_t.update().where(
+        action_t.c.id == action_id, action_t.c.status == ActionStatus.PENDING
+    ).values(status=ActionStatus.DONE, done_at=now)).rowcount)
 
 
 def request_action(conn: sa.Connection, kind: str, payload: dict, *, requested_by: str, now: datetime) -> str:
@@ -77,14 +86,21 @@ class ActionRunner:
         actor = action.requested_by
         now = self.services.clock()
         try:
-            with db.write_transaction(self.services.engine) as conn:
-                claimed = conn.execute(action_t.update().where(
-                    action_t.c.id == action.id, action_t.c.status == ActionStatus.PENDING
-                ).values(status=ActionStatus.DONE, done_at=now)).rowcount
-                if not claimed:
-                    return  # another worker took it
-                result = self._perform(conn, action.kind, payload, actor, now)
-                conn.execute(action_t.update().where(action_t.c.id == action.id).values(result=result))
+            if action.kind in PROVIDER_CALLS:
+                # Outside any transaction: on SQLite a write transaction held across a call to Resend
+                # would keep every signup waiting for the lock as long as the call takes.
+                with db.write_transaction(self.services.engine) as conn:
+                    if not _claim(conn, action.id, now):
+                        return
+                result = self._call_provider(action.kind, payload)
+                with db.write_transaction(self.services.engine) as conn:
+                    conn.execute(action_t.update().where(action_t.c.id == action.id).values(result=result))
+            else:
+                with db.write_transaction(self.services.engine) as conn:
+                    if not _claim(conn, action.id, now):
+                        return
+                    result = self._perform(conn, action.kind, payload, actor, now)
+                    conn.execute(action_t.update().where(action_t.c.id == action.id).values(result=result))
         except (sa.exc.OperationalError, sa.exc.InterfaceError):
             raise  # the database, not the request, is the trouble: the action stays pending for the next run
         except Exception as exc:  # a refused or broken request fails visibly, and never blocks those after it
@@ -117,13 +133,12 @@ class ActionRunner:
         if kind == "retry_send":
             done = controls.retry_send(conn, p["send_id"], actor=actor, now=now)
             return "queued again" if done else "not failed any more; nothing to retry"
-        if kind == "send_test":
-            return self._send_test(p, now)
-        if kind == "check_connection":
-            return self._check_connection()
         raise NurtureError(f"unknown action {kind!r}")
 
-    def _send_test(self, p: dict, now: datetime) -> str:
+    def _call_provider(self, kind: str, p: dict) -> str:
+        return self._send_test(p) if kind == "send_test" else self._check_connection()
+
+    def _send_test(self, p: dict) -> str:
         step = CHRISTMAS_2025.step(int(p["step"]))
         rendered = render_step(step, sample_context(p["segment"]), unsubscribe_url=f"{self.services.settings.public_base_url}/unsubscribe/test",
                                postal_address=self.services.settings.postal_address)

@@ -150,6 +150,12 @@ def translate_error(error: ResendError) -> MailerError:
         return TransientMailerError(message, status=status)
     if status == 409 and error.error_type == "concurrent_idempotent_requests":
         return TransientMailerError(message, status=status)
+    if status == 409 and error.error_type == "invalid_idempotent_request":
+        # The key was used before with other content: an earlier attempt of this batch got through,
+        # and the emails have changed since (an erasure, an edited template). Most likely delivered.
+        return PermanentMailerError(
+            f"outcome unknown: Resend already took this batch under its key, before its emails changed, so they "
+            f"were most likely delivered; check Resend's log before retrying ({message})", status)
     # Resend answers 400 "API key is invalid" on non-sending endpoints, so check() sees it there.
     if status in (401, 403) or "api key" in error.message.lower():
         return AccountMailerError(message, status)

@@ -8,6 +8,7 @@ manual actions carried out by the worker, unsubscribe links and Resend's signed 
 import base64
 import json
 import re
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -674,6 +675,36 @@ def test_send_test_mails_one_rendered_step_to_the_marketer_without_touching_any_
 def test_check_connection_records_what_the_mailer_answered(services):
     action = act(services, "check_connection", {})
     assert action["status"] == "done" and action["result"] == "fake: fake mailer: always reachable"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # where one writer at a time makes a held lock stall intake
+def test_a_test_email_holds_no_write_lock_while_the_provider_call_takes(services, mailer, monkeypatch):
+    calling, answer = threading.Event(), threading.Event()
+    send = mailer.send
+
+    def slow_send(emails, key):
+        calling.set()
+        answer.wait(20)
+        return send(emails, key)
+
+    monkeypatch.setattr(mailer, "send", slow_send)
+    with db.write_transaction(services.engine) as conn:
+        request_action(conn, "send_test", {"step": 1, "segment": "URGENT", "to": "marketer@example.com",
+                                           "request_id": "slow"}, requested_by="marketer@example.com",
+                       now=services.clock())
+    runner = threading.Thread(target=ActionRunner(services, "worker-a").run_pending)
+    runner.start()
+    assert calling.wait(10)
+    signup = threading.Thread(target=enroll, args=(services, "meanwhile@example.com"))
+    signup.start()
+    signup.join(timeout=5)
+    committed_meanwhile = not signup.is_alive()
+    answer.set()
+    runner.join(timeout=20)
+    signup.join(timeout=40)
+
+    assert committed_meanwhile, "the signup waited for the test email's provider call"
+    assert rows(services.engine, "SELECT status, result FROM action")[0]["result"].startswith("sent step 1")
 
 
 def test_an_action_on_a_missing_enrollment_fails_visibly(services):
