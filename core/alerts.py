@@ -7,6 +7,7 @@ bad webhook signatures) are queued here. A failed post backs off and retries; Di
 """
 
 import logging
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -131,12 +132,24 @@ def _lead(conn: sa.Connection, enrollment_id: str):
     ).first()
 
 
+# Discord renders markdown in embeds: masked links, emphasis, spoilers, headings, quotes. (Mentions
+# are not a concern here: every message sets allowed_mentions to none.)
+_MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#:<-])")
+
+
+def plain(text: str) -> str:
+    """A stranger's text as Discord shows it literally: every markdown character escaped, so a name
+    like "[Verify your account](https://…)" cannot plant a link in the team's channel."""
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
 def critical_lead_message(lead, dashboard_url: str) -> dict:
     """An embed with who it is, their business, the red/orange counts and a link to their dashboard page."""
     link = f"{dashboard_url.rstrip('/')}/signups?contact={lead.contact_id}"
-    name = lead.first_name or lead.email
-    fields = [("Name", lead.first_name or "—", True), ("Business", lead.business_name or "—", True),
-              ("Email", lead.email, False), ("Red systems", str(lead.red_systems or 0), True),
+    name = plain(lead.first_name or lead.email)
+    fields = [("Name", plain(lead.first_name) if lead.first_name else "—", True),
+              ("Business", plain(lead.business_name) if lead.business_name else "—", True),
+              ("Email", plain(lead.email), False), ("Red systems", str(lead.red_systems or 0), True),
               ("Orange systems", str(lead.orange_systems or 0), True)]
     return {
         "username": "Nurture",

@@ -64,6 +64,21 @@ def test_a_critical_signup_posts_one_embed_naming_the_lead_with_a_dashboard_link
     assert pending(services) == []
 
 
+@sqlite_only
+def test_markdown_in_a_leads_name_is_shown_literally_never_as_a_link_or_a_ping(services, alerts, discord_api):
+    enroll_now(services, [signup_request(email="phish@example.com", red_systems=3,
+                                         first_name="@everyone [Verify your account](https://evil.example/login)",
+                                         business_name="**URGENT** ||pay here||")])
+    assert alerts.run_pass() == 1
+
+    [message] = discord_api.messages
+    fields = {f["name"]: f["value"] for f in message["embeds"][0]["fields"]}
+    assert fields["Name"] == r"@everyone \[Verify your account\]\(https\://evil.example/login\)"
+    assert fields["Business"] == r"\*\*URGENT\*\* \|\|pay here\|\|"
+    assert message["embeds"][0]["title"].startswith(r"CRITICAL lead: @everyone \[Verify")
+    assert message["allowed_mentions"] == {"parse": []}
+
+
 def test_a_contact_is_alerted_only_once_however_often_they_sign_up(services, alerts, discord_api, clock):
     enroll(services, "casey@example.com")
     alerts.run_pass()
