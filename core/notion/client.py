@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 NOTION_VERSION = "2025-09-03"
 RATE = 3.0
 _OR_CHUNK = 50  # emails per compound "or" filter, well inside Notion's limit on filter size
+SCHEMA_MAX_AGE = 300.0  # seconds a database's column list is trusted before it is read again
 _RATE_LIMIT_RETRIES = 2  # 429s waited out inside one call before the outbox's backoff takes over
 _OLDEST_FIRST = [{"timestamp": "created_time", "direction": "ascending"}]
 _TRANSIENT_CODES = {"rate_limited", "internal_server_error", "service_unavailable", "gateway_timeout",
@@ -52,7 +53,7 @@ class NotionClient(NotionMirror):
         self._max_wait = max_wait
         self._blocked_until = float("-inf")
         self._sources: dict[str, str] = {}
-        self._schemas: dict[str, dict[str, str]] = {}
+        self._schemas: dict[str, tuple[float, dict[str, str]]] = {}  # database id → (read at, schema)
 
     def close(self) -> None:
         self._sdk.close()
@@ -141,10 +142,14 @@ class NotionClient(NotionMirror):
         return self._sources[database_id]
 
     def _schema(self, database_id: str, refresh: bool = False) -> dict[str, str]:
-        if refresh or database_id not in self._schemas:
+        # Read again every few minutes: a column someone renames, adds or retypes in Notion (or that
+        # `notion check --create-missing` adds from another process) reaches a running worker.
+        read_at, schema = self._schemas.get(database_id, (float("-inf"), {}))
+        if refresh or self._clock() - read_at >= SCHEMA_MAX_AGE:
             source = self._call(self._sdk.data_sources.retrieve, self._source(database_id), subject="database")
-            self._schemas[database_id] = {name: prop.get("type", "") for name, prop in source["properties"].items()}
-        return self._schemas[database_id]
+            schema = {name: prop.get("type", "") for name, prop in source["properties"].items()}
+            self._schemas[database_id] = (self._clock(), schema)
+        return schema
 
     def _query(self, database_id: str, query: dict | None, *, sorts: list | None = None,
                page_size: int = 100) -> Iterator[NotionPage]:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from core import controls, db, outbox, repo
 from core.bootstrap import Services
 from core.notion import store
-from core.notion.errors import NotionError, NotionRequestError
+from core.notion.errors import NotionAccessError, NotionError, NotionRequestError
 from core.notion.port import NotionMirror, NotionPage
 from core.notion.properties import ACTIVE, BUSINESS, EnrollmentState, fingerprint, page_properties, parse_row
 from core.sequencing import backoff
@@ -173,7 +173,14 @@ class NotionSync:
             return link.business_page_id, link.business_checked_at
         if link.business_checked_at and now - link.business_checked_at < self.policy.business_recheck:
             return None, link.business_checked_at
-        return self.mirror.find_business(state.email), now
+        try:
+            return self.mirror.find_business(state.email), now
+        except (NotionAccessError, NotionRequestError) as exc:
+            # The link is a nicety: a BusinessX database that is not shared, or that refuses the lookup,
+            # must not keep the contact's own page from being written. Tried again after business_recheck.
+            log.warning("BusinessX lookup refused; the page is written without a business link: %s", exc,
+                        extra={"action": "notion_business", "enrollment": state.enrollment_id})
+            return None, now
 
     def _fail(self, groups: list[_Group], exc: NotionError, report: SyncReport) -> None:
         now, reason = self.services.clock(), str(exc)[:2000]

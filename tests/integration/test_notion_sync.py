@@ -12,7 +12,7 @@ from core.dispatch import Dispatcher
 from core.intake import enroll_now
 from core.models import Outbox
 from core.notion import store
-from core.notion.errors import NotionRequestError, NotionUnavailable
+from core.notion.errors import NotionAccessError, NotionRequestError, NotionUnavailable
 from core.notion.sync import NotionSync, SyncPolicy
 from core.testing import FakeMailer
 from core.testing_side import FakeNotion
@@ -226,6 +226,21 @@ def test_the_business_record_with_the_same_email_is_linked(services, clock):
 
     assert notion.values(notion.pages_for("alex@example.com")[0])["Business"] == ["biz-7"]
     assert notion.values(notion.pages_for("solo@example.com")[0]).get("Business") is None
+
+
+def test_a_businessx_database_that_refuses_the_lookup_never_keeps_the_page_from_being_written(
+        services, notion, monkeypatch):
+    def not_shared(_email):
+        raise NotionAccessError("Could not find database BusinessX: make sure it is shared with the integration",
+                                status=404, code="object_not_found")
+
+    monkeypatch.setattr(notion, "find_business", not_shared)
+    enroll(services)
+
+    report = make_sync(services, notion).run_pass()
+
+    assert (report.created, report.failed) == (1, 0)
+    assert notion.values(notion.pages_for("alex@example.com")[0]).get("Business") is None
 
 
 def test_a_stop_made_elsewhere_reaches_notion_once_its_change_is_queued(services, notion, clock):

@@ -109,6 +109,22 @@ def test_a_database_id_that_is_really_a_data_source_id_still_works():
                                                   "/v1/data_sources/db-1"]
 
 
+def test_the_column_list_is_read_again_after_five_minutes_so_changes_in_notion_reach_a_running_worker():
+    api, time = Api(), FakeTime()
+    notion = client(api, time)
+
+    def schema_reads() -> int:
+        return sum(r.url.path == "/v1/data_sources/ds-1" for r in api.requests)
+
+    notion.schema()
+    time.now += 299
+    notion.schema()
+    assert schema_reads() == 1, "cached within five minutes"
+    time.now += 2
+    notion.schema()
+    assert schema_reads() == 2
+
+
 def test_a_429_is_waited_out_for_its_retry_after_and_the_request_goes_again():
     api, time = Api(), FakeTime()
     notion = client(api, time)
