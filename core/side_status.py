@@ -1,12 +1,18 @@
 """Read-only status of the side channels (Notion mirror, Discord alerts) for /health and the dashboard."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from core.settings import Settings
-from core.tables import enrollment_t, outbox_t, page_t
+from core.tables import enrollment_t, outbox_t, page_t, setting_t
+
+
+# The setting row where a channel's worker job records that the service as a whole is failing
+# (bad token, not shared, down): no outbox row may have been tried, yet nothing goes through.
+OUTAGE_KEY = "outage:{channel}"
+GIVEN_UP_WINDOW = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -18,11 +24,18 @@ class Backlog:
     oldest_at: datetime | None
     lag_seconds: float         # age of the oldest pending change; 0 when nothing waits
     last_error: str | None
+    outage: str | None = None  # why the whole channel is paused, while it is
+    given_up: int = 0          # rows abandoned after repeated refusals, in the last GIVEN_UP_WINDOW
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.failing or self.outage or self.given_up)
 
     def as_dict(self) -> dict:
         return {"backlog": self.pending, "failing": self.failing, "lag_seconds": round(self.lag_seconds, 1),
                 "oldest_pending_at": self.oldest_at.isoformat() if self.oldest_at else None,
-                "last_error": self.last_error}
+                "last_error": self.outage or self.last_error, "outage": self.outage,
+                "given_up_7d": self.given_up, "healthy": self.healthy}
 
 
 @dataclass(frozen=True)
@@ -44,9 +57,17 @@ def backlog(conn: sa.Connection, channel: str, now: datetime) -> Backlog:
     ).where(pending)).one()
     last_error = conn.scalar(sa.select(outbox_t.c.last_error).where(pending, outbox_t.c.last_error.is_not(None))
                              .order_by(outbox_t.c.next_attempt_at.desc()).limit(1))
+    given_up = conn.scalar(sa.select(sa.func.count()).where(
+        outbox_t.c.channel == channel, outbox_t.c.done_at >= now - GIVEN_UP_WINDOW,
+        outbox_t.c.last_error.startswith("gave up", autoescape=True)))
+    outage = conn.scalar(sa.select(setting_t.c.value).where(setting_t.c.key == OUTAGE_KEY.format(channel=channel)))
+    if given_up and not last_error:
+        last_error = conn.scalar(sa.select(outbox_t.c.last_error).where(
+            outbox_t.c.channel == channel, outbox_t.c.last_error.startswith("gave up", autoescape=True))
+            .order_by(outbox_t.c.done_at.desc()).limit(1))
     oldest = _aware(oldest)
     lag = max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
-    return Backlog(count, failing or 0, oldest, lag, last_error)
+    return Backlog(count, failing or 0, oldest, lag, last_error, outage or None, given_up or 0)
 
 
 def last_notion_sync(conn: sa.Connection) -> datetime | None:
@@ -99,10 +120,11 @@ def health_fields(conn: sa.Connection, settings: Settings, now: datetime) -> dic
     return {
         "notion_configured": settings.notion_configured,
         "discord_configured": settings.discord_configured,
-        "notion_sync": {"backlog": notion.pending, "failing": notion.failing,
+        "notion_sync": {"backlog": notion.pending, "failing": notion.failing, "outage": notion.outage,
                         "lag_seconds": round(notion.lag_seconds, 1),
                         "last_synced_at": last.isoformat() if last else None},
-        "discord_alerts": {"backlog": discord.pending, "failing": discord.failing},
+        "discord_alerts": {"backlog": discord.pending, "failing": discord.failing, "outage": discord.outage,
+                           "given_up_7d": discord.given_up},
     }
 
 

@@ -66,9 +66,11 @@ def _channel(column, title: str, what: str, configured: bool, health: dict | Non
         if not configured or health is None:
             st.markdown(":gray-badge[off] not configured")
             return
-        badge, word = ("red", "failing") if health["failing"] else ("green", "ok")
+        badge, word = ("green", "ok") if health["healthy"] else ("red", "paused" if health["outage"] else "failing")
         st.markdown(f":{badge}-badge[{word}] {health['backlog']} waiting"
                     + (f", oldest {int(health['lag_seconds'])} s" if health["backlog"] else ""))
+        if health["given_up_7d"]:
+            st.caption(f"{health['given_up_7d']} given up in the last 7 days after repeated refusals")
         if "last_synced_at" in health:
             st.caption(f"{health['pages_linked']:,} pages linked · last write "
                        f"{health['last_synced_at'] or 'never'}")

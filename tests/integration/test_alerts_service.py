@@ -10,6 +10,7 @@ from core.alerts import AlertPolicy, AlertService, PermanentAlertError, Signatur
 from core.bootstrap import build_services
 from core.discord import DiscordWebhook
 from core.intake import enroll_now
+from core.side_status import backlog
 from core.testing_side import FakeDiscord
 from tests.standins.discord_api import DiscordStandIn
 from tests.support import rows, signup_request
@@ -167,6 +168,11 @@ def test_a_refused_alert_is_retried_then_given_up_with_its_reason_kept(services,
     [row] = rows(services.engine, "SELECT attempts, done_at, last_error FROM outbox WHERE channel = 'discord'")
     assert row["done_at"] is not None and "gave up after 2 attempts" in row["last_error"]
     assert sink.messages == []
+    # Not pending any more, but not forgotten: Settings and /health show it for a week.
+    with services.engine.connect() as conn:
+        shown = backlog(conn, "discord", clock()).as_dict()
+    assert (shown["backlog"], shown["given_up_7d"], shown["healthy"]) == (0, 1, False)
+    assert "gave up after 2 attempts: Discord 404: Unknown Webhook" in shown["last_error"]
 
 
 @sqlite_only

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from core import db, side_jobs
 from core.bootstrap import build_services
 from core.intake import enroll_now
-from core.notion.errors import NotionUnavailable
+from core.notion.errors import NotionAccessError, NotionUnavailable
 from core.notion.sync import NotionSync
 from core.side_status import backlog, contact_notion_states, health_fields, notion_overview
 from core.testing_side import FakeNotion
@@ -59,11 +59,31 @@ def test_health_reports_configuration_backlog_and_the_last_successful_sync(servi
 
     after = read(services, health_fields, services.settings, clock())
 
-    assert before["notion_sync"] == {"backlog": 2, "failing": 0, "lag_seconds": 0.0, "last_synced_at": None}
+    assert before["notion_sync"] == {"backlog": 2, "failing": 0, "outage": None, "lag_seconds": 0.0,
+                                     "last_synced_at": None}
     assert after["notion_configured"] and after["discord_configured"]
     assert after["notion_sync"]["backlog"] == 0
     assert after["notion_sync"]["last_synced_at"] == (clock() - timedelta(seconds=30)).isoformat()
-    assert after["discord_alerts"] == {"backlog": 2, "failing": 0}
+    assert after["discord_alerts"] == {"backlog": 2, "failing": 0, "outage": None, "given_up_7d": 0}
+
+
+def test_a_notion_outage_that_stops_every_write_shows_on_health_and_clears_once_notion_answers(services, clock):
+    enroll(services, "a@example.com")
+    notion = FakeNotion()
+    notion.fail_next(NotionAccessError("Notion 401 unauthorized: API token is invalid", status=401), on="schema")
+    sync = NotionSync(services, notion, "worker-a")
+
+    assert sync.run_pass().paused
+    during = read(services, health_fields, services.settings, clock())["notion_sync"]
+    overview = read(services, notion_overview, clock())
+    assert during["outage"].startswith("Notion 401 unauthorized: API token is invalid (retrying")
+    assert (overview["healthy"], overview["last_error"]) == (False, during["outage"])
+
+    clock.advance(minutes=10)
+    assert sync.run_pass().created == 1
+    after = read(services, health_fields, services.settings, clock())["notion_sync"]
+    assert (after["outage"], after["backlog"]) == (None, 0)
+    assert read(services, notion_overview, clock())["healthy"] is True
 
 
 def test_each_contact_shows_whether_its_page_is_synced_pending_or_failing(services, clock):
@@ -95,7 +115,8 @@ def test_the_overview_counts_pages_linked_and_enrollments_still_without_one(serv
     overview = read(services, notion_overview, clock())
 
     assert overview["pages_linked"] == 0 and overview["enrollments_without_page"] == 2
-    assert overview["backlog"] == 2 and overview["failing"] == 1 and overview["last_error"] == "down"
+    assert overview["backlog"] == 2 and overview["failing"] == 1
+    assert overview["last_error"] == overview["outage"] and overview["outage"].startswith("down (retrying ")
 
 
 def test_side_jobs_are_added_only_for_configured_channels_and_never_raise(make_settings, clock):
