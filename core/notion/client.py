@@ -101,7 +101,9 @@ class NotionClient(NotionMirror):
             return []  # no Stop column: nothing can have been ticked
         query = P.equals_filter(P.STOP, "checkbox", True)
         status_kind = schema.get(P.STATUS)
-        if status_kind in ("select", "status", "rich_text"):
+        # Narrowed to active rows where the filter is safe; a "status" column refuses an option it lacks,
+        # and the sync checks each stopped sequence is still active anyway.
+        if status_kind in ("select", "rich_text"):
             query = {"and": [query, P.equals_filter(P.STATUS, status_kind, P.ACTIVE)]}
         return list(self._query(self._database_id, query))
 

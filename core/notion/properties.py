@@ -95,6 +95,10 @@ def page_properties(state: EnrollmentState, schema: dict[str, str], business_pag
     encoded = {}
     for name, value in values.items():
         kind = schema.get(name)
+        if kind == "status":
+            # A Notion "status" column only takes options made in Notion, which the API cannot add: a
+            # value it lacks would refuse the whole page. Left out; `notion check` reports the type.
+            continue
         payload = encode(kind, value) if kind else None
         if payload is not None:
             encoded[name] = payload

@@ -236,3 +236,13 @@ def test_stopped_pages_asks_for_ticked_stop_boxes_on_active_sequences_only():
 
     assert api.bodies("/query")[0]["filter"] == {"and": [
         {"property": "Stop", "checkbox": {"equals": True}}, {"property": "Status", "select": {"equals": "active"}}]}
+
+
+def test_stopped_pages_filters_only_on_the_stop_box_when_status_is_a_notion_status_column(monkeypatch):
+    api = Api()
+    monkeypatch.setitem(SCHEMA, "Status", {"id": "Stat", "name": "Status", "type": "status", "status": {}})
+
+    client(api).stopped_pages()
+
+    # Notion refuses a status filter naming an option the column lacks ("active" rarely is one).
+    assert api.bodies("/query")[0]["filter"] == {"property": "Stop", "checkbox": {"equals": True}}

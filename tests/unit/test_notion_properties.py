@@ -59,6 +59,12 @@ def test_a_column_whose_type_cannot_hold_the_value_is_left_out():
     assert props == {}
 
 
+def test_a_notion_status_column_is_left_out_since_the_api_cannot_add_its_options():
+    props = P.page_properties(state(), {"Name": "title", "Email": "email", "Status": "status"})
+
+    assert set(props) == {"Name", "Email"}  # the page is still written, without the one column it would refuse
+
+
 def test_empty_values_clear_the_column_instead_of_failing():
     props = P.page_properties(state(first_name=None, last_sent_at=None, next_due_at=None), P.EXPECTED)
 
