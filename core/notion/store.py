@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from core import repo
+from core.erasure import ERASED_DOMAIN
 from core.notion.properties import EnrollmentState
 from core.statuses import EnrollmentStatus, SendStatus
-from core.tables import contact_t, enrollment_t, page_t, send_t
+from core.tables import contact_t, enrollment_t, outbox_t, page_t, send_t
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,20 @@ def queue_resync(conn: sa.Connection, now: datetime, *, contact_id: str | None =
     repo.insert_outbox(conn, [repo.outbox_row("notion", r.contact_id, {"enrollment_id": r.enrollment_id}, now)
                               for r in linked])
     return len(linked)
+
+
+def queue_unmirrored(conn: sa.Connection, now: datetime) -> int:
+    """Queue a first write for every enrollment the mirror has never tried and nothing waits for: those
+    made while Notion was not configured (or before the outbox existed). Returns how many."""
+    tried = sa.select(page_t.c.enrollment_id).where(page_t.c.enrollment_id == enrollment_t.c.id).exists()
+    waiting = sa.select(outbox_t.c.id).where(outbox_t.c.channel == "notion", outbox_t.c.done_at.is_(None),
+                                             outbox_t.c.contact_id == enrollment_t.c.contact_id).exists()
+    erased = contact_t.c.email.endswith(f"@{ERASED_DOMAIN}", autoescape=True)  # nobody to show any more
+    missing = conn.execute(sa.select(enrollment_t.c.id, enrollment_t.c.contact_id)
+                           .join(contact_t, contact_t.c.id == enrollment_t.c.contact_id)
+                           .where(~tried, ~waiting, ~erased).order_by(enrollment_t.c.created_at)).all()
+    repo.insert_outbox(conn, [repo.outbox_row("notion", r.contact_id, {"enrollment_id": r.id}, now) for r in missing])
+    return len(missing)
 
 
 def link_imported(conn: sa.Connection, rows: list[dict]) -> None:

@@ -49,6 +49,7 @@ class SyncReport:
     unchanged: int = 0
     failed: int = 0
     stopped: int = 0
+    backfilled: int = 0  # enrollments queued for a first write because nothing had ever queued one
     paused: bool = False
 
 
@@ -73,6 +74,7 @@ class NotionSync:
         self._paused_until: datetime | None = None
         self._outages = 0
         self._outage_shown: bool | None = None  # whether the stored outage note is set (None: not known yet)
+        self._backfilled = False  # once per process: enrollments from before Notion was configured
         self._next_stop_poll: datetime | None = None
 
     def run_pass(self) -> SyncReport:
@@ -83,6 +85,10 @@ class NotionSync:
             report.paused = True
             return report
         deadline = time.monotonic() + self.policy.budget_seconds
+        if not self._backfilled:
+            with db.write_transaction(self.services.engine) as conn:
+                report.backfilled = store.queue_unmirrored(conn, now)
+            self._backfilled = True
         try:
             self._read_stops(report)
             while time.monotonic() < deadline:

@@ -243,6 +243,27 @@ def test_a_businessx_database_that_refuses_the_lookup_never_keeps_the_page_from_
     assert notion.values(notion.pages_for("alex@example.com")[0]).get("Business") is None
 
 
+def test_enrollments_made_before_notion_was_configured_get_their_pages(make_settings, clock, notion):
+    before = build_services(make_settings(), migrate=True, clock=clock)  # Notion not configured yet
+    try:
+        enroll_now(before, [signup_request(email="early@example.com"), signup_request(email="earlier@example.com")])
+    finally:
+        before.close()
+    services = build_services(make_settings(**NOTION), migrate=True, clock=clock)
+    try:
+        enroll_now(services, [signup_request(email="later@example.com")])
+        sync = make_sync(services, notion)
+
+        first = sync.run_pass()
+        second = sync.run_pass()
+    finally:
+        services.close()
+
+    assert (first.backfilled, first.created, second.backfilled, second.created) == (2, 3, 0, 0)
+    assert {e for e in ("early@example.com", "earlier@example.com", "later@example.com") if notion.pages_for(e)} \
+        == {"early@example.com", "earlier@example.com", "later@example.com"}
+
+
 def test_a_stop_made_elsewhere_reaches_notion_once_its_change_is_queued(services, notion, clock):
     result = enroll(services)
     sync = make_sync(services, notion)
