@@ -68,3 +68,14 @@ def _payload(text: str) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# Finished rows are kept this long (the dashboard shows what was given up in the last week), then deleted.
+KEEP_DONE = timedelta(days=30)
+PURGE_CHUNK = 5000  # rows per delete: short transactions, so intake never waits long for the lock
+
+
+def purge_done(conn: sa.Connection, now: datetime, *, keep: timedelta = KEEP_DONE) -> int:
+    """Delete up to PURGE_CHUNK rows finished before now - keep; returns how many went."""
+    old = sa.select(outbox_t.c.id).where(outbox_t.c.done_at < now - keep).limit(PURGE_CHUNK)
+    return conn.execute(outbox_t.delete().where(outbox_t.c.id.in_(old.scalar_subquery()))).rowcount

@@ -1,11 +1,13 @@
 """The jobs a worker runs besides its heartbeat."""
 
+from core import db, outbox
 from core.actions import ActionRunner
 from core.dispatch import Dispatcher
 from core.side_jobs import register_side_jobs
 from core.worker import WorkerJobs
 
 DISPATCH_SECONDS = 1.0
+PURGE_SECONDS = 3600.0
 
 
 def register_jobs(jobs: WorkerJobs, *, once: bool = False) -> None:
@@ -22,6 +24,13 @@ def register_jobs(jobs: WorkerJobs, *, once: bool = False) -> None:
         else:
             dispatcher.run_until_idle(budget_seconds=DISPATCH_SECONDS * 0.9)
 
+    def purge_finished_outbox_rows() -> None:
+        while True:
+            with db.write_transaction(jobs.services.engine) as conn:
+                if outbox.purge_done(conn, jobs.services.clock()) < outbox.PURGE_CHUNK:
+                    return
+
     jobs.add(carry_out_actions, 1.0)
     jobs.add(dispatch, DISPATCH_SECONDS)
+    jobs.add(purge_finished_outbox_rows, PURGE_SECONDS)
     register_side_jobs(jobs)  # after dispatch, so `--once` sends before it mirrors

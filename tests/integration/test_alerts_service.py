@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from core import db
+from core import db, outbox
 from core.alerts import AlertPolicy, AlertService, PermanentAlertError, SignatureFailureWatch, note_signature_failure, \
     queue_ops_alert
 from core.bootstrap import build_services
@@ -173,6 +173,23 @@ def test_a_refused_alert_is_retried_then_given_up_with_its_reason_kept(services,
         shown = backlog(conn, "discord", clock()).as_dict()
     assert (shown["backlog"], shown["given_up_7d"], shown["healthy"]) == (0, 1, False)
     assert "gave up after 2 attempts: Discord 404: Unknown Webhook" in shown["last_error"]
+
+
+def test_finished_outbox_rows_are_deleted_after_thirty_days_and_pending_ones_never(services, alerts, clock):
+    enroll(services, "old@example.com")
+    alerts.run_pass()  # done now
+    clock.advance(days=20)
+    enroll(services, "recent@example.com")
+    alerts.run_pass()
+    with db.write_transaction(services.engine) as conn:
+        queue_ops_alert(conn, services.settings, "circuit_breaker", "still waiting", clock())  # stays pending
+    clock.advance(days=11)
+
+    with db.write_transaction(services.engine) as conn:
+        assert outbox.purge_done(conn, clock()) == 1
+
+    left = rows(services.engine, "SELECT done_at IS NULL AS pending FROM outbox ORDER BY created_at")
+    assert left == [{"pending": False}, {"pending": True}]
 
 
 @sqlite_only
