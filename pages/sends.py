@@ -7,7 +7,8 @@ from core import queries
 from ui import confirm, frame
 from ui.commands import Command
 from ui.services import now, read
-from ui.widgets import ago, my_requests, page_picker, step_title, when
+from ui.text import literal
+from ui.widgets import ago, my_requests, page_picker, selection_follows, step_title, when
 
 PAGE_SIZE = 50
 
@@ -58,6 +59,7 @@ def _failed() -> None:
         if not rows:
             st.success("No failed sends.")
             return
+        selection_follows("failed_table", [r["send_id"] for r in rows])
         picked = st.dataframe(
             pd.DataFrame([{"failed": when(r["finished_at"]), **_who(r), "provider's message": r["last_error"] or "",
                            "attempts": r["attempts"]} for r in rows]),
@@ -75,7 +77,8 @@ def _failed() -> None:
 
 def _retry(rows: list[dict]) -> Command:
     payloads = tuple({"send_id": r["send_id"], "contact_id": r["contact_id"]} for r in rows)
-    subject = f"step {rows[0]['step']} to **{rows[0]['email']}**" if len(rows) == 1 else f"**{len(rows)}** sends"
+    subject = (f"step {rows[0]['step']} to **{literal(rows[0]['email'])}**" if len(rows) == 1
+               else f"**{len(rows)}** sends")
     return Command("retry_send", payloads, f"Retry {subject}? Each is queued again, due now.", "Yes, retry",
                    f"Retry of {len(rows)} send{'s' if len(rows) != 1 else ''} requested.")
 

@@ -7,6 +7,7 @@ from core import queries, side_status
 from ui import commands, confirm, frame
 from ui.commands import Command
 from ui.services import now, read, services
+from ui.text import literal
 from ui.widgets import STATUS_BADGE, ago, event_detail, my_requests, page_picker, when
 
 AUDIT_PAGE = 50
@@ -20,7 +21,7 @@ sending, mode = st.columns(2, gap="large")
 with sending:
     st.subheader("Sending")
     if state.paused:
-        st.error(f"**Paused.** {state.pause_reason or 'No reason given.'}", icon=":material/pause_circle:")
+        st.error(f"**Paused.** {literal(state.pause_reason or 'No reason given.')}", icon=":material/pause_circle:")
         confirm.button("Resume sending", Command("resume", (), "Resume sending? Everything due goes out at once.",
                                                  "Yes, resume", "Sending resumed."),
                        key="resume", primary=True, icon=":material/play_arrow:")
@@ -55,7 +56,7 @@ with resend.container(border=True):
     if check:
         badge = STATUS_BADGE.get(check["status"], "gray")
         st.caption(f":{badge}-badge[{check['status']}] last check {ago(check['requested_at'])}: "
-                   f"{check['result'] or 'waiting for the worker'}")
+                   f"{literal(check['result']) if check['result'] else 'waiting for the worker'}")
     st.button("Check connection", key="check_connection", icon=":material/network_check:",
               on_click=lambda: commands.request("check_connection", {}))
 
@@ -75,7 +76,7 @@ def _channel(column, title: str, what: str, configured: bool, health: dict | Non
             st.caption(f"{health['pages_linked']:,} pages linked · last write "
                        f"{health['last_synced_at'] or 'never'}")
         if health["last_error"]:
-            st.caption(f"Last error: {health['last_error']}")
+            st.caption(f"Last error: {literal(health['last_error'])}")
 
 
 def _side_channels() -> tuple[dict | None, dict | None]:

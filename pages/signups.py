@@ -9,7 +9,7 @@ from core.statuses import EnrollmentStatus
 from ui import frame, glyphs, timeline
 from ui.downloads import contacts_csv
 from ui.services import read
-from ui.widgets import page_picker, when
+from ui.widgets import NO_SELECTION, page_picker, selection_follows, when
 
 PAGE_SIZE = 50
 TABLE = "signups_table"
@@ -33,7 +33,7 @@ def _filters() -> queries.ContactFilter:
 
 def _close_timeline() -> None:
     st.query_params.pop("contact", None)
-    st.session_state[TABLE] = {"selection": {"rows": [], "columns": [], "cells": []}}
+    st.session_state[TABLE] = NO_SELECTION
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:
@@ -63,6 +63,7 @@ with table_area:
     else:
         narrow = {str(n): st.column_config.ImageColumn(str(n), width=34, help=f"step {n}") for n in range(1, 8)}
         narrow["Test"] = st.column_config.CheckboxColumn("Test", width=48, help="a test contact")
+        selection_follows(TABLE, [r["contact_id"] for r in rows])
         picked = st.dataframe(_table(rows), key=TABLE, on_select="rerun", selection_mode="single-row",
                               hide_index=True, width="stretch", column_config=narrow)
         if picked.selection.rows and picked.selection.rows[0] < len(rows):

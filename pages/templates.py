@@ -8,6 +8,7 @@ from core.errors import InvalidSignup
 from core.signups import parse_signup
 from ui import commands, frame
 from ui.services import services
+from ui.text import literal
 from ui.widgets import my_requests, step_title
 
 frame.begin()
@@ -39,13 +40,13 @@ address.text_input("Send me this one", key="tpl_to", placeholder="you@example.co
                         + (" (in dry run it is only recorded)." if settings.dry_run else "."))
 send.button("Send", on_click=_send_me, key="tpl_send", icon=":material/send:", width="stretch")
 if error := st.session_state.get("tpl_error"):
-    st.error(f"That address won't do: {error}")
+    st.error(f"That address won't do: {literal(error)}")
 my_requests()
 
 email = render_step(CHRISTMAS_2025.step(number), sample_context(segment),
                     unsubscribe_url=f"{settings.public_base_url}/unsubscribe/preview",
                     postal_address=settings.postal_address)
-st.markdown(f"**Subject:** {email.subject}")
+st.markdown(f"**Subject:** {literal(email.subject)}")
 html, text = st.tabs(["HTML", "Text"])
 with html:
     # Our own template with sample data, not user input: safe to show in a frame of its own.

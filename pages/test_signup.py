@@ -9,6 +9,7 @@ from core.sequencing import segment_for
 from core.signups import parse_signup
 from ui import frame
 from ui.services import act
+from ui.text import literal
 from ui.widgets import SEGMENT_BADGE
 
 RESULT = "_test_signup_result"
@@ -62,12 +63,13 @@ st.button("Sign up", type="primary", on_click=_submit, key="ts_submit", icon=":m
 outcome = st.session_state.get(RESULT)
 if outcome and "errors" in outcome:
     for field, message in outcome["errors"].items():
-        st.error(f"**{field.replace('_', ' ')}**: {message}")
+        st.error(f"**{field.replace('_', ' ')}**: {literal(message)}")
 elif outcome:
     if outcome["duplicate"]:
-        st.warning(f"{outcome['email']} already has a sequence ({outcome['outcome']}): no second one was started.")
+        st.warning(f"{literal(outcome['email'])} already has a sequence ({outcome['outcome']}): "
+                   "no second one was started.")
     else:
-        st.success(f"Enrolled **{outcome['email']}** as **{outcome['segment']}**, on test timing. "
+        st.success(f"Enrolled **{literal(outcome['email'])}** as **{outcome['segment']}**, on test timing. "
                    "The worker sends the welcome email within seconds.")
     st.page_link("pages/signups.py", label="Open the timeline", icon=":material/timeline:",
                  query_params={"contact": outcome["contact_id"]})

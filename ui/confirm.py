@@ -8,6 +8,7 @@ import streamlit as st
 
 from ui import access
 from ui.commands import Command, perform
+from ui.text import literal
 
 PENDING = "_nurture_pending_command"
 
@@ -37,7 +38,7 @@ def render() -> None:
 @st.dialog("Please confirm", on_dismiss=forget)
 def _dialog(command: Command) -> None:
     st.markdown(command.question)
-    st.caption(f"Recorded in the audit trail as **{access.actor()}**. "
+    st.caption(f"Recorded in the audit trail as **{literal(access.actor())}**. "
                "Sequence actions are carried out by the worker within a few seconds.")
     yes, no = st.columns(2)
     if yes.button(command.confirm_label, type="primary", key="confirm_yes", width="stretch"):

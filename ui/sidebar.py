@@ -6,6 +6,7 @@ from core import queries
 from core.heartbeat import HEARTBEAT_SECONDS
 from ui import access
 from ui.services import now, read, services
+from ui.text import literal
 
 
 def render() -> None:
@@ -28,7 +29,7 @@ def _live_status() -> None:
     else:
         st.caption(f"last seen {_seconds(age)} ago")
     if state.paused:
-        st.error(f"**Sending paused.** {state.pause_reason or 'No reason given.'} "
+        st.error(f"**Sending paused.** {literal(state.pause_reason or 'No reason given.')} "
                  "Resume it on the Settings page.", icon=":material/pause_circle:")
     if services().settings.dry_run:
         st.warning("**Dry run.** No RESEND_API_KEY is set: emails are rendered and marked sent, "

@@ -5,6 +5,7 @@ import streamlit as st
 
 from core import queries, side_status
 from ui import confirm, glyphs
+from ui.text import literal
 from ui.commands import Command
 from ui.services import now, read, services
 from ui.widgets import SEGMENT_BADGE, STATUS_BADGE, ago, event_detail, my_requests, step_title, when
@@ -24,7 +25,7 @@ def render(contact_id: str, *, on_close=None) -> None:
     contact, enrollment = detail["contact"], detail["enrollment"]
     with st.container(border=True, key="timeline"):
         head, close = st.columns([6, 1])
-        head.subheader(contact["first_name"] or contact["email"])
+        head.subheader(literal(contact["first_name"] or contact["email"]))
         if on_close:
             close.button("Close", on_click=on_close, icon=":material/close:", key="close_timeline")
         _badges(contact, enrollment)
@@ -38,9 +39,9 @@ def render(contact_id: str, *, on_close=None) -> None:
 
 
 def _badges(contact: dict, enrollment: dict | None) -> None:
-    parts = [f"**{contact['email']}**"]
+    parts = [f"**{literal(contact['email'])}**"]
     if contact["business_name"]:
-        parts.append(contact["business_name"])
+        parts.append(literal(contact["business_name"]))
     if enrollment:
         parts.append(f":{SEGMENT_BADGE[enrollment['segment']]}-badge[{enrollment['segment']}]")
         parts.append(f":{STATUS_BADGE.get(enrollment['status'], 'gray')}-badge[{enrollment['status']}]")
@@ -48,14 +49,14 @@ def _badges(contact: dict, enrollment: dict | None) -> None:
     if contact["is_test"]:
         parts.append(":violet-badge[test contact]")
     if contact["suppressed_at"]:
-        parts.append(f":red-badge[suppressed: {contact['suppressed_reason'] or 'bounce'}]")
+        parts.append(f":red-badge[suppressed: {literal(contact['suppressed_reason'] or 'bounce')}]")
     elif contact["unsubscribed_at"]:
         parts.append(f":gray-badge[unsubscribed {when(contact['unsubscribed_at'])}]")
     st.markdown(" · ".join(parts))
     counts = ""
     if enrollment and enrollment["red_systems"] is not None:
         counts = f" · {enrollment['red_systems']} red, {enrollment['orange_systems'] or 0} orange systems"
-    reason = f" · {enrollment['status_reason']}" if enrollment and enrollment["status_reason"] else ""
+    reason = f" · {literal(enrollment['status_reason'])}" if enrollment and enrollment["status_reason"] else ""
     st.caption(f"Signed up {when(contact['created_at'])} ({ago(contact['created_at'])}){counts}{reason}")
 
 
@@ -65,14 +66,15 @@ def _notion(contact_id: str) -> None:
     state = read(side_status.contact_notion_states, [contact_id])[contact_id]
     link = f" · [open the page]({state.page_url})" if state.page_url else ""
     when_synced = f" {when(state.synced_at)}" if state.synced_at else ""
-    error = f" · last error: {state.last_error}" if state.last_error else ""
+    error = f" · last error: {literal(state.last_error)}" if state.last_error else ""
     st.caption(f"Notion mirror: {state.state}{when_synced}{link}{error}")
 
 
 def _step(line: queries.StepLine) -> None:
-    st.markdown(f"{glyphs.inline(line.state)} &nbsp; **Step {line.step} · {step_title(line.step)}** — {line.headline}")
+    st.markdown(f"{glyphs.inline(line.state)} &nbsp; **Step {line.step} · {step_title(line.step)}** — "
+                f"{literal(line.headline)}")
     if line.facts:
-        st.caption(" · ".join(line.facts))
+        st.caption(" · ".join(literal(fact) for fact in line.facts))
 
 
 def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> None:
@@ -83,7 +85,7 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
                             format_func=lambda n: f"{n} · {step_title(n)}")
     line = steps[number - 1]
     target = {"enrollment_id": enrollment["id"], "step": number, "contact_id": contact["id"]}
-    who = contact["email"]
+    who = literal(contact["email"])
     with resend:
         confirm.button("Resend step", Command(
             "resend_step", (target,), f"Send step {number} to **{who}** again, as a new email, now?",

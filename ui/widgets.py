@@ -10,6 +10,7 @@ from core import queries
 from core.campaign import CHRISTMAS_2025
 from ui.commands import MY_REQUESTS
 from ui.services import now, read
+from ui.text import literal
 
 SEGMENT_COLORS = {"CRITICAL": "#b91c1c", "URGENT": "#ea580c", "OPTIMIZE": "#15803d"}
 SEGMENT_BADGE = {"CRITICAL": "red", "URGENT": "orange", "OPTIMIZE": "green"}
@@ -61,7 +62,8 @@ def my_requests(title: str = "Your recent requests") -> None:
         for r in rows:
             badge = STATUS_BADGE.get(r["status"], "gray")
             st.markdown(f":{badge}-badge[{r['status']}] **{r['kind'].replace('_', ' ')}** "
-                        f"· asked {ago(r['requested_at'])} · {r['result'] or 'waiting for the worker'}")
+                        f"· asked {ago(r['requested_at'])} · "
+                        f"{literal(r['result']) if r['result'] else 'waiting for the worker'}")
 
 
 def event_detail(raw: str | None) -> str:
@@ -75,3 +77,16 @@ def event_detail(raw: str | None) -> str:
     if isinstance(data, dict):
         return ", ".join(f"{k}: {v}" for k, v in data.items() if k not in ("contact_id", "enrollment_id"))
     return str(data)
+
+
+NO_SELECTION = {"selection": {"rows": [], "columns": [], "cells": []}}
+
+
+def selection_follows(table_key: str, row_ids: list[str]) -> None:
+    """Call before drawing a selectable table: when its rows are not the ones last drawn (new data,
+    another page or filter), clear its selection. A table keeps a selection by row position, so a
+    stale one would point at whoever now sits in that row, and an action would reach the wrong person."""
+    shown_key = f"_{table_key}_rows"
+    if st.session_state.get(shown_key) != row_ids:
+        st.session_state[shown_key] = row_ids
+        st.session_state[table_key] = NO_SELECTION

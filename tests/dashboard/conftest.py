@@ -5,6 +5,7 @@ points DATABASE_URL and DATA_DIR at its own database, runs from an empty directo
 .env), and starts and ends with Streamlit's process-wide caches cleared.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +33,15 @@ def page_text(at) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
     parts += [e.value for e in at.error] + [w.value for w in at.warning] + [i.value for i in at.info]
     parts += [s.value for s in at.success] + [t.value for t in at.toast] + [s.value for s in at.subheader]
-    return "\n".join(str(p) for p in parts)
+    return shown("\n".join(str(p) for p in parts))
+
+
+def shown(markdown: str) -> str:
+    """Markdown source as the reader sees it: escaping backslashes dropped."""
+    return _UNESCAPE.sub(r"\1", markdown)
+
+
+_UNESCAPE = re.compile(r"\\([^\w\s])")
 
 
 @pytest.fixture(autouse=True)

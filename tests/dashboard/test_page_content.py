@@ -63,6 +63,41 @@ def test_selecting_a_contact_opens_its_timeline_with_the_reason_for_each_step(se
     assert "waiting for step 2" in text
 
 
+def test_the_open_timeline_stays_on_its_contact_when_new_signups_shift_the_rows(seeded, open_app):
+    at = open_app("pages/signups.py")
+    emails = list(at.dataframe(key="signups_table").value["Email"])
+    at.session_state["signups_table"] = {"selection": {"rows": [emails.index("broken@example.com")],
+                                                       "columns": [], "cells": []}}
+    at.run()
+    chosen = at.query_params["contact"]
+    enroll_now(seeded["services"], [signup_request(email="newcomer@example.com")])  # lands on top of the list
+
+    at.run()
+
+    assert at.query_params["contact"] == chosen == seeded["contacts"]["broken@example.com"].contact_id
+    assert at.dataframe(key="signups_table").value["Email"].iloc[0] == "newcomer@example.com"
+    assert "failed: 422 invalid `to` address" in page_text(at)  # still broken@'s timeline
+
+
+def test_names_and_addresses_are_shown_literally_never_as_markdown(app_env, make_settings, open_app):
+    services = build_services(make_settings(), migrate=True)
+    try:
+        [lead] = enroll_now(services, [signup_request(
+            email="x*y*z@example.com", first_name="[x](http://evil.example)", business_name=":red-badge[FAKE] $x^2$")])
+    finally:
+        services.close()
+    at = open_app("pages/signups.py")
+    at.query_params["contact"] = lead.contact_id
+    at.run()
+
+    source = "\n".join(m.value for m in [*at.markdown, *at.subheader])
+    assert r"\[x\]\(http\://evil\.example\)" in source and "](http://evil" not in source
+    assert r"\:red\-badge\[FAKE\] \$x^2\$" in source and ":red-badge[FAKE]" not in source
+    assert r"x\*y\*z@example\.com" in source
+    text = page_text(at)
+    assert "[x](http://evil.example)" in text and ":red-badge[FAKE] $x^2$" in text  # what the marketer reads
+
+
 def test_the_timeline_says_why_a_sequence_stopped(seeded, open_app):
     at = open_app("pages/signups.py")
     at.query_params["contact"] = seeded["contacts"]["leaver@example.com"].contact_id

@@ -7,6 +7,7 @@ import pytest
 from core import db, heartbeat, switches
 from core.timeutil import utcnow
 from core.heartbeat import HEARTBEAT_SECONDS
+from tests.dashboard.conftest import shown
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def sidebar_text(at) -> str:
     parts = [c.value for c in at.sidebar.caption] + [m.value for m in at.sidebar.markdown]
     parts += [e.value for e in at.sidebar.error] + [w.value for w in at.sidebar.warning]
     parts += [i.value for i in at.sidebar.info] + [str(b.proto) for b in at.sidebar.get("markdown")]
-    return "\n".join(parts)
+    return shown("\n".join(parts))
 
 
 def badges(at) -> str:
