@@ -85,7 +85,7 @@ class ResendMailer:
         except ResendError as error:
             if error.error_type == "restricted_api_key":
                 # A sending-only key is the safe production choice; it just cannot list domains.
-                return f"resend: API key accepted (sending only, so domains are not listed); sender {self.from_email}"
+                return f"API key accepted (sending only, so domains are not listed); sender {self.from_email}"
             raise translate_error(error) from error
         domains = {d["name"]: d.get("status", "unknown") for d in listing.get("data", [])}
         sender_domain = parseaddr(self.from_email)[1].rpartition("@")[2].lower()
@@ -94,7 +94,7 @@ class ResendMailer:
                 f"Resend: the sender domain {sender_domain or '(none)'} is not verified "
                 f"(account domains: {_describe(domains)})"
             )
-        return f"resend: connected; sender {self.from_email}; domains: {_describe(domains)}"
+        return f"connected; sender {self.from_email}; domains: {_describe(domains)}"
 
     def _params(self, email: OutgoingEmail) -> dict[str, Any]:
         params: dict[str, Any] = {

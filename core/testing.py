@@ -64,7 +64,7 @@ class FakeMailer:
         return Delivery(email.send_id, provider_id=provider_id)
 
     def check(self) -> str:
-        return "fake mailer: always reachable"
+        return "always reachable"
 
     def sent_to(self, address: str) -> list[OutgoingEmail]:
         return [r.email for r in self.sent if r.email.to == address]

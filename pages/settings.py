@@ -17,6 +17,15 @@ st.title("Settings")
 state = read(queries.system_state)
 settings = services().settings
 
+
+def _pause_command() -> Command:
+    """Built at the click, so the reason is whatever the box holds then, typed with or without Enter."""
+    reason = (st.session_state.get("pause_reason") or "").strip() or "paused from the dashboard"
+    return Command("pause", ({"reason": reason},),
+                   f"Pause all sending? Nothing is sent to anyone until it is resumed.\n\nReason: *{literal(reason)}*",
+                   "Yes, pause", "Sending paused.")
+
+
 sending, mode = st.columns(2, gap="large")
 with sending:
     st.subheader("Sending")
@@ -27,17 +36,18 @@ with sending:
                        key="resume", primary=True, icon=":material/play_arrow:")
     else:
         st.success("Sending normally.", icon=":material/check_circle:")
-        reason = st.text_input("Reason (shown to everyone)", key="pause_reason",
-                               placeholder="e.g. checking the copy of step 3")
-        confirm.button("Pause sending", Command(
-            "pause", ({"reason": reason or "paused from the dashboard"},),
-            "Pause all sending? Nothing is sent to anyone until it is resumed.", "Yes, pause", "Sending paused."),
-            key="pause", icon=":material/pause:")
+        st.text_input("Reason (shown to everyone)", key="pause_reason", placeholder="e.g. checking the copy of step 3")
+        confirm.button("Pause sending", _pause_command, key="pause", icon=":material/pause:")
 with mode:
     st.subheader("Test mode")
-    st.session_state["test_mode"] = state.test_mode  # the stored switch wins over a stale widget
-    st.toggle("Test mode", key="test_mode",
-              on_change=lambda: commands.set_test_mode(st.session_state["test_mode"]))
+    turn_on = not state.test_mode
+    st.markdown(f"Test mode is **{'off' if turn_on else 'on'}**.")
+    confirm.button("Turn test mode on" if turn_on else "Turn test mode off", Command(
+        "test_mode", ({"enabled": turn_on},),
+        "Turn test mode **on**? New signups then get all 7 emails one minute apart instead of over 11 days."
+        if turn_on else "Turn test mode **off**? New signups then get the 11-day production timing.",
+        "Yes, turn it on" if turn_on else "Yes, turn it off", f"Test mode turned {'on' if turn_on else 'off'}."),
+        key="test_mode_switch", icon=":material/science:")
     st.caption("When on, **new** signups get test timing: their 7 emails go one minute apart instead of over "
                "11 days (0 h, 24 h, 72 h … 264 h). Sequences already running keep their timing, and signups "
                "from the Test signup page always use test timing. Every change is in the audit trail.")

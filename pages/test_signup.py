@@ -44,9 +44,13 @@ with counts:
 
 
 def _submit() -> None:
-    body = {"email": email, "first_name": first_name or None, "business_name": business_name or None,
-            "red_systems": red, "orange_systems": orange, "yellow_systems": yellow, "green_systems": green,
-            "assessment_score": score}
+    # From Session State, as the click finds it: the page's variables are from the run before the
+    # click and would miss a field typed last without Enter.
+    form = st.session_state
+    body = {"email": form["ts_email"], "first_name": form["ts_first_name"] or None,
+            "business_name": form["ts_business_name"] or None, "red_systems": form["ts_red"],
+            "orange_systems": form["ts_orange"], "yellow_systems": form["ts_yellow"], "green_systems": form["ts_green"],
+            "assessment_score": form["ts_score"]}
     try:
         signup = parse_signup(body)
     except InvalidSignup as exc:

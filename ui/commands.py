@@ -19,7 +19,7 @@ _KEEP = 20
 
 @dataclass(frozen=True)
 class Command:
-    """A confirmed intent: a worker action kind (one row per payload), or 'pause' / 'resume'."""
+    """A confirmed intent: a worker action kind (one row per payload), or 'pause' / 'resume' / 'test_mode'."""
 
     kind: str
     payloads: tuple[dict, ...] = field(default_factory=tuple)
@@ -51,6 +51,8 @@ def perform(command: Command) -> None:
         set_paused(True, command.payloads[0].get("reason") if command.payloads else None)
     elif command.kind == "resume":
         set_paused(False)
+    elif command.kind == "test_mode":
+        set_test_mode(bool(command.payloads[0]["enabled"]))
     else:
         for payload in command.payloads:
             request(command.kind, payload)

@@ -4,6 +4,8 @@ The pending command lives in Session State, so the dialog is drawn again on ever
 it is answered; that keeps it working in the browser and under AppTest alike.
 """
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from ui import access
@@ -13,15 +15,17 @@ from ui.text import literal
 PENDING = "_nurture_pending_command"
 
 
-def ask(command: Command) -> None:
-    st.session_state[PENDING] = command
+def ask(command: Command | Callable[[], Command]) -> None:
+    # A callable is built now, at the click, from what the page's inputs hold at this moment: a
+    # command built while the page was drawn would miss text typed since (without Enter).
+    st.session_state[PENDING] = command() if callable(command) else command
 
 
 def forget() -> None:
     st.session_state.pop(PENDING, None)
 
 
-def button(label: str, command: Command, *, key: str, disabled: bool = False, help: str | None = None,
+def button(label: str, command: Command | Callable[[], Command], *, key: str, disabled: bool = False, help: str | None = None,
            primary: bool = False, icon: str | None = None) -> None:
     """A button that opens the confirmation dialog for `command`."""
     st.button(label, key=key, on_click=ask, args=(command,), disabled=disabled, help=help, icon=icon,
@@ -45,6 +49,6 @@ def _dialog(command: Command) -> None:
         forget()
         perform(command)
         st.rerun()
-    if no.button("Cancel", key="confirm_no", width="stretch"):
+    if no.button("Go back", key="confirm_no", width="stretch"):
         forget()
         st.rerun()

@@ -90,7 +90,7 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
         confirm.button("Resend step", Command(
             "resend_step", (target,), f"Send step {number} to **{who}** again, as a new email, now?",
             "Yes, resend", f"Resend of step {number} requested."), key="resend_step",
-            disabled=stopped or line.state in _NOT_FINISHED,
+            disabled=stopped or enrollment["status"] == "cancelled" or line.state in _NOT_FINISHED,
             help="Sends a finished step again, as a new email due now (a step still to come just waits).")
     with skip:
         confirm.button("Skip step", Command(

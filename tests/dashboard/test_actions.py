@@ -132,7 +132,7 @@ def test_check_connection_is_carried_out_by_the_worker(seeded, open_app):
     assert [a["kind"] for a in actions(seeded["services"].engine)] == ["check_connection"]
     ActionRunner(seeded["services"], "test-worker").run_pending()
     at.run()
-    assert "fake mailer: always reachable" in page_text(at)
+    assert "fake: always reachable" in page_text(at)
 
 
 def test_pausing_and_resuming_sending_is_audited_and_shown_in_the_sidebar(seeded, open_app):
@@ -148,10 +148,23 @@ def test_pausing_and_resuming_sending_is_audited_and_shown_in_the_sidebar(seeded
                      {"kind": "sending_resumed", "actor": "dashboard"}]
 
 
-def test_the_test_mode_toggle_flips_the_stored_switch(seeded, open_app):
+def test_a_pause_reason_typed_without_enter_is_the_one_stored_and_the_dialog_shows_it(seeded, open_app):
+    at = open_app("pages/settings.py")
+    at.text_input(key="pause_reason").input("checking step 3 copy")  # no run: the click sends it
+    at.button(key="pause").click().run()
+    assert "Reason: *checking step 3 copy*" in "\n".join(m.value for m in at.markdown)
+    at.button(key="confirm_yes").click().run()
+
+    assert rows(seeded["services"].engine, "SELECT value FROM setting WHERE key = 'pause_reason'") \
+        == [{"value": "checking step 3 copy"}]
+
+
+def test_test_mode_is_switched_only_after_confirmation(seeded, open_app):
     engine = seeded["services"].engine
     at = open_app("pages/settings.py")
-    at.toggle(key="test_mode").set_value(True).run()
+    at.button(key="test_mode_switch").click().run()
+    assert rows(engine, "SELECT value FROM setting WHERE key = 'test_mode'") == [{"value": "false"}]
+    at.button(key="confirm_yes").click().run()
     assert rows(engine, "SELECT value FROM setting WHERE key = 'test_mode'") == [{"value": "true"}]
     assert "Test mode" in "\n".join(i.value for i in at.sidebar.info)
     assert rows(engine, "SELECT actor FROM event WHERE kind = 'test_mode_on'") == [{"actor": "dashboard"}]
@@ -163,9 +176,10 @@ def test_a_test_signup_goes_through_enrollment_as_a_test_contact_on_test_timing(
     at.text_input(key="ts_email").input("Trial@Example.com").run()
     at.text_input(key="ts_first_name").input("Tess").run()
     at.number_input(key="ts_red").set_value(2).run()
+    at.text_input(key="ts_business_name").input("Fresh Biz")  # typed last, no Enter: the click sends it
     at.button(key="ts_submit").click().run()
-    [contact] = rows(engine, "SELECT id, is_test FROM contact WHERE email = 'trial@example.com'")
-    assert contact["is_test"]
+    [contact] = rows(engine, "SELECT id, is_test, business_name FROM contact WHERE email = 'trial@example.com'")
+    assert contact["is_test"] and contact["business_name"] == "Fresh Biz"
     [enrollment] = rows(engine, "SELECT segment, timing FROM enrollment WHERE contact_id = :c", c=contact["id"])
     assert enrollment == {"segment": "CRITICAL", "timing": "test"}
     assert rows(engine, "SELECT source FROM signup WHERE contact_id = :c", c=contact["id"]) == [{"source": "dashboard"}]
