@@ -102,7 +102,7 @@ my_requests()
 
 st.subheader("Audit trail")
 kind_filter, actor_filter = st.columns(2)
-kind = kind_filter.text_input("Kind", key="audit_kind", placeholder="e.g. requested_resend_step")
+kind = kind_filter.text_input("Kind", key="audit_kind", placeholder="e.g. send sent")
 actor = actor_filter.text_input("Who", key="audit_actor", placeholder="e.g. dashboard")
 total = read(queries.audit_count, kind=kind.strip(), actor=actor.strip())
 area = st.container()
@@ -112,5 +112,6 @@ with area:
     st.caption(f"{total:,} events, newest first")
     if events:
         st.dataframe(pd.DataFrame([{"when": when(e["at"]), "who": e["actor"], "what": e["kind"].replace("_", " "),
-                                    "detail": event_detail(e["detail"])} for e in events]),
+                                    "contact": e["email"] or "", "detail": event_detail(e["detail"])}
+                                   for e in events]),
                      hide_index=True, width="stretch")

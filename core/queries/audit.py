@@ -5,13 +5,14 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from core.queries.tables import rows_as_dicts
-from core.tables import action_t, event_t
+from core.tables import action_t, contact_t, event_t
 
 
 def _event_filter(kind: str, actor: str) -> list[sa.ColumnElement]:
     clauses = []
     if kind:
-        clauses.append(event_t.c.kind == kind)
+        # As the page shows it ("send sent") or as stored ("send_sent"): one exact kind, so its index serves.
+        clauses.append(event_t.c.kind == "_".join(kind.lower().split()))
     if actor:
         clauses.append(event_t.c.actor == actor)
     return clauses
@@ -22,11 +23,15 @@ def audit_count(conn: sa.Connection, *, kind: str = "", actor: str = "") -> int:
 
 
 def audit_page(conn: sa.Connection, *, offset: int, limit: int, kind: str = "", actor: str = "") -> list[dict]:
-    """Events newest first (the id is the insertion order), optionally of one kind or by one actor."""
+    """Events newest first (the id is the insertion order), optionally of one kind or by one actor,
+    each with the address of the contact it concerns."""
+    page = (sa.select(event_t).where(*_event_filter(kind, actor)).order_by(event_t.c.id.desc())
+            .offset(max(0, offset)).limit(limit).subquery())
     return rows_as_dicts(conn.execute(
-        sa.select(event_t.c.id, event_t.c.at, event_t.c.actor, event_t.c.kind, event_t.c.contact_id,
-                  event_t.c.send_id, event_t.c.detail)
-        .where(*_event_filter(kind, actor)).order_by(event_t.c.id.desc()).offset(max(0, offset)).limit(limit)))
+        sa.select(page.c.id, page.c.at, page.c.actor, page.c.kind, page.c.contact_id, contact_t.c.email,
+                  page.c.send_id, page.c.detail)
+        .select_from(page.outerjoin(contact_t, contact_t.c.id == page.c.contact_id))
+        .order_by(page.c.id.desc())))
 
 
 def actions_by_ids(conn: sa.Connection, ids: Iterable[str]) -> list[dict]:

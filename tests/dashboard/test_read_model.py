@@ -87,6 +87,10 @@ def test_the_audit_trail_pages_newest_first(seeded):
     page = read(seeded, queries.audit_page, offset=0, limit=3)
     assert total >= 5 and len(page) == 3 and page[0]["id"] > page[-1]["id"]
     assert read(seeded, queries.audit_count, kind="unsubscribed") == 1
+    # Typed as the page shows kinds, spaces and capitals alike.
+    assert read(seeded, queries.audit_count, kind=" Send  Sent ") == read(seeded, queries.audit_count, kind="send_sent") > 0
+    unsubscribed = read(seeded, queries.audit_page, offset=0, limit=5, kind="unsubscribed")
+    assert [e["email"] for e in unsubscribed] == ["leaver@example.com"]  # whose event it is
 
 
 def test_the_heartbeat_is_alive_within_two_intervals():
