@@ -52,12 +52,16 @@ def test_the_signup_filters_narrow_the_list_on_the_server(seeded, open_app):
     assert not at.dataframe and "No contacts match" in page_text(at)
 
 
+def select_contact(at, email: str) -> None:
+    """Select the Signups table's row of `email`, as a click on it does, and run."""
+    emails = list(at.dataframe(key="signups_table").value["Email"])
+    at.session_state["signups_table"] = {"selection": {"rows": [emails.index(email)], "columns": [], "cells": []}}
+    at.run()
+
+
 def test_selecting_a_contact_opens_its_timeline_with_the_reason_for_each_step(seeded, open_app):
     at = open_app("pages/signups.py")
-    emails = list(at.dataframe(key="signups_table").value["Email"])
-    at.session_state["signups_table"] = {"selection": {"rows": [emails.index("broken@example.com")],
-                                                       "columns": [], "cells": []}}
-    at.run()
+    select_contact(at, "broken@example.com")
     text = page_text(at)
     assert "failed: 422 invalid `to` address" in text
     assert "waiting for step 2" in text
@@ -65,10 +69,7 @@ def test_selecting_a_contact_opens_its_timeline_with_the_reason_for_each_step(se
 
 def test_the_open_timeline_stays_on_its_contact_when_new_signups_shift_the_rows(seeded, open_app):
     at = open_app("pages/signups.py")
-    emails = list(at.dataframe(key="signups_table").value["Email"])
-    at.session_state["signups_table"] = {"selection": {"rows": [emails.index("broken@example.com")],
-                                                       "columns": [], "cells": []}}
-    at.run()
+    select_contact(at, "broken@example.com")
     chosen = at.query_params["contact"]
     enroll_now(seeded["services"], [signup_request(email="newcomer@example.com")])  # lands on top of the list
 
