@@ -34,8 +34,8 @@ def run_all() -> int:
     signal.signal(signal.SIGINT, _interrupt)
     python = sys.executable
     children = [
-        subprocess.Popen([python, str(PROJECT / "scheduler.py")]),
-        subprocess.Popen([python, "-m", "streamlit", "run", str(PROJECT / "dashboard.py"),
+        subprocess.Popen([python, "scheduler.py"]),
+        subprocess.Popen([python, "-m", "streamlit", "run", "dashboard.py",
                           "--server.address", settings.dashboard_host, "--server.port", str(settings.dashboard_port)]),
     ]
     print(f"Nurture is running: API http://{_reachable(settings.api_host)}:{settings.api_port}/health, "
