@@ -128,23 +128,28 @@ def release_unsent(conn: sa.Connection, batch_id: str, worker_id: str) -> int:
 
 
 def _one_per_enrollment(conn: sa.Connection, batch_id: str) -> int:
-    """Keep one email per person in a batch (the lowest step); put any other back in the queue.
+    """Keep one email per person in flight: the lowest step of this batch, and none for a person
+    whose email is already in flight in another batch. The rest go back to wait, not ready, until
+    the order rule releases them when the email ahead of them finishes.
 
-    Only a manual resend or retry can make two sends of one sequence due together, and the
-    order rule says they still go one at a time.
+    Resends and retries already queue a step in its turn (core/controls.py); this is the safety
+    net that makes the order rule hold at the claim itself, whatever else a lane has in flight.
     """
     members = conn.execute(sa.select(send_t.c.id, send_t.c.enrollment_id, send_t.c.step)
                            .where(send_t.c.batch_id == batch_id).order_by(send_t.c.step)).all()
-    seen, extra = set(), []
+    in_flight = set(conn.execute(sa.select(send_t.c.enrollment_id).where(
+        send_t.c.enrollment_id.in_({m.enrollment_id for m in members}), send_t.c.status == SendStatus.SENDING,
+        send_t.c.batch_id != batch_id)).scalars())
+    extra = []
     for member in members:
-        if member.enrollment_id in seen:
+        if member.enrollment_id in in_flight:
             extra.append(member.id)
-        seen.add(member.enrollment_id)
+        in_flight.add(member.enrollment_id)
     if not extra:
         return 0
     return conn.execute(send_t.update().where(send_t.c.id.in_(extra)).values(
-        status=SendStatus.SCHEDULED, batch_id=None, idempotency_key=None, lease_owner=None, lease_expires_at=None,
-        attempts=send_t.c.attempts - 1)).rowcount
+        status=SendStatus.SCHEDULED, ready=False, batch_id=None, idempotency_key=None, lease_owner=None,
+        lease_expires_at=None, attempts=send_t.c.attempts - 1)).rowcount
 
 
 def _cancel_stopped(conn: sa.Connection, batch_id: str, now: datetime) -> int:

@@ -92,10 +92,12 @@ def skip_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str,
 
 
 def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str, now: datetime) -> str:
-    """Queue a step again as a new generation (its own idempotency key), due at once."""
+    """Queue a step again as a new generation (its own idempotency key). It goes in its turn:
+    at once when no earlier step is still to go, otherwise after them, under the order rule."""
     enrollment = _enrollment(conn, enrollment_id)
     _refuse_if_stopped(conn, enrollment.contact_id)
     _refuse_if_cancelled(enrollment)
+    _lock_sequence(conn, enrollment_id)
     latest = conn.execute(sa.select(send_t.c.generation, send_t.c.status).where(
         send_t.c.enrollment_id == enrollment_id, send_t.c.step == step
     ).order_by(send_t.c.generation.desc()).limit(1)).first()
@@ -104,11 +106,11 @@ def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: st
     generation = (latest.generation if latest else 0) + 1
     send_id = new_id()
     _reopen(conn, enrollment, now)
-    _hold_later_steps(conn, enrollment_id, step, now)
     conn.execute(send_t.insert().values(
         id=send_id, enrollment_id=enrollment_id, contact_id=enrollment.contact_id, step=step, generation=generation,
-        status=SendStatus.SCHEDULED, ready=True, planned_at=now, due_at=now, attempts=0, created_at=now,
+        status=SendStatus.SCHEDULED, ready=False, planned_at=now, due_at=now, attempts=0, created_at=now,
         updated_at=now))
+    _take_turn(conn, enrollment, step, now)
     repo.insert_events(conn, [repo.event_row(now, actor, "step_resend_requested", contact_id=enrollment.contact_id,
                                              enrollment_id=enrollment_id, send_id=send_id,
                                              detail={"step": step, "generation": generation})])
@@ -117,26 +119,48 @@ def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: st
 
 
 def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) -> bool:
-    """Put a failed send back in the queue, due now, with fresh attempts and a fresh batch."""
-    row = conn.execute(sa.select(send_t.c.contact_id, send_t.c.enrollment_id, send_t.c.step)
+    """Put a failed send back in the queue with fresh attempts and a fresh batch. Like a resend, it
+    goes in its turn. A failure that a newer generation of its step replaced is not retried."""
+    row = conn.execute(sa.select(send_t.c.contact_id, send_t.c.enrollment_id, send_t.c.step, send_t.c.generation)
                        .where(send_t.c.id == send_id)).first()
     if row is None:
         raise NotFound(f"no send {send_id}")
     _refuse_if_stopped(conn, row.contact_id)
     enrollment = _enrollment(conn, row.enrollment_id)
     _refuse_if_cancelled(enrollment)
-    if conn.scalar(sa.select(send_t.c.status).where(send_t.c.id == send_id)) == SendStatus.FAILED:
-        _reopen(conn, enrollment, now)
-        _hold_later_steps(conn, row.enrollment_id, row.step, now)
+    _lock_sequence(conn, row.enrollment_id)
+    newer = conn.scalar(sa.select(sa.func.max(send_t.c.generation)).where(
+        send_t.c.enrollment_id == row.enrollment_id, send_t.c.step == row.step, send_t.c.generation > row.generation))
+    if newer is not None:
+        raise NurtureError(f"step {row.step} was queued again after this failure (generation {newer}); "
+                           "retrying this one would send it twice")
     retried = conn.execute(send_t.update().where(send_t.c.id == send_id, send_t.c.status == SendStatus.FAILED).values(
-        status=SendStatus.SCHEDULED, ready=True, due_at=now, attempts=0, batch_id=None, idempotency_key=None,
+        status=SendStatus.SCHEDULED, ready=False, due_at=now, attempts=0, batch_id=None, idempotency_key=None,
         lease_owner=None, lease_expires_at=None, finished_at=None, updated_at=now)).rowcount
     if retried:
+        _reopen(conn, enrollment, now)
+        _take_turn(conn, enrollment, row.step, now)
         repo.insert_events(conn, [repo.event_row(now, actor, "send_retry_requested", contact_id=row.contact_id,
                                                  enrollment_id=row.enrollment_id, send_id=send_id,
                                                  detail={"step": row.step})])
         notion_store.queue_resync(conn, now, enrollment_id=row.enrollment_id)
     return bool(retried)
+
+
+def _lock_sequence(conn: sa.Connection, enrollment_id: str) -> None:
+    """Hold the sequence's sends until this commits (PostgreSQL). A worker recording one of its steps
+    meanwhile then releases the next step after seeing this change, never from a stale read."""
+    repo.lock_sends_and_find_started(conn, [enrollment_id])
+
+
+def _take_turn(conn: sa.Connection, enrollment, step: int, now: datetime) -> None:
+    """A step queued again waits for every earlier step still to go, and every later step waits for it.
+
+    One step of a sequence at a time (DESIGN §4.4): later scheduled steps are held, and the order
+    rule then releases whichever step comes first, this one only if nothing before it is pending.
+    """
+    _hold_later_steps(conn, enrollment.id, step, now)
+    release_next_steps(conn, [Finished(enrollment.id, enrollment.campaign, enrollment.timing)], now)
 
 
 def _hold_later_steps(conn: sa.Connection, enrollment_id: str, step: int, now: datetime) -> None:

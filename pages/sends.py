@@ -79,7 +79,7 @@ def _retry(rows: list[dict]) -> Command:
     payloads = tuple({"send_id": r["send_id"], "contact_id": r["contact_id"]} for r in rows)
     subject = (f"step {rows[0]['step']} to **{literal(rows[0]['email'])}**" if len(rows) == 1
                else f"**{len(rows)}** sends")
-    return Command("retry_send", payloads, f"Retry {subject}? Each is queued again, due now.", "Yes, retry",
+    return Command("retry_send", payloads, f"Retry {subject}? Each goes at once, or after any earlier step of its sequence still to come.", "Yes, retry",
                    f"Retry of {len(rows)} send{'s' if len(rows) != 1 else ''} requested.")
 
 

@@ -13,6 +13,7 @@ from ui.widgets import SEGMENT_BADGE, STATUS_BADGE, ago, event_detail, my_reques
 
 # A step still waiting or under way would go twice if it were resent as well.
 _NOT_FINISHED = ("none", "waiting", "due", "sending")
+_IN_TURN = "It goes at once, or after any earlier step still to come (one email at a time, in order)."
 
 
 def render(contact_id: str, *, on_close=None) -> None:
@@ -86,12 +87,14 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
     line = steps[number - 1]
     target = {"enrollment_id": enrollment["id"], "step": number, "contact_id": contact["id"]}
     who = literal(contact["email"])
+    question = (f"Send step {number} to **{who}** after all?" if line.state == "skipped"
+                else f"Send step {number} to **{who}** again, as a new email?")
     with resend:
         confirm.button("Resend step", Command(
-            "resend_step", (target,), f"Send step {number} to **{who}** again, as a new email, now?",
-            "Yes, resend", f"Resend of step {number} requested."), key="resend_step",
+            "resend_step", (target,), f"{question} {_IN_TURN}", "Yes, resend", f"Resend of step {number} requested."),
+            key="resend_step",
             disabled=stopped or enrollment["status"] == "cancelled" or line.state in _NOT_FINISHED,
-            help="Sends a finished step again, as a new email due now (a step still to come just waits).")
+            help=f"Sends a finished or skipped step as a new email. {_IN_TURN}")
     with skip:
         confirm.button("Skip step", Command(
             "skip_step", (target,), f"Skip step {number} for **{who}**? The sequence moves on to the next step.",

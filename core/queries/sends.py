@@ -28,10 +28,17 @@ def _where(name: str, now: datetime):
     return {
         "due": _ready_scheduled(),
         "sending": sa.and_(send_t.c.status == "sending", send_t.c.lease_expires_at.is_not(None)),
-        "failed": sa.and_(send_t.c.status == "failed", send_t.c.finished_at.is_not(None)),
+        "failed": sa.and_(send_t.c.status == "failed", send_t.c.finished_at.is_not(None), ~_superseded()),
         # Only the last day: counting every email ever sent would walk a million index entries.
         "sent": sa.and_(send_t.c.status == "sent", send_t.c.finished_at >= now - RECENT),
     }[name]
+
+
+def _superseded():
+    """A newer generation of the same step exists: that one, not this failure, is the step's fate."""
+    newer = send_t.alias("newer")
+    return sa.exists().where(newer.c.enrollment_id == send_t.c.enrollment_id, newer.c.step == send_t.c.step,
+                             newer.c.generation > send_t.c.generation)
 
 
 def _order(name: str):

@@ -26,6 +26,7 @@ from core.dispatch import Dispatcher, DispatchPolicy
 from core.errors import AccountMailerError, PermanentMailerError, TransientMailerError
 from core.intake import enroll_now
 from core.models import Contact, Send
+from core.queries.sends import queue_counts, queue_list
 from core.sequencing import planned_gap
 from core.testing import FakeMailer
 from core.unsubscribe import make_token, unsubscribe_url
@@ -659,6 +660,103 @@ def test_a_cancelled_sequence_refuses_a_resend_plainly(services, dispatcher, mai
 
     assert action["status"] == "failed" and "cancelled" in action["result"]
     assert dispatcher.run_pass() == 0 and steps_sent_to(mailer, "stopped@example.com") == [1]
+
+
+def sent_at_by_step(services, enrollment_id: str) -> list[tuple[int, datetime]]:
+    sent = [s for s in sends_of(services, enrollment_id) if s["status"] == "sent"]
+    return sorted(((s["step"], s["sent_at"]) for s in sent), key=lambda pair: pair[1])
+
+
+def assert_one_at_a_time(services, enrollment_id: str) -> None:
+    """The order rule for everything sent: steps in order, each at least half its planned gap after the last."""
+    sent = sent_at_by_step(services, enrollment_id)
+    assert [step for step, _ in sent] == sorted(step for step, _ in sent), sent
+    for (before, at_before), (step, at) in zip(sent, sent[1:]):
+        assert at - at_before >= planned_gap(CHRISTMAS_2025, step, Timing.PRODUCTION) / 2, (before, step, sent)
+
+
+def test_a_skipped_step_queued_again_waits_for_the_steps_before_it(services, dispatcher, mailer, clock):
+    result = enroll(services, email="unskip@example.com")
+    dispatcher.run_pass()
+    clock.advance(hours=1)
+    act(services, "skip_step", {"enrollment_id": result.enrollment_id, "step": 5})
+
+    resent = act(services, "resend_step", {"enrollment_id": result.enrollment_id, "step": 5})
+    assert resent["status"] == "done"
+    assert dispatcher.run_pass() == 0, "steps 2 to 4 come first"
+    run_for(dispatcher, clock, hours=12 * 24, every_hours=6)
+
+    assert steps_sent_to(mailer, "unskip@example.com") == [1, 2, 3, 4, 5, 6, 7]
+    assert_one_at_a_time(services, result.enrollment_id)
+
+
+def fail_steps_2_and_3(services, dispatcher, mailer, clock, email: str):
+    """Step 1 sent; steps 2 and 3 refused for good on their days; step 4 released for its day."""
+    result = enroll(services, email=email)
+    dispatcher.run_pass()
+    for hours in (24, 48):
+        clock.advance(hours=hours)
+        mailer.fail_next(PermanentMailerError("Resend 422 validation_error: refused for now", status=422))
+        assert dispatcher.run_pass() == 1
+    assert [s["status"] for s in sends_of(services, result.enrollment_id)][:4] == ["sent", "failed", "failed",
+                                                                                   "scheduled"]
+    return result
+
+
+@pytest.mark.parametrize("order", [(2, 3), (3, 2)], ids=["oldest-first", "newest-first"])
+def test_failed_steps_retried_together_go_one_at_a_time_in_order(services, dispatcher, mailer, clock, order):
+    result = fail_steps_2_and_3(services, dispatcher, mailer, clock, "retried@example.com")
+    others = [enroll(services) for _ in range(150)]  # enough due work for both lanes to claim at once
+    clock.advance(days=3)  # step 4 is due too
+    for step in order:
+        retried = act(services, "retry_send", {"send_id": step_send(services, result.enrollment_id, step)["id"]})
+        assert retried["status"] == "done"
+
+    passes = [dispatcher.run_pass()] + run_for(dispatcher, clock, hours=12 * 24, every_hours=3)
+
+    assert passes[0] >= len(others)
+    assert steps_sent_to(mailer, "retried@example.com") == [1, 2, 3, 4, 5, 6, 7]
+    assert_one_at_a_time(services, result.enrollment_id)
+
+
+def test_a_claim_never_takes_a_second_email_of_a_person_with_one_in_flight(services, clock):
+    result = enroll(services)
+    lease = timedelta(minutes=2)
+    with db.write_transaction(services.engine) as conn:
+        first = claims.claim_due(conn, "worker-a", clock(), lease, 100)
+        # A step made due beside it by hand (no control does this any more): the claim is the safety net.
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == result.enrollment_id, send_t.c.step == 2)
+                     .values(ready=True, due_at=clock()))
+    with db.write_transaction(services.engine) as conn:
+        second = claims.claim_due(conn, "worker-b", clock(), lease, 100)
+
+    assert [m.step for m in first.members] == [1] and second is None
+    step_2 = step_send(services, result.enrollment_id, 2)
+    assert (step_2["status"], step_2["ready"], step_2["attempts"]) == ("scheduled", False, 0)
+    with db.write_transaction(services.engine) as conn:  # step 1 goes; the order rule releases step 2 on its day
+        outcomes.mark_sent(conn, {first.members[0].id: "re_1"}, "worker-a", clock())
+        outcomes.release_next_steps(conn, [outcomes.Finished(result.enrollment_id, "Christmas 2025", "production")],
+                                    clock())
+    step_2 = step_send(services, result.enrollment_id, 2)
+    assert step_2["ready"] and step_2["due_at"] == clock() + timedelta(hours=24)
+
+
+def test_a_failure_replaced_by_a_newer_generation_cannot_be_retried(services, dispatcher, mailer):
+    result = enroll(services, email="twice@example.com")
+    mailer.fail_next(PermanentMailerError("Resend 422 validation_error: refused for now", status=422))
+    dispatcher.run_pass()
+    failed = step_send(services, result.enrollment_id, 1)
+    assert act(services, "resend_step", {"enrollment_id": result.enrollment_id, "step": 1})["status"] == "done"
+    with services.engine.connect() as conn:
+        assert failed["id"] not in {r["send_id"] for r in queue_list(conn, "failed", now=services.clock())}
+        assert queue_counts(conn, services.clock())["failed"] == 0
+
+    retried = act(services, "retry_send", {"send_id": failed["id"]})
+    dispatcher.run_pass()
+
+    assert retried["status"] == "failed" and "queued again after this failure (generation 2)" in retried["result"]
+    assert steps_sent_to(mailer, "twice@example.com") == [1]
+    assert step_send(services, result.enrollment_id, 1)["status"] == "failed"  # the old row keeps its history
 
 
 def test_send_test_mails_one_rendered_step_to_the_marketer_without_touching_any_sequence(services, mailer):
