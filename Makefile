@@ -10,9 +10,11 @@ PYTEST_ARGS ?=
 install: $(STAMP)
 
 # Reinstall only when the lock file or the project metadata changes.
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	# The project itself on the venv's path, so `.venv/bin/python -m core run` works from any folder.
+	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "nurture.pth").write_text("$(CURDIR)\n")'
 	touch $(STAMP)
 
 migrate: install

@@ -4,7 +4,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from core.errors import ConfigError
+from core.errors import ConfigError, first_line
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -25,13 +25,20 @@ def _instant(text: str) -> datetime:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from core.entrypoints import start_worker  # after argparse, so --help stays instant
+    import sqlalchemy as sa  # after argparse, so --help stays instant
+
+    from core.entrypoints import start_worker
 
     try:
         return start_worker(once=args.once, now=args.now, serve_api=not (args.no_api or args.once))
     except ConfigError as exc:
         print(f"nurture: {exc}", file=sys.stderr)
         return 2
+    except sa.exc.SQLAlchemyError as exc:  # unreachable, missing or refusing database: one line, not a traceback
+        print(f"nurture: the worker cannot use the database: {first_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C during start-up
+        return 130
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from core import actions, backup, cli_notion, csv_export, csv_import, db, erasure, output_files, queries, switches
 from core.bootstrap import build_services
 from core.campaign import Segment
-from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError
+from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError, first_line
 from core.ids import new_id
 from core.logs import configure_logging
 from core.signups import parse_signup
@@ -221,9 +221,6 @@ def _run_command(args) -> int:
         print(f"nurture: {exc}", file=sys.stderr)
         return 1
     except sa.exc.SQLAlchemyError as exc:
-        print(f"nurture: the database refused the command: {_first_line(exc)}", file=sys.stderr)
+        print(f"nurture: the database refused the command: {first_line(exc)}", file=sys.stderr)
         return 1
 
-
-def _first_line(exc: Exception) -> str:
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0]

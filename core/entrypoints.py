@@ -30,5 +30,4 @@ def start_worker(*, once: bool, now: datetime | None, serve_api: bool) -> int:
         return 0
     api = ApiThread(services, settings.api_host, settings.api_port) if serve_api else None
     freeze_startup_objects()
-    run_forever(jobs, api)
-    return 0
+    return run_forever(jobs, api)

@@ -60,3 +60,8 @@ class PermanentMailerError(MailerError):
 
 class AccountMailerError(PermanentMailerError):
     """The account itself is refused (bad key, unverified domain): every send would fail alike."""
+
+
+def first_line(exc: Exception) -> str:
+    """The first line of what a driver said (SQLAlchemy wraps it in `orig`), for a one-line message."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]

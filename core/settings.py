@@ -1,11 +1,14 @@
 """One validated Settings. Every environment variable Nurture reads is declared here."""
 
 import math
+import re
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import ValidationError, field_validator
+from dotenv.parser import parse_stream
+from email_validator import EmailNotValidError, validate_email
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -17,6 +20,9 @@ _SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "URL")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 DEFAULT_DATA_DIR = "data"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
+# A sender as Resend takes it: "team@acme.com" or "Acme Team <team@acme.com>", one address only.
+_SENDER = re.compile(r"\s*(?:(?P<name>[^<>]*?)\s*<(?P<address>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*")
 
 
 class Settings(BaseSettings):
@@ -42,7 +48,7 @@ class Settings(BaseSettings):
     cors_origins: str = ""
 
     public_base_url: str = "http://localhost:8000"
-    dashboard_url: str = "http://localhost:8501"
+    dashboard_url: str = ""  # where Discord alerts link to; empty: http://localhost:DASHBOARD_PORT
     secret_key: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -85,11 +91,30 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg" + value[len("postgresql"):]
         return value
 
-    @field_validator("public_base_url")
+    @field_validator("resend_from_email")
     @classmethod
-    def _web_address(cls, value: str) -> str:
-        # It starts every unsubscribe link, and its host decides whether the production checks apply.
+    def _sender(cls, value: str) -> str:
+        # Checked here, not by the first email's 422: a typo would otherwise fail every step 1.
         value = value.strip()
+        if not value:
+            return value
+        match = _SENDER.fullmatch(value)
+        try:
+            validate_email(match["address"] or match["bare"], check_deliverability=False) if match else None
+        except EmailNotValidError:
+            match = None
+        if not match:
+            raise ValueError("must be one sender address, such as team@yourdomain.com or "
+                             "'Acme Team <team@yourdomain.com>'")
+        return value
+
+    @field_validator("public_base_url", "dashboard_url")
+    @classmethod
+    def _web_address(cls, value: str, info) -> str:
+        # It starts every unsubscribe link (or alert link), and its host decides whether the production checks apply.
+        value = value.strip()
+        if info.field_name == "dashboard_url" and not value:
+            return value  # filled in from DASHBOARD_PORT below
         parsed = urlparse(value)
         try:
             port_ok = parsed.port != 0
@@ -136,6 +161,12 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError("must be one of " + ", ".join(LOG_LEVELS))
         return level
+
+    @model_validator(mode="after")
+    def _default_dashboard_url(self) -> "Settings":
+        if not self.dashboard_url:
+            self.dashboard_url = f"http://localhost:{self.dashboard_port}"
+        return self
 
     @cached_property
     def is_sqlite(self) -> bool:
@@ -190,9 +221,38 @@ def production_problems(settings: Settings, *, dashboard_oidc: bool = False) -> 
     return problems
 
 
+def conflicts(settings: Settings) -> list[str]:
+    """Values that are each valid but cannot work together."""
+    found = []
+    if settings.resend_api_key and not settings.resend_from_email:
+        found.append("RESEND_FROM_EMAIL is empty while RESEND_API_KEY is set: every email needs a sender, "
+                     "such as 'Acme Team <team@yourdomain.com>'.")
+    hosts = {settings.api_host, settings.dashboard_host}
+    if settings.api_port == settings.dashboard_port and (len(hosts) == 1 or hosts & WILDCARD_HOSTS):
+        found.append(f"API_PORT and DASHBOARD_PORT are both {settings.api_port}: the intake API and the dashboard "
+                     "need a port each.")
+    return found
+
+
+def _check_env_file(path) -> None:
+    """A line of .env that cannot be parsed is skipped by the reader with a warning; refuse it instead,
+    since a lost RESEND_API_KEY or WEBHOOK_SECRET would quietly change what Nurture does."""
+    if not isinstance(path, str | Path) or not Path(path).is_file():
+        return
+    with open(path, encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                name = binding.original.string.partition("=")[0].strip().removeprefix("export ").strip()
+                named = f" ({name})" if name.isidentifier() else ""
+                raise ConfigError(f"The settings file {path} cannot be read at line {binding.original.line}{named}: "
+                                  "check for an unclosed quote.")
+
+
 def load_settings(**overrides) -> Settings:
     """Read and validate the configuration, or raise ConfigError naming the variable at fault."""
+    env_file = overrides.get("_env_file", Settings.model_config["env_file"])
     try:
+        _check_env_file(env_file)
         settings = Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -201,9 +261,10 @@ def load_settings(**overrides) -> Settings:
         shown = "" if any(w in variable for w in _SECRET_WORDS) else f" (got {first.get('input')!r})"
         raise ConfigError(f"{variable} is invalid: {reason}{shown}.") from None
     except UnicodeDecodeError as exc:
-        env_file = overrides.get("_env_file", Settings.model_config["env_file"])
         line = exc.object[:exc.start].count(b"\n") + 1
         raise ConfigError(f"The settings file {env_file} is not UTF-8 text (line {line}): save it as UTF-8.") from None
+    if found := conflicts(settings):
+        raise ConfigError(found[0])
     problems = production_problems(settings, dashboard_oidc=_oidc_configured())
     if problems:
         raise ConfigError(f"PUBLIC_BASE_URL {settings.public_base_url} is public, so Nurture refuses to start "

@@ -2,7 +2,9 @@
 
 import logging
 import signal
+import socket
 import threading
+import time
 from datetime import UTC, datetime
 
 import uvicorn
@@ -12,8 +14,11 @@ from core import db, heartbeat
 from core.heartbeat import HEARTBEAT_SECONDS
 from core.api import create_app
 from core.bootstrap import Services
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
+API_STARTUP_SECONDS = 30
+API_WATCH_SECONDS = 5
 
 
 class WorkerJobs:
@@ -44,38 +49,92 @@ class ApiThread:
     """Uvicorn in a background thread; the main thread keeps the scheduler and the signals."""
 
     def __init__(self, services: Services, host: str, port: int):
-        config = uvicorn.Config(create_app(services), host=host, port=port, log_level="warning", lifespan="on")
+        self.host, self.port = host, port
+        # log_config=None: uvicorn's own lines go through the worker's logging, JSON included.
+        config = uvicorn.Config(create_app(services), host=host, port=port, log_level="warning", lifespan="on",
+                                log_config=None)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+        self.thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Listen here, so a taken port stops start-up in one sentence, then serve until the app is up.
+
+        In its own thread uvicorn's failure to bind or start would end only that thread, and the
+        worker would run on without an API and without failing for its supervisor to restart it.
+        """
+        listener = _listen(self.host, self.port)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]}, name="api",
+                                       daemon=True)
         self.thread.start()
+        deadline = time.monotonic() + API_STARTUP_SECONDS
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(f"The intake API on {self.host}:{self.port} did not start: the log above says why.")
+            time.sleep(0.02)
+
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
+        if self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(timeout=15)
 
 
-def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> None:
-    """Run every job on its interval until SIGTERM or Ctrl-C, then stop cleanly."""
+def _listen(host: str, port: int) -> socket.socket:
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts reuse the port
+    try:
+        listener.bind((host, port))
+        listener.listen(2048)
+        return listener
+    except OSError as exc:
+        listener.close()
+        reason = (exc.strerror or str(exc)).rstrip(".")
+        raise ConfigError(f"The intake API cannot listen on {host}:{port} (API_HOST, API_PORT): "
+                          f"{reason[:1].lower() + reason[1:]}.") from None
+
+
+def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
+    """Run every job on its interval until SIGTERM or Ctrl-C, then stop cleanly; returns the exit code."""
     scheduler = BlockingScheduler(timezone=UTC)
     for job, seconds in jobs.schedule():
         scheduler.add_job(job, "interval", seconds=seconds, coalesce=True, max_instances=1,
                           next_run_time=datetime.now(UTC), id=job.__name__, misfire_grace_time=None)
+    outcome = {"code": 0, "stopping": False}
 
     def stop(signum, _frame):
+        # Ctrl-C in a terminal reaches the worker, and then the runner's SIGTERM does too: stop once.
+        if outcome["stopping"]:
+            return
+        outcome["stopping"] = True
         log.info("stopping on signal %s", signum, extra={"action": "shutdown"})
+        if not scheduler.running:
+            raise KeyboardInterrupt  # still starting up: unwind it
         scheduler.shutdown(wait=False)
 
+    def watch_api() -> None:
+        if api and not api.alive() and not outcome["stopping"]:
+            log.error("the intake API stopped unexpectedly; stopping the worker so that its supervisor restarts it",
+                      extra={"action": "shutdown"})
+            outcome.update(code=1, stopping=True)
+            scheduler.shutdown(wait=False)
+
+    if api:
+        scheduler.add_job(watch_api, "interval", seconds=API_WATCH_SECONDS, id="watch_api")
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if api:
-        api.start()
-    log.info("worker %s started", jobs.worker_id, extra={"action": "start"})
     try:
+        if api:
+            api.start()
+        log.info("worker %s started", jobs.worker_id, extra={"action": "start"})
         scheduler.start()
+    except KeyboardInterrupt:
+        pass
     finally:
         if api:
             api.stop()
         jobs.services.close()
         log.info("worker %s stopped", jobs.worker_id, extra={"action": "stop"})
+    return outcome["code"]

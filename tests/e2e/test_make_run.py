@@ -20,12 +20,15 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in found]
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, stop_signal):
+@pytest.mark.parametrize(("stop_signal", "to_group"), [(signal.SIGTERM, False), (signal.SIGINT, False),
+                                                     (signal.SIGINT, True)],
+                         ids=["SIGTERM", "SIGINT", "Ctrl-C in a terminal"])
+def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, stop_signal, to_group):
     api_port, dashboard_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    # No PYTHONPATH: `make install` puts the project on the venv's path, so it runs from any folder.
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields and k != "PYTHONPATH"}
     env.update(DATABASE_URL=f"sqlite:///{tmp_path}/nurture.db", DATA_DIR=str(tmp_path), API_PORT=str(api_port),
-               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT), DASHBOARD_PORT=str(dashboard_port),
+               LOG_LEVEL="WARNING", DASHBOARD_PORT=str(dashboard_port),
                DASHBOARD_HOST="127.0.0.2")  # another loopback address: the setting must reach Streamlit
     subprocess.run([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=60)
@@ -33,8 +36,10 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
     with open(log, "w") as out:
         # Started the way a shell starts a background job: SIGINT ignored unless the runner sets it,
         # and from another folder than the project's (the runner finds its scripts all the same).
+        # A terminal's Ctrl-C signals the whole foreground group: the runner and both children at once.
         runner = subprocess.Popen([sys.executable, "-m", "core", "run"], cwd=tmp_path, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                                  stderr=subprocess.STDOUT, start_new_session=to_group,
+                                  preexec_fn=None if to_group else lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     children: list[int] = []
     try:
         wait_for(lambda: healthy(f"http://127.0.0.1:{api_port}"), 40, "/health", log, interval=0.3)
@@ -43,8 +48,12 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
         wait_for(lambda: answers(dashboard), 40, "the dashboard on DASHBOARD_HOST", log, interval=0.3)
         assert (f"API http://127.0.0.1:{api_port}/health, dashboard http://127.0.0.2:{dashboard_port} "
                 in log.read_text())  # the banner names the addresses actually served
-        runner.send_signal(stop_signal)
+        if to_group:
+            os.killpg(runner.pid, stop_signal)
+        else:
+            runner.send_signal(stop_signal)
         assert runner.wait(timeout=30) == 0, log.read_text()[-3000:]
+        assert "Traceback" not in log.read_text()
         wait_for(lambda: not any(alive(pid) for pid in children), 10, "the children to stop", log)
     finally:
         if runner.poll() is None:

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def worker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A clean environment (no Nurture variable, so no RESEND key: dry run) on a fresh SQLite file."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/nurture.db", DATA_DIR=str(tmp_path), **extra)
+    env.update({"DATABASE_URL": f"sqlite:///{tmp_path}/nurture.db", "DATA_DIR": str(tmp_path), **extra})
     return env
 
 
@@ -97,3 +98,40 @@ def test_a_malformed_now_exits_2_with_a_message(tmp_path):
     assert result.returncode == 2
     assert "--now" in result.stderr and "garbage" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_taken_api_port_stops_the_worker_in_one_line(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run(["scheduler.py"], worker_env(tmp_path, API_PORT=str(port)), timeout=60)
+
+    assert result.returncode == 2, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("nurture:")]
+    assert f"127.0.0.1:{port}" in line and "API_PORT" in line and "already in use" in line
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("database_url", [
+    "postgresql+psycopg://nurture:s3cret-pw@127.0.0.1:1/nurture",  # nothing listens on port 1
+    "sqlite:///{tmp_path}",  # a folder, not a file
+], ids=["unreachable", "not-a-file"])
+def test_a_database_the_worker_cannot_use_stops_it_in_one_line(tmp_path, database_url):
+    env = worker_env(tmp_path, DATABASE_URL=database_url.format(tmp_path=tmp_path), PGCONNECT_TIMEOUT="5")
+    result = run(["scheduler.py", "--once"], env, timeout=60)
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("nurture: the worker cannot use the database: ")
+    assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr
+
+
+def test_ctrl_c_then_sigterm_stop_the_worker_once_and_cleanly(worker):
+    proc, base, _, log = worker
+    wait_for(lambda: health(base) or proc.poll() is not None, 30, "/health to answer", log)
+
+    proc.send_signal(signal.SIGINT)  # a terminal's Ctrl-C, then the runner passing on its own stop
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()

@@ -137,6 +137,10 @@ def test_a_rejected_non_secret_value_is_shown_to_help_the_operator(env):
      ("RESEND_RATE_LIMIT", "inf"), ("RESEND_RATE_LIMIT", "-inf"), ("API_PORT", "eighty"), ("API_PORT", "0"),
      ("API_PORT", "-1"), ("API_PORT", "65536"), ("API_PORT", "99999"), ("DASHBOARD_PORT", "0"),
      ("DASHBOARD_PORT", "8501x"), ("LOG_FORMAT", "xml"),
+     # A sender Resend would refuse fails every email's first step; it is caught at start-up instead.
+     *(("RESEND_FROM_EMAIL", v) for v in ("not-an-email", "Team <bad", "Team <team@acme.com", "a@b.co, c@d.co",
+                                          "Team <team@acme.com> trailing", "team@localhost")),
+     *(("DASHBOARD_URL", v) for v in ("dashboard.acme.com", "ftp://dashboard.acme.com")),
      *(("LOG_LEVEL", v) for v in ("LOUD", "verbose", "10", "")),
      # Every unsubscribe link starts with it, and its host decides whether the production checks apply.
      *(("PUBLIC_BASE_URL", v) for v in ("nurture.example.org", "nurture.example.org/path", "ftp://nurture.example.org",
@@ -176,6 +180,58 @@ def test_a_dot_env_file_is_read_and_the_environment_wins_over_it(env, tmp_path):
     assert (s.testing_mode, s.api_port) == (True, 9002)
 
 
+@pytest.mark.parametrize("sender", ["team@acme.co.uk", "Acme Team <team@acme.co.uk>", '"Acme, Ltd" <team@acme.co.uk>',
+                                    "  team@acme.co.uk  "])
+def test_a_sender_is_one_address_with_or_without_a_display_name(env, sender):
+    env.setenv("RESEND_FROM_EMAIL", sender)
+    assert load(resend_api_key="re_live").resend_from_email == sender.strip()
+
+
+def test_a_resend_key_without_a_sender_stops_start_up(env):
+    env.setenv("RESEND_API_KEY", "re_live_abcdef")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "RESEND_FROM_EMAIL")
+    assert "re_live_abcdef" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("api_host", "dashboard_host", "clash"), [
+    ("127.0.0.1", "127.0.0.1", True), ("0.0.0.0", "127.0.0.1", True), ("127.0.0.1", "::", True),
+    ("127.0.0.1", "10.0.0.5", False)])
+def test_the_api_and_the_dashboard_cannot_share_a_port(env, api_host, dashboard_host, clash):
+    env.setenv("API_PORT", "8600")
+    env.setenv("DASHBOARD_PORT", "8600")
+    env.setenv("API_HOST", api_host)
+    env.setenv("DASHBOARD_HOST", dashboard_host)
+    if not clash:
+        assert load().api_port == 8600
+        return
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "DASHBOARD_PORT")
+
+
+def test_the_dashboard_link_in_alerts_follows_the_dashboard_port_unless_given(env):
+    assert load().dashboard_url == "http://localhost:8501"
+    env.setenv("DASHBOARD_PORT", "18601")
+    assert load().dashboard_url == "http://localhost:18601"
+    env.setenv("DASHBOARD_URL", "https://nurture.acme.co.uk/dashboard")
+    assert load().dashboard_url == "https://nurture.acme.co.uk/dashboard"
+
+
+@pytest.mark.parametrize("line", ['RESEND_API_KEY="re_live_abcdef', "export WEBHOOK_SECRET='abc", "NOT A SETTING"])
+def test_a_dot_env_line_that_cannot_be_read_stops_start_up_naming_its_line(env, tmp_path, line):
+    dot_env = tmp_path / ".env"
+    dot_env.write_text(f"TESTING_MODE=true\n{line}\nAPI_PORT=9001\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=dot_env)
+    message = str(caught.value)
+    assert_one_sentence_naming(message, str(dot_env))
+    assert "line 2" in message and "re_live" not in message and "abc" not in message
+    if "=" in line:
+        assert line.partition("=")[0].removeprefix("export ") in message
+
+
 def test_a_dot_env_file_not_in_utf8_stops_start_up_with_one_sentence_naming_the_file(env, tmp_path):
     dot_env = tmp_path / ".env"
     dot_env.write_bytes(b"TESTING_MODE=true\nPOSTAL_ADDRESS=Caf\xe9, 1 Rue Example\n")
@@ -187,7 +243,7 @@ def test_a_dot_env_file_not_in_utf8_stops_start_up_with_one_sentence_naming_the_
 
 def test_integrations_count_as_configured_only_with_their_credentials(env):
     s = load(notion_token="secret_x", notion_email_sequence_db_id="db1", discord_webhook_url="https://discord/x",
-             resend_api_key="re_test")
+             resend_api_key="re_test", resend_from_email="team@acme.co.uk")
     assert (s.notion_configured, s.discord_configured, s.dry_run) == (True, True, False)
     assert load(notion_token="secret_x").notion_configured is False
 
