@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from core import db, outbox, repo
 from core.bootstrap import Services
 from core.errors import NurtureError
+from core.erasure import is_erased_address
 from core.sequencing import backoff
 from core.settings import Settings
 from core.tables import contact_t, enrollment_t
@@ -101,7 +102,7 @@ class AlertService:
             raise
         with db.write_transaction(self.services.engine) as conn:
             outbox.mark_done(conn, [item.id], now,
-                             note=None if message else "nothing to alert: enrollment gone or no longer CRITICAL")
+                             note=None if message else "nothing to alert: enrollment gone, person erased, or no longer CRITICAL")
         return 1 if message else 0
 
     def _record_failure(self, item: outbox.OutboxItem, exc: AlertError, now: datetime) -> None:
@@ -116,10 +117,13 @@ class AlertService:
 
 def build_message(conn: sa.Connection, payload: dict, dashboard_url: str) -> dict | None:
     """The Discord message for an outbox payload, or None when there is nothing left to say: the
-    enrollment is gone, or a resubmission moved the lead out of CRITICAL before the alert went."""
+    enrollment is gone, the person was erased, or a resubmission moved the lead out of CRITICAL
+    before the alert went."""
     if payload.get("kind") == "critical_lead":
         lead = _lead(conn, str(payload.get("enrollment_id") or ""))
-        return critical_lead_message(lead, dashboard_url) if lead and lead.segment == "CRITICAL" else None
+        if lead is None or lead.segment != "CRITICAL" or is_erased_address(lead.email):
+            return None
+        return critical_lead_message(lead, dashboard_url)
     return ops_message(str(payload.get("kind") or "alert"), str(payload.get("text") or ""))
 
 

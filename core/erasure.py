@@ -1,6 +1,7 @@
 """Erasure (`python -m core forget EMAIL`): remove a person's data, keep a salted hash to refuse re-enrollment."""
 
 import hashlib
+import json
 import secrets
 from datetime import datetime
 
@@ -9,8 +10,9 @@ import sqlalchemy as sa
 from core import repo, switches
 from core.bulk import select_rows, select_values
 from core.errors import NotFound
+from core.redact import kept_payload, without_addresses
 from core.statuses import EnrollmentStatus
-from core.tables import contact_t, erasure_t, setting_t, signup_t
+from core.tables import contact_t, erasure_t, event_t, provider_event_t, send_t, setting_t, signup_t
 
 SALT_KEY = switches.ERASURE_SALT
 ERASED_DOMAIN = "erased.invalid"  # .invalid can never be a real address (RFC 2606)
@@ -65,7 +67,38 @@ def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str
     conn.execute(contact_t.update().where(contact_t.c.id == contact_id).values(
         email=f"erased-{digest[:16]}@{ERASED_DOMAIN}", first_name=None, business_name=None, updated_at=now))
     conn.execute(signup_t.update().where(signup_t.c.contact_id == contact_id).values(payload="{}"))
+    _scrub_trail(conn, contact_id)
     repo.insert_ignoring_conflicts(conn, erasure_t, [{"email_hash": digest, "erased_at": now, "erased_by": actor}])
     repo.insert_events(conn, [repo.event_row(now, actor, "contact_erased", contact_id=contact_id,
                                              detail={"status": EnrollmentStatus.CANCELLED.value})])
     return digest
+
+
+def _scrub_trail(conn: sa.Connection, contact_id: str) -> None:
+    """The audit trail and Resend's events keep what happened, not who: addresses quoted in them are
+    replaced, the browser that clicked an unsubscribe link is dropped, and stored events keep only
+    what applies to the send (those recorded before minimal storage held the whole payload)."""
+    events = conn.execute(sa.select(event_t.c.id, event_t.c.detail).where(
+        event_t.c.contact_id == contact_id, event_t.c.detail.is_not(None))).all()
+    details = [{"b_id": e.id, "detail": _scrubbed_detail(e.detail)} for e in events]
+    if details:
+        conn.execute(event_t.update().where(event_t.c.id == sa.bindparam("b_id"))
+                     .values(detail=sa.bindparam("detail")), details)
+    provider_ids = sa.select(send_t.c.provider_id).where(send_t.c.contact_id == contact_id,
+                                                         send_t.c.provider_id.is_not(None))
+    stored = conn.execute(sa.select(provider_event_t.c.svix_id, provider_event_t.c.payload)
+                          .where(provider_event_t.c.provider_id.in_(provider_ids.scalar_subquery()))).all()
+    payloads = [{"b_id": e.svix_id, "payload": json.dumps(kept_payload(json.loads(e.payload)))} for e in stored]
+    if payloads:
+        conn.execute(provider_event_t.update().where(provider_event_t.c.svix_id == sa.bindparam("b_id"))
+                     .values(payload=sa.bindparam("payload")), payloads)
+
+
+def _scrubbed_detail(text: str) -> str:
+    try:
+        detail = json.loads(text)
+    except ValueError:
+        return without_addresses(text)
+    if isinstance(detail, dict):
+        detail.pop("user_agent", None)
+    return json.dumps(without_addresses(detail), ensure_ascii=False)

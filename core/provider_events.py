@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import controls, repo
+from core.redact import kept_payload, without_addresses
 from core.tables import provider_event_t, send_t
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: d
     provider_id = _text(data.get("email_id", ""), 80) or None
     inserted = repo.insert_ignoring_conflicts(conn, provider_event_t, [
         {"svix_id": svix_id, "type": event_type, "provider_id": provider_id, "received_at": now,
-         "payload": json.dumps(event)}])  # ASCII-escaped JSON: whatever the event holds, it stores
+         "payload": json.dumps(kept_payload(event))}])  # ASCII-escaped JSON: whatever the event holds, it stores
     if not inserted:
         return "duplicate"
     send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id)
@@ -42,8 +43,18 @@ def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: d
         log.info("provider event for an email not (yet) recorded", extra={"action": "provider_event",
                                                                           "type": event_type})
         return "unknown email"
-    _apply(conn, send, event_type, data, now)
+    _apply(conn, send, event_type, data, happened_at(event, now), now)
     return "recorded"
+
+
+def happened_at(event: dict, received_at: datetime) -> datetime:
+    """When the event happened, by Resend's own `created_at`: deliveries retried after an outage
+    arrive late and out of order. Never later than its arrival; its arrival when the time is unreadable."""
+    try:
+        stamp = datetime.fromisoformat(str(event.get("created_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return received_at
+    return min(stamp, received_at) if stamp.tzinfo else received_at
 
 
 def apply_early_events(conn: sa.Connection, provider_ids: list[str], now: datetime) -> int:
@@ -62,24 +73,28 @@ def apply_early_events(conn: sa.Connection, provider_ids: list[str], now: dateti
         send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id)
                             .where(send_t.c.provider_id == _text(data.get("email_id", ""), 80))).first()
         if send is not None:
-            _apply(conn, send, _text(event.get("type", ""), 40), data, row.received_at)
+            _apply(conn, send, _text(event.get("type", ""), 40), data, happened_at(event, row.received_at), now)
     return len(early)
 
 
-def _apply(conn: sa.Connection, send, event_type: str, data: dict, now: datetime) -> None:
-    """Record one event against its send: its time, its audit event, and a stop for a bounce or complaint."""
-    column = TIMESTAMP_COLUMNS.get(event_type)
+def _apply(conn: sa.Connection, send, event_type: str, data: dict, at: datetime, now: datetime) -> None:
+    """Record one event against its send: when it happened (`at`), its audit event, and a stop for a
+    bounce or complaint. A soft bounce is only audited: the email may still be delivered."""
+    suppresses = _suppresses(event_type, data)
+    column = TIMESTAMP_COLUMNS.get(event_type) if suppresses or event_type != "email.bounced" else None
     if column:
-        conn.execute(send_t.update().where(send_t.c.id == send.id, send_t.c[column].is_(None))
-                     .values({column: now, "updated_at": now}))
+        first = send_t.c[column].is_(None)
+        if column == "delivered_at":  # a hard bounce is the email's fate, whatever arrives after it
+            first = sa.and_(first, send_t.c.bounced_at.is_(None))
+        conn.execute(send_t.update().where(send_t.c.id == send.id, first).values({column: at, "updated_at": now}))
     if event_type == "email.failed":
         failed = data.get("failed") if isinstance(data.get("failed"), dict) else {}
-        reason = _text(failed.get("reason", "provider could not deliver"), 500)
+        reason = without_addresses(_text(failed.get("reason", "provider could not deliver"), 500))
         conn.execute(send_t.update().where(send_t.c.id == send.id).values(last_error=f"provider failed: {reason}"))
     repo.insert_events(conn, [repo.event_row(now, "resend", event_type.replace(".", "_"), contact_id=send.contact_id,
                                              enrollment_id=send.enrollment_id, send_id=send.id,
                                              detail=_detail(event_type, data))])
-    if _suppresses(event_type, data):
+    if suppresses:
         reason = "bounced" if event_type == "email.bounced" else "complained"
         controls.suppress_contact(conn, send.contact_id, reason, actor="resend", now=now,
                                   detail=_detail(event_type, data))
@@ -98,7 +113,7 @@ def _suppresses(event_type: str, data: dict) -> bool:
 def _detail(event_type: str, data: dict) -> dict:
     detail = {"type": event_type}
     if isinstance(data.get("bounce"), dict):
-        detail["bounce"] = {_text(k, 60): _text(v, 300) for k, v in data["bounce"].items()}
+        detail["bounce"] = {_text(k, 60): without_addresses(_text(v, 300)) for k, v in data["bounce"].items()}
     if isinstance(data.get("click"), dict):
         detail["link"] = _text(data["click"].get("link", ""), 300)
     return detail

@@ -21,6 +21,7 @@ from core import claims, db, erasure, outcomes, switches
 from core.actions import ActionRunner, request_action
 from core.bootstrap import build_services
 from core.campaign import CHRISTMAS_2025, Timing
+from core.alerts import build_message
 from core.controls import unsubscribe_contact
 from core.dispatch import Dispatcher, DispatchPolicy
 from core.errors import AccountMailerError, PermanentMailerError, TransientMailerError
@@ -988,8 +989,105 @@ def test_a_soft_bounce_is_recorded_but_does_not_suppress(services, client, sent_
 
     assert client.post("/webhook/resend", **signed(event)).status_code == 200
     assert contact_row(services, result.contact_id)["suppressed_at"] is None
-    assert step_send(services, result.enrollment_id, 1)["bounced_at"] is not None
+    assert step_send(services, result.enrollment_id, 1)["bounced_at"] is None  # the email may still arrive
+    assert events_of(services, "email_bounced")[0]["detail"]["bounce"]["type"] == "Transient"
     assert step_send(services, result.enrollment_id, 2)["status"] == "scheduled"
+
+    assert client.post("/webhook/resend", **signed(resend_event("delivered", send["provider_id"]))).status_code == 200
+    assert step_send(services, result.enrollment_id, 1)["delivered_at"] is not None
+
+
+def at_time(event: dict, instant: datetime) -> dict:
+    return {**event, "created_at": instant.isoformat().replace("+00:00", "Z")}
+
+
+@with_webhook_secret
+def test_events_keep_the_time_they_happened_when_they_arrive_late_and_out_of_order(
+        services, client, sent_welcome, clock):
+    result, send = sent_welcome
+    sent_at = clock()
+    clock.advance(minutes=30)  # Resend retried its deliveries after an outage on our side
+    opened = at_time(resend_event("opened", send["provider_id"]), sent_at + timedelta(minutes=10))
+    assert client.post("/webhook/resend", **signed(opened)).status_code == 200
+    clock.advance(minutes=30)
+    delivered = at_time(resend_event("delivered", send["provider_id"]), sent_at + timedelta(seconds=5))
+    assert client.post("/webhook/resend", **signed(delivered)).status_code == 200
+    future = at_time(resend_event("clicked", send["provider_id"], click={"link": "https://example.com/book"}),
+                     clock() + timedelta(days=1))  # a clock ahead of ours is capped at the arrival
+    assert client.post("/webhook/resend", **signed(future)).status_code == 200
+
+    row = step_send(services, result.enrollment_id, 1)
+    assert row["delivered_at"] == sent_at + timedelta(seconds=5)
+    assert row["opened_at"] == sent_at + timedelta(minutes=10)
+    assert row["clicked_at"] == clock()
+
+
+@with_webhook_secret
+def test_a_delivery_reported_after_a_hard_bounce_does_not_count_as_delivered(services, client, sent_welcome):
+    result, send = sent_welcome
+    bounce = resend_event("bounced", send["provider_id"], bounce={"type": "Permanent", "message": "no such user"})
+    assert client.post("/webhook/resend", **signed(bounce)).status_code == 200
+    assert client.post("/webhook/resend", **signed(resend_event("delivered", send["provider_id"]))).status_code == 200
+
+    row = step_send(services, result.enrollment_id, 1)
+    assert row["bounced_at"] is not None and row["delivered_at"] is None
+
+
+@with_webhook_secret
+def test_stored_events_keep_what_applies_to_the_send_and_no_address(services, client, sent_welcome):
+    _, send = sent_welcome
+    bounce = resend_event("bounced", send["provider_id"], bounce={
+        "type": "Permanent", "message": "550 5.1.1 <Events@Example.com>: Recipient address rejected"})
+    click = resend_event("clicked", send["provider_id"], click={
+        "link": "https://example.com/book", "ipAddress": "203.0.113.9", "userAgent": "Mozilla/5.0"})
+    for event in (click, bounce):
+        assert client.post("/webhook/resend", **signed(event)).status_code == 200
+
+    stored = [json.loads(r["payload"]) for r in rows(services.engine, "SELECT payload FROM provider_event")]
+    assert {e["type"] for e in stored} == {"email.clicked", "email.bounced"}
+    text = json.dumps(stored) + json.dumps([e["detail"] for e in events_of(services, "email_bounced")])
+    for personal in ("someone@example.com", "Events@Example.com", "203.0.113.9", "Mozilla", "Hello"):
+        assert personal not in text
+    assert "550 5.1.1 <[address]>: Recipient address rejected" in text
+    assert all(e["data"]["email_id"] == send["provider_id"] for e in stored)
+
+
+def every_stored_text(services) -> str:
+    """Every row of every table, as text: what an erasure must leave no trace of the person in."""
+    with services.engine.connect() as conn:
+        return "\n".join(str(list(row)) for table in Send.metadata.sorted_tables
+                         for row in conn.execute(sa.select(table)))
+
+
+@with_webhook_secret
+def test_an_erasure_leaves_the_address_nowhere_and_drops_the_pending_alert(services, client, dispatcher, mailer):
+    result = enroll(services, email="events@example.com", red_systems=2)
+    dispatcher.run_pass()
+    send = step_send(services, result.enrollment_id, 1)
+    [welcome] = mailer.sent_to("events@example.com")
+    alert = {"kind": "critical_lead", "enrollment_id": result.enrollment_id}
+    with services.engine.connect() as conn:
+        assert build_message(conn, alert, "http://localhost:8501") is not None
+    old_style = {"type": "email.delivered", "created_at": "2025-12-01T09:00:05Z",  # stored whole before
+                 "data": {"email_id": send["provider_id"], "to": ["events@example.com"], "subject": "Hi Events"}}
+    with db.write_transaction(services.engine) as conn:
+        conn.execute(sa.text("INSERT INTO provider_event (svix_id, type, provider_id, received_at, payload) "
+                             "VALUES ('msg_old', 'email.delivered', :p, :at, :body)"),
+                     {"p": send["provider_id"], "at": services.clock(), "body": json.dumps(old_style)})
+    bounce = resend_event("bounced", send["provider_id"], bounce={"type": "Transient",
+                                                                  "message": "mailbox of events@example.com full"})
+    assert client.post("/webhook/resend", **signed(bounce)).status_code == 200
+    assert client.post(unsubscribe_path(welcome), headers={"user-agent": "Mail (events@example.com)"},
+                       data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert "events@example.com" in every_stored_text(services).lower()
+
+    with db.write_transaction(services.engine) as conn:
+        erasure.forget(conn, "events@example.com", actor="cli", now=services.clock())
+        pending_alert = build_message(conn, alert, "http://localhost:8501")
+
+    assert "events@example.com" not in every_stored_text(services).lower()
+    assert "Mail (" not in every_stored_text(services)
+    assert pending_alert is None
 
 
 def test_without_a_webhook_secret_the_resend_endpoint_answers_404(services, client, sent_welcome):
@@ -1020,7 +1118,7 @@ def test_a_signed_event_of_an_unexpected_shape_is_answered_without_a_server_erro
 
     row = step_send(services, result.enrollment_id, 1)
     assert row["last_error"] == "provider failed: provider could not deliver"
-    assert row["bounced_at"] is not None and row["clicked_at"] is not None
+    assert row["bounced_at"] is None and row["clicked_at"] is not None  # a soft bounce is audited only
     assert events_of(services, "email_bounced")[0]["detail"]["bounce"] == {"type": "Transient", "message": "full box"}
     assert events_of(services, "email_clicked")[0]["detail"]["link"] == "x"
     assert contact_row(services, result.contact_id)["suppressed_at"] is None
