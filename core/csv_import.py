@@ -14,6 +14,7 @@ from core.enrollments import SignupRequest
 from core.erasure import email_hash, erased_hashes
 from core.errors import InvalidSignup, NurtureError
 from core.intake import enroll_now
+from core.sequencing import segment_for
 from core.signups import SignupIn, parse_signup
 from core.tables import contact_t
 
@@ -49,7 +50,8 @@ def read_rows(lines: Iterable[str]) -> Iterable[tuple[int, dict]]:
         if not reader.fieldnames or "email" not in [_column(f) for f in reader.fieldnames]:
             raise InvalidSignup({"header": "the first line must name the columns, including 'email'"})
         for row in reader:
-            yield reader.line_num, _cleaned(row)
+            # Where the row starts: a quoted cell may run over several lines, and line_num is its last.
+            yield reader.line_num - _line_breaks(row), _cleaned(row)
     except UnicodeDecodeError:
         raise NurtureError(NOT_UTF8) from None
     except csv.Error as exc:  # e.g. a cell over csv.field_size_limit(), 131,072 characters
@@ -71,6 +73,11 @@ class _TextLines:
         if "\x00" in line:  # UTF-16 without a byte order mark decodes as "UTF-8" full of NULs
             raise NurtureError(NOT_UTF8)
         return line
+
+
+def _line_breaks(row: dict) -> int:
+    cells = [v for value in row.values() for v in (value if isinstance(value, list) else [value])]
+    return sum(cell.count("\n") for cell in cells if isinstance(cell, str))
 
 
 def _column(name: str) -> str:
@@ -98,6 +105,9 @@ def plan_import(services: Services, lines: Iterable[str]) -> ImportPlan:
         except InvalidSignup as exc:
             plan.rejects.append((line, "; ".join(f"{k}: {v}" for k, v in exc.errors.items())))
             continue
+        if problem := _segment_mismatch(row, signup):
+            plan.rejects.append((line, problem))
+            continue
         if signup.email in seen:
             plan.rejects.append((line, f"email: {signup.email} appears earlier in the file"))
             continue
@@ -110,6 +120,17 @@ def plan_import(services: Services, lines: Iterable[str]) -> ImportPlan:
     plan.erased = [(line, s.email) for line, s in plan.new if s.email in erased]
     plan.new = [(line, s) for line, s in plan.new if s.email not in known | erased]
     return plan
+
+
+def _segment_mismatch(row: dict, signup: SignupIn) -> str | None:
+    """A `segment` column the counts do not give (a list without counts, say) would be silently
+    replaced by the computed segment; the row is refused instead, saying what the counts give."""
+    given = str(row.get("segment", "")).strip().upper()
+    computed = segment_for(signup.red_systems, signup.orange_systems).value
+    if not given or given == computed:
+        return None
+    return (f"segment: {given} does not follow from red_systems and orange_systems, which give {computed}; "
+            "add the counts, or leave the segment column out")
 
 
 def _known(conn: sa.Connection, emails: list[str]) -> set[str]:

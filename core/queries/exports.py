@@ -35,7 +35,9 @@ def stats(conn: sa.Connection) -> dict:
 
 
 EXPORT_COLUMNS = [
-    "email", "first_name", "business_name", "is_test", "segment", "enrollment_status", "enrolled_at",
+    # The counts the segment follows from: `import` of this file gives every lead the same segment.
+    "email", "first_name", "business_name", "is_test", "segment", "red_systems", "orange_systems",
+    "enrollment_status", "enrolled_at",
     "unsubscribed_at", "suppressed_at", *[f"step_{n}" for n in STEP_NUMBERS],
 ]
 
@@ -51,7 +53,8 @@ def export_rows(conn: sa.Connection, *, chunk: int = 1000, where: ContactFilter 
         page = conn.execute(
             sa.select(
                 contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name, contact_t.c.is_test,
-                enrollment_t.c.segment, enrollment_t.c.status.label("enrollment_status"),
+                enrollment_t.c.segment, enrollment_t.c.red_systems, enrollment_t.c.orange_systems,
+                enrollment_t.c.status.label("enrollment_status"),
                 enrollment_t.c.created_at.label("enrolled_at"), contact_t.c.unsubscribed_at,
                 contact_t.c.suppressed_at, enrollment_t.c.id.label("enrollment_id"),
             )

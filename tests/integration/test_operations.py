@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import SQLModel
 
 from core import backup, csv_import, db, erasure, queries, singleton, switches
+from core.bootstrap import build_services
+from core.csv_export import write_contacts
 from core.dispatch import Dispatcher
 from core.enrollments import SignupRequest
 from core.errors import ConfigError, NotFound
@@ -94,6 +96,38 @@ def test_a_csv_import_reports_rejects_by_line_and_a_rerun_changes_nothing(servic
         assert conn.execute(sa.text("SELECT count(*) FROM signup")).scalar() == before
         assert queries.stats(conn)["enrollments"] == 2
 
+
+
+def test_an_export_imported_into_a_new_database_keeps_every_leads_segment(services, make_settings, tmp_path):
+    for email, red, orange in (("crit@example.com", 3, 0), ("urg@example.com", 1, 0), ("urg2@example.com", 0, 2),
+                               ("opt@example.com", 0, 1)):
+        _enroll(services, email, red_systems=red, orange_systems=orange)
+    _enroll(services, "blank@example.com")  # no counts given: OPTIMIZE, and the export's cells are empty
+    exported = tmp_path / "contacts.csv"
+    with db.read_transaction(services.engine) as conn, open(exported, "w", encoding="utf-8", newline="") as out:
+        write_contacts(out, queries.export_rows(conn))
+    other = build_services(make_settings(database_url=f"sqlite:///{tmp_path}/other.db"), migrate=True)
+    try:
+        with open(exported, encoding="utf-8-sig", newline="") as lines:
+            plan = csv_import.plan_import(other, lines)
+        assert plan.rejects == [] and csv_import.apply_import(other, plan) == 5
+        with db.read_transaction(services.engine) as before, db.read_transaction(other.engine) as after:
+            assert queries.stats(after)["segments"] == queries.stats(before)["segments"] == {
+                "CRITICAL": 1, "URGENT": 2, "OPTIMIZE": 2}
+    finally:
+        other.close()
+
+
+def test_a_csv_row_whose_segment_its_counts_do_not_give_is_rejected(services):
+    lines = ["email,segment,red_systems\n", "crit@example.com,CRITICAL,2\n", "lost@example.com,CRITICAL,\n",
+             "low@example.com,optimize,0\n"]
+
+    plan = csv_import.plan_import(services, lines)
+
+    assert [s.email for _, s in plan.new] == ["crit@example.com", "low@example.com"]
+    [(line, reason)] = plan.rejects
+    assert line == 3 and reason.startswith("segment: CRITICAL does not follow from red_systems and orange_systems, "
+                                           "which give OPTIMIZE")
 
 
 def test_a_csv_import_plan_of_more_rows_than_one_statement_takes_parameters_for(services):

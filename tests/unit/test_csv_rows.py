@@ -62,3 +62,8 @@ def test_a_count_in_plain_digits_is_read_as_a_number(count, value):
 def test_headers_are_matched_whatever_their_case(tmp_path):
     (tmp_path / "list.csv").write_text(" Email ,First_Name,RED_SYSTEMS\nzoe@example.com,Zoë,2\n", encoding="utf-8")
     assert rows_of(tmp_path / "list.csv") == [(2, {"email": "zoe@example.com", "first_name": "Zoë", "red_systems": 2})]
+
+
+def test_a_row_with_a_cell_over_several_lines_is_numbered_by_its_first_line():
+    text = 'email,business_name\nann@example.com,Ann Ltd\nbob@example.com,"Bob\nand\nSons"\ncat@example.com,Cat\n'
+    assert [line for line, _ in read_rows(io.StringIO(text))] == [2, 3, 6]
