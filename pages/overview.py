@@ -41,6 +41,7 @@ def live(days: int) -> None:
     st.subheader("Funnel by step")
     if any(row["count"] for row in data["funnel"]):
         st.altair_chart(charts.funnel(data["funnel"]), width="stretch")
+        st.caption("Counts emails: a step sent to someone again (resend or retry) counts each time it went.")
     else:
         st.info("Nothing scheduled or sent yet.")
     st.subheader("Next sends due")

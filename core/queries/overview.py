@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from core import tally
 from core.campaign import Segment
-from core.queries.sends import queue_list
+from core.queries.sends import queue_list, standing_failures
 from core.queries.tables import STEP_NUMBERS
 from core.status import SEND_STATUSES
 from core.tables import contact_t, enrollment_t, send_t
@@ -54,9 +54,11 @@ def _finished_since(conn: sa.Connection, since: datetime) -> dict[str, int]:
 
 
 def _contact_stops(conn: sa.Connection, since: datetime) -> dict[str, tuple[int, int]]:
-    """(all, since) of unsubscribed contacts (suppressed ones aside: they count as bounced) and suppressed ones."""
+    """(all, since) of unsubscribed contacts (suppressed ones aside: they count as bounced) and of those who
+    bounced or complained (erased people are suppressed too, but no bounce of theirs is counted)."""
     unsubscribed = contact_t.c.unsubscribed_at.is_not(None)
     suppressed = contact_t.c.suppressed_at.is_not(None)
+    bounced = sa.and_(suppressed, contact_t.c.suppressed_reason != "erased")
 
     def counts(column, *where) -> tuple[int, int]:
         # Each count walks the small index of contacts who stopped, never the whole table.
@@ -66,7 +68,7 @@ def _contact_stops(conn: sa.Connection, since: datetime) -> dict[str, tuple[int,
     unsub_all, unsub_recent = counts(contact_t.c.unsubscribed_at, unsubscribed)
     both_all, both_recent = counts(contact_t.c.unsubscribed_at, unsubscribed, suppressed)
     return {"unsubscribed": (unsub_all - both_all, unsub_recent - both_recent),
-            "bounced": counts(contact_t.c.suppressed_at, suppressed)}
+            "bounced": counts(contact_t.c.suppressed_at, bounced)}
 
 
 def kpis(conn: sa.Connection, now: datetime, by_status_step: dict | None = None) -> list[dict]:
@@ -85,7 +87,8 @@ def kpis(conn: sa.Connection, now: datetime, by_status_step: dict | None = None)
         *[(f"segment_{s}", s.title(), *segments[s]) for s in segments],
         ("sent", "Emails sent", sends["sent"], finished["sent"]),
         ("scheduled", "Scheduled", sends["scheduled"], scheduled_delta),
-        ("failed", "Failed", sends["failed"], finished["failed"]),
+        # As the Sends page lists them: a failure a resend or retry replaced is not counted.
+        ("failed", "Failed", *standing_failures(conn, since)),
         ("unsubscribed", "Unsubscribed", *stops["unsubscribed"]),
         ("bounced", "Bounced or complained", *stops["bounced"]),
     ]

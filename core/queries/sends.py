@@ -61,6 +61,12 @@ def queue_list(conn: sa.Connection, name: str, *, now: datetime, offset: int = 0
     return rows_as_dicts(conn.execute(query))
 
 
+def standing_failures(conn: sa.Connection, since: datetime) -> tuple[int, int]:
+    """Failures no newer generation of their step replaced (the Failed list): all, and those since `since`."""
+    return tuple(conn.execute(sa.select(sa.func.count(), sa.func.count().filter(send_t.c.finished_at >= since))
+                              .where(_where("failed", since))).one())
+
+
 def queue_counts(conn: sa.Connection, now: datetime) -> dict[str, int]:
     """How long each list is ('sent': in the last 24 h), and how much of the queue is due now and within the hour."""
     due_now, due_soon_n, due_all = conn.execute(sa.select(

@@ -27,6 +27,7 @@ from core.dispatch import Dispatcher, DispatchPolicy
 from core.errors import AccountMailerError, PermanentMailerError, TransientMailerError
 from core.intake import enroll_now
 from core.models import Contact, Send
+from core.queries import kpis
 from core.queries.sends import queue_counts, queue_list
 from core.sequencing import planned_gap
 from core.testing import FakeMailer
@@ -1157,3 +1158,24 @@ def test_a_svix_id_longer_than_its_column_is_refused_rather_than_cut_short(servi
                                                      msg_id="msg_" + "x" * 120))
     assert answer.status_code == 400
     assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": 0}]
+
+
+@with_webhook_secret
+def test_overview_counts_standing_failures_and_only_real_bounces(services, client, dispatcher, mailer, clock):
+    replaced = enroll(services, email="b@example.com")
+    mailer.fail_next(PermanentMailerError("Resend 422 validation_error: refused for now", status=422))
+    dispatcher.run_pass()
+    complained, _ = (enroll(services, email=f"{name}@example.com") for name in ("bob", "cat"))
+    act(services, "resend_step", {"enrollment_id": replaced.enrollment_id, "step": 1})
+    dispatcher.run_pass()
+    bob_send = step_send(services, complained.enrollment_id, 1)
+    assert client.post("/webhook/resend", **signed(resend_event("complained", bob_send["provider_id"]))).status_code == 200
+    with db.write_transaction(services.engine) as conn:
+        erasure.forget(conn, "cat@example.com", actor="cli", now=clock())
+
+    with services.engine.connect() as conn:
+        figures = {k["key"]: (k["value"], k["delta"]) for k in kpis(conn, clock())}
+        raw_failed = conn.scalar(sa.select(sa.func.count()).where(send_t.c.status == "failed"))
+    assert raw_failed == 1, "b's first try failed"
+    assert figures["failed"] == (0, 0), "the resend replaced it, as on the Sends page"
+    assert figures["bounced"] == (1, 1), "bob complained; cat's erasure is no bounce"
