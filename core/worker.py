@@ -34,8 +34,10 @@ class WorkerJobs:
         self._extra.append((job, seconds))
 
     def heartbeat(self) -> None:
+        # Wall-clock time, not the run's clock: a `--now` run in the future would otherwise leave a
+        # beat that keeps the worker "running" on the dashboard for days after it exits.
         with db.write_transaction(self.services.engine) as conn:
-            heartbeat.beat(conn, self.worker_id, self.services.clock())
+            heartbeat.beat(conn, self.worker_id, datetime.now(UTC))
 
     def schedule(self) -> list[tuple]:
         return [(self.heartbeat, HEARTBEAT_SECONDS), *self._extra]

@@ -32,8 +32,9 @@ def system_state(conn: sa.Connection) -> SystemState:
 
 
 def heartbeat(last_seen: datetime | None, now: datetime, interval_seconds: float) -> tuple[bool, float | None]:
-    """(alive, seconds since the last beat): alive means a beat within two intervals."""
+    """(alive, seconds since the last beat): alive means a beat within two intervals. A beat further
+    ahead than that comes from a clock ahead of ours, and proves nothing about the worker now."""
     if last_seen is None:
         return False, None
-    age = max(0.0, (now - last_seen).total_seconds())
-    return age <= 2 * interval_seconds, age
+    age = (now - last_seen).total_seconds()
+    return abs(age) <= 2 * interval_seconds, max(0.0, age)

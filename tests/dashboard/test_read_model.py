@@ -98,3 +98,6 @@ def test_the_heartbeat_is_alive_within_two_intervals():
     assert queries.heartbeat(now - timedelta(seconds=9), now, 5) == (True, 9.0)
     assert queries.heartbeat(now - timedelta(seconds=11), now, 5)[0] is False
     assert queries.heartbeat(None, now, 5) == (False, None)
+    # A beat from days ahead (a time-travel run, a fast clock on another host) is no sign of life now.
+    assert queries.heartbeat(now + timedelta(days=3), now, 5)[0] is False
+    assert queries.heartbeat(now + timedelta(seconds=2), now, 5) == (True, 0.0)

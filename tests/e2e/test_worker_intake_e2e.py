@@ -4,8 +4,10 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -91,6 +93,16 @@ def test_a_single_pass_exits_0(tmp_path):
 def test_a_single_pass_at_a_chosen_instant_exits_0(tmp_path):
     result = run(["scheduler.py", "--now", "2025-12-01T09:00:00Z", "--once"], worker_env(tmp_path))
     assert result.returncode == 0, result.stderr
+
+
+def test_a_time_travel_run_beats_in_real_time_so_it_never_looks_alive_after_it_exits(tmp_path):
+    ahead = datetime.now(UTC) + timedelta(days=3)
+    result = run(["scheduler.py", "--now", ahead.isoformat(), "--once"], worker_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+    with sqlite3.connect(tmp_path / "nurture.db") as db:
+        [(last_seen,)] = db.execute("SELECT last_seen FROM worker").fetchall()
+    assert abs(datetime.fromisoformat(last_seen).replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=5)
 
 
 def test_a_malformed_now_exits_2_with_a_message(tmp_path):
