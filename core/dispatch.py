@@ -237,5 +237,6 @@ _EXPIRED_KEY = ("outcome unknown: first handed to the provider over 23 hours ago
 
 
 def _reason(exc: Exception) -> str:
-    status = getattr(exc, "status", None)
-    return f"{status} {exc}" if status else str(exc)
+    """The error as recorded, led by its HTTP status unless the message already names it ("Resend 429 …")."""
+    status, message = getattr(exc, "status", None), str(exc)
+    return f"{status} {message}" if status and str(status) not in message.split(":")[0] else message

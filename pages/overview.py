@@ -15,15 +15,20 @@ REFRESH_SECONDS = 10
 frame.begin()
 st.title("Overview")
 st.caption("Christmas 2025 · deltas compare with 24 hours ago · times in UTC")
-days = st.segmented_control("Signups over the last", [7, 30, 90], default=30, required=True,
-                            format_func=lambda d: f"{d} days", key="overview_days")
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def live(days: int) -> None:
-    data = overview(days)
-    charts.kpi_grid(data["kpis"])
+def live() -> None:
+    headline = st.container()  # filled once the chart's period is known: the KPIs are all-time anyway
     mix, trend = st.columns([1, 2], gap="large")
+    with trend:
+        st.subheader("Signups per day")
+        # Beside the chart it changes, not above the KPIs, which it does not change.
+        days = st.segmented_control("Period", [7, 30, 90], default=30, required=True, label_visibility="collapsed",
+                                    format_func=lambda d: f"last {d} days", key="overview_days")
+    data = overview(days)
+    with headline:
+        charts.kpi_grid(data["kpis"])
     with mix:
         st.subheader("Segment mix")
         if any(k["value"] for k in data["kpis"] if k["key"].startswith("segment_")):
@@ -31,7 +36,6 @@ def live(days: int) -> None:
         else:
             st.info("No signups yet.")
     with trend:
-        st.subheader("Signups per day")
         if data["signups_per_day"]:
             today = now().date()
             chart = charts.signups_per_day(data["signups_per_day"], today - timedelta(days=days - 1), today)
@@ -60,4 +64,4 @@ def _next_due(rows: list[dict]) -> None:
     st.page_link("pages/sends.py", label="The whole queue", icon=":material/arrow_forward:")
 
 
-live(days)
+live()

@@ -15,8 +15,9 @@ PAGE_SIZE = 50
 frame.begin()
 st.title("Sends")
 counts = read(queries.queue_counts, now())
-st.caption(f"{counts['due_now']:,} due now · {counts['due_within_hour']:,} within the hour · "
-           f"{counts['sending']:,} being sent · {counts['failed']:,} failed · times in UTC")
+st.caption(f"{counts['due']:,} queued: {counts['due_now']:,} due now, {counts['due_within_hour']:,} within the hour · "
+           f"{counts['sending']:,} being sent · {counts['failed']:,} failed · {counts['sent']:,} sent in the last 24 h · "
+           "times in UTC")
 
 
 def _page(name: str, total: int):
@@ -94,8 +95,8 @@ def _sent() -> None:
                      hide_index=True, width="stretch")
 
 
-due, sending, failed, sent = st.tabs([f"Due ({counts['due']:,})", f"Sending ({counts['sending']:,})",
-                                      f"Failed ({counts['failed']:,})", f"Sent, last 24 h ({counts['sent']:,})"])
+# Labels without counts: a label that changes makes a new tab set, and the page jumped back to the first.
+due, sending, failed, sent = st.tabs(["Queued", "Sending", "Failed", "Sent, last 24 h"], key="sends_tab")
 with due:
     _due()
 with sending:

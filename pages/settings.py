@@ -1,5 +1,7 @@
 """Settings: test mode, pause/resume, the integrations' health and the audit trail."""
 
+from email.utils import parseaddr
+
 import pandas as pd
 import streamlit as st
 
@@ -59,7 +61,7 @@ with resend.container(border=True):
     if settings.dry_run:
         st.markdown(":orange-badge[dry run] no RESEND_API_KEY: emails are rendered and recorded, never delivered")
     else:
-        domain = settings.resend_from_email.rpartition("@")[2] or "not set"
+        domain = parseaddr(settings.resend_from_email)[1].rpartition("@")[2] or "not set"  # "Team <a@b.c>" too
         st.markdown(f":green-badge[key set] sending as `{settings.resend_from_email or 'not set'}` "
                     f"(domain `{domain}`)")
     check = read(queries.latest_action, "check_connection")
@@ -102,8 +104,8 @@ my_requests()
 
 st.subheader("Audit trail")
 kind_filter, actor_filter = st.columns(2)
-kind = kind_filter.text_input("Kind", key="audit_kind", placeholder="e.g. send sent")
-actor = actor_filter.text_input("Who", key="audit_actor", placeholder="e.g. dashboard")
+kind = kind_filter.text_input("Kind contains", key="audit_kind", placeholder="e.g. retry, unsubscribed, send sent")
+actor = actor_filter.text_input("Who contains", key="audit_actor", placeholder="e.g. dashboard, resend, worker")
 total = read(queries.audit_count, kind=kind.strip(), actor=actor.strip())
 area = st.container()
 offset = page_picker(total, AUDIT_PAGE, key="audit_page")

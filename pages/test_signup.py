@@ -2,13 +2,14 @@
 
 import streamlit as st
 
+from core import switches
 from core.enrollments import SignupRequest
 from core.errors import InvalidSignup
 from core.intake import enroll_now
 from core.sequencing import segment_for
 from core.signups import parse_signup
 from ui import frame
-from ui.services import act
+from ui.services import act, read
 from ui.text import literal
 from ui.widgets import SEGMENT_BADGE
 
@@ -73,7 +74,9 @@ elif outcome:
         st.warning(f"{literal(outcome['email'])} already has a sequence ({outcome['outcome']}): "
                    "no second one was started.")
     else:
+        when_sent = ("Sending is paused: the welcome email goes once sending is resumed (Settings)."
+                     if read(switches.read).paused else "The worker sends the welcome email within seconds.")
         st.success(f"Enrolled **{literal(outcome['email'])}** as **{outcome['segment']}**, on test timing. "
-                   "The worker sends the welcome email within seconds.")
+                   f"{when_sent}")
     st.page_link("pages/signups.py", label="Open the timeline", icon=":material/timeline:",
                  query_params={"contact": outcome["contact_id"]})

@@ -16,13 +16,21 @@ _STAGE_COLORS = ["#cbd5e1", "#60a5fa", "#2563eb", "#7c3aed", "#15803d"]
 _BAD_WHEN_UP = {"failed", "unsubscribed", "bounced"}
 
 
+_KPI_HELP = {
+    "bounced": "People whose email hard-bounced or who marked it as spam (erasures are not counted).",
+    "failed": "Emails that failed and still need attention: not replaced by a resend, and not of someone "
+              "who was stopped since. The Sends page lists them.",
+    "unsubscribed": "People who unsubscribed (those who also bounced count under Bounced).",
+}
+
+
 def kpi_grid(kpis: list[dict], per_row: int = 5) -> None:
     """The headline metrics, each with its change over the last 24 hours."""
     for start in range(0, len(kpis), per_row):
         for column, kpi in zip(st.columns(per_row), kpis[start:start + per_row]):
             color = "inverse" if kpi["key"] in _BAD_WHEN_UP else "off" if kpi["key"] == "scheduled" else "normal"
             column.metric(kpi["label"], f"{kpi['value']:,}", delta=kpi["delta"], delta_color=color,
-                          delta_description="vs yesterday", border=True)
+                          delta_description="vs yesterday", border=True, help=_KPI_HELP.get(kpi["key"]))
 
 
 def segment_mix(kpis: list[dict]) -> alt.LayerChart:

@@ -14,7 +14,7 @@ from ui.services import now, write
 
 MY_REQUESTS = "_nurture_my_requests"
 FLASH = "_nurture_flash"
-_KEEP = 20
+_KEEP = 100  # a whole page of retries (50) and more, so no refusal among them drops out of sight
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,14 @@ import re
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$<>])")
 
 
+# What GitHub-flavoured markdown turns into a link without any markup: a bare web address.
+_BARE_LINK = re.compile(r"(?i)(https?|ftp)(:)|(www)(\.)")
+_WORD_JOINER = "\u2060"  # invisible, and it breaks the pattern the autolinker looks for
+
+
 def literal(text: object) -> str:
     """`text` backslash-escaped so that markdown shows it exactly as typed: a name like
-    "[x](http://evil)" or ":red-badge[FAKE]" stays text, never a link or a badge."""
-    return _SPECIAL.sub(r"\\\1", str(text))
+    "[x](http://evil)" or ":red-badge[FAKE]" stays text, never a link or a badge, and a bare
+    "http://evil.example" is not made clickable either."""
+    unlinked = _BARE_LINK.sub(lambda m: f"{m[1] or m[3]}{_WORD_JOINER}{m[2] or m[4]}", str(text))
+    return _SPECIAL.sub(r"\\\1", unlinked)

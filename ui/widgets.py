@@ -2,6 +2,7 @@
 
 import json
 import math
+from collections import Counter
 from datetime import datetime
 
 import streamlit as st
@@ -58,11 +59,16 @@ def my_requests(title: str = "Your recent requests") -> None:
     st.session_state[_WAITING] = waiting
     if finished:
         st.rerun()
-    with st.expander(f"{title} ({len(rows)})", expanded=bool(waiting)):
-        for r in rows:
+    tally = Counter(r["status"] for r in rows)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
+    refused = [r for r in rows if r["status"] == "failed"]
+    with st.expander(f"{title} ({summary})", expanded=bool(waiting or refused)):
+        for r in refused + [r for r in rows if r["status"] != "failed"]:  # refusals first: they need reading
             badge = STATUS_BADGE.get(r["status"], "gray")
+            whom = " · ".join(part for part in (literal(r["email"]) if r.get("email") else "",
+                                                f"step {r['step']}" if r.get("step") else "") if part)
             st.markdown(f":{badge}-badge[{r['status']}] **{r['kind'].replace('_', ' ')}** "
-                        f"· asked {ago(r['requested_at'])} · "
+                        f"{'· ' + whom + ' ' if whom else ''}· asked {ago(r['requested_at'])} · "
                         f"{literal(r['result']) if r['result'] else 'waiting for the worker'}")
 
 

@@ -1,5 +1,6 @@
 """The audit trail and the manual requests the worker carries out, paged newest first."""
 
+import json
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -9,12 +10,14 @@ from core.tables import action_t, contact_t, event_t
 
 
 def _event_filter(kind: str, actor: str) -> list[sa.ColumnElement]:
+    """Events whose kind or actor contains what was typed, in any case. Kinds are typed as the page
+    shows them ("send retry") or as stored ("send_retry"); "retry" finds every kind of retry. The
+    page walks the events newest first and stops at a page of matches; only the count reads them all."""
     clauses = []
     if kind:
-        # As the page shows it ("send sent") or as stored ("send_sent"): one exact kind, so its index serves.
-        clauses.append(event_t.c.kind == "_".join(kind.lower().split()))
+        clauses.append(event_t.c.kind.contains("_".join(kind.lower().split()), autoescape=True))
     if actor:
-        clauses.append(event_t.c.actor == actor)
+        clauses.append(sa.func.lower(event_t.c.actor).contains(actor.strip().lower(), autoescape=True))
     return clauses
 
 
@@ -35,12 +38,27 @@ def audit_page(conn: sa.Connection, *, offset: int, limit: int, kind: str = "", 
 
 
 def actions_by_ids(conn: sa.Connection, ids: Iterable[str]) -> list[dict]:
-    """The requests with these ids, newest first: what the dashboard asked for and what became of it."""
+    """The requests with these ids, newest first: what the dashboard asked for, whom it concerned
+    (`email`, `step` from its payload) and what became of it."""
     wanted = list(ids)
     if not wanted:
         return []
-    return rows_as_dicts(conn.execute(sa.select(action_t).where(action_t.c.id.in_(wanted))
-                                      .order_by(action_t.c.requested_at.desc())))
+    found = rows_as_dicts(conn.execute(sa.select(action_t).where(action_t.c.id.in_(wanted))
+                                       .order_by(action_t.c.requested_at.desc())))
+    payloads = [_payload(r["payload"]) for r in found]
+    contact_ids = {p["contact_id"] for p in payloads if isinstance(p.get("contact_id"), str)}
+    emails = dict(conn.execute(sa.select(contact_t.c.id, contact_t.c.email)
+                               .where(contact_t.c.id.in_(contact_ids))).all()) if contact_ids else {}
+    return [{**r, "email": emails.get(p.get("contact_id")) or p.get("to"), "step": p.get("step")}
+            for r, p in zip(found, payloads, strict=True)]
+
+
+def _payload(text: str | None) -> dict:
+    try:
+        payload = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def latest_action(conn: sa.Connection, kind: str) -> dict | None:

@@ -90,7 +90,7 @@ def kpis(conn: sa.Connection, now: datetime, by_status_step: dict | None = None)
         # As the Sends page lists them: a failure a resend or retry replaced is not counted.
         ("failed", "Failed", *standing_failures(conn, since)),
         ("unsubscribed", "Unsubscribed", *stops["unsubscribed"]),
-        ("bounced", "Bounced or complained", *stops["bounced"]),
+        ("bounced", "Bounced", *stops["bounced"]),  # hard bounces and complaints: the label must fit a card
     ]
     return [{"key": key, "label": label, "value": value, "delta": delta} for key, label, value, delta in figures]
 

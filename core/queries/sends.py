@@ -28,7 +28,8 @@ def _where(name: str, now: datetime):
     return {
         "due": _ready_scheduled(),
         "sending": sa.and_(send_t.c.status == "sending", send_t.c.lease_expires_at.is_not(None)),
-        "failed": sa.and_(send_t.c.status == "failed", send_t.c.finished_at.is_not(None), ~_superseded()),
+        "failed": sa.and_(send_t.c.status == "failed", send_t.c.finished_at.is_not(None), ~_superseded(),
+                          ~_stopped()),
         # Only the last day: counting every email ever sent would walk a million index entries.
         "sent": sa.and_(send_t.c.status == "sent", send_t.c.finished_at >= now - RECENT),
     }[name]
@@ -39,6 +40,16 @@ def _superseded():
     newer = send_t.alias("newer")
     return sa.exists().where(newer.c.enrollment_id == send_t.c.enrollment_id, newer.c.step == send_t.c.step,
                              newer.c.generation > send_t.c.generation)
+
+
+def _stopped():
+    """The person unsubscribed, bounced or was erased, or the sequence was cancelled: nothing of theirs
+    can be retried, so their failures leave the list of what needs attention."""
+    contact, enrollment = contact_t.alias("stopped_contact"), enrollment_t.alias("stopped_enrollment")
+    return sa.or_(
+        sa.exists().where(contact.c.id == send_t.c.contact_id,
+                          sa.or_(contact.c.unsubscribed_at.is_not(None), contact.c.suppressed_at.is_not(None))),
+        sa.exists().where(enrollment.c.id == send_t.c.enrollment_id, enrollment.c.status == "cancelled"))
 
 
 def _order(name: str):
@@ -62,7 +73,7 @@ def queue_list(conn: sa.Connection, name: str, *, now: datetime, offset: int = 0
 
 
 def standing_failures(conn: sa.Connection, since: datetime) -> tuple[int, int]:
-    """Failures no newer generation of their step replaced (the Failed list): all, and those since `since`."""
+    """Failures that still need attention (the Failed list): all, and those since `since`."""
     return tuple(conn.execute(sa.select(sa.func.count(), sa.func.count().filter(send_t.c.finished_at >= since))
                               .where(_where("failed", since))).one())
 

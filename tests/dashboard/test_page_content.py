@@ -84,7 +84,8 @@ def test_names_and_addresses_are_shown_literally_never_as_markdown(app_env, make
     services = build_services(make_settings(), migrate=True)
     try:
         [lead] = enroll_now(services, [signup_request(
-            email="x*y*z@example.com", first_name="[x](http://evil.example)", business_name=":red-badge[FAKE] $x^2$")])
+            email="x*y*z@example.com", first_name="[x](http://evil.example)",
+            business_name=":red-badge[FAKE] $x^2$ see https://evil.example or www.evil.example")])
     finally:
         services.close()
     at = open_app("pages/signups.py")
@@ -92,11 +93,14 @@ def test_names_and_addresses_are_shown_literally_never_as_markdown(app_env, make
     at.run()
 
     source = "\n".join(m.value for m in [*at.markdown, *at.subheader])
-    assert r"\[x\]\(http\://evil\.example\)" in source and "](http://evil" not in source
+    joiner = "\u2060"  # invisible; it keeps the markdown autolinker from making a bare address clickable
+    assert rf"\[x\]\(http{joiner}\://evil\.example\)" in source and "](http" not in source
     assert r"\:red\-badge\[FAKE\] \$x^2\$" in source and ":red-badge[FAKE]" not in source
+    assert "https://" not in source and "www." not in source and "www\\." not in source
     assert r"x\*y\*z@example\.com" in source
-    text = page_text(at)
+    text = page_text(at).replace(joiner, "")
     assert "[x](http://evil.example)" in text and ":red-badge[FAKE] $x^2$" in text  # what the marketer reads
+    assert "see https://evil.example or www.evil.example" in text
 
 
 def test_the_timeline_says_why_a_sequence_stopped(seeded, open_app):

@@ -91,6 +91,13 @@ def test_the_audit_trail_pages_newest_first(seeded):
     assert read(seeded, queries.audit_count, kind=" Send  Sent ") == read(seeded, queries.audit_count, kind="send_sent") > 0
     unsubscribed = read(seeded, queries.audit_page, offset=0, limit=5, kind="unsubscribed")
     assert [e["email"] for e in unsubscribed] == ["leaver@example.com"]  # whose event it is
+    # Part of a kind or of who did it finds every match: "sent" covers send_sent; "unsubscrib" the unsubscribe.
+    assert read(seeded, queries.audit_count, kind="sent") >= read(seeded, queries.audit_count, kind="send_sent") > 0
+    assert read(seeded, queries.audit_count, kind="unsubscrib") == 1
+    assert read(seeded, queries.audit_count, kind="100%_") == 0  # typed wildcards match only themselves
+    actors = {e["actor"] for e in read(seeded, queries.audit_page, offset=0, limit=100)}
+    some = sorted(actors)[0]
+    assert read(seeded, queries.audit_count, actor=some[1:-1].upper()) >= read(seeded, queries.audit_count, actor=some)
 
 
 def test_the_heartbeat_is_alive_within_two_intervals():

@@ -27,7 +27,7 @@ from core.dispatch import Dispatcher, DispatchPolicy
 from core.errors import AccountMailerError, PermanentMailerError, TransientMailerError
 from core.intake import enroll_now
 from core.models import Contact, Send
-from core.queries import kpis
+from core.queries import actions_by_ids, kpis
 from core.queries.sends import queue_counts, queue_list
 from core.sequencing import planned_gap
 from core.testing import FakeMailer
@@ -1179,3 +1179,23 @@ def test_overview_counts_standing_failures_and_only_real_bounces(services, clien
     assert raw_failed == 1, "b's first try failed"
     assert figures["failed"] == (0, 0), "the resend replaced it, as on the Sends page"
     assert figures["bounced"] == (1, 1), "bob complained; cat's erasure is no bounce"
+
+
+def test_failures_of_stopped_people_leave_the_failed_list_and_a_request_names_its_contact(
+        services, dispatcher, mailer):
+    people = {name: enroll(services, email=f"{name}@example.com") for name in ("kept", "left", "ended")}
+    mailer.fail_next(PermanentMailerError("Resend 422 validation_error: refused for now", status=422))
+    dispatcher.run_pass()
+    act(services, "cancel_sequence", {"enrollment_id": people["ended"].enrollment_id})
+    with db.write_transaction(services.engine) as conn:
+        unsubscribe_contact(conn, people["left"].contact_id, actor="test", now=services.clock())
+
+    with services.engine.connect() as conn:
+        listed = queue_list(conn, "failed", now=services.clock())
+        assert [r["email"] for r in listed] == ["kept@example.com"]
+        assert queue_counts(conn, services.clock())["failed"] == 1
+    retry = act(services, "retry_send", {"send_id": step_send(services, people["left"].enrollment_id, 1)["id"],
+                                         "contact_id": people["left"].contact_id})
+    with services.engine.connect() as conn:
+        [request] = actions_by_ids(conn, [retry["id"]])
+    assert request["status"] == "failed" and request["email"] == "left@example.com"
