@@ -36,8 +36,13 @@ with sending:
         confirm.button("Resume sending", Command("resume", (), "Resume sending? Everything due goes out at once.",
                                                  "Yes, resume", "Sending resumed."),
                        key="resume", primary=True, icon=":material/play_arrow:")
+    elif state.retrying:
+        st.warning(f"**Sending is retrying.** {state.retrying:,} email{'s wait' if state.retrying != 1 else ' waits'} "
+                   f"to be sent again after the provider answered: {literal(state.retry_reason)}. They go once it "
+                   "answers, with the same idempotency key, so none goes twice.", icon=":material/sync_problem:")
     else:
         st.success("Sending normally.", icon=":material/check_circle:")
+    if not state.paused:
         st.text_input("Reason (shown to everyone)", key="pause_reason", placeholder="e.g. checking the copy of step 3")
         confirm.button("Pause sending", _pause_command, key="pause", icon=":material/pause:")
 with mode:

@@ -31,6 +31,9 @@ def _live_status() -> None:
     if state.paused:
         st.error(f"**Sending paused.** {literal(state.pause_reason or 'No reason given.')} "
                  "Resume it on the Settings page.", icon=":material/pause_circle:")
+    elif state.retrying:
+        st.warning(f"**Provider trouble.** {state.retrying:,} email{'s' if state.retrying != 1 else ''} waiting to "
+                   f"be sent again: {literal(state.retry_reason)}", icon=":material/sync_problem:")
     if services().settings.dry_run:
         st.warning("**Dry run.** No RESEND_API_KEY is set: emails are rendered and marked sent, "
                    "but nothing is delivered.", icon=":material/science:")

@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import switches
-from core.tables import worker_t
+from core.tables import send_t, worker_t
 
 
 @dataclass(frozen=True)
@@ -18,16 +18,26 @@ class SystemState:
     pause_reason: str | None
     test_mode: bool
     worker_last_seen: datetime | None
+    retrying: int = 0  # emails held in backoff after the provider failed to answer (outage, rate limit)
+    retry_reason: str | None = None  # the provider's latest such answer
 
 
 def system_state(conn: sa.Connection) -> SystemState:
-    """The runtime switches and the newest worker heartbeat: two small reads, cheap enough for every rerun."""
+    """The runtime switches, the newest worker heartbeat and the provider's trouble, if any: small reads
+    (the emails in flight are a short range of one index), cheap enough for every rerun."""
     state = switches.read(conn)
+    backing_off = sa.and_(send_t.c.status == "sending", send_t.c.lease_expires_at.is_not(None),
+                          send_t.c.last_error.is_not(None))
+    retrying = conn.scalar(sa.select(sa.func.count()).where(backing_off)) or 0
+    reason = conn.scalar(sa.select(send_t.c.last_error).where(backing_off)
+                         .order_by(send_t.c.updated_at.desc()).limit(1)) if retrying else None
     return SystemState(
         paused=state.paused,
         pause_reason=state.pause_reason,
         test_mode=state.test_mode,
         worker_last_seen=conn.scalar(sa.select(sa.func.max(worker_t.c.last_seen))),
+        retrying=retrying,
+        retry_reason=reason,
     )
 
 

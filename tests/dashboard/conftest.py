@@ -41,7 +41,7 @@ def shown(markdown: str) -> str:
     return _UNESCAPE.sub(r"\1", markdown)
 
 
-_UNESCAPE = re.compile(r"\\([^\w\s])")
+_UNESCAPE = re.compile(r"\\([^\w\s]|_)")
 
 
 @pytest.fixture(autouse=True)

@@ -4,12 +4,15 @@ import base64
 import csv
 import io
 import re
+from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
-from core import queries
+from core import db, queries
 from core.bootstrap import build_services
 from core.intake import enroll_now
+from core.timeutil import utcnow
 from tests.dashboard.conftest import page_text
 from tests.support import signup_request
 from ui.downloads import contacts_csv
@@ -171,3 +174,21 @@ def test_the_csv_export_quotes_names_a_spreadsheet_would_run_as_formulas(app_env
     [row] = csv.DictReader(io.StringIO(contacts_csv(queries.ContactFilter())().decode("utf-8")))
     assert (row["email"], row["first_name"], row["business_name"]) == (
         "'=1+2@example.com", '\'=HYPERLINK("http://evil/","click")', "'+cmd|calc")
+
+
+def test_a_provider_outage_shows_on_settings_and_in_the_sidebar(seeded, open_app):
+    services = seeded["services"]
+    uma = seeded["contacts"]["uma@example.com"]
+    send_t = sa.table("send", sa.column("enrollment_id"), sa.column("step"), sa.column("status"),
+                      sa.column("lease_expires_at"), sa.column("last_error"), sa.column("updated_at"))
+    with db.write_transaction(services.engine) as conn:  # what the dispatcher leaves for a batch in backoff
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == uma.enrollment_id, send_t.c.step == 2).values(
+            status="sending", lease_expires_at=utcnow() + timedelta(minutes=5), updated_at=utcnow(),
+            last_error="Resend 503 application_error: Service unavailable"))
+
+    at = open_app("pages/settings.py")
+
+    text = page_text(at).replace("**", "")
+    assert "Sending is retrying. 1 email waits to be sent again" in text and "Sending normally" not in text
+    assert "Resend 503 application_error: Service unavailable" in text
+    assert "Provider trouble. 1 email waiting to be sent again" in text  # the sidebar, on every page
