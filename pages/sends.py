@@ -65,7 +65,7 @@ def _failed() -> None:
             pd.DataFrame([{"failed": when(r["finished_at"]), **_who(r), "provider's message": r["last_error"] or "",
                            "attempts": r["attempts"]} for r in rows]),
             key="failed_table", on_select="rerun", selection_mode="multi-row", hide_index=True, width="stretch",
-            column_config={"provider's message": st.column_config.TextColumn(width="large")})
+            column_config={"provider's message": st.column_config.TextColumn(width="medium")})
         chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
         one, page = st.columns(2)
         with one:

@@ -20,7 +20,9 @@ st.title("Signups")
 
 def _filters() -> queries.ContactFilter:
     with st.container(border=True):
-        search, segment, status, audience, dates = st.columns([3, 2, 2, 2.4, 2.6], vertical_alignment="bottom")
+        # Two rows, so that at a laptop's width a chosen segment or status reads in full.
+        search, segment, status = st.columns([3, 2.5, 2.5], vertical_alignment="bottom")
+        audience, dates, _ = st.columns([2.4, 2.6, 3], vertical_alignment="bottom")
         term = search.text_input("Search", placeholder="email, name or business", key="f_search")
         segments = segment.multiselect("Segment", [s.value for s in Segment], key="f_segments")
         statuses = status.multiselect("Status", [s.value for s in EnrollmentStatus], key="f_statuses")
@@ -36,14 +38,18 @@ def _close_timeline() -> None:
     st.session_state[TABLE] = NO_SELECTION
 
 
+# The steps come right after who and where they stand, so a laptop's width shows all seven; names
+# and dates, the longest and least needed to steer, come last.
+COLUMNS = ["Email", "Segment", "Status", *map(str, range(1, 8)), "Test", "Name", "Business", "Signed up"]
+
+
 def _table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{
         "Email": r["email"], "Name": r["first_name"] or "", "Business": r["business_name"] or "",
         "Segment": r["segment"] or "", "Status": r["status"] or "", "Signed up": when(r["signed_up_at"]),
         **{str(n): glyphs.data_uri(state) for n, state in enumerate(r["steps"], start=1)},
         "Test": bool(r["is_test"]),
-    } for r in rows], columns=["Email", "Name", "Business", "Segment", "Status", "Signed up",
-                               *map(str, range(1, 8)), "Test"])
+    } for r in rows], columns=COLUMNS)
 
 
 where = _filters()
@@ -63,6 +69,8 @@ with table_area:
     else:
         narrow = {str(n): st.column_config.ImageColumn(str(n), width=34, help=f"step {n}") for n in range(1, 8)}
         narrow["Test"] = st.column_config.CheckboxColumn("Test", width=48, help="a test contact")
+        narrow["Segment"] = st.column_config.TextColumn("Segment", width=92)
+        narrow["Status"] = st.column_config.TextColumn("Status", width=110)
         selection_follows(TABLE, [r["contact_id"] for r in rows])
         picked = st.dataframe(_table(rows), key=TABLE, on_select="rerun", selection_mode="single-row",
                               hide_index=True, width="stretch", column_config=narrow)

@@ -59,6 +59,10 @@ def inline(state: str, size: int = 20) -> str:
     return f"![{state}]({data_uri(state, size)})"
 
 
+# "due" is the step a sequence releases next, possibly days ahead; "due" alone reads as "going now".
+_SHOWN_AS = {"due": "next up"}
+
+
 def legend() -> str:
     """Markdown naming every glyph the Signups table uses."""
-    return " &nbsp; ".join(f"{inline(state, 16)} {state}" for state in LEGEND)
+    return " &nbsp; ".join(f"{inline(state, 16)} {_SHOWN_AS.get(state, state)}" for state in LEGEND)

@@ -70,6 +70,8 @@ def describe_step(number: int, send: dict | None, earlier: dict[int, dict], now:
         retrying = f"; retrying after: {send['last_error']}" if send["last_error"] else ""
         return f"being sent (attempt {send['attempts'] or 1}){retrying}", tuple(facts)
     reason = send["last_error"] or ""
+    if send.get("finished_at") and status in ("failed", "cancelled", "skipped"):
+        facts.insert(0, f"{status} {when(send['finished_at'])}")
     if status == "failed":
         return f"failed: {reason or 'no reason recorded'}", tuple(facts)
     if status == "cancelled":
