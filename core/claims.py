@@ -137,9 +137,11 @@ def _one_per_enrollment(conn: sa.Connection, batch_id: str) -> int:
     """
     members = conn.execute(sa.select(send_t.c.id, send_t.c.enrollment_id, send_t.c.step)
                            .where(send_t.c.batch_id == batch_id).order_by(send_t.c.step)).all()
+    # Locked (waiting, not skipping): a worker recording one of these meanwhile either commits first, and
+    # it is no longer in flight here, or waits for this claim and then releases what it put back.
     in_flight = set(conn.execute(sa.select(send_t.c.enrollment_id).where(
         send_t.c.enrollment_id.in_({m.enrollment_id for m in members}), send_t.c.status == SendStatus.SENDING,
-        send_t.c.batch_id != batch_id)).scalars())
+        send_t.c.batch_id != batch_id).with_for_update()).scalars())
     extra = []
     for member in members:
         if member.enrollment_id in in_flight:

@@ -79,6 +79,7 @@ def cancel_sequence(conn: sa.Connection, enrollment_id: str, *, actor: str, now:
 
 def skip_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str, now: datetime) -> bool:
     """Skip a step not yet claimed; the sequence moves on to the next one."""
+    _lock_sequence(conn, enrollment_id)
     enrollment = _enrollment(conn, enrollment_id)
     skipped = conn.execute(send_t.update().where(
         send_t.c.enrollment_id == enrollment_id, send_t.c.step == step, send_t.c.status == SendStatus.SCHEDULED,
@@ -94,10 +95,10 @@ def skip_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str,
 def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str, now: datetime) -> str:
     """Queue a step again as a new generation (its own idempotency key). It goes in its turn:
     at once when no earlier step is still to go, otherwise after them, under the order rule."""
+    _lock_sequence(conn, enrollment_id)  # first: what is read below is then what a worker recording a step sees
     enrollment = _enrollment(conn, enrollment_id)
     _refuse_if_stopped(conn, enrollment.contact_id)
     _refuse_if_cancelled(enrollment)
-    _lock_sequence(conn, enrollment_id)
     latest = conn.execute(sa.select(send_t.c.generation, send_t.c.status).where(
         send_t.c.enrollment_id == enrollment_id, send_t.c.step == step
     ).order_by(send_t.c.generation.desc()).limit(1)).first()
@@ -125,10 +126,10 @@ def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) 
                        .where(send_t.c.id == send_id)).first()
     if row is None:
         raise NotFound(f"no send {send_id}")
+    _lock_sequence(conn, row.enrollment_id)  # before reading the enrollment, as in resend_step
     _refuse_if_stopped(conn, row.contact_id)
     enrollment = _enrollment(conn, row.enrollment_id)
     _refuse_if_cancelled(enrollment)
-    _lock_sequence(conn, row.enrollment_id)
     newer = conn.scalar(sa.select(sa.func.max(send_t.c.generation)).where(
         send_t.c.enrollment_id == row.enrollment_id, send_t.c.step == row.step, send_t.c.generation > row.generation))
     if newer is not None:
@@ -136,7 +137,7 @@ def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) 
                            "retrying this one would send it twice")
     retried = conn.execute(send_t.update().where(send_t.c.id == send_id, send_t.c.status == SendStatus.FAILED).values(
         status=SendStatus.SCHEDULED, ready=False, due_at=now, attempts=0, batch_id=None, idempotency_key=None,
-        lease_owner=None, lease_expires_at=None, finished_at=None, updated_at=now)).rowcount
+        lease_owner=None, lease_expires_at=None, finished_at=None, last_error=None, updated_at=now)).rowcount
     if retried:
         _reopen(conn, enrollment, now)
         _take_turn(conn, enrollment, row.step, now)
@@ -189,10 +190,9 @@ def _refuse_if_cancelled(enrollment) -> None:
 def _reopen(conn: sa.Connection, enrollment, now: datetime) -> None:
     """A completed sequence with a step queued again is active until that step finishes; otherwise the
     claim would take it for a stopped sequence and cancel the send."""
-    if enrollment.status == EnrollmentStatus.COMPLETED:
-        conn.execute(enrollment_t.update().where(enrollment_t.c.id == enrollment.id,
-                                                 enrollment_t.c.status == EnrollmentStatus.COMPLETED)
-                     .values(status=EnrollmentStatus.ACTIVE, status_reason=None, updated_at=now))
+    conn.execute(enrollment_t.update().where(enrollment_t.c.id == enrollment.id,
+                                             enrollment_t.c.status == EnrollmentStatus.COMPLETED)
+                 .values(status=EnrollmentStatus.ACTIVE, status_reason=None, updated_at=now))
 
 
 def _enrollment(conn: sa.Connection, enrollment_id: str):

@@ -16,7 +16,7 @@ AUDIT_PAGE = 50
 
 frame.begin()
 st.title("Settings")
-state = read(queries.system_state)
+state = read(queries.system_state, now())
 settings = services().settings
 
 

@@ -18,7 +18,7 @@ def render() -> None:
 
 @st.fragment(run_every=HEARTBEAT_SECONDS)
 def _live_status() -> None:
-    state = read(queries.system_state)
+    state = read(queries.system_state, now())
     alive, age = queries.heartbeat(state.worker_last_seen, now(), HEARTBEAT_SECONDS)
     if alive:
         st.badge("Worker running", icon=":material/favorite:", color="green")

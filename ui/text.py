@@ -7,8 +7,9 @@ import re
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$<>])")
 
 
-# What GitHub-flavoured markdown turns into a link without any markup: a bare web address.
-_BARE_LINK = re.compile(r"(?i)(https?|ftp)(:)|(www)(\.)")
+# What GitHub-flavoured markdown turns into a link without any markup: a bare web address, which it
+# only sees at the start of a line or after a space, *, _, ~ or "(" (so "ann@www.acme.com" is left alone).
+_BARE_LINK = re.compile(r"(?i)(?<![^\s*_~(])(?:(https?|ftp)(:)|(www)(\.))")
 _WORD_JOINER = "\u2060"  # invisible, and it breaks the pattern the autolinker looks for
 
 

@@ -19,7 +19,7 @@ _IN_TURN = ("It goes at once, or after any earlier step still to come (one email
 
 def render(contact_id: str, *, on_close=None) -> None:
     """Draw the timeline of `contact_id`; `on_close` is the close button's callback."""
-    state = read(queries.system_state)
+    state = read(queries.system_state, now())
     detail = read(queries.contact_detail, contact_id, now(), paused=state.paused)
     if detail is None:
         st.warning("That contact no longer exists (it may have been erased).")

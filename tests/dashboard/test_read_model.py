@@ -2,7 +2,10 @@
 
 from datetime import timedelta
 
-from core import db, queries
+import sqlalchemy as sa
+
+from core import db, heartbeat, queries
+from core.heartbeat import HEARTBEAT_SECONDS
 from core.timeutil import utcnow
 
 
@@ -108,3 +111,15 @@ def test_the_heartbeat_is_alive_within_two_intervals():
     # A beat from days ahead (a time-travel run, a fast clock on another host) is no sign of life now.
     assert queries.heartbeat(now + timedelta(days=3), now, 5)[0] is False
     assert queries.heartbeat(now + timedelta(seconds=2), now, 5) == (True, 0.0)
+
+
+def test_a_beat_dated_in_the_future_neither_passes_for_a_live_worker_nor_hides_one(seeded):
+    services = seeded["services"]
+    now = utcnow()
+    with db.write_transaction(services.engine) as conn:
+        heartbeat.beat(conn, "old-time-travel-run", now + timedelta(days=20))
+    state = read(seeded, queries.system_state, now)
+    assert queries.heartbeat(state.worker_last_seen, now, HEARTBEAT_SECONDS)[0] is True  # the live test-worker
+    with db.write_transaction(services.engine) as conn:
+        conn.execute(sa.text("DELETE FROM worker WHERE id = 'test-worker'"))
+    assert read(seeded, queries.system_state, now).worker_last_seen is None  # nothing alive to show

@@ -400,7 +400,7 @@ def test_a_send_that_keeps_failing_transiently_is_retried_for_the_retry_window_t
 
     send = step_send(services, result.enrollment_id, 1)
     assert send["status"] == "failed" and send["attempts"] == len(mailer.calls) > 5
-    assert re.match(r"gave up after \d+ attempts over 1\.\d h: 503", send["last_error"]), send["last_error"]
+    assert re.match(r"gave up after \d+ attempts over 1\.\d h: Resend 503", send["last_error"]), send["last_error"]
     assert len(set(map(str, mailer.calls))) == 1, "every attempt replayed the same batch and key"
     assert mailer.sent_to(contact_row(services, result.contact_id)["email"])[0:1] == [], "the failed step never went"
     assert step_send(services, result.enrollment_id, 2)["ready"]
@@ -598,6 +598,7 @@ def test_retry_send_requeues_a_failed_send_which_then_goes_under_a_fresh_key(ser
     requeued = step_send(services, result.enrollment_id, 1)
     assert action["status"] == "done" and action["result"] == "queued again"
     assert (requeued["status"], requeued["attempts"], requeued["batch_id"]) == ("scheduled", 0, None)
+    assert requeued["last_error"] is None  # the reason is in the audit trail; kept, it read as a provider outage
     assert dispatcher.run_pass() == 1
 
     sent = step_send(services, result.enrollment_id, 1)
@@ -1199,3 +1200,38 @@ def test_failures_of_stopped_people_leave_the_failed_list_and_a_request_names_it
     with services.engine.connect() as conn:
         [request] = actions_by_ids(conn, [retry["id"]])
     assert request["status"] == "failed" and request["email"] == "left@example.com"
+
+
+@pytest.mark.parametrize("backend", ["postgres"])  # SQLite's writers queue: no overlap to race
+def test_a_claim_that_puts_a_send_back_while_its_sibling_is_recorded_never_strands_it(services, clock):
+    result = enroll(services)
+    lease, finished = timedelta(minutes=2), [outcomes.Finished(result.enrollment_id, "Christmas 2025", "production")]
+    with db.write_transaction(services.engine) as conn:  # step 1 refused; step 2 released, then claimed
+        first = claims.claim_due(conn, "worker-a", clock(), lease, 100)
+        outcomes.mark_failed(conn, {first.members[0].id: "refused for now"}, "worker-a", clock())
+        outcomes.release_next_steps(conn, finished, clock())
+    clock.advance(hours=25)
+    with db.write_transaction(services.engine) as conn:
+        in_flight = claims.claim_due(conn, "worker-b", clock(), lease, 100)
+    assert [m.step for m in in_flight.members] == [2]
+    act(services, "retry_send", {"send_id": first.members[0].id})  # step 1 is queued again, ready
+
+    claiming = services.engine.connect()
+    claiming_tx = claiming.begin()
+    assert claims.claim_due(claiming, "worker-c", clock(), lease, 100) is None  # put back: step 2 is in flight
+
+    def record_step_2():  # another worker records step 2 meanwhile; it must wait for the claim, then release
+        with db.write_transaction(services.engine) as conn:
+            outcomes.mark_sent(conn, {in_flight.members[0].id: "re_2"}, "worker-b", clock())
+            outcomes.release_next_steps(conn, finished, clock())
+
+    recorder = threading.Thread(target=record_step_2)
+    recorder.start()
+    recorder.join(timeout=1)
+    assert recorder.is_alive(), "the recorder waits for the claim's lock on step 2"
+    claiming_tx.commit()
+    claiming.close()
+    recorder.join(timeout=30)
+
+    retried = step_send(services, result.enrollment_id, 1)
+    assert (retried["status"], retried["ready"]) == ("scheduled", True), "released, not stranded"
