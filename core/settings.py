@@ -227,11 +227,16 @@ def conflicts(settings: Settings) -> list[str]:
     if settings.resend_api_key and not settings.resend_from_email:
         found.append("RESEND_FROM_EMAIL is empty while RESEND_API_KEY is set: every email needs a sender, "
                      "such as 'Acme Team <team@yourdomain.com>'.")
-    hosts = {settings.api_host, settings.dashboard_host}
+    hosts = {_loopback(settings.api_host), _loopback(settings.dashboard_host)}
     if settings.api_port == settings.dashboard_port and (len(hosts) == 1 or hosts & WILDCARD_HOSTS):
         found.append(f"API_PORT and DASHBOARD_PORT are both {settings.api_port}: the intake API and the dashboard "
                      "need a port each.")
     return found
+
+
+def _loopback(host: str) -> str:
+    """One name for this machine's IPv4 loopback, so "localhost" and "127.0.0.1" are seen to clash."""
+    return "127.0.0.1" if host.strip().lower() == "localhost" else host.strip()
 
 
 def _check_env_file(path) -> None:

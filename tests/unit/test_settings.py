@@ -197,7 +197,7 @@ def test_a_resend_key_without_a_sender_stops_start_up(env):
 
 @pytest.mark.parametrize(("api_host", "dashboard_host", "clash"), [
     ("127.0.0.1", "127.0.0.1", True), ("0.0.0.0", "127.0.0.1", True), ("127.0.0.1", "::", True),
-    ("127.0.0.1", "10.0.0.5", False)])
+    ("localhost", "127.0.0.1", True), ("127.0.0.1", "10.0.0.5", False)])
 def test_the_api_and_the_dashboard_cannot_share_a_port(env, api_host, dashboard_host, clash):
     env.setenv("API_PORT", "8600")
     env.setenv("DASHBOARD_PORT", "8600")
