@@ -18,8 +18,8 @@ _TEMPLATES = Path(__file__).parent / "templates"
 _SENDER = "The team at Nurture Systems"
 _FIRST_NAME_FALLBACK = "there"
 _BUSINESS_NAME_FALLBACK = "your business"
-# Long enough for any real name, short enough that the subject survives an inbox's preview.
-_SUBJECT_NAME_LIMIT = 60
+# What an inbox shows of a subject before cutting it: a long name is shortened to fit the rest.
+SUBJECT_LIMIT = 70
 # Plain-text parts are written one paragraph a line and wrapped here, once names are in.
 _TEXT_WIDTH = 76
 _LIST_MARKER = re.compile(r"^(?:[-*]|\d+\.) ")
@@ -106,12 +106,17 @@ def _environment(kind: str) -> Environment:
     return env
 
 
+# Bidirectional controls (embeddings, overrides, isolates): a name holding U+202E would display the
+# rest of its subject or paragraph reversed. Arabic and Hebrew text needs none of them to show right.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _clean(value: str | None) -> str:
-    """Trim a name and fold control characters and line breaks into single spaces."""
+    """Trim a name, fold control characters and line breaks into single spaces, drop bidi controls."""
     if not value:
         return ""
     # Names reach the Subject header: a CR/LF there could inject headers of its own.
-    spaced = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value)
+    spaced = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value if ch not in _BIDI_CONTROLS)
     return " ".join(spaced.split())
 
 
@@ -120,17 +125,18 @@ def _subject(step: Step, first_name: str, business_name: str) -> str:
     if not first_name:
         # "Your results, there" reads oddly; drop the trailing address instead.
         template = re.sub(r",\s*\{first_name\}", "", template)
+    room = SUBJECT_LIMIT - len(template.format(first_name="", business_name=""))
     subject = template.format(
-        first_name=_truncate(first_name or _FIRST_NAME_FALLBACK),
-        business_name=_truncate(business_name or _BUSINESS_NAME_FALLBACK),
+        first_name=_truncate(first_name or _FIRST_NAME_FALLBACK, room),
+        business_name=_truncate(business_name or _BUSINESS_NAME_FALLBACK, room),
     )
     return " ".join(subject.split())
 
 
-def _truncate(name: str) -> str:
-    if len(name) <= _SUBJECT_NAME_LIMIT:
+def _truncate(name: str, room: int) -> str:
+    if len(name) <= room:
         return name
-    return name[: _SUBJECT_NAME_LIMIT - 1].rstrip() + "…"
+    return name[: room - 1].rstrip(" ,") + "…"
 
 
 def _count(value: int | None) -> int | None:

@@ -209,7 +209,8 @@ def test_a_public_deployment_with_every_safeguard_starts(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     settings = load_settings(_env_file=None, public_base_url="https://nurture.acme.co.uk",
                              secret_key="k" * 32, webhook_secret="w" * 24, dashboard_password="a long passphrase",
-                             resend_from_email="Acme <hello@acme.co.uk>")
+                             resend_from_email="Acme <hello@acme.co.uk>", booking_url="https://acme.co.uk/book",
+                             postal_address="Acme Ltd, 2 High Street, York YO1 7HH")
     assert settings.is_production
 
 

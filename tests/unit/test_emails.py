@@ -170,8 +170,23 @@ def test_long_names_are_shortened_in_subjects_but_kept_whole_in_the_body():
     email = render(2, business_name=long_name)
 
     assert long_name not in email.subject
-    assert "Hollybrook Artisan Bakery, Patisserie and Christmas Hamper…" in email.subject
+    assert len(email.subject) <= 70  # shortened to what an inbox shows
+    assert email.subject.startswith("What your systems quietly cost Hollybrook Artisan Bakery")
+    assert email.subject.endswith("… every week")
     assert long_name in email.html
+
+
+@pytest.mark.parametrize("step", range(1, 8))
+def test_no_subject_runs_past_what_an_inbox_shows_whatever_the_names(step):
+    email = render(step, first_name="Maximiliana-Josephine-Theodora " * 3, business_name="Extraordinarily Long " * 5)
+    assert len(email.subject) <= 70
+
+
+def test_a_right_to_left_override_in_a_name_cannot_reverse_the_rest_of_the_email():
+    email = render(2, first_name="\u202eevil", business_name="\u202eשלום בע\"מ")
+    for part in (email.subject, email.html, email.text):
+        assert not any(ch in part for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert "שלום בע" in email.subject  # the name itself is kept
 
 
 @pytest.mark.parametrize(

@@ -271,6 +271,8 @@ def test_a_public_base_url_is_tidied_and_its_host_decides_production(env, url, p
     env.setenv("WEBHOOK_SECRET", "w" * 32)
     env.setenv("DASHBOARD_PASSWORD", "a long dashboard password")
     env.setenv("RESEND_FROM_EMAIL", "Nurture <hello@nurture.acme.co.uk>")
+    env.setenv("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH")
+    env.setenv("BOOKING_URL", "https://acme.co.uk/book")
     s = load()
     assert s.public_base_url.startswith("http") and s.public_base_url == s.public_base_url.strip()
     assert s.is_production is production
@@ -284,8 +286,33 @@ def test_only_placeholder_sender_domains_are_refused_in_production(env, sender, 
     from core.settings import production_problems
 
     for name, value in (("PUBLIC_BASE_URL", "https://nurture.acme.org"), ("SECRET_KEY", "k" * 32),
-                        ("WEBHOOK_SECRET", "w" * 32), ("DASHBOARD_PASSWORD", "a long dashboard password")):
+                        ("WEBHOOK_SECRET", "w" * 32), ("DASHBOARD_PASSWORD", "a long dashboard password"),
+                        ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH"),
+                        ("BOOKING_URL", "https://acme.org/book")):
         env.setenv(name, value)
     env.setenv("RESEND_FROM_EMAIL", "hello@acme.org")
     settings = load().model_copy(update={"resend_from_email": sender})
     assert ("RESEND_FROM_EMAIL (a real sender on your verified domain)" in production_problems(settings)) is placeholder
+
+
+@pytest.mark.parametrize(("variable", "value", "refused"), [
+    ("POSTAL_ADDRESS", None, True), ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH", False),
+    ("BOOKING_URL", None, True), ("BOOKING_URL", "https://www.example.com/book", True),
+    ("BOOKING_URL", "https://acme.org/book", False),
+])
+def test_a_production_deployment_refuses_the_sample_footer_address_and_booking_link(env, variable, value, refused):
+    for name, setting in (("PUBLIC_BASE_URL", "https://nurture.acme.org"), ("SECRET_KEY", "k" * 32),
+                          ("WEBHOOK_SECRET", "w" * 32), ("DASHBOARD_PASSWORD", "a long dashboard password"),
+                          ("RESEND_FROM_EMAIL", "hello@acme.org"), ("BOOKING_URL", "https://acme.org/book"),
+                          ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH")):
+        env.setenv(name, setting)
+    if value is None:
+        env.delenv(variable)
+    else:
+        env.setenv(variable, value)
+    if not refused:
+        assert load().is_production
+        return
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert variable in str(caught.value)
