@@ -277,3 +277,22 @@ def test_sample_contexts_are_consistent_with_the_segment_rules(segment):
 
     assert ctx.segment == segment == rule
     assert ctx.first_name and ctx.business_name
+
+
+@pytest.mark.parametrize(("step", "red", "orange", "says", "never"), [
+    (4, 0, 2, "nothing quite broken, but two systems creaking", "one thing properly broken"),
+    (4, 1, 0, "one thing properly broken.", "creaking."),
+    (4, 2, 0, "one of them is feeding the other.", "feeding the others"),
+    (5, 2, 0, "tempting to tackle both at once", "them all"),
+    (5, 0, 2, "then the other one you marked orange", "most painful of the two systems"),
+])
+def test_count_aware_sentences_follow_the_leads_own_counts(step, red, orange, says, never):
+    segment = "CRITICAL" if red >= 2 else "URGENT"
+    text = flat(render(step, segment=segment, red_systems=red, orange_systems=orange).text)
+    assert says in text and never not in text
+
+
+def test_the_last_email_says_so_once_and_the_footer_promises_no_one_click_it_does_not_give():
+    text = flat(render(7).text)
+    assert text.count("last email") == 1
+    assert all("one click" not in flat(render(n).text) + render(n).html for n in range(1, 8))
