@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import sqlalchemy as sa
 
-from core import db, outbox, repo
+from core import db, outbox, repo, side_status, switches
 from core.bootstrap import Services
 from core.errors import NurtureError
 from core.erasure import is_erased_address
@@ -43,7 +43,12 @@ class TransientAlertError(AlertError):
 
 
 class PermanentAlertError(AlertError):
-    """The webhook refused the message or no longer exists (4xx); retrying the same post cannot help."""
+    """The webhook refused this message (4xx); retrying the same post cannot help."""
+
+
+class ChannelDownError(AlertError):
+    """The webhook itself is refused (deleted, or a wrong URL: 401, 403, 404): no alert can go until
+    someone fixes it, so the whole channel waits, visibly, and no alert is given up meanwhile."""
 
 
 @runtime_checkable
@@ -69,6 +74,8 @@ class AlertService:
     def __init__(self, services: Services, sink: AlertSink, worker_id: str, policy: AlertPolicy = AlertPolicy()):
         self.services, self.sink, self.worker_id, self.policy = services, sink, worker_id, policy
         self._paused_until: datetime | None = None
+        self._outages = 0
+        self._outage_shown: bool | None = None  # whether the stored outage note is set (None: not known yet)
 
     def run_pass(self) -> int:
         """Post due alerts; returns how many were posted."""
@@ -81,14 +88,34 @@ class AlertService:
         for index, item in enumerate(items):
             try:
                 posted += self._post(item)
+            except ChannelDownError as exc:  # this alert too goes back untried: nothing of it was refused
+                self._pause(items[index:], exc, backoff(self._outages + 1, None, base=5, cap=300))
+                return posted
             except TransientAlertError as exc:
-                self._paused_until = self.services.clock() + backoff(1, exc.retry_after, base=1, cap=60)
-                with db.write_transaction(self.services.engine) as conn:
-                    outbox.release(conn, [i.id for i in items[index + 1:]], self._paused_until)
+                self._pause(items[index + 1:], exc, backoff(1, exc.retry_after, base=1, cap=60))
                 return posted
             except PermanentAlertError:
                 continue  # recorded on its row; the next alert may still go
+        if items and self._outage_shown is not False:  # Discord answered: any outage shown is over
+            self._show_outage(None)
+        self._outages = 0
         return posted
+
+    def _pause(self, rest: list[outbox.OutboxItem], exc: AlertError, delay: timedelta) -> None:
+        """The webhook as a whole is failing or rate limited: give the rest back and wait. A rate limit
+        is business as usual; anything else is shown on Settings and /health as an outage."""
+        self._outages += 1
+        self._paused_until = self.services.clock() + delay
+        with db.write_transaction(self.services.engine) as conn:
+            outbox.release(conn, [i.id for i in rest], self._paused_until)
+        if exc.status != 429:
+            self._show_outage(f"{exc} (retrying {self._paused_until:%H:%M:%S} UTC)")
+
+    def _show_outage(self, reason: str | None) -> None:
+        with db.write_transaction(self.services.engine) as conn:
+            switches.set_value(conn, side_status.OUTAGE_KEY.format(channel=CHANNEL), (reason or "")[:2000],
+                               actor=self.worker_id, now=self.services.clock())
+        self._outage_shown = reason is not None
 
     def _post(self, item: outbox.OutboxItem) -> int:
         with db.read_transaction(self.services.engine) as conn:
@@ -97,11 +124,14 @@ class AlertService:
         try:
             if message is not None:
                 self.sink.post(message)
+        except ChannelDownError:
+            raise  # not this alert's failure: it keeps its attempts
         except AlertError as exc:
             self._record_failure(item, exc, now)
             raise
+        # An alert that had nothing to say frees its key: a lead who turns CRITICAL again is alerted then.
         with db.write_transaction(self.services.engine) as conn:
-            outbox.mark_done(conn, [item.id], now,
+            outbox.mark_done(conn, [item.id], now, free_key=message is None,
                              note=None if message else "nothing to alert: enrollment gone, person erased, or no longer CRITICAL")
         return 1 if message else 0
 

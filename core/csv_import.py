@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from core import db, switches
+from core import db
 from core.bootstrap import Services
 from core.csv_export import TEXT_COLUMNS, restored
 from core.enrollments import SignupRequest
-from core.erasure import email_hash, erased_hashes
+from core.erasure import erased_addresses
 from core.errors import InvalidSignup, NurtureError
 from core.intake import enroll_now
 from core.sequencing import segment_for
@@ -115,7 +115,7 @@ def plan_import(services: Services, lines: Iterable[str]) -> ImportPlan:
         plan.new.append((line, signup))
     emails = [s.email for _, s in plan.new]
     with db.read_transaction(services.engine) as conn:
-        known, erased = _known(conn, emails), _erased(conn, emails)
+        known, erased = _known(conn, emails), erased_addresses(conn, emails, chunk=CHUNK)
     plan.known = [(line, s.email) for line, s in plan.new if s.email in known]
     plan.erased = [(line, s.email) for line, s in plan.new if s.email in erased]
     plan.new = [(line, s) for line, s in plan.new if s.email not in known | erased]
@@ -138,17 +138,6 @@ def _known(conn: sa.Connection, emails: list[str]) -> set[str]:
     return {email for start in range(0, len(emails), CHUNK)
             for email in conn.scalars(sa.select(contact_t.c.email)
                                       .where(contact_t.c.email.in_(emails[start:start + CHUNK])))}
-
-
-def _erased(conn: sa.Connection, emails: list[str]) -> set[str]:
-    """Addresses of people who asked to be forgotten; the intake would refuse them, so the plan says so."""
-    salt = switches.read(conn).erasure_salt
-    if not salt:  # no salt yet: nobody has been erased
-        return set()
-    by_hash = {email_hash(salt, email): email for email in emails}
-    hashes = list(by_hash)
-    return {by_hash[h] for start in range(0, len(hashes), CHUNK)
-            for h in erased_hashes(conn, hashes[start:start + CHUNK])}
 
 
 def apply_import(services: Services, plan: ImportPlan, *, batch_size: int = 500) -> int:

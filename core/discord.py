@@ -5,7 +5,7 @@ The webhook URL carries its token, so it is never logged or put in an error mess
 
 import httpx
 
-from core.alerts import AlertSink, PermanentAlertError, TransientAlertError
+from core.alerts import AlertError, AlertSink, ChannelDownError, PermanentAlertError, TransientAlertError
 
 
 class DiscordWebhook(AlertSink):
@@ -33,10 +33,13 @@ class DiscordWebhook(AlertSink):
         raise translate(response)
 
 
-def translate(response: httpx.Response) -> TransientAlertError | PermanentAlertError:
-    """429 and 5xx: retry (a 429 after its JSON `retry_after` seconds); any other 4xx: permanent."""
+def translate(response: httpx.Response) -> AlertError:
+    """429 and 5xx: retry (a 429 after its JSON `retry_after` seconds); 401, 403 and 404: the webhook
+    itself is gone or wrong, so the channel waits; any other 4xx: this message is refused."""
     status = response.status_code
     detail = _message(response)
+    if status in (401, 403, 404):
+        return ChannelDownError(f"Discord {status}: {detail} (check DISCORD_WEBHOOK_URL)", status=status)
     if status == 429:
         return TransientAlertError(f"Discord 429 rate limited: {detail}", status=status,
                                    retry_after=_retry_after(response))

@@ -54,6 +54,18 @@ def erased_hashes(conn: sa.Connection, hashes: list[str]) -> set[str]:
     return {h for (h,) in select_values(conn, _erased_among, hashes)}
 
 
+def erased_addresses(conn: sa.Connection, emails: list[str], *, chunk: int = 500) -> set[str]:
+    """Which of these addresses belong to people who asked to be forgotten: intake refuses them, so
+    every import must too. Looked up in chunks (PostgreSQL takes at most 65,535 parameters)."""
+    salt = switches.read(conn).erasure_salt
+    if not salt:  # no salt yet: nobody has been erased
+        return set()
+    by_hash = {email_hash(salt, email): email for email in emails}
+    hashes = list(by_hash)
+    return {by_hash[h] for start in range(0, len(hashes), chunk)
+            for h in erased_hashes(conn, hashes[start:start + chunk])}
+
+
 def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str:
     """Erase a contact's personal data and stop their sends; returns the stored hash."""
     from core.controls import suppress_contact  # controls imports repo; keep the erasure module light

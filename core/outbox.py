@@ -41,11 +41,14 @@ def claim(conn: sa.Connection, channel: str, now: datetime, lease: timedelta, li
     return [OutboxItem(r.id, r.channel, r.contact_id, _payload(r.payload), r.created_at, r.attempts) for r in rows]
 
 
-def mark_done(conn: sa.Connection, ids: list[str], now: datetime, note: str | None = None) -> None:
-    """Finish rows; `note` says why when they finished without doing anything (or gave up)."""
+def mark_done(conn: sa.Connection, ids: list[str], now: datetime, note: str | None = None, *,
+              free_key: bool = False) -> None:
+    """Finish rows; `note` says why when they finished without doing anything (or gave up).
+
+    `free_key`: the row did nothing, so its dedupe key may be queued again by a later cause."""
     if ids:
-        conn.execute(outbox_t.update().where(outbox_t.c.id.in_(ids), outbox_t.c.done_at.is_(None))
-                     .values(done_at=now, last_error=note))
+        values = {"done_at": now, "last_error": note, **({"dedupe_key": None} if free_key else {})}
+        conn.execute(outbox_t.update().where(outbox_t.c.id.in_(ids), outbox_t.c.done_at.is_(None)).values(values))
 
 
 def back_off(conn: sa.Connection, ids: list[str], error: str, now: datetime, delay: timedelta) -> None:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from core import controls, db, repo, switches
 from core.bootstrap import Services
 from core.campaign import CHRISTMAS_2025, Campaign, Timing
+from core.erasure import erased_addresses
 from core.errors import InvalidSignup
 from core.ids import new_id
 from core.notion import store
@@ -86,8 +87,10 @@ def plan_steps(campaign: Campaign, signup_at: datetime, timing: Timing, sent: fr
 
 
 def plan_import(pages, enrolled: set[str], now: datetime, timing: Timing,
-                campaign: Campaign = CHRISTMAS_2025) -> list[RowPlan]:
-    """What to do with each page, oldest first: enroll, or skip with the reason."""
+                campaign: Campaign = CHRISTMAS_2025, *, erased: frozenset[str] = frozenset()) -> list[RowPlan]:
+    """What to do with each page, oldest first: enroll, or skip with the reason.
+
+    `erased`: addresses of people who asked to be forgotten; a Notion row never brings them back."""
     plans, seen = [], set(enrolled)
     for page in pages:
         row = parse_row(page)
@@ -96,6 +99,9 @@ def plan_import(pages, enrolled: set[str], now: datetime, timing: Timing,
             plans.append(RowPlan(row, page.url, skip="no valid email"))
             continue
         row = replace(row, email=email)
+        if email in erased:
+            plans.append(RowPlan(row, page.url, skip="erased: this person asked to be forgotten"))
+            continue
         if email in seen:
             reason = "already enrolled" if email in enrolled else "a second row for the same email"
             plans.append(RowPlan(row, page.url, skip=reason))
@@ -122,7 +128,8 @@ def run_import(services: Services, mirror: NotionMirror, *, apply: bool,
     with (db.write_transaction if apply else db.read_transaction)(services.engine) as conn:
         now = services.clock()
         timing = Timing.TEST if switches.read(conn).test_mode else Timing.PRODUCTION
-        plans = plan_import(pages, _enrolled(conn, emails, campaign), now, timing, campaign)
+        plans = plan_import(pages, _enrolled(conn, emails, campaign), now, timing, campaign,
+                            erased=frozenset(erased_addresses(conn, emails)))
         if apply:
             _write(conn, [p for p in plans if not p.skip], campaign, timing, now,
                    notion=services.settings.notion_configured)

@@ -227,3 +227,38 @@ def test_nothing_is_queued_for_discord_when_it_is_not_configured(make_settings, 
         assert pending(services) == []
     finally:
         services.close()
+
+
+@sqlite_only
+def test_a_lead_who_leaves_critical_before_the_alert_and_returns_is_alerted_once(services, alerts, discord_api):
+    enroll(services, "yoyo@example.com", red=3)
+    enroll(services, "yoyo@example.com", red=0)
+    assert alerts.run_pass() == 0  # not CRITICAL when the alert job ran
+
+    again = enroll(services, "yoyo@example.com", red=2)
+    assert again.segment == "CRITICAL" and alerts.run_pass() == 1
+    enroll(services, "yoyo@example.com", red=4)
+    assert alerts.run_pass() == 0 and len(discord_api.messages) == 1
+
+
+@sqlite_only
+def test_a_deleted_webhook_pauses_the_channel_visibly_and_loses_no_alert(services, alerts, discord_api, clock):
+    for i in range(3):
+        enroll(services, f"lead{i}@example.com")
+    discord_api.fail(404, times=1000)
+
+    for _ in range(24):  # two hours of a deleted webhook, the worker's job running every five minutes
+        alerts.run_pass()
+        clock.advance(minutes=5)
+    with services.engine.connect() as conn:
+        during = backlog(conn, "discord", clock())
+    assert len(discord_api.messages) == 0 and discord_api.requests <= 24
+    assert during.pending == 3 and during.given_up == 0 and "Discord 404" in during.outage
+    assert all(row["attempts"] == 0 for row in pending(services)), "no alert spent its attempts on the outage"
+
+    discord_api.clear_faults()  # the webhook is fixed
+    clock.advance(minutes=5)
+    alerts.run_pass()
+    with services.engine.connect() as conn:
+        after = backlog(conn, "discord", clock())
+    assert len(discord_api.messages) == 3 and after.outage is None and pending(services) == []

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from core import cli_notion
+from core import cli_notion, db, erasure
 from core.bootstrap import build_services
 from core.dispatch import Dispatcher
+from core.intake import enroll_now
 from core.models import Contact, Send
 from core.notion.errors import NotionNotConfigured
 from core.notion.client import notion_from_settings
@@ -16,7 +17,7 @@ from core.notion.properties import EXPECTED
 from core.notion.sync import NotionSync
 from core.testing import FakeMailer
 from tests.standins.notion_api import NotionStandIn
-from tests.support import intake_counts, rows
+from tests.support import intake_counts, rows, signup_request
 
 # The columns the original system's "Email Sequence DB" had: no Status, Campaign, dates or Stop.
 ORIGINAL = {"Name": "title", "Email": "email", "First Name": "rich_text", "Business Name": "rich_text",
@@ -183,3 +184,18 @@ def test_names_the_webhook_would_refuse_are_cleaned_on_import_not_allowed_to_fai
     assert contact["first_name"] == "Ann Bcc: x@example.com"  # no line break can reach a subject header
     assert contact["business_name"] == "B" * 200
     assert len(sends(services, "long@example.com")) == 7
+
+
+def test_a_row_of_someone_who_asked_to_be_forgotten_is_never_imported(services, capsys):
+    enroll_now(services, [signup_request(email="uma@example.com")])
+    with db.write_transaction(services.engine) as conn:
+        erasure.forget(conn, "uma@example.com", actor="cli", now=services.clock())
+    before = intake_counts(services.engine)
+
+    assert run(services, "import", "--apply") == 0
+
+    assert "skip   uma@example.com: erased: this person asked to be forgotten" in capsys.readouterr().out
+    assert sends(services, "uma@example.com") == {}
+    Dispatcher(services, "dispatcher").run_pass()
+    assert all(m.email.to != "uma@example.com" for m in services.mailer.sent)
+    assert intake_counts(services.engine)["contact"] == before["contact"] + 2  # casey and otto only

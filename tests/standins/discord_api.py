@@ -46,6 +46,11 @@ class DiscordStandIn(JsonStandIn):
         with self._lock:
             self._faults.extend(Fault(status, retry_after) for _ in range(times))
 
+    def clear_faults(self) -> None:
+        """The webhook works again (fixed, or Discord recovered)."""
+        with self._lock:
+            self._faults.clear()
+
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer | None:
         with self._lock:
             self.requests += 1

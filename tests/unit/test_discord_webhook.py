@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from core.alerts import PermanentAlertError, TransientAlertError
+from core.alerts import ChannelDownError, PermanentAlertError, TransientAlertError
 from core.discord import DiscordWebhook
 
 URL = "https://discord.test/api/webhooks/1/secret-token"
@@ -53,9 +53,14 @@ def test_server_errors_are_transient(status):
         webhook(httpx.Response(status)).post({"content": "x"})
 
 
-@pytest.mark.parametrize("status", [400, 401, 404])
-def test_a_refused_message_or_a_deleted_webhook_is_permanent(status):
+def test_a_refused_message_is_permanent():
     with pytest.raises(PermanentAlertError):
+        webhook(httpx.Response(400, json={"message": "Invalid Form Body", "code": 50035})).post({"content": "x"})
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_deleted_or_wrong_webhook_takes_the_whole_channel_down_not_one_alert(status):
+    with pytest.raises(ChannelDownError, match="DISCORD_WEBHOOK_URL"):
         webhook(httpx.Response(status, json={"message": "Unknown Webhook", "code": 10015})).post({"content": "x"})
 
 
