@@ -14,6 +14,7 @@ from core import actions, backup, cli_notion, csv_export, csv_import, db, erasur
 from core.bootstrap import build_services
 from core.campaign import Segment
 from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError, first_line
+from core.notion import store as notion_store
 from core.ids import new_id
 from core.logs import configure_logging
 from core.signups import parse_signup
@@ -78,8 +79,13 @@ def _backup(services, args) -> int:
 
 def _forget(services, args) -> int:
     with db.write_transaction(services.engine) as conn:
+        linked = notion_store.has_linked_page(conn, args.email.strip().lower())  # before the address is replaced
         digest = erasure.forget(conn, args.email, actor="cli", now=services.clock())
     print(f"erased {args.email}: personal data removed, sends stopped; kept hash {digest[:12]}… to refuse re-enrollment")
+    if services.settings.notion_configured:
+        print("Notion: their page is overwritten with the placeholder at the next sync." if linked else
+              "Notion: no page of theirs was linked, so none is written; if the Email Sequence database holds "
+              "a row for this address (one the original system made), delete it there by hand.")
     return 0
 
 

@@ -33,6 +33,12 @@ def take_lease(conn: sa.Connection, enrollment_id: str, contact_id: str, worker_
     ).values(lease_owner=worker_id, lease_expires_at=now + lease)).rowcount == 1
 
 
+def has_linked_page(conn: sa.Connection, email: str) -> bool:
+    """Whether the mirror knows a page of the contact with this (stored, normalised) address."""
+    return conn.scalar(sa.select(sa.literal(1)).select_from(page_t.join(contact_t, contact_t.c.id == page_t.c.contact_id))
+                       .where(contact_t.c.email == email, page_t.c.page_id.is_not(None)).limit(1)) is not None
+
+
 def link_of(conn: sa.Connection, enrollment_id: str) -> PageLink:
     """The page an enrollment is known to have (if any), what was last written there, and its business link."""
     row = conn.execute(sa.select(page_t.c.page_id, page_t.c.synced_hash, page_t.c.business_page_id,

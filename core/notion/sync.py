@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from core import controls, db, outbox, repo, side_status, switches
 from core.bootstrap import Services
+from core.erasure import is_erased_address
 from core.notion import store
 from core.notion.errors import NotionAccessError, NotionError, NotionRequestError
 from core.notion.port import NotionMirror, NotionPage
@@ -113,6 +114,9 @@ class NotionSync:
     def _mirror_batch(self, groups: list[_Group], report: SyncReport, deadline: float) -> None:
         try:
             live = self._prepare(groups)
+            for group in [g for g in live if g.link.page_id is None and is_erased_address(g.state.email)]:
+                self._leave_unwritten(group, report)
+            live = [g for g in live if not g.done]
             lookups = [g.state.email for g in live if g.link.page_id is None]
             try:
                 found = self.mirror.find_pages(lookups) if lookups else {}
@@ -143,6 +147,17 @@ class NotionSync:
                     group.state, group.link = state, store.link_of(conn, group.enrollment_id)
                     live.append(group)
         return live
+
+    def _leave_unwritten(self, group: _Group, report: SyncReport) -> None:
+        """A person erased before their page was linked: a page now would only hold the placeholder, and
+        looking one up by it finds nothing of theirs. (A row the original system made under their real
+        address cannot be found any more; `forget` says so when Notion is configured.)"""
+        with db.write_transaction(self.services.engine) as conn:
+            store.drop_lease(conn, group.enrollment_id, self.worker_id)
+            outbox.mark_done(conn, group.item_ids, self.services.clock(),
+                             note="erased before a page was linked: no page written")
+        group.done = True
+        report.unchanged += 1
 
     def _push(self, group: _Group, existing: list[NotionPage], report: SyncReport) -> None:
         state, link, now = group.state, group.link, self.services.clock()

@@ -5,15 +5,17 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from core import db, switches
+from core import db, repo, switches
 from core.errors import DatabaseTooNew
 from core.intake import enroll_now
 from core.models import Contact, Send
+from core.notion import store as notion_store
 from core.settings import Settings
 from tests.support import SEED_SIGNUPS, rows, signup_request
 
@@ -386,3 +388,22 @@ def test_a_backup_folder_that_cannot_be_made_exits_1_with_one_line(database_url,
                      data_dir=tmp_path)
     assert result.returncode == 1
     assert _one_line(result).startswith(f"nurture: cannot write {tmp_path / 'file' / 'backups'}: ")
+
+
+def test_forget_says_what_becomes_of_the_persons_notion_row(cli, services):
+    for email in ("linked@example.com", "unlinked@example.com"):
+        enroll_now(services, [signup_request(email=email)])
+    with db.write_transaction(services.engine) as conn:
+        [linked] = repo.contact_ids_by_email(conn, ["linked@example.com"]).values()
+        [enrollment] = conn.execute(sa.text("SELECT id FROM enrollment WHERE contact_id = :c"), {"c": linked}).scalars()
+        notion_store.take_lease(conn, enrollment, linked, "test", services.clock(), timedelta(minutes=1))
+        notion_store.save_synced(conn, enrollment, "test", services.clock(), page_id="page-1", page_url="https://x",
+                                 synced_hash="h", business_page_id=None, business_checked_at=None)
+    notion = {"NOTION_TOKEN": "secret_test", "NOTION_EMAIL_SEQUENCE_DB_ID": "db-test"}
+
+    overwritten = cli("forget", "linked@example.com", **notion)
+    by_hand = cli("forget", "unlinked@example.com", **notion)
+
+    assert overwritten.returncode == by_hand.returncode == 0, overwritten.stderr + by_hand.stderr
+    assert "Notion: their page is overwritten with the placeholder at the next sync." in overwritten.stdout
+    assert "delete it there by hand" in by_hand.stdout

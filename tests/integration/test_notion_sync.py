@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from core import db, repo
+from core import db, erasure, repo
 from core.bootstrap import build_services
 from core.controls import unsubscribe_contact
 from core.dispatch import Dispatcher
@@ -283,3 +283,29 @@ def test_nothing_is_queued_for_a_contact_the_mirror_never_showed(services):
     result = enroll(services)
     with db.write_transaction(services.engine) as conn:
         assert store.queue_resync(conn, services.clock(), contact_id=result.contact_id) == 0
+
+
+def test_someone_erased_before_their_page_was_written_never_gets_one(services, notion):
+    enroll(services, email="gone@example.com")
+    with db.write_transaction(services.engine) as conn:
+        erasure.forget(conn, "gone@example.com", actor="cli", now=services.clock())
+
+    report = make_sync(services, notion).run_pass()
+
+    assert notion.calls.count("create_page") == 0 and notion.calls.count("find_pages") == 0
+    assert report.created == 0 and pending(services) == []
+
+
+def test_someone_erased_after_their_page_was_written_has_it_overwritten_with_the_placeholder(services, notion):
+    enroll(services, email="gone@example.com", first_name="Greta")
+    make_sync(services, notion).run_pass()
+    [page_id] = notion.pages_for("gone@example.com")
+    with db.write_transaction(services.engine) as conn:
+        assert store.has_linked_page(conn, "gone@example.com")
+        erasure.forget(conn, "gone@example.com", actor="cli", now=services.clock())
+
+    make_sync(services, notion).run_pass()
+
+    values = notion.values(page_id)
+    assert "gone" not in values["Email"] and values["First Name"] in ("", None)
+    assert notion.calls.count("create_page") == 1
