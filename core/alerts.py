@@ -160,7 +160,7 @@ def build_message(conn: sa.Connection, payload: dict, dashboard_url: str) -> dic
 def _lead(conn: sa.Connection, enrollment_id: str):
     return conn.execute(
         sa.select(contact_t.c.id.label("contact_id"), contact_t.c.email, contact_t.c.first_name,
-                  contact_t.c.business_name, enrollment_t.c.segment, enrollment_t.c.red_systems,
+                  contact_t.c.business_name, contact_t.c.is_test, enrollment_t.c.segment, enrollment_t.c.red_systems,
                   enrollment_t.c.orange_systems)
         .join(contact_t, contact_t.c.id == enrollment_t.c.contact_id).where(enrollment_t.c.id == enrollment_id)
     ).first()
@@ -189,7 +189,9 @@ def critical_lead_message(lead, dashboard_url: str) -> dict:
         "username": "Nurture",
         "allowed_mentions": {"parse": []},  # a signup's name must never ping @everyone
         "embeds": [{
-            "title": f"CRITICAL lead: {name}"[:256], "url": link, "color": RED,
+            # A lead from the Test signup page says so: the channel must not chase a marketer's test.
+            "title": f"{'[TEST] ' if lead.is_test else ''}CRITICAL lead: {name}"[:256],
+            "url": link, "color": RED,
             "description": f"[Open in the dashboard]({link})",
             "fields": [{"name": n, "value": v[:1024], "inline": i} for n, v, i in fields],
         }],

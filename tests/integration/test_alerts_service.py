@@ -9,7 +9,9 @@ from core.alerts import AlertPolicy, AlertService, PermanentAlertError, Signatur
     queue_ops_alert
 from core.bootstrap import build_services
 from core.discord import DiscordWebhook
+from core.enrollments import SignupRequest
 from core.intake import enroll_now
+from core.signups import parse_signup
 from core.side_status import backlog
 from core.testing_side import FakeDiscord
 from tests.standins.discord_api import DiscordStandIn
@@ -262,3 +264,11 @@ def test_a_deleted_webhook_pauses_the_channel_visibly_and_loses_no_alert(service
     with services.engine.connect() as conn:
         after = backlog(conn, "discord", clock())
     assert len(discord_api.messages) == 3 and after.outage is None and pending(services) == []
+
+
+@sqlite_only
+def test_an_alert_for_a_test_signup_says_it_is_a_test(services, alerts, discord_api):
+    enroll_now(services, [SignupRequest(parse_signup({"email": "me@example.com", "first_name": "Me", "red_systems": 2}),
+                                        source="test_signup", is_test=True, force_test_timing=True)])
+    assert alerts.run_pass() == 1
+    assert discord_api.messages[0]["embeds"][0]["title"] == "[TEST] CRITICAL lead: Me"

@@ -9,7 +9,7 @@ from core.alerts import AlertSink, SignatureFailureWatch, TransientAlertError, c
 from core.testing_side import FakeDiscord
 
 LEAD = SimpleNamespace(contact_id="c1", email="casey@example.com", first_name="Casey", business_name="Crumbling Co",
-                       red_systems=3, orange_systems=1)
+                       is_test=False, red_systems=3, orange_systems=1)
 
 
 def test_the_fake_is_an_alert_sink_that_keeps_what_it_accepted():
