@@ -14,9 +14,9 @@ from core import actions, backup, cli_notion, csv_export, csv_import, db, erasur
 from core.bootstrap import build_services
 from core.campaign import Segment
 from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError, first_line
-from core.notion import store as notion_store
 from core.ids import new_id
 from core.logs import configure_logging
+from core.notion import store as notion_store
 from core.signups import parse_signup
 
 
