@@ -18,7 +18,7 @@ from notion_client import Client
 from notion_client.errors import HTTPResponseError, RequestTimeoutError
 
 from core.notion import properties as P
-from core.notion.errors import NotionAccessError, NotionError, NotionRequestError, NotionUnavailable
+from core.notion.errors import NotionAccessError, NotionError, NotionPageConflict, NotionRequestError, NotionUnavailable
 from core.notion.port import NotionMirror, NotionPage
 from core.ratelimit import TokenBucket
 from core.settings import Settings
@@ -30,8 +30,7 @@ _OR_CHUNK = 50  # emails per compound "or" filter, well inside Notion's limit on
 SCHEMA_MAX_AGE = 300.0  # seconds a database's column list is trusted before it is read again
 _RATE_LIMIT_RETRIES = 2  # 429s waited out inside one call before the outbox's backoff takes over
 _OLDEST_FIRST = [{"timestamp": "created_time", "direction": "ascending"}]
-_TRANSIENT_CODES = {"rate_limited", "internal_server_error", "service_unavailable", "gateway_timeout",
-                    "conflict_error"}
+_TRANSIENT_CODES = {"rate_limited", "internal_server_error", "service_unavailable", "gateway_timeout"}
 
 
 class NotionClient(NotionMirror):
@@ -201,6 +200,8 @@ def translate(exc: HTTPResponseError, *, subject: str = "page") -> NotionError:
     """Notion's error as ours: retry later, fix the configuration, or this one request is refused."""
     status, code = exc.status, str(getattr(exc.code, "value", exc.code))
     message = f"Notion {status} {code}: {exc}"
+    if status == 409 or code == "conflict_error":  # one page, not Notion: pausing the mirror would show an outage
+        return NotionPageConflict(message, status=status, code=code)
     if status == 429 or status >= 500 or code in _TRANSIENT_CODES:
         return NotionUnavailable(message, retry_after=_retry_after(exc.headers), status=status, code=code)
     if status in (401, 403) or (status == 404 and subject == "database"):

@@ -34,5 +34,9 @@ class NotionRequestError(NotionError):
         return self.code == "object_not_found" or "archived" in str(self).lower()
 
 
+class NotionPageConflict(NotionRequestError):
+    """Two writes to one page collided (409): this page is retried shortly; Notion itself is fine."""
+
+
 class NotionNotConfigured(ConfigError):
     """NOTION_TOKEN or NOTION_EMAIL_SEQUENCE_DB_ID is missing."""

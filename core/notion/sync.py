@@ -19,7 +19,7 @@ from core import controls, db, outbox, repo, side_status, switches
 from core.bootstrap import Services
 from core.erasure import is_erased_address
 from core.notion import store
-from core.notion.errors import NotionAccessError, NotionError, NotionRequestError
+from core.notion.errors import NotionAccessError, NotionError, NotionPageConflict, NotionRequestError
 from core.notion.port import NotionMirror, NotionPage
 from core.notion.properties import ACTIVE, BUSINESS, EnrollmentState, fingerprint, page_properties, parse_row
 from core.sequencing import backoff
@@ -208,7 +208,7 @@ class NotionSync:
 
     def _fail(self, groups: list[_Group], exc: NotionError, report: SyncReport) -> None:
         now, reason = self.services.clock(), str(exc)[:2000]
-        permanent = isinstance(exc, NotionRequestError)
+        permanent = isinstance(exc, NotionRequestError) and not isinstance(exc, NotionPageConflict)
         retry_after = getattr(exc, "retry_after", None)
         with db.write_transaction(self.services.engine) as conn:
             for group in groups:

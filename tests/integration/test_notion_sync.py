@@ -5,14 +5,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from core import db, erasure, repo
+from core import db, erasure, repo, side_status
 from core.bootstrap import build_services
 from core.controls import unsubscribe_contact
 from core.dispatch import Dispatcher
 from core.intake import enroll_now
 from core.models import Outbox
 from core.notion import store
-from core.notion.errors import NotionAccessError, NotionRequestError, NotionUnavailable
+from core.notion.errors import NotionAccessError, NotionPageConflict, NotionRequestError, NotionUnavailable
 from core.notion.sync import NotionSync, SyncPolicy
 from core.testing import FakeMailer
 from core.testing_side import FakeNotion
@@ -309,3 +309,21 @@ def test_someone_erased_after_their_page_was_written_has_it_overwritten_with_the
     values = notion.values(page_id)
     assert "gone" not in values["Email"] and values["First Name"] in ("", None)
     assert notion.calls.count("create_page") == 1
+
+
+def test_a_conflict_on_one_page_retries_that_page_soon_without_pausing_the_mirror(services, notion, clock):
+    enroll(services, email="one@example.com")
+    enroll(services, email="two@example.com")
+    notion.fail_next(NotionPageConflict("Notion 409 conflict_error: collision", status=409, code="conflict_error"),
+                     on="create_page")
+    sync = make_sync(services, notion)
+
+    report = sync.run_pass()
+
+    assert (report.created, report.failed, report.paused) == (1, 1, False)
+    with services.engine.connect() as conn:
+        assert side_status.backlog(conn, "notion", clock()).outage is None
+    clock.advance(seconds=30)
+    sync.run_pass()
+    assert notion.pages_for("one@example.com") and notion.pages_for("two@example.com")
+    assert pending(services) == []

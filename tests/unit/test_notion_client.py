@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from core.notion.client import NotionClient
-from core.notion.errors import NotionAccessError, NotionRequestError, NotionUnavailable
+from core.notion.errors import NotionAccessError, NotionPageConflict, NotionRequestError, NotionUnavailable
 from core.notion.properties import EXPECTED
 
 SCHEMA = {name: {"id": name[:4], "name": name, "type": kind, kind: {}} for name, kind in EXPECTED.items()}
@@ -179,14 +179,22 @@ def test_requests_are_paced_to_about_three_a_second():
 
 @pytest.mark.parametrize("answer", [error(500, "internal_server_error", "boom"),
                                     error(503, "service_unavailable", "down"),
-                                    error(409, "conflict_error", "collision"),
                                     httpx.Response(502, text="<html>bad gateway</html>")])
-def test_server_errors_and_conflicts_are_transient(answer):
+def test_server_errors_are_transient(answer):
     api = Api()
     api.answers.append(answer)
 
     with pytest.raises(NotionUnavailable):
         client(api).update_page("page-1", {})
+
+
+def test_a_conflict_is_this_pages_alone_not_an_outage_of_notion():
+    api = Api()
+    api.answers.append(error(409, "conflict_error", "collision"))
+
+    with pytest.raises(NotionPageConflict) as caught:
+        client(api).update_page("page-1", {})
+    assert isinstance(caught.value, NotionRequestError) and not caught.value.page_gone
 
 
 def test_network_failures_and_timeouts_are_transient():
