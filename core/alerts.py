@@ -16,9 +16,10 @@ from typing import Protocol, runtime_checkable
 
 import sqlalchemy as sa
 
-from core import db, outbox, repo, side_status, switches
+from core import db, outbox, repo
 from core.bootstrap import Services
 from core.errors import NurtureError
+from core.outages import OutageNote
 from core.erasure import is_erased_address
 from core.sequencing import backoff
 from core.settings import Settings
@@ -75,7 +76,7 @@ class AlertService:
         self.services, self.sink, self.worker_id, self.policy = services, sink, worker_id, policy
         self._paused_until: datetime | None = None
         self._outages = 0
-        self._outage_shown: bool | None = None  # whether the stored outage note is set (None: not known yet)
+        self._outage = OutageNote(services, CHANNEL, worker_id)
 
     def run_pass(self) -> int:
         """Post due alerts; returns how many were posted."""
@@ -96,8 +97,8 @@ class AlertService:
                 return posted
             except PermanentAlertError:
                 continue  # recorded on its row; the next alert may still go
-        if items and self._outage_shown is not False:  # Discord answered: any outage shown is over
-            self._show_outage(None)
+        if items:  # Discord answered: any outage shown is over
+            self._outage.clear()
         self._outages = 0
         return posted
 
@@ -109,13 +110,7 @@ class AlertService:
         with db.write_transaction(self.services.engine) as conn:
             outbox.release(conn, [i.id for i in rest], self._paused_until)
         if exc.status != 429:
-            self._show_outage(f"{exc} (retrying {self._paused_until:%H:%M:%S} UTC)")
-
-    def _show_outage(self, reason: str | None) -> None:
-        with db.write_transaction(self.services.engine) as conn:
-            switches.set_value(conn, side_status.OUTAGE_KEY.format(channel=CHANNEL), (reason or "")[:2000],
-                               actor=self.worker_id, now=self.services.clock())
-        self._outage_shown = reason is not None
+            self._outage.show(f"{exc} (retrying {self._paused_until:%H:%M:%S} UTC)")
 
     def _post(self, item: outbox.OutboxItem) -> int:
         with db.read_transaction(self.services.engine) as conn:

@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core import controls, db, outbox, repo, side_status, switches
+from core import controls, db, outbox, repo
 from core.bootstrap import Services
 from core.erasure import is_erased_address
 from core.notion import store
 from core.notion.errors import NotionAccessError, NotionError, NotionPageConflict, NotionRequestError
 from core.notion.port import NotionMirror, NotionPage
+from core.outages import OutageNote
 from core.notion.properties import ACTIVE, BUSINESS, EnrollmentState, fingerprint, page_properties, parse_row
 from core.sequencing import backoff
 
@@ -74,7 +75,7 @@ class NotionSync:
         self.policy = policy
         self._paused_until: datetime | None = None
         self._outages = 0
-        self._outage_shown: bool | None = None  # whether the stored outage note is set (None: not known yet)
+        self._outage = OutageNote(services, CHANNEL, worker_id)
         self._backfilled = False  # once per process: enrollments from before Notion was configured
         self._next_stop_poll: datetime | None = None
 
@@ -103,8 +104,7 @@ class NotionSync:
             self._pause(exc)
             report.paused = True
         else:
-            if self._outage_shown is not False:  # unknown at start: an earlier process may have left one
-                self._show_outage(None)
+            self._outage.clear()
             self._outages = 0
             self._paused_until = None
         return report
@@ -238,15 +238,8 @@ class NotionSync:
         self._outages += 1
         delay = backoff(self._outages, getattr(exc, "retry_after", None), base=5, cap=300)
         self._paused_until = self.services.clock() + delay
-        self._show_outage(f"{exc} (retrying {self._paused_until:%H:%M:%S} UTC)")
+        self._outage.show(f"{exc} (retrying {self._paused_until:%H:%M:%S} UTC)")
         log.warning("notion mirror paused for %ss: %s", delay.total_seconds(), exc, extra={"action": "notion_sync"})
-
-    def _show_outage(self, reason: str | None) -> None:
-        """Record (or clear) why the mirror is paused, where Settings and /health read it."""
-        with db.write_transaction(self.services.engine) as conn:
-            switches.set_value(conn, side_status.OUTAGE_KEY.format(channel=CHANNEL), (reason or "")[:2000],
-                               actor=self.worker_id, now=self.services.clock())
-        self._outage_shown = reason is not None
 
     # ------------------------------------------------------------------ Stop read-back
 
