@@ -40,7 +40,13 @@ class ClaimedBatch:
     idempotency_key: str
     attempts: int
     members: list[ClaimedSend]
-    created_at: datetime  # when it was first claimed: its key's age at the provider
+    created_at: datetime  # when its key was first used: the key's age at the provider
+    refused_attempts: int = 0  # attempts the provider refused outright, so nothing of them was sent
+
+    @property
+    def may_have_been_sent(self) -> bool:
+        """An earlier attempt may have reached the provider (it timed out, failed with a 5xx, or its worker died)."""
+        return self.refused_attempts < self.attempts - 1
 
 
 def work_waiting(conn: sa.Connection, now: datetime) -> bool:
@@ -114,6 +120,19 @@ def claim_due(conn: sa.Connection, worker_id: str, now: datetime, lease: timedel
         return None
     conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(size=claimed))
     return _load_batch(conn, batch_id)
+
+
+def renew_key(conn: sa.Connection, batch_id: str, worker_id: str, now: datetime) -> str | None:
+    """Put a batch that never reached the provider under a fresh idempotency key, dated now; None
+    when this worker no longer holds it. Only for a batch every attempt of which was refused."""
+    key = f"nurture-batch-{new_id()}"
+    renewed = conn.execute(send_t.update().where(
+        send_t.c.batch_id == batch_id, send_t.c.lease_owner == worker_id, send_t.c.status == SendStatus.SENDING,
+    ).values(idempotency_key=key, updated_at=now)).rowcount
+    if not renewed:
+        return None
+    conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(idempotency_key=key, created_at=now))
+    return key
 
 
 def release_unsent(conn: sa.Connection, batch_id: str, worker_id: str) -> int:
@@ -193,4 +212,5 @@ def _load_batch(conn: sa.Connection, batch_id: str) -> ClaimedBatch:
         .order_by(send_t.c.id)  # a replay lists the members in the same order
     )
     members = [ClaimedSend(**r._mapping) for r in rows]
-    return ClaimedBatch(batch.id, batch.idempotency_key, batch.attempts, members, batch.created_at)
+    return ClaimedBatch(batch.id, batch.idempotency_key, batch.attempts, members, batch.created_at,
+                        batch.refused_attempts)

@@ -3,7 +3,7 @@
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from core import actions, alerts, claims, db, outcomes, provider_events, repo, switches
@@ -17,8 +17,10 @@ from core.sequencing import backoff
 log = logging.getLogger(__name__)
 
 
-# Resend recognises a replayed idempotency key for 24 hours. A batch first handed over longer
-# ago than this is not replayed: Resend might send it a second time.
+# Resend recognises a replayed idempotency key for 24 hours. A batch whose key was first used
+# longer ago than this is not replayed under it: if an earlier attempt got through, Resend might
+# send it a second time. When every attempt was refused outright, nothing went, and the batch
+# goes under a fresh key instead.
 KEY_LIFETIME = timedelta(hours=23)
 
 
@@ -26,10 +28,11 @@ KEY_LIFETIME = timedelta(hours=23)
 class DispatchPolicy:
     lease: timedelta = timedelta(minutes=2)
     batch_size: int = 100
-    # How long a batch is retried, same members and same key, through provider outages, rate
-    # limits and account errors before its sends are given up as failed. Hours, so an outage
-    # delays emails rather than losing them; well inside KEY_LIFETIME, so every replay is
-    # recognised.
+    # How long a batch is retried, same members and same key, through provider outages and rate
+    # limits before its sends are given up as failed. Hours, so an outage delays emails rather
+    # than losing them; well inside KEY_LIFETIME, so every replay is recognised. Account errors
+    # are not counted against it: they are the operator's to fix, and the breaker holds the
+    # emails until then.
     retry_window: timedelta = timedelta(hours=6)
     breaker_threshold: int = 3
     # Two lanes overlap one batch's rendering and recording with the other's provider call,
@@ -42,7 +45,6 @@ class Dispatcher:
         self.services = services
         self.worker_id = worker_id
         self.policy = policy
-        self._account_failures = 0  # guarded by _call_lock
         # Set when this worker trips the breaker, so its other lane stops at once instead of
         # sending what it already claimed; cleared once the switch reads "resumed".
         self._halted = threading.Event()
@@ -117,8 +119,12 @@ class Dispatcher:
             self._record(batch, render_failures)
             return True
         if batch.attempts > 1 and now - batch.created_at >= KEY_LIFETIME:
-            self._record(batch, [Delivery(e.send_id, error=_EXPIRED_KEY) for e in emails] + render_failures)
-            return True
+            if batch.may_have_been_sent:
+                self._record(batch, [Delivery(e.send_id, error=_EXPIRED_KEY) for e in emails] + render_failures)
+                return True
+            batch = self._renew_key(batch, now)
+            if batch is None:
+                return True  # another worker took it over meanwhile
         with self._call_lock:
             if self._halted.is_set():  # the other lane tripped the breaker: this batch does not go out now
                 self._hold(batch)
@@ -133,7 +139,7 @@ class Dispatcher:
             failures = [Delivery(e.send_id, error=_reason(error)) for e in emails]
             self._record(batch, failures + render_failures)
         else:
-            self._record(batch, deliveries + render_failures)
+            self._record(batch, deliveries + render_failures, call_went_through=True)
         return True
 
     def _call(self, emails, key: str) -> tuple[list[Delivery], MailerError | None]:
@@ -153,21 +159,22 @@ class Dispatcher:
             return [], TransientMailerError(f"unexpected: {exc}")
 
     def _count_account_error(self, error: MailerError | None) -> str | None:
-        """Count consecutive account errors (under the call lock); the breaker's reason once it trips."""
+        """Count an account error (under the call lock); the breaker's reason once it trips.
+
+        The count is kept in the database, so errors in a row add up across lanes, workers and
+        `--once` runs; a call that goes through clears it as its outcomes are recorded.
+        """
         if not isinstance(error, AccountMailerError):
-            if error is None:
-                self._account_failures = 0
             return None
-        self._account_failures += 1
-        if self._account_failures < self.policy.breaker_threshold:
-            return None
-        reason = (f"circuit breaker: {self._account_failures} consecutive provider account errors; "
-                  f"last: {_reason(error)}")
-        self._account_failures = 0
         now = self.services.clock()
         # The pause is committed before the halt is raised: a lane that then reads "not paused"
         # read it earlier, so it can never clear the halt this trip just set.
         with db.write_transaction(self.services.engine) as conn:
+            errors = switches.count_account_error(conn, actor=self.worker_id, now=now)
+            if errors < self.policy.breaker_threshold:
+                return None
+            reason = f"circuit breaker: {errors} consecutive provider account errors; last: {_reason(error)}"
+            switches.clear_account_errors(conn, actor=self.worker_id, now=now)
             switches.set_paused(conn, True, actor=self.worker_id, now=now, reason=reason)
             alerts.queue_ops_alert(conn, self.services.settings, "circuit_breaker", reason, now)
         self._halted.set()
@@ -182,20 +189,20 @@ class Dispatcher:
                 claims.release_unsent(conn, batch.id, self.worker_id)
             else:
                 outcomes.mark_backoff(conn, batch.id, "held: sending was paused by the circuit breaker",
-                                      self.worker_id, self.services.clock(), timedelta(0))
+                                      self.worker_id, self.services.clock(), timedelta(0), refused=True)
 
     def _retry_later(self, batch: ClaimedBatch, exc: MailerError) -> None:
         now = self.services.clock()
         reason = _reason(exc)
         with db.write_transaction(self.services.engine) as conn:
-            if now - batch.created_at >= self.policy.retry_window:
+            if not isinstance(exc, AccountMailerError) and now - batch.created_at >= self.policy.retry_window:
                 hours = (now - batch.created_at).total_seconds() / 3600
                 failures = [Delivery(m.id, error=f"gave up after {batch.attempts} attempts over {hours:.1f} h: "
                                                  f"{reason}") for m in batch.members]
                 self._write_outcomes(conn, batch, failures, now)
                 return
             delay = backoff(batch.attempts, getattr(exc, "retry_after", None))
-            outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay)
+            outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay, refused=exc.refused)
             repo.insert_events(conn, [repo.event_row(
                 now, self.worker_id, "send_retry_scheduled", contact_id=m.contact_id, enrollment_id=m.enrollment_id,
                 send_id=m.id, detail={"error": reason, "retry_in_seconds": delay.total_seconds(),
@@ -203,10 +210,22 @@ class Dispatcher:
         log.warning("provider call failed, retrying in %ss: %s", delay.total_seconds(), reason,
                     extra={"action": "send", "batch": batch.id, "size": len(batch.members)})
 
-    def _record(self, batch: ClaimedBatch, deliveries: list[Delivery]) -> None:
+    def _renew_key(self, batch: ClaimedBatch, now) -> ClaimedBatch | None:
+        """Every attempt was refused, so nothing was sent: the batch goes under a fresh key, dated now."""
+        with db.write_transaction(self.services.engine) as conn:
+            key = claims.renew_key(conn, batch.id, self.worker_id, now)
+        if key is None:
+            return None
+        log.info("batch refused on every attempt so far; its key expired, so it goes under a fresh one",
+                 extra={"action": "send", "batch": batch.id, "size": len(batch.members)})
+        return replace(batch, idempotency_key=key, created_at=now)
+
+    def _record(self, batch: ClaimedBatch, deliveries: list[Delivery], *, call_went_through: bool = False) -> None:
         now = self.services.clock()
         with db.write_transaction(self.services.engine) as conn:
             self._write_outcomes(conn, batch, deliveries, now)
+            if call_went_through:  # the account works: the breaker's count starts again
+                switches.clear_account_errors(conn, actor=self.worker_id, now=now)
 
     def _write_outcomes(self, conn, batch: ClaimedBatch, deliveries: list[Delivery], now) -> None:
         members = {m.id: m for m in batch.members}

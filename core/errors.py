@@ -40,6 +40,12 @@ class InvalidToken(NurtureError):
 class MailerError(NurtureError):
     """A provider call failed. Subclasses say whether to retry."""
 
+    @property
+    def refused(self) -> bool:
+        """The provider certainly did not act on the call (it refused it at the door), so nothing was sent.
+        Otherwise (a timeout, a 5xx, a dropped connection) it may have sent the emails."""
+        return False
+
 
 class TransientMailerError(MailerError):
     """Retry later: 429, 5xx, network or timeout. `retry_after` is the provider's hint in seconds."""
@@ -48,6 +54,10 @@ class TransientMailerError(MailerError):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+
+    @property
+    def refused(self) -> bool:
+        return self.status == 429  # a rate limit answers before anything is processed
 
 
 class PermanentMailerError(MailerError):
@@ -60,6 +70,10 @@ class PermanentMailerError(MailerError):
 
 class AccountMailerError(PermanentMailerError):
     """The account itself is refused (bad key, unverified domain): every send would fail alike."""
+
+    @property
+    def refused(self) -> bool:
+        return True
 
 
 def first_line(exc: Exception) -> str:

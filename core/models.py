@@ -83,7 +83,10 @@ class SendBatch(SQLModel, table=True):
     idempotency_key: str = Field(max_length=80)
     size: int
     attempts: int = 0
-    created_at: datetime = _at()
+    # Attempts the provider refused outright (core/errors.py MailerError.refused): while every
+    # attempt was, nothing was sent, and an expired key can be replaced instead of written off.
+    refused_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    created_at: datetime = _at()  # when its current key was first used
 
 
 class Send(SQLModel, table=True):

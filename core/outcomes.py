@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from core.campaign import CAMPAIGNS, Timing
 from core.sequencing import StepState, next_due
 from core.statuses import EnrollmentStatus, SendStatus
-from core.tables import enrollment_t, send_t
+from core.tables import batch_t, enrollment_t, send_t
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,21 @@ def mark_failed(conn: sa.Connection, errors: dict[str, str], worker_id: str, now
 
 
 def mark_backoff(conn: sa.Connection, batch_id: str, error: str, worker_id: str, now: datetime,
-                 delay: timedelta) -> int:
-    """Keep the batch (same members, same key) and let its lease expire when the backoff is over."""
-    return conn.execute(
+                 delay: timedelta, *, refused: bool) -> int:
+    """Keep the batch (same members, same key) and let its lease expire when the backoff is over.
+
+    `refused`: this attempt certainly sent nothing (the provider refused it, or it was never made).
+    """
+    held = conn.execute(
         send_t.update()
         .where(send_t.c.batch_id == batch_id, send_t.c.status == SendStatus.SENDING,
                send_t.c.lease_owner == worker_id)
         .values(last_error=error[:2000], lease_owner=None, lease_expires_at=now + delay, updated_at=now)
     ).rowcount
+    if held and refused:
+        conn.execute(batch_t.update().where(batch_t.c.id == batch_id)
+                     .values(refused_attempts=batch_t.c.refused_attempts + 1))
+    return held
 
 
 def release_next_steps(conn: sa.Connection, finished: Iterable[Finished], now: datetime) -> None:

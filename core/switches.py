@@ -14,6 +14,9 @@ PAUSED = "sending_paused"
 PAUSE_REASON = "pause_reason"
 TEST_MODE = "test_mode"
 ERASURE_SALT = "erasure_salt"  # written once by core/erasure.py, read here with the switches
+# Provider account errors in a row, across workers and runs: a `--once` run from cron makes a
+# call or two and exits, so a count kept in memory would never reach the breaker's threshold.
+ACCOUNT_ERRORS = "provider_account_errors"
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,24 @@ def set_test_mode(conn: sa.Connection, enabled: bool, *, actor: str, now: dateti
 
 def _bool(value: bool) -> str:
     return "true" if value else "false"
+
+
+def count_account_error(conn: sa.Connection, *, actor: str, now: datetime) -> int:
+    """One more provider account error in a row; returns how many there now are."""
+    bump = (setting_t.update().where(setting_t.c.key == ACCOUNT_ERRORS)
+            .values(value=sa.cast(sa.cast(setting_t.c.value, sa.Integer) + 1, sa.String), updated_at=now,
+                    updated_by=actor)
+            .returning(setting_t.c.value))
+    counted = conn.execute(bump).scalar()
+    if counted is None:
+        first = {"key": ACCOUNT_ERRORS, "value": "1", "updated_at": now, "updated_by": actor}
+        if repo.insert_ignoring_conflicts(conn, setting_t, [first]):
+            return 1
+        counted = conn.execute(bump).scalar()  # another worker stored the first one meanwhile
+    return int(counted)
+
+
+def clear_account_errors(conn: sa.Connection, *, actor: str, now: datetime) -> None:
+    """A provider call went through (or the breaker tripped): the next account error starts a new run."""
+    conn.execute(setting_t.update().where(setting_t.c.key == ACCOUNT_ERRORS, setting_t.c.value != "0")
+                 .values(value="0", updated_at=now, updated_by=actor))

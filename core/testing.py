@@ -36,6 +36,11 @@ class FakeMailer:
         with self._lock:
             self._failures.extend(errors)
 
+    def stop_failing(self) -> None:
+        """Drop the failures still queued: the provider works again."""
+        with self._lock:
+            self._failures.clear()
+
     def reject(self, address: str, message: str = "invalid `to` address") -> None:
         self._rejected[address] = message
 

@@ -489,6 +489,85 @@ def test_a_batch_first_handed_over_a_day_ago_is_not_replayed(services, mailer, c
     assert step_send(services, result.enrollment_id, 2)["ready"]
 
 
+@pytest.mark.parametrize("refusal", [
+    AccountMailerError("Resend 401 validation_error: API key is invalid", status=401),
+    TransientMailerError("Resend 429 rate_limit_exceeded: too many requests", retry_after=1, status=429),
+], ids=["bad-key", "rate-limited"])
+def test_a_batch_the_provider_only_ever_refused_goes_under_a_fresh_key_after_a_long_pause(
+        services, mailer, clock, refusal):
+    """Nothing of a refused call was sent, so a day-old key is no reason to write the emails off."""
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    mailer.fail_next(refusal)
+    dispatcher.run_pass()
+    first_key = step_send(services, result.enrollment_id, 1)["idempotency_key"]
+    set_paused(services, True, reason="Christmas break")  # the batch waits over the break for its replay
+    clock.advance(hours=48)
+    set_paused(services, False)
+
+    dispatcher.run_pass()
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "sent", send["last_error"]
+    assert [key for key, _ in mailer.calls][0] == first_key
+    assert mailer.calls[-1][0] != first_key, "the replay went under a fresh key"
+    assert len(mailer.sent) == 1
+    [batch] = rows(services.engine, "SELECT * FROM send_batch WHERE id = :i", i=send["batch_id"])
+    assert (batch["idempotency_key"], batch["refused_attempts"]) == (send["idempotency_key"], 1)
+
+
+def test_a_batch_that_may_have_got_through_once_is_not_replayed_even_if_later_attempts_were_refused(
+        services, mailer, clock):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    mailer.fail_next(TransientMailerError("timed out waiting for Resend"),
+                     TransientMailerError("Resend 429 rate_limit_exceeded", retry_after=1, status=429))
+    dispatcher.run_pass()
+    clock.advance(minutes=5)
+    dispatcher.run_pass()
+    assert len(mailer.calls) == 2
+    set_paused(services, True)
+    clock.advance(hours=30)
+    set_paused(services, False)
+
+    dispatcher.run_pass()
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "failed" and send["last_error"].startswith("outcome unknown:")
+    assert len(mailer.calls) == 2, "the timed-out attempt may have been sent: never replayed past its key's life"
+
+
+def test_account_errors_add_up_across_separate_runs_and_trip_the_breaker(services, mailer, clock, client):
+    """`scheduler.py --once` from cron: each run is a new dispatcher that makes one call and exits."""
+    error = AccountMailerError("Resend 401 validation_error: API key is invalid", status=401)
+    enroll(services)
+    for run in range(3):
+        mailer.fail_next(error)
+        Dispatcher(services, f"cron-run-{run}", DispatchPolicy(batch_size=1, lanes=1)).run_pass()
+        assert len(mailer.calls) == run + 1
+        clock.advance(minutes=30)
+
+    health = client.get("/health").json()
+    assert health["sending_paused"] is True and health["circuit_breaker_open"] is True
+    assert health["pause_reason"].startswith("circuit breaker: 3 consecutive provider account errors")
+    assert len(events_of(services, "sending_paused")) == 1
+
+
+def test_account_errors_never_give_the_emails_up_however_long_the_key_stays_wrong(services, mailer, clock):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1, retry_window=timedelta(hours=1),
+                                                                 breaker_threshold=1000))
+    result = enroll(services)
+    mailer.fail_next(*[AccountMailerError("Resend 403 validation_error: domain not verified", status=403)] * 40)
+    run_for(dispatcher, clock, hours=30, every_hours=1)  # past the retry window and the key's life
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "sending" and "domain not verified" in send["last_error"]
+    mailer.stop_failing()  # the domain was verified
+    run_for(dispatcher, clock, hours=2, every_hours=1)
+    assert step_send(services, result.enrollment_id, 1)["status"] == "sent"
+    assert len(mailer.sent) == 1
+
+
 def test_account_errors_separated_by_a_success_do_not_open_the_breaker(services, mailer, client):
     dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(batch_size=1))
     error = AccountMailerError("Resend 403 validation_error: domain not verified", status=403)
