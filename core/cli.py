@@ -17,6 +17,7 @@ from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError, fi
 from core.ids import new_id
 from core.logs import configure_logging
 from core.notion import store as notion_store
+from core.settings import load_settings
 from core.signups import parse_signup
 
 
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_export)
     p = sub.add_parser("db", help="database maintenance")
     dbsub = p.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
-    dbsub.add_parser("upgrade", help="apply pending migrations").set_defaults(handler=_db_upgrade)
+    dbsub.add_parser("upgrade", help="create the database or apply pending migrations").set_defaults(
+        handler=_db_upgrade, creates_database=True)
     p = sub.add_parser("backup", help="back up the database (SQLite) or print the pg_dump line")
     p.add_argument("--output-dir", help="folder for SQLite backups (default: DATA_DIR/backups)")
     p.set_defaults(handler=_backup)
@@ -211,11 +213,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _refuse_missing_database(database_url: str) -> None:
+    """A command given in the wrong folder must not act on a new, empty database there and report
+    success: `pause` would then stop nothing. Only `db upgrade` (and the worker) create one."""
+    missing = db.missing_sqlite_file(database_url)
+    if missing is None:
+        return
+    raise UsageError(
+        f"no database at {missing}. DATABASE_URL and .env are read from the folder the command runs in "
+        f"({Path.cwd()}): run it from the project folder, or create a new database with `python -m core db upgrade`")
+
+
 def _run_command(args) -> int:
     try:
         if getattr(args, "no_services", False):
             return args.handler(None, args)
-        services = build_services(migrate=True)  # every command works on a fresh database
+        settings = load_settings()
+        if not getattr(args, "creates_database", False):
+            _refuse_missing_database(settings.database_url)
+        services = build_services(settings, migrate=True)  # an empty database is migrated, by any command
         try:
             return args.handler(services, args)
         finally:

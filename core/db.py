@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from core.errors import ConfigError, DatabaseTooNew
 
@@ -41,6 +41,15 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     sa.event.listen(engine, "connect", _postgresql_lock_timeout)
     return engine
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file a URL names, when it does not exist (None for PostgreSQL or an existing file)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    path = Path(parsed.database).resolve()
+    return None if path.exists() else path
 
 
 def _postgresql_lock_timeout(dbapi_conn, _record) -> None:

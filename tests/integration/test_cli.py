@@ -79,6 +79,7 @@ def test_stats_json_prints_exactly_the_designed_document(cli, services, clock):
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_stats_on_a_brand_new_database_reports_zero_everywhere(database_url, tmp_path):
+    db.missing_sqlite_file(database_url).touch()  # created empty, as `createdb` makes an empty PostgreSQL one
     result = run_cli("stats", "--json", database_url=database_url, data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
@@ -325,6 +326,8 @@ def test_stats_and_export_work_for_a_read_only_postgresql_session(services, tmp_
 
 
 def test_a_fresh_database_is_still_migrated_and_seeded_by_any_command(database_url, tmp_path):
+    if missing := db.missing_sqlite_file(database_url):
+        missing.touch()  # an empty SQLite file, as an empty PostgreSQL database is
     result = run_cli("stats", "--json", database_url=database_url, data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     engine = db.create_db_engine(database_url)
@@ -334,6 +337,24 @@ def test_a_fresh_database_is_still_migrated_and_seeded_by_any_command(database_u
         assert db.upgrade(engine) is False  # at the latest revision already: nothing to do
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("command", [["pause", "--reason", "emergency"], ["stats", "--json"], ["export"],
+                                     ["resume"], ["forget", "jo@example.com"]], ids=lambda c: c[0])
+def test_a_command_given_where_there_is_no_database_creates_none_and_says_so(tmp_path, command):
+    """Typed in the wrong folder, `pause` must not pause a new empty database and report success."""
+    elsewhere = tmp_path / "elsewhere"
+    result = run_cli(*command, database_url=f"sqlite:///{elsewhere}/data/nurture.db", data_dir=elsewhere / "data")
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"nurture: no database at {elsewhere}/data/nurture.db.") and "db upgrade" in line
+    assert not elsewhere.exists(), "nothing was created: no database, no data folder, no key file"
+
+
+def test_db_upgrade_creates_a_database_where_there_is_none(tmp_path):
+    url = f"sqlite:///{tmp_path}/new/nurture.db"
+    assert run_cli("db", "upgrade", database_url=url, data_dir=tmp_path / "new").returncode == 0
+    assert run_cli("pause", database_url=url, data_dir=tmp_path / "new").returncode == 0
 
 
 def test_a_bad_database_url_exits_2_with_one_line_naming_it_and_no_traceback(tmp_path):
@@ -368,14 +389,14 @@ def _one_line(result: subprocess.CompletedProcess) -> str:
 
 def test_a_data_dir_that_is_a_file_exits_2_with_one_line_naming_it(tmp_path):
     (tmp_path / "data").write_text("")
-    result = run_cli("stats", database_url=f"sqlite:///{tmp_path}/nurture.db", data_dir=tmp_path / "data")
+    result = run_cli("db", "upgrade", database_url=f"sqlite:///{tmp_path}/nurture.db", data_dir=tmp_path / "data")
     assert result.returncode == 2
     assert _one_line(result) == f"nurture: DATA_DIR {tmp_path / 'data'} is a file, not a folder."
 
 
 def test_a_sqlite_folder_that_is_a_file_exits_2_with_one_line_naming_database_url(tmp_path):
     (tmp_path / "data").write_text("")
-    result = run_cli("stats", database_url=f"sqlite:///{tmp_path}/data/nurture.db", data_dir=tmp_path,
+    result = run_cli("db", "upgrade", database_url=f"sqlite:///{tmp_path}/data/nurture.db", data_dir=tmp_path,
                      SECRET_KEY="k" * 32)
     assert result.returncode == 2
     assert _one_line(result).startswith(f"nurture: DATABASE_URL names a SQLite file in {tmp_path / 'data'}")
@@ -384,6 +405,7 @@ def test_a_sqlite_folder_that_is_a_file_exits_2_with_one_line_naming_database_ur
 @pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL backups are pg_dump's job
 def test_a_backup_folder_that_cannot_be_made_exits_1_with_one_line(database_url, tmp_path):
     (tmp_path / "file").write_text("")
+    db.missing_sqlite_file(database_url).touch()
     result = run_cli("backup", "--output-dir", str(tmp_path / "file" / "backups"), database_url=database_url,
                      data_dir=tmp_path)
     assert result.returncode == 1
