@@ -1,5 +1,6 @@
 """One validated Settings. Every environment variable Nurture reads is declared here."""
 
+import ipaddress
 import math
 import re
 from functools import cached_property
@@ -233,11 +234,39 @@ def conflicts(settings: Settings) -> list[str]:
     if settings.resend_api_key and not settings.resend_from_email:
         found.append("RESEND_FROM_EMAIL is empty while RESEND_API_KEY is set: every email needs a sender, "
                      "such as 'Acme Team <team@yourdomain.com>'.")
+    if bool(settings.notion_token) != bool(settings.notion_email_sequence_db_id):
+        given, missing = (("NOTION_TOKEN", "NOTION_EMAIL_SEQUENCE_DB_ID") if settings.notion_token
+                          else ("NOTION_EMAIL_SEQUENCE_DB_ID", "NOTION_TOKEN"))
+        found.append(f"{missing} is empty while {given} is set: the Notion mirror needs both (or neither, "
+                     "to run without Notion).")
     hosts = {_loopback(settings.api_host), _loopback(settings.dashboard_host)}
     if settings.api_port == settings.dashboard_port and (len(hosts) == 1 or hosts & WILDCARD_HOSTS):
         found.append(f"API_PORT and DASHBOARD_PORT are both {settings.api_port}: the intake API and the dashboard "
                      "need a port each.")
     return found
+
+
+def exposure_problems(settings: Settings, *, dashboard_oidc: bool = False) -> list[str]:
+    """A server listening beyond this machine must not be open to whoever reaches it, even when
+    PUBLIC_BASE_URL still says localhost (a cloud VM with API_HOST=0.0.0.0, say)."""
+    problems = []
+    if not _is_loopback(settings.api_host) and not settings.webhook_secret:
+        problems.append(f"API_HOST {settings.api_host} lets other machines reach the intake, so Nurture refuses to "
+                        "start without WEBHOOK_SECRET (or set API_HOST=127.0.0.1 behind a proxy).")
+    if not _is_loopback(settings.dashboard_host) and not settings.dashboard_password and not dashboard_oidc:
+        problems.append(f"DASHBOARD_HOST {settings.dashboard_host} lets other machines reach the dashboard, so Nurture "
+                        "refuses to start without DASHBOARD_PASSWORD (or [auth] in .streamlit/secrets.toml).")
+    return problems
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip().lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard: reachable from elsewhere
 
 
 def _loopback(host: str) -> str:
@@ -274,7 +303,7 @@ def load_settings(**overrides) -> Settings:
     except UnicodeDecodeError as exc:
         line = exc.object[:exc.start].count(b"\n") + 1
         raise ConfigError(f"The settings file {env_file} is not UTF-8 text (line {line}): save it as UTF-8.") from None
-    if found := conflicts(settings):
+    if found := conflicts(settings) + exposure_problems(settings, dashboard_oidc=_oidc_configured()):
         raise ConfigError(found[0])
     problems = production_problems(settings, dashboard_oidc=_oidc_configured())
     if problems:

@@ -203,6 +203,8 @@ def test_the_api_and_the_dashboard_cannot_share_a_port(env, api_host, dashboard_
     env.setenv("DASHBOARD_PORT", "8600")
     env.setenv("API_HOST", api_host)
     env.setenv("DASHBOARD_HOST", dashboard_host)
+    env.setenv("WEBHOOK_SECRET", "w" * 24)  # reachable from elsewhere, so both are locked
+    env.setenv("DASHBOARD_PASSWORD", "p" * 16)
     if not clash:
         assert load().api_port == 8600
         return
@@ -245,7 +247,36 @@ def test_integrations_count_as_configured_only_with_their_credentials(env):
     s = load(notion_token="secret_x", notion_email_sequence_db_id="db1", discord_webhook_url="https://discord/x",
              resend_api_key="re_test", resend_from_email="team@acme.co.uk")
     assert (s.notion_configured, s.discord_configured, s.dry_run) == (True, True, False)
-    assert load(notion_token="secret_x").notion_configured is False
+
+
+
+@pytest.mark.parametrize(("given", "missing"), [({"notion_token": "secret_x"}, "NOTION_EMAIL_SEQUENCE_DB_ID"),
+                                                ({"notion_email_sequence_db_id": "db1"}, "NOTION_TOKEN")])
+def test_half_a_notion_configuration_stops_start_up_instead_of_switching_the_mirror_off(env, given, missing):
+    with pytest.raises(ConfigError) as caught:
+        load(**given)
+    assert_one_sentence_naming(str(caught.value), missing)
+    assert "secret_x" not in str(caught.value)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "nurture.internal"])
+@pytest.mark.parametrize(("variable", "lock"), [("API_HOST", "WEBHOOK_SECRET"), ("DASHBOARD_HOST", "DASHBOARD_PASSWORD")])
+def test_a_server_reachable_from_other_machines_must_be_locked(env, host, variable, lock):
+    env.setenv(variable, host)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), variable)
+    assert lock in str(caught.value)
+    env.setenv(lock, "a-long-enough-secret")
+    assert getattr(load(), variable.lower()) == host
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_a_server_on_a_loopback_address_needs_no_lock(env, host):
+    env.setenv("API_HOST", host)
+    env.setenv("DASHBOARD_HOST", host)
+    env.setenv("DASHBOARD_PORT", "8601")
+    assert load().api_host == host
 
 
 def test_cors_origins_are_a_comma_separated_list(env):
