@@ -47,3 +47,10 @@ def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
     for noisy in ("apscheduler", "alembic.runtime.migration", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("apscheduler.scheduler").addFilter(_SkipExpectedOverruns())
+    # Under `uvicorn --factory` uvicorn has set up loggers of its own before the app is built:
+    # send its lines through this handler too (JSON included). Its access log stays off, as in
+    # the worker, because each line would carry an unsubscribe link's token.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -16,6 +16,7 @@ from core.bootstrap import Services, build_services
 from core.errors import ConfigError
 from core.heap import freeze_startup_objects
 from core.intake import GroupCommitWriter
+from core.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ def create_app(services: Services | None = None) -> FastAPI:
     """Build the API around existing services (the worker, tests) or fresh ones (uvicorn --factory)."""
     own_process = services is None  # uvicorn --factory: this API is the whole process
     services = services or build_services()
+    if own_process:  # LOG_FORMAT and LOG_LEVEL apply here as in the worker
+        configure_logging(services.settings.log_format, services.settings.log_level)
     writer = GroupCommitWriter(services)
 
     @asynccontextmanager
@@ -41,7 +44,7 @@ def create_app(services: Services | None = None) -> FastAPI:
     if origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=origins, allow_methods=["POST"],
-            allow_headers=["Content-Type", "X-Webhook-Secret"],
+            allow_headers=["Content-Type", "X-Webhook-Secret", "X-Webhook-Signature"],
         )
     app.state.resend_verifier = _resend_verifier(services.settings.resend_webhook_secret)
     app.state.signature_watch = alerts.SignatureFailureWatch()

@@ -61,6 +61,9 @@ def signup(email: str, red: int) -> dict:
             "orange_systems": 0, "yellow_systems": 1, "green_systems": 1, "assessment_score": 40 + red}
 
 
+TOKEN_IN_A_LINK = "01a2b3c4d5e6f708091a2b3c4d5e6f70.not-a-real-signature"
+
+
 def segment_of(red: int) -> str:
     return {0: "OPTIMIZE", 1: "URGENT", 2: "CRITICAL"}[red]
 
@@ -107,7 +110,7 @@ async def post_all(base: str, posts: list[tuple[dict, dict]]) -> list[httpx.Resp
 
 
 def test_three_uvicorn_workers_enroll_concurrent_signups_exactly_once(database_url, tmp_path):
-    env = api_env(database_url, tmp_path)
+    env = {**api_env(database_url, tmp_path), "LOG_FORMAT": "json"}
     migrated = run_core(env, tmp_path, "db", "upgrade")
     assert migrated.returncode == 0, migrated.stderr
 
@@ -117,7 +120,7 @@ def test_three_uvicorn_workers_enroll_concurrent_signups_exactly_once(database_u
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "core.api:create_app", "--factory", "--workers", str(WORKERS),
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "info", "--no-access-log"],
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],  # as the README has it
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     workers: list[int] = []
     try:
@@ -142,6 +145,7 @@ def test_three_uvicorn_workers_enroll_concurrent_signups_exactly_once(database_u
         started = time.monotonic()
         answers = asyncio.run(post_all(base, posts))
         burst_seconds = time.monotonic() - started
+        unsubscribe = httpx.get(f"{base}/unsubscribe/{TOKEN_IN_A_LINK}", timeout=10)
 
         served = {pid: written_bytes(pid) - before for pid, before in written_before.items()}
         assert all(alive(pid) for pid in workers), "a uvicorn worker died during the burst"
@@ -161,6 +165,12 @@ def test_three_uvicorn_workers_enroll_concurrent_signups_exactly_once(database_u
     assert code == 0, f"uvicorn did not stop cleanly on SIGTERM (exit {code}):\n{output[-3000:]}"
     assert not [pid for pid in workers if alive(pid)], "a worker outlived its supervisor"
     assert "Traceback" not in output and "ERROR" not in output, output[-3000:]
+    # The workers log through Nurture's own set-up: LOG_FORMAT=json reaches uvicorn's lines too,
+    # and no access line records an unsubscribe link's token.
+    startup_lines = [line for line in output.splitlines() if "Application startup complete." in line]
+    assert len(startup_lines) >= WORKERS and all(json.loads(line)["logger"] == "uvicorn.error"
+                                                 for line in startup_lines), startup_lines
+    assert unsubscribe.status_code == 400 and TOKEN_IN_A_LINK not in output
 
     # Every worker took part: with one connection per post, each answered several posts of the burst
     # (one answer is some 300 bytes; an idle worker writes only the supervisor's few-byte health pongs).
