@@ -2,11 +2,12 @@
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -23,28 +24,60 @@ ACCEPTED_MESSAGE = "Email sequence will begin shortly"
 
 
 class ClientRateLimiter:
-    """Per-client sliding window of one minute; 0 turns it off."""
+    """Per-client sliding window of one minute; 0 turns it off.
+
+    A client is its IPv4 address, or the /64 network of its IPv6 address: one IPv6 host usually
+    holds a whole /64, and could otherwise take a fresh address for every request.
+    """
+
+    WINDOW_SECONDS = 60.0
+    MAX_CLIENTS = 100_000  # beyond this many active clients, the longest idle is forgotten first
 
     def __init__(self, per_minute: int, clock=time.monotonic):
         self._limit = per_minute
         self._clock = clock
-        self._hits: dict[str, deque[float]] = {}
+        # Ordered by each client's latest request, so idle clients are dropped from the front
+        # at a constant cost per request, however many clients there are.
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def allow(self, client: str) -> bool:
         if self._limit <= 0:
             return True
-        now = self._clock()
+        key, now = client_key(client), self._clock()
         with self._lock:
-            hits = self._hits.setdefault(client, deque())
-            while hits and hits[0] <= now - 60:
+            self._forget_idle(now, newcomer=key not in self._hits)
+            hits = self._hits.get(key)
+            if hits is None:
+                hits = self._hits[key] = deque()
+            self._hits.move_to_end(key)
+            while hits and hits[0] <= now - self.WINDOW_SECONDS:
                 hits.popleft()
             if len(hits) >= self._limit:
                 return False
             hits.append(now)
-            if len(self._hits) > 10_000:  # forget idle clients so memory stays bounded
-                self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - 60}
             return True
+
+    def _forget_idle(self, now: float, *, newcomer: bool) -> None:
+        room = self.MAX_CLIENTS - 1 if newcomer else self.MAX_CLIENTS
+        while self._hits:
+            oldest = next(iter(self._hits.values()))
+            if len(self._hits) <= room and oldest and oldest[-1] > now - self.WINDOW_SECONDS:
+                return
+            self._hits.popitem(last=False)
+
+
+def client_key(address: str) -> str:
+    """What the rate limit counts by: an IPv4 address as it is, an IPv6 address by its /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an address (a test client's name): counted as given
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:  # an IPv4 client seen through a dual-stack socket
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 def error_response(status: int, message: str, errors: dict[str, str] | None = None) -> JSONResponse:
