@@ -1,5 +1,7 @@
 """Turn a claimed send into an OutgoingEmail: content, unsubscribe headers and tags."""
 
+from datetime import datetime
+
 from core.campaign import CAMPAIGNS
 from core.claims import ClaimedSend
 from core.emails import EmailContext, render_step
@@ -16,11 +18,13 @@ class Composer:
         self._postal_address = postal_address
         self._booking_url = booking_url
 
-    def compose(self, send: ClaimedSend) -> OutgoingEmail:
+    def compose(self, send: ClaimedSend, *, at: datetime) -> OutgoingEmail:
+        """`at`: when the email goes out, for copy that depends on the season. A replay must pass the
+        same instant (its batch's first attempt), so it carries exactly the content first sent."""
         campaign = CAMPAIGNS[send.campaign]
         url = unsubscribe_url(self._public_base_url, self._secret_key, send.contact_id)
         ctx = EmailContext(send.first_name, send.business_name, send.segment, send.red_systems,
-                           send.orange_systems, booking_url=self._booking_url)
+                           send.orange_systems, booking_url=self._booking_url, season_over=campaign.season_over(at))
         rendered = render_step(campaign.step(send.step), ctx, unsubscribe_url=url,
                                postal_address=self._postal_address)
         return OutgoingEmail(

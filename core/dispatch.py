@@ -108,23 +108,24 @@ class Dispatcher:
         metrics, now = self.services.metrics, self.services.clock()
         for member in batch.members:
             metrics.dispatch_lateness.observe(max(0.0, (now - member.due_at).total_seconds()))
+        if batch.attempts > 1 and now - batch.created_at >= KEY_LIFETIME:
+            if batch.may_have_been_sent:
+                self._record(batch, [Delivery(m.id, error=_EXPIRED_KEY) for m in batch.members])
+                return True
+            batch = self._renew_key(batch, now)
+            if batch is None:
+                return True  # another worker took it over meanwhile
         emails, render_failures = [], []
         for member in batch.members:
             try:
-                emails.append(self.services.composer.compose(member))
+                # Rendered as of the key's first use, so every replay under that key carries the same content.
+                emails.append(self.services.composer.compose(member, at=batch.created_at))
             except Exception as exc:  # a broken template fails its own send, visibly, not the batch
                 log.exception("render failed", extra={"action": "render", "send": member.id, "step": member.step})
                 render_failures.append(Delivery(member.id, error=f"render failed: {exc}"))
         if not emails:
             self._record(batch, render_failures)
             return True
-        if batch.attempts > 1 and now - batch.created_at >= KEY_LIFETIME:
-            if batch.may_have_been_sent:
-                self._record(batch, [Delivery(e.send_id, error=_EXPIRED_KEY) for e in emails] + render_failures)
-                return True
-            batch = self._renew_key(batch, now)
-            if batch is None:
-                return True  # another worker took it over meanwhile
         with self._call_lock:
             if self._halted.is_set():  # the other lane tripped the breaker: this batch does not go out now
                 self._hold(batch)

@@ -36,6 +36,7 @@ class EmailContext:
     red_systems: int | None = None
     orange_systems: int | None = None
     booking_url: str = "https://example.com/book"  # call-to-action target
+    season_over: bool = False  # sent after the campaign's season (Christmas) is past: no "before Christmas"
 
     def __post_init__(self) -> None:
         # An unknown segment would silently fall into every template's `else` branch.
@@ -66,16 +67,17 @@ def render_step(step: Step, ctx: EmailContext, *, unsubscribe_url: str, postal_a
         "booking_url": ctx.booking_url,
         "unsubscribe_url": unsubscribe_url,
         "postal_address": postal_address.strip(),
+        "season_over": ctx.season_over,
         "step_number": step.number,
         "total_steps": len(CHRISTMAS_2025.steps),
-        "subject": _subject(step, first_name, business_name),
+        "subject": _subject(step.subject_for(ctx.season_over), first_name, business_name),
     }
     html = _environment("html").get_template(f"{step.template}.html.j2").render(variables)
     text = _environment("text").get_template(f"{step.template}.txt.j2").render(variables)
     return RenderedEmail(subject=variables["subject"], html=html, text=_tidy_text(text))
 
 
-def sample_context(segment: str) -> EmailContext:
+def sample_context(segment: str, *, season_over: bool = False) -> EmailContext:
     """Plausible sample data for previewing the templates of one segment in the dashboard."""
     red, orange = {
         Segment.CRITICAL: (3, 2),
@@ -88,6 +90,7 @@ def sample_context(segment: str) -> EmailContext:
         segment=Segment(segment).value,
         red_systems=red,
         orange_systems=orange,
+        season_over=season_over,
     )
 
 
@@ -120,8 +123,7 @@ def _clean(value: str | None) -> str:
     return " ".join(spaced.split())
 
 
-def _subject(step: Step, first_name: str, business_name: str) -> str:
-    template = step.subject
+def _subject(template: str, first_name: str, business_name: str) -> str:
     if not first_name:
         # "Your results, there" reads oddly; drop the trailing address instead.
         template = re.sub(r",\s*\{first_name\}", "", template)

@@ -43,7 +43,10 @@ if error := st.session_state.get("tpl_error"):
     st.error(f"That address won't do: {literal(error)}")
 my_requests()
 
-email = render_step(CHRISTMAS_2025.step(number), sample_context(segment),
+after_season = st.toggle(
+    f"As sent from {CHRISTMAS_2025.season_ends:%-d %B} on", key="tpl_after_season",
+    help="From Christmas Eve the emails stop speaking of \"before Christmas\": steps 2, 3 and 7 read differently.")
+email = render_step(CHRISTMAS_2025.step(number), sample_context(segment, season_over=after_season),
                     unsubscribe_url=f"{settings.public_base_url}/unsubscribe/preview",
                     postal_address=settings.postal_address)
 st.markdown(f"**Subject:** {literal(email.subject)}")

@@ -568,6 +568,38 @@ def test_account_errors_never_give_the_emails_up_however_long_the_key_stays_wron
     assert len(mailer.sent) == 1
 
 
+def test_a_late_signup_gets_the_after_christmas_copy_for_the_steps_sent_after_christmas_eve(
+        services, dispatcher, mailer, clock):
+    clock.advance(days=21)  # 22 December
+    person = enroll(services, first_name="Noel", business_name="Late Ltd")
+    address = contact_row(services, person.contact_id)["email"]
+    run_for(dispatcher, clock, hours=12 * 24)
+
+    subjects = [e.subject for e in mailer.sent_to(address)]
+    assert len(subjects) == 7
+    assert subjects[2] == "Three fixes you can make before the year gets busy"  # due 25 December
+    assert subjects[6] == "Last call: our free systems review closes soon"
+    assert "before Christmas" not in " ".join(e.text for e in mailer.sent_to(address)[2:])
+
+
+def test_a_replay_across_christmas_eve_carries_exactly_what_was_first_sent(services, mailer, clock):
+    """Resend refuses a key reused with other content: the replay must not switch to the after-season copy."""
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    clock.advance(days=22, hours=14, minutes=50)  # 23 December, 23:50 UTC
+    [person] = enroll_now(services, [signup_request(email=unique_email(), force_test_timing=True)])
+    address = contact_row(services, person.contact_id)["email"]
+    dispatcher.run_pass()  # step 1
+    clock.advance(minutes=1)
+    mailer.fail_next(TransientMailerError("timed out waiting for Resend"))
+    dispatcher.run_pass()  # step 2, whose answer is lost: it may have been sent, before midnight
+    clock.advance(minutes=30)  # the season is over
+    dispatcher.run_pass()
+
+    assert [key for key, _ in mailer.calls][1:] == [mailer.calls[1][0]] * 2, "step 2 was replayed under its key"
+    step2 = mailer.sent_to(address)[1]
+    assert "three fixes you can make before Christmas" in " ".join(step2.text.split())
+
+
 def test_account_errors_separated_by_a_success_do_not_open_the_breaker(services, mailer, client):
     dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(batch_size=1))
     error = AccountMailerError("Resend 403 validation_error: domain not verified", status=403)
@@ -591,7 +623,7 @@ def test_a_worker_killed_mid_batch_leaves_a_lease_that_another_worker_replays_ex
     with db.write_transaction(services.engine) as conn:
         batch = claims.claim_due(conn, "doomed-worker", clock(), lease, 100)
     if provider_reached:  # the doomed worker's call got through, then it died before recording anything
-        mailer.send([services.composer.compose(m) for m in batch.members], batch.idempotency_key)
+        mailer.send([services.composer.compose(m, at=batch.created_at) for m in batch.members], batch.idempotency_key)
     rescuer = Dispatcher(services, "rescuer")
 
     assert rescuer.run_pass() == 0, "a live lease is left alone"
@@ -1045,7 +1077,7 @@ def test_a_complaint_that_arrives_before_its_send_is_recorded_still_stops_the_se
     lease = DispatchPolicy().lease
     with db.write_transaction(services.engine) as conn:
         batch = claims.claim_due(conn, "doomed-worker", clock(), lease, 100)
-    [delivery] = mailer.send([services.composer.compose(m) for m in batch.members], batch.idempotency_key)
+    [delivery] = mailer.send([services.composer.compose(m, at=batch.created_at) for m in batch.members], batch.idempotency_key)
 
     answer = client.post("/webhook/resend", **signed(resend_event("complained", delivery.provider_id)))
     assert answer.status_code == 200 and answer.json()["result"] == "unknown email"

@@ -219,6 +219,40 @@ def test_the_last_call_offers_a_free_christmas_review():
     assert "free Christmas systems reviews" in flat(email.text)
 
 
+LOOKING_FORWARD_TO_CHRISTMAS = ["before Christmas", "27 December", "over the holidays", "December asks",
+                                "starts January", "before the break", "close for the holidays",
+                                "break for Christmas", "free Christmas review", "Christmas systems review"]
+
+
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_emails_sent_after_the_season_no_longer_look_forward_to_christmas(segment):
+    """A lead who signs up on 22 December gets step 7 on 2 January: no "before we break for Christmas"."""
+    before = render_all(segment=segment, red_systems=2, orange_systems=1)
+    after = render_all(segment=segment, red_systems=2, orange_systems=1, season_over=True)
+
+    assert len({e.subject for e in after}) == len(STEPS), "still one distinct subject per step"
+    for email in after:
+        for part in (email.subject, flat(email.html), flat(email.text)):
+            assert not [p for p in LOOKING_FORWARD_TO_CHRISTMAS if p in part], part
+    changed = [step.number for step, b, a in zip(STEPS, before, after, strict=True) if (b.html, b.text) != (a.html, a.text)]
+    assert changed == [2, 3, 5, 6, 7], "only the steps that spoke of the season change"
+    assert after[2].subject == "Three fixes you can make before the year gets busy"
+    assert "Book your free review" in after[6].html and "tick it off by Friday" in flat(after[2].text)
+
+
+def test_a_text_title_keeps_an_underline_of_its_own_length_after_the_season():
+    for number in (3, 7):
+        title, underline = render(number, season_over=True).text.splitlines()[:2]
+        assert set(underline) == {"="} and len(underline) == len(title)
+
+
+def test_the_season_ends_on_christmas_eve():
+    from datetime import UTC, datetime
+    assert not CHRISTMAS_2025.season_over(datetime(2025, 12, 23, 23, 59, tzinfo=UTC))
+    assert CHRISTMAS_2025.season_over(datetime(2025, 12, 24, tzinfo=UTC))
+    assert CHRISTMAS_2025.season_over(datetime(2026, 1, 10, tzinfo=UTC))
+
+
 def test_text_lines_are_wrapped_but_urls_are_never_broken():
     url = "https://book.test/" + "christmas-systems-review/" * 4 + "?utm_source=nurture"
     email = render(7, booking_url=url, business_name="A Rather Long Business Name Trading As Something Else")
