@@ -3,13 +3,15 @@
 import re
 
 # Everything Streamlit's markdown gives a meaning to: CommonMark's punctuation, its :color[…] and
-# :material/…: directives, emoji shortcodes and $…$ maths. HTML is already escaped by Streamlit.
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$<>])")
+# :material/…: directives, emoji shortcodes, $…$ maths and "&" (which would start a character
+# reference: "a&amp;b" must show as typed). HTML is already escaped by Streamlit.
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$<>&])")
 
 
-# What GitHub-flavoured markdown turns into a link without any markup: a bare web address, which it
-# only sees at the start of a line or after a space, *, _, ~ or "(" (so "ann@www.acme.com" is left alone).
-_BARE_LINK = re.compile(r"(?i)(?<![^\s*_~(])(?:(https?|ftp)(:)|(www)(\.))")
+# What GitHub-flavoured markdown turns into a link without any markup: a bare web address. Streamlit
+# looks for one after escapes are decoded and after whitespace or any punctuation or symbol ("'", "=",
+# ",", "."), so every scheme and "www." is broken, whatever precedes it.
+_BARE_LINK = re.compile(r"(?i)(?:(https?|ftp)(:)|(www)(\.))")
 _WORD_JOINER = "\u2060"  # invisible, and it breaks the pattern the autolinker looks for
 
 

@@ -13,7 +13,7 @@ from core import db, queries
 from core.bootstrap import build_services
 from core.intake import enroll_now
 from core.timeutil import utcnow
-from tests.dashboard.conftest import page_text
+from tests.dashboard.conftest import page_text, shown
 from tests.support import signup_request
 from ui.downloads import contacts_csv
 
@@ -104,6 +104,28 @@ def test_names_and_addresses_are_shown_literally_never_as_markdown(app_env, make
     text = page_text(at).replace(joiner, "")
     assert "[x](http://evil.example)" in text and ":red-badge[FAKE] $x^2$" in text  # what the marketer reads
     assert "see https://evil.example or www.evil.example" in text
+
+
+def test_an_address_after_punctuation_or_in_a_character_reference_is_never_a_link(app_env, make_settings,
+                                                                                 open_app):
+    tricks = "'http://evil.example =http://evil.example Bob,https://evil.example x.www.evil.example " \
+             "http&colon;//evil.example a&amp;b"
+    services = build_services(make_settings(), migrate=True)
+    try:
+        [lead] = enroll_now(services, [signup_request(
+            email="tricks@example.com", first_name="Tom & Jerry's", business_name=tricks)])
+    finally:
+        services.close()
+    at = open_app("pages/signups.py")
+    at.query_params["contact"] = lead.contact_id
+    at.run()
+
+    source = "\n".join(m.value for m in [*at.markdown, *at.subheader])
+    readable = shown(source)  # what markdown makes of the escapes, before any autolinking
+    assert not re.search(r"(?i)https?://|www\.", readable), "an address the autolinker would make clickable"
+    assert r"Tom \& Jerry's" in source and r"a\&amp;b" in source and "http&colon;" not in source
+    text = page_text(at).replace("\u2060", "")
+    assert "Tom & Jerry's" in text and tricks in text  # what the marketer reads, exactly as typed
 
 
 def test_the_timeline_says_why_a_sequence_stopped(seeded, open_app):
