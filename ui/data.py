@@ -8,14 +8,15 @@ import streamlit as st
 
 from core import db, queries
 from ui import access
-from ui.services import now, services
+from ui.services import database_trouble_stops_the_run, now, services
 
 OVERVIEW_TTL_SECONDS = 5
 
 
 def overview(days: int) -> dict:
     access.ensure_allowed()  # outside the cache: the gate is per session, the figures are not
-    return _overview(services().settings.database_url, days)
+    with database_trouble_stops_the_run():  # _overview reads without read(), so its trouble is caught here
+        return _overview(services().settings.database_url, days)
 
 
 @st.cache_data(ttl=OVERVIEW_TTL_SECONDS, show_spinner=False, max_entries=8)

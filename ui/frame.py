@@ -9,7 +9,6 @@ that skipped the entrypoint registers the dashboard's own menu, which ends the l
 
 import streamlit as st
 
-from core.errors import ConfigError
 from ui import access, confirm, sidebar
 from ui.commands import show_flash
 from ui.services import services
@@ -30,12 +29,8 @@ def pages() -> list:
 
 
 def dashboard_password() -> str:
-    """The configured password, or stop the run with the configuration error in one sentence."""
-    try:
-        return services().settings.dashboard_password
-    except ConfigError as exc:
-        st.error(str(exc))
-        st.stop()
+    """The configured password (services() stops the run first if the configuration or database is at fault)."""
+    return services().settings.dashboard_password
 
 
 def _navigation():

@@ -1,22 +1,66 @@
-"""The dashboard's one set of services (built once per process) and the read/write helpers pages use."""
+"""The dashboard's one set of services (built once per process) and the read/write helpers pages use.
 
-from collections.abc import Callable
+Every road to the database passes through here, so this is where trouble with it (a wrong
+configuration, a database that cannot be reached) becomes one sentence and the end of the run,
+instead of Streamlit's redacted traceback.
+"""
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
+import sqlalchemy as sa
 import streamlit as st
 
 from core import db
 from core.bootstrap import Services, build_services
+from core.errors import ConfigError, first_line
 from ui import access
+from ui.text import literal
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner=False, on_release=lambda built: built.close())
-def services() -> Services:
+def _built_services() -> Services:
     """Built from the environment on first use; migrating is idempotent, so a fresh checkout just works."""
     return build_services(migrate=True)
+
+
+def services() -> Services:
+    """The dashboard's services, or the run stopped with one sentence saying what is wrong."""
+    with database_trouble_stops_the_run():
+        try:
+            return _built_services()
+        except ConfigError as exc:  # bad settings, or a database migrated by a newer Nurture
+            _stop(str(exc))
+
+
+@contextmanager
+def database_trouble_stops_the_run() -> Iterator[None]:
+    """Show a database that cannot be reached as one sentence, and stop the run."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if not _unreachable(exc):
+            raise
+        # The driver's message names the host and database, never the password; the URL is not shown.
+        log.warning("database unreachable: %s", first_line(exc), extra={"action": "dashboard"})
+        _stop(f"The database is unreachable: {literal(first_line(exc))}")
+
+
+def _unreachable(exc: sa.exc.DBAPIError) -> bool:
+    # Drivers raise these when they cannot connect or lose the connection; any other error on a
+    # connection SQLAlchemy found dead is the same trouble.
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or exc.connection_invalidated
+
+
+def _stop(sentence: str) -> NoReturn:
+    st.error(sentence, icon=":material/error:")
+    st.stop()
 
 
 def now() -> datetime:
@@ -26,18 +70,19 @@ def now() -> datetime:
 def read(query: Callable[..., T], *args, **kwargs) -> T:
     """Run one read-model query in its own snapshot transaction (only once the gate is passed)."""
     access.ensure_allowed()
-    with db.read_transaction(services().engine) as conn:
+    with database_trouble_stops_the_run(), db.read_transaction(services().engine) as conn:
         return query(conn, *args, **kwargs)
 
 
 def write(command: Callable[..., T], *args, **kwargs) -> T:
     """Run one core command in a write transaction (only once the gate is passed)."""
     access.refuse_unless_allowed()
-    with db.write_transaction(services().engine) as conn:
+    with database_trouble_stops_the_run(), db.write_transaction(services().engine) as conn:
         return command(conn, *args, **kwargs)
 
 
 def act(service: Callable[..., T], *args, **kwargs) -> T:
     """Call a core service that takes the Services (e.g. enroll_now), once the gate is passed."""
     access.refuse_unless_allowed()
-    return service(services(), *args, **kwargs)
+    with database_trouble_stops_the_run():
+        return service(services(), *args, **kwargs)
