@@ -23,8 +23,9 @@ def try_acquire(conn: sa.Connection, name: str, owner: str, now: datetime, ttl: 
     return repo.insert_ignoring_conflicts(conn, lease_t, [{"name": name, "owner": owner, "expires_at": now + ttl}]) == 1
 
 
-def release(conn: sa.Connection, name: str, owner: str) -> None:
-    conn.execute(lease_t.delete().where(lease_t.c.name == name, lease_t.c.owner == owner))
+def release_all(conn: sa.Connection, owner: str) -> int:
+    """Give up every lease `owner` holds, so the next worker or `--once` run takes them at once; returns how many."""
+    return conn.execute(lease_t.delete().where(lease_t.c.owner == owner)).rowcount
 
 
 def run_as_singleton(services, name: str, owner: str, job: Callable[[], object],

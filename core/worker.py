@@ -7,14 +7,16 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 import uvicorn
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from core import db, heartbeat
+from core import db, heartbeat, singleton
 from core.heartbeat import HEARTBEAT_SECONDS
 from core.api import create_app
 from core.bootstrap import Services
-from core.errors import ConfigError
+from core.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 API_STARTUP_SECONDS = 30
@@ -43,8 +45,21 @@ class WorkerJobs:
         return [(self.heartbeat, HEARTBEAT_SECONDS), *self._extra]
 
     def run_once(self) -> None:
-        for job, _ in self.schedule():
-            job()
+        try:
+            for job, _ in self.schedule():
+                job()
+        finally:
+            self.release_leases()  # cron's next --once, a minute later, must run the singleton jobs too
+
+    def release_leases(self) -> None:
+        """Hand back this worker's single-worker jobs (Notion, alerts) so another worker takes them at
+        once instead of after the lease expires; with the database gone they simply expire."""
+        try:
+            with db.write_transaction(self.services.engine) as conn:
+                singleton.release_all(conn, self.worker_id)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("worker %s could not release its job leases; they expire within a minute: %s",
+                        self.worker_id, first_line(exc), extra={"action": "shutdown"})
 
 
 class ApiThread:
@@ -100,7 +115,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     """Run every job on its interval until SIGTERM or Ctrl-C, then stop cleanly; returns the exit code."""
-    scheduler = BlockingScheduler(timezone=UTC)
+    executor = ThreadPoolExecutor()
+    scheduler = BlockingScheduler(timezone=UTC, executors={"default": executor})
     for job, seconds in jobs.schedule():
         scheduler.add_job(job, "interval", seconds=seconds, coalesce=True, max_instances=1,
                           next_run_time=datetime.now(UTC), id=job.__name__, misfire_grace_time=None)
@@ -137,6 +153,9 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     finally:
         if api:
             api.stop()
+        # Jobs still running finish first: a lease handed back mid-pass would let a second worker start alongside.
+        executor.shutdown(wait=True)
+        jobs.release_leases()
         jobs.services.close()
         log.info("worker %s stopped", jobs.worker_id, extra={"action": "stop"})
     return outcome["code"]

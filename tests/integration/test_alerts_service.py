@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from core import db, outbox
+from core import db, outbox, side_jobs
 from core.alerts import AlertPolicy, AlertService, PermanentAlertError, SignatureFailureWatch, note_signature_failure, \
     queue_ops_alert
 from core.bootstrap import build_services
@@ -14,6 +14,7 @@ from core.intake import enroll_now
 from core.signups import parse_signup
 from core.side_status import backlog
 from core.testing_side import FakeDiscord
+from core.worker import WorkerJobs
 from tests.standins.discord_api import DiscordStandIn
 from tests.support import rows, signup_request
 
@@ -65,6 +66,35 @@ def test_a_critical_signup_posts_one_embed_naming_the_lead_with_a_dashboard_link
     assert {"name": "Red systems", "value": "3", "inline": True} in embed["fields"]
     assert embed["url"] == f"https://dash.example.com/signups?contact={result.contact_id}"
     assert pending(services) == []
+
+
+@pytest.fixture
+def closed_webhooks(monkeypatch):
+    """The webhooks side_jobs builds, closed after the test (a worker's process exit closes them)."""
+    built: list[DiscordWebhook] = []
+
+    def tracked(*args, **kwargs) -> DiscordWebhook:
+        built.append(DiscordWebhook(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(side_jobs, "DiscordWebhook", tracked)
+    yield
+    for webhook in built:
+        webhook.close()
+
+
+@pytest.mark.usefixtures("closed_webhooks")
+def test_a_once_run_right_after_another_posts_the_alert_the_first_left_unposted(services, discord_api):
+    first, second = WorkerJobs(services, "once-1"), WorkerJobs(services, "once-2")
+    side_jobs.register_side_jobs(first)
+    side_jobs.register_side_jobs(second)
+    first.run_once()  # the clock is frozen: a lease kept by this run would never expire
+    enroll(services, "casey@example.com", red=3)
+
+    second.run_once()
+
+    assert [m["embeds"][0]["title"] for m in discord_api.messages] == ["CRITICAL lead: Alex"]
+    assert rows(services.engine, "SELECT name, owner FROM job_lease") == []
 
 
 @sqlite_only

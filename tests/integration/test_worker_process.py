@@ -1,11 +1,14 @@
-"""The worker's main loop: a supervisor learns when the API it serves has died."""
+"""The worker's main loop: a supervisor learns when the API it serves has died; a stopped worker hands back its leases."""
 
+import os
 import signal
 
 import pytest
+import sqlalchemy as sa
 
-from core import worker
+from core import singleton, worker
 from core.worker import WorkerJobs, run_forever
+from tests.support import rows
 
 
 class DeadApi:
@@ -34,3 +37,60 @@ def test_a_worker_whose_api_died_exits_1_so_its_supervisor_restarts_it(services,
     monkeypatch.setattr(worker, "API_WATCH_SECONDS", 0.2)
 
     assert run_forever(WorkerJobs(services, "worker-a"), DeadApi()) == 1
+
+
+def leases(services) -> list[dict]:
+    return rows(services.engine, "SELECT name, owner FROM job_lease")
+
+
+def take_the_alerts_lease_then_stop(jobs: WorkerJobs):
+    def job() -> None:
+        singleton.run_as_singleton(jobs.services, "alerts", jobs.worker_id, lambda: None)
+        os.kill(os.getpid(), signal.SIGTERM)  # what systemd sends on `systemctl restart`
+
+    return job
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_worker_stopped_by_a_signal_hands_back_its_job_leases(services, restored_signals):
+    jobs = WorkerJobs(services, "worker-a")
+    jobs.add(take_the_alerts_lease_then_stop(jobs), 60)
+
+    assert run_forever(jobs, None) == 0
+
+    assert leases(services) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_worker_that_cannot_reach_the_database_at_shutdown_logs_one_line_and_exits_cleanly(
+        services, restored_signals, monkeypatch, caplog):
+    jobs = WorkerJobs(services, "worker-a")
+    jobs.add(take_the_alerts_lease_then_stop(jobs), 60)
+
+    def database_gone(*_args):
+        raise sa.exc.OperationalError("DELETE FROM job_lease", {}, Exception("connection refused\nDETAIL: more"))
+
+    monkeypatch.setattr(singleton, "release_all", database_gone)
+
+    assert run_forever(jobs, None) == 0
+
+    [line] = [r for r in caplog.records if "job leases" in r.getMessage()]
+    assert line.levelname == "WARNING" and line.exc_info is None
+    assert line.getMessage().endswith("they expire within a minute: connection refused")
+    assert leases(services) == [{"name": "alerts", "owner": "worker-a"}]  # left to expire, as a killed worker's
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_once_run_hands_back_its_job_leases_even_when_a_job_fails(services):
+    jobs = WorkerJobs(services, "once-a")
+
+    def broken_dispatch() -> None:
+        raise RuntimeError("dispatch broke")
+
+    jobs.add(lambda: singleton.run_as_singleton(services, "notion_sync", jobs.worker_id, lambda: None), 2)
+    jobs.add(broken_dispatch, 1)
+
+    with pytest.raises(RuntimeError, match="dispatch broke"):
+        jobs.run_once()
+
+    assert leases(services) == []
