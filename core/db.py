@@ -65,6 +65,12 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
 
+def storage_unavailable(exc: BaseException) -> bool:
+    """The database itself failed (unreachable, restarting, locked past the lock wait), not the work
+    asked of it: waiting and trying again is the cure, and every caller sees the same outage."""
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
     """A transaction that will write: on SQLite it holds the write lock from its first statement."""

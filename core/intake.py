@@ -11,11 +11,10 @@ import queue
 import threading
 import time
 
-import sqlalchemy as sa
-
 from core import db, switches
 from core.bootstrap import Services
 from core.checkpointer import WalCheckpointer
+from core.db_outages import DatabaseOutageLog
 from core.enrollments import EnrollResult, SignupRequest, enroll_batch
 
 log = logging.getLogger(__name__)
@@ -52,6 +51,7 @@ class GroupCommitWriter:
         self._queue: queue.Queue[tuple[SignupRequest, asyncio.Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self._checkpointer = WalCheckpointer(services.engine)
+        self._outage = DatabaseOutageLog("intake", action="intake")
         self._started = False
 
     def start(self) -> None:
@@ -105,21 +105,22 @@ class GroupCommitWriter:
             metrics.intake_signups.labels(label).inc()
 
     def _outcomes(self, requests: list[SignupRequest]) -> list[EnrollResult | Exception]:
-        """Each request's result, or the exception that kept it from being stored."""
+        """Each request's result, or the exception that kept it from being stored (logged here, once)."""
         try:
-            return enroll_now(self._services, requests)
+            results = enroll_now(self._services, requests)
         except Exception as exc:  # every waiting request must get an answer, never hang
-            if len(requests) > 1 and not _storage_unavailable(exc):
+            # With the database itself in trouble (locked past busy_timeout, connection lost), trying
+            # each signup alone would only wait that long again per signup while every request hangs.
+            if db.storage_unavailable(exc):
+                self._outage.failed(exc)
+            elif len(requests) > 1:
                 # Commit one by one so a single poisonous signup cannot fail its neighbours.
                 return [outcome for single in requests for outcome in self._outcomes([single])]
-            log.exception("intake failed for %d signup(s)", len(requests), extra={"action": "intake"})
+            else:
+                log.exception("intake failed for %d signup(s)", len(requests), extra={"action": "intake"})
             return [exc] * len(requests)
-
-
-def _storage_unavailable(exc: Exception) -> bool:
-    """The database, not a signup, is the trouble (locked past busy_timeout, connection lost): trying
-    each signup alone would only wait that long again per signup while every request hangs."""
-    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+        self._outage.succeeded()
+        return results
 
 
 def _answer(batch: list[tuple[SignupRequest, asyncio.Future]], outcomes: list[EnrollResult | Exception]) -> None:

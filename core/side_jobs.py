@@ -6,17 +6,16 @@ wrong in a side channel is logged and never reaches the scheduler or a `--once` 
 never stop or delay the dispatch job.
 """
 
-import logging
 from collections.abc import Callable
 
 from core import singleton
 from core.alerts import AlertService
+from core.db_outages import guarded
 from core.discord import DiscordWebhook
 from core.notion.client import notion_from_settings
 from core.notion.sync import NotionSync
 from core.worker import WorkerJobs
 
-log = logging.getLogger(__name__)
 SYNC_SECONDS = 2.0
 ALERT_SECONDS = 2.0
 
@@ -36,10 +35,8 @@ def _singleton_job(jobs: WorkerJobs, job_name: str, lease: str, run: Callable[[]
     """The interval job: `run` on whichever worker holds the lease, with every failure kept inside."""
 
     def job() -> None:
-        try:
-            singleton.run_as_singleton(jobs.services, lease, jobs.worker_id, run)
-        except Exception:  # a side channel's bug must not take the worker (or its --once run) down
-            log.exception("%s failed", job_name, extra={"action": lease})
+        singleton.run_as_singleton(jobs.services, lease, jobs.worker_id, run)
 
-    job.__name__ = job_name  # APScheduler names (and identifies) jobs by it
-    return job
+    job.__name__ = job_name
+    # Guarded here, not only by the scheduler: a side channel's failure must not end a --once run either.
+    return guarded(job, action=lease)

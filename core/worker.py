@@ -16,6 +16,7 @@ from core import db, heartbeat, singleton
 from core.heartbeat import HEARTBEAT_SECONDS
 from core.api import create_app
 from core.bootstrap import Services
+from core.db_outages import guarded
 from core.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     executor = ThreadPoolExecutor()
     scheduler = BlockingScheduler(timezone=UTC, executors={"default": executor})
     for job, seconds in jobs.schedule():
-        scheduler.add_job(job, "interval", seconds=seconds, coalesce=True, max_instances=1,
+        # Guarded only here: a --once run lets a core job's failure through, so cron sees exit 1.
+        scheduler.add_job(guarded(job), "interval", seconds=seconds, coalesce=True, max_instances=1,
                           next_run_time=datetime.now(UTC), id=job.__name__, misfire_grace_time=None)
     outcome = {"code": 0, "stopping": False}
 

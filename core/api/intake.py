@@ -4,7 +4,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -17,7 +16,6 @@ from core.enrollments import SignupRequest
 from core.errors import InvalidSignup
 from core.signups import parse_signup
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 MAX_BODY = 64 * 1024
 ACCEPTED_MESSAGE = "Email sequence will begin shortly"
@@ -163,8 +161,7 @@ async def christmas_signup(request: Request) -> JSONResponse:
     future = request.app.state.writer.submit(SignupRequest(signup, source="webhook"))
     try:
         result = await future
-    except Exception:  # storage trouble: say so plainly; the website may retry safely
-        log.exception("signup not stored", extra={"action": "intake"})
+    except Exception:  # storage trouble, which the writer has logged: say so plainly; the website may retry
         response = error_response(503, "the signup could not be stored right now; please retry")
         response.headers["Retry-After"] = "5"  # storage trouble is usually brief (a lock, a restart)
         return response

@@ -469,7 +469,8 @@ def test_a_signup_the_database_refuses_gets_503_and_the_intake_goes_on(services,
     assert refused.json() == {"status": "error", "message": "the signup could not be stored right now; please retry"}
     assert refused.headers["retry-after"] == "5"
     assert "refused by test" not in refused.text  # the database's words stay in the log
-    assert any(r.getMessage() == "signup not stored" for r in caplog.records)
+    [failure] = [r for r in caplog.records if r.levelno >= logging.WARNING]  # logged once, by the writer
+    assert failure.getMessage() == "intake failed for 1 signup(s)" and failure.exc_info  # a refusal is a bug: traceback
 
     assert post({"email": "fine@example.com", "red_systems": 2}).status_code == 202
     m = _intake_metrics(client)
@@ -542,9 +543,10 @@ def test_every_connection_gives_up_waiting_for_a_lock_after_30_seconds(services)
         assert conn.exec_driver_sql(query).scalar() in (30000, "30s")
 
 
-def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(services, monkeypatch):
+def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(services, monkeypatch, caplog):
     from core import intake
 
+    caplog.set_level(logging.INFO)
     attempts = []
     enroll_now = intake.enroll_now
     monkeypatch.setattr(intake, "enroll_now", lambda *args: attempts.append(1) or enroll_now(*args))
@@ -566,6 +568,10 @@ def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(
         writer.stop()
     assert stored.email == "a@example.com" and not stored.duplicate
     assert intake_counts(services.engine)["send"] == 7
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert [level for level, _ in logged] == ["WARNING", "INFO"], logged  # one line for the outage, no traceback
+    assert logged[0][1].startswith("intake: the database is unavailable, retrying quietly until it answers: ")
+    assert logged[1][1].startswith("intake: the database answers again")
 
 
 def test_a_client_that_hangs_up_mid_body_gets_a_400_and_no_traceback_in_the_log(services, caplog):

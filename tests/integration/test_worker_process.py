@@ -1,5 +1,6 @@
 """The worker's main loop: a supervisor learns when the API it serves has died; a stopped worker hands back its leases."""
 
+import logging
 import os
 import signal
 
@@ -94,3 +95,26 @@ def test_a_once_run_hands_back_its_job_leases_even_when_a_job_fails(services):
         jobs.run_once()
 
     assert leases(services) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_database_outage_in_a_running_worker_logs_one_line_then_one_when_it_ends(services, restored_signals, caplog):
+    caplog.set_level(logging.INFO, logger="core.db_outages")
+    jobs, runs = WorkerJobs(services, "worker-a"), []
+
+    def dispatch() -> None:
+        runs.append(1)
+        if len(runs) <= 5:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    jobs.add(dispatch, 0.05)
+
+    assert run_forever(jobs, None) == 0
+
+    failures = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in failures] == [
+        "dispatch: the database is unavailable, retrying quietly until it answers: "
+        "server closed the connection unexpectedly"]
+    assert not failures[0].exc_info  # and APScheduler never saw the exception to log it again
+    assert any(r.getMessage().startswith("dispatch: the database answers again") for r in caplog.records)

@@ -1,0 +1,60 @@
+"""A database outage in a worker job or the intake writer costs two log lines, not a traceback a second.
+
+The jobs run every second or so. While PostgreSQL restarts or SQLite stays locked, logging each
+failed run in full would bury the log (~250 lines/s) and the one line that says what is wrong.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+
+from core import db
+from core.errors import first_line
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseOutageLog:
+    """Logs when one job starts failing for want of the database, and when it works again; the rest at DEBUG."""
+
+    def __init__(self, what: str, action: str):
+        self._what, self._action = what, action
+        self._since: float | None = None  # monotonic time of the first failure of the current outage
+
+    @property
+    def failing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+            log.warning("%s: the database is unavailable, retrying quietly until it answers: %s",
+                        self._what, first_line(exc), extra={"action": self._action})
+        log.debug("%s: the database is still unavailable", self._what, exc_info=exc, extra={"action": self._action})
+
+    def succeeded(self) -> None:
+        if self._since is not None:
+            log.info("%s: the database answers again, after %.0f s", self._what, time.monotonic() - self._since,
+                     extra={"action": self._action})
+            self._since = None
+
+
+def guarded(job: Callable[[], object], *, action: str | None = None) -> Callable[[], None]:
+    """`job` made safe for the scheduler: a database outage goes to a DatabaseOutageLog, any other
+    failure is logged here once with its traceback; nothing is raised for APScheduler to log again."""
+    name = job.__name__
+    outage = DatabaseOutageLog(name, action or name)
+
+    def run() -> None:
+        try:
+            job()
+        except Exception as exc:
+            if db.storage_unavailable(exc):
+                outage.failed(exc)
+            else:
+                log.exception("%s failed", name, extra={"action": action or name})
+            return
+        outage.succeeded()
+
+    run.__name__ = name  # APScheduler names (and identifies) jobs by it
+    return run

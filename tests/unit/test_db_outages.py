@@ -1,0 +1,97 @@
+"""A database outage in a worker job logs one line when it starts and one when it ends; other failures keep their traceback."""
+
+import logging
+
+import pytest
+import sqlalchemy as sa
+
+from core.db_outages import guarded
+
+
+def unreachable() -> sa.exc.OperationalError:
+    reason = Exception('connection to server at "db" (10.0.0.5), port 5432 failed: Connection refused\n\tIs it running?')
+    return sa.exc.OperationalError("SELECT 1", {}, reason)
+
+
+class FlakyJob:
+    """A job whose database fails for the next `outage` runs (an OperationalError, or what `error` says)."""
+
+    def __init__(self, outage: int, error: Exception | None = None):
+        self.remaining, self.error, self.runs = outage, error or unreachable(), 0
+        self.__name__ = "dispatch"
+
+    def __call__(self) -> None:
+        self.runs += 1
+        if self.remaining:
+            self.remaining -= 1
+            raise self.error
+
+
+def shown(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_a_database_outage_logs_one_line_when_it_starts_and_one_when_it_ends(caplog):
+    caplog.set_level(logging.INFO)
+    job = FlakyJob(outage=50)
+    dispatch = guarded(job)
+
+    for _ in range(51):
+        dispatch()  # never raises: APScheduler must not log its own traceback as well
+
+    started, ended = shown(caplog)
+    assert job.runs == 51
+    assert started.levelname == "WARNING" and started.exc_info is None
+    assert started.getMessage() == ("dispatch: the database is unavailable, retrying quietly until it answers: "
+                                    'connection to server at "db" (10.0.0.5), port 5432 failed: Connection refused')
+    assert ended.levelname == "INFO" and ended.getMessage().startswith("dispatch: the database answers again, after ")
+    assert started.action == ended.action == "dispatch"
+
+
+def test_a_second_outage_is_reported_again(caplog):
+    caplog.set_level(logging.INFO)
+    job = FlakyJob(outage=2)
+    dispatch = guarded(job)
+    for _ in range(3):
+        dispatch()
+    job.remaining = 2
+    for _ in range(3):
+        dispatch()
+
+    assert [r.levelname for r in shown(caplog)] == ["WARNING", "INFO", "WARNING", "INFO"]
+
+
+def test_each_failed_run_of_an_outage_keeps_its_traceback_at_debug(caplog):
+    caplog.set_level(logging.DEBUG, logger="core.db_outages")
+    dispatch = guarded(FlakyJob(outage=3, error=sa.exc.InterfaceError("SELECT 1", {}, Exception("closed"))))
+
+    for _ in range(3):
+        dispatch()
+
+    quiet = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(quiet) == 3 and all(r.exc_info for r in quiet)
+
+
+def test_a_failure_other_than_the_database_is_logged_each_time_with_its_traceback(caplog):
+    dispatch = guarded(FlakyJob(outage=2, error=ValueError("a bug")))
+
+    dispatch()
+    dispatch()
+    dispatch()
+
+    failures = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.levelname, r.getMessage()) for r in failures] == [("ERROR", "dispatch failed")] * 2
+    assert all(r.exc_info and r.exc_info[0] is ValueError for r in failures)
+
+
+def test_the_guarded_job_keeps_its_name_for_the_scheduler():
+    assert guarded(FlakyJob(outage=0)).__name__ == "dispatch"
+
+
+@pytest.mark.parametrize("error", [sa.exc.IntegrityError("INSERT", {}, Exception("duplicate")),
+                                   sa.exc.ProgrammingError("SELECT", {}, Exception('relation "send" does not exist'))])
+def test_a_statement_the_database_refuses_is_a_bug_not_an_outage(caplog, error):
+    guarded(FlakyJob(outage=1, error=error))()
+
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelname == "ERROR" and record.exc_info
