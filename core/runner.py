@@ -5,12 +5,19 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 
 # The folder holding scheduler.py, dashboard.py and the `core` package.
 PROJECT = Path(__file__).resolve().parents[1]
+# How long both children get to answer; Streamlit's first start on a slow machine takes a while.
+STARTUP_SECONDS = 120
+PROBE_INTERVAL = 0.3
+# The probes go straight to our own children, never through an http_proxy from the environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _reachable(host: str) -> str:
@@ -20,6 +27,61 @@ def _reachable(host: str) -> str:
 
 def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
+
+
+def _answers(url: str) -> bool:
+    """Whether our server answers at `url`: /health says 200 or 503 (database down), Streamlit's says 200.
+
+    A status, not just an open port: another program holding the port would accept the connection.
+    """
+    try:
+        with _DIRECT.open(url, timeout=2) as response:
+            return response.status == 200
+    except urllib.error.HTTPError as exc:
+        return exc.code == 503 and url.endswith("/health")
+    except OSError:  # refused, reset or timed out: not listening yet
+        return False
+
+
+def _wait_until_answering(children: dict[str, subprocess.Popen], probes: list[str]) -> bool:
+    """True once every probe answers; False when a child exits first, or after STARTUP_SECONDS."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    waiting = list(probes)
+    while waiting:
+        exited = [name for name, child in children.items() if child.poll() is not None]
+        if exited:
+            print(f"nurture: the {' and the '.join(exited)} stopped while starting (the lines above say why); "
+                  "stopping everything", file=sys.stderr, flush=True)
+            return False
+        if time.monotonic() > deadline:
+            print(f"nurture: {', '.join(waiting)} did not answer within {STARTUP_SECONDS} s; stopping everything",
+                  file=sys.stderr, flush=True)
+            return False
+        waiting = [url for url in waiting if not _answers(url)]
+        if waiting:
+            time.sleep(PROBE_INTERVAL)
+    return True
+
+
+def _start_children(settings: Settings) -> dict[str, subprocess.Popen]:
+    python = sys.executable
+    return {
+        "worker": subprocess.Popen([python, "scheduler.py"]),
+        "dashboard": subprocess.Popen([python, "-m", "streamlit", "run", "dashboard.py",
+                                       "--server.address", settings.dashboard_host,
+                                       "--server.port", str(settings.dashboard_port)]),
+    }
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 def run_all() -> int:
@@ -32,28 +94,20 @@ def run_all() -> int:
     # them; SIGINT is set explicitly because a shell starts background jobs with it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    python = sys.executable
-    children = [
-        subprocess.Popen([python, "scheduler.py"]),
-        subprocess.Popen([python, "-m", "streamlit", "run", "dashboard.py",
-                          "--server.address", settings.dashboard_host, "--server.port", str(settings.dashboard_port)]),
-    ]
-    print(f"Nurture is running: API http://{_reachable(settings.api_host)}:{settings.api_port}/health, "
-          f"dashboard http://{_reachable(settings.dashboard_host)}:{settings.dashboard_port} (Ctrl-C stops both)",
-          flush=True)
+    api = f"http://{_reachable(settings.api_host)}:{settings.api_port}/health"
+    dashboard = f"http://{_reachable(settings.dashboard_host)}:{settings.dashboard_port}"
+    children = _start_children(settings)
+    print(f"Nurture is starting: API {api}, dashboard {dashboard} ...", flush=True)
+    started = stopped_by_signal = False
     try:
-        while all(child.poll() is None for child in children):
+        started = _wait_until_answering(children, [api, f"{dashboard}/_stcore/health"])
+        if started:
+            print(f"Nurture is running: API {api}, dashboard {dashboard} (Ctrl-C stops both)", flush=True)
+        while started and all(child.poll() is None for child in children.values()):
             time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        stopped_by_signal = True
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
-    return 1 if failed else 0
+        _stop(list(children.values()))
+    failed = [c for c in children.values() if c.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
+    return 1 if failed or not (started or stopped_by_signal) else 0

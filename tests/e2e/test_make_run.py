@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +21,8 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in found]
 
 
-@pytest.mark.parametrize(("stop_signal", "to_group"), [(signal.SIGTERM, False), (signal.SIGINT, False),
-                                                     (signal.SIGINT, True)],
-                         ids=["SIGTERM", "SIGINT", "Ctrl-C in a terminal"])
-def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, stop_signal, to_group):
-    api_port, dashboard_port = free_port(), free_port()
+def runner_env(tmp_path: Path, api_port: int, dashboard_port: int) -> dict:
+    """The runner's environment on a migrated SQLite database in tmp_path."""
     # No PYTHONPATH: `make install` puts the project on the venv's path, so it runs from any folder.
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields and k != "PYTHONPATH"}
     env.update(DATABASE_URL=f"sqlite:///{tmp_path}/nurture.db", DATA_DIR=str(tmp_path), API_PORT=str(api_port),
@@ -32,6 +30,15 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
                DASHBOARD_HOST="127.0.0.2")  # another loopback address: the setting must reach Streamlit
     subprocess.run([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=60)
+    return env
+
+
+@pytest.mark.parametrize(("stop_signal", "to_group"), [(signal.SIGTERM, False), (signal.SIGINT, False),
+                                                     (signal.SIGINT, True)],
+                         ids=["SIGTERM", "SIGINT", "Ctrl-C in a terminal"])
+def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, stop_signal, to_group):
+    api_port, dashboard_port = free_port(), free_port()
+    env = runner_env(tmp_path, api_port, dashboard_port)
     log = tmp_path / "run.log"
     with open(log, "w") as out:
         # Started the way a shell starts a background job: SIGINT ignored unless the runner sets it,
@@ -46,8 +53,11 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
         children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, 20, "two children", log)
         dashboard = f"http://127.0.0.2:{dashboard_port}/_stcore/health"
         wait_for(lambda: answers(dashboard), 40, "the dashboard on DASHBOARD_HOST", log, interval=0.3)
-        assert (f"API http://127.0.0.1:{api_port}/health, dashboard http://127.0.0.2:{dashboard_port} "
-                in log.read_text())  # the banner names the addresses actually served
+        # Said only once both answer, and naming the addresses actually served.
+        running = (f"Nurture is running: API http://127.0.0.1:{api_port}/health, "
+                   f"dashboard http://127.0.0.2:{dashboard_port} (Ctrl-C stops both)")
+        wait_for(lambda: running in log.read_text(), 20, "the running banner", log)
+        assert log.read_text().index("Nurture is starting: ") < log.read_text().index(running)
         if to_group:
             os.killpg(runner.pid, stop_signal)
         else:
@@ -62,3 +72,24 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
+
+
+def test_with_the_dashboard_port_taken_the_runner_never_says_running_and_exits_1(tmp_path):
+    api_port, dashboard_port = free_port(), free_port()
+    env = runner_env(tmp_path, api_port, dashboard_port)
+    with socket.socket() as squatter:  # another program on the dashboard's port: it accepts, never answers
+        squatter.bind(("127.0.0.2", dashboard_port))
+        squatter.listen()
+        runner = subprocess.Popen([sys.executable, "-m", "core", "run"], cwd=tmp_path, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            output, _ = runner.communicate(timeout=90)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+    assert runner.returncode == 1, output[-3000:]
+    assert "Nurture is starting: " in output and "Nurture is running" not in output
+    assert "the dashboard stopped while starting" in output
+    assert "Traceback" not in output
+    assert not healthy(f"http://127.0.0.1:{api_port}")  # the worker was stopped with it
