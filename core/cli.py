@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from core import actions, backup, cli_notion, csv_export, csv_import, db, erasure, output_files, queries, switches
 from core.bootstrap import build_services
 from core.campaign import Segment
-from core.errors import ConfigError, InvalidSignup, NurtureError, UsageError, first_line
+from core.errors import AlreadyErased, ConfigError, InvalidSignup, NurtureError, UsageError, first_line
 from core.ids import new_id
 from core.logs import configure_logging
 from core.notion import store as notion_store
@@ -79,9 +79,13 @@ def _backup(services, args) -> int:
 
 
 def _forget(services, args) -> int:
-    with db.write_transaction(services.engine) as conn:
-        linked = notion_store.has_linked_page(conn, args.email.strip().lower())  # before the address is replaced
-        digest = erasure.forget(conn, args.email, actor="cli", now=services.clock())
+    try:
+        with db.write_transaction(services.engine) as conn:
+            linked = notion_store.has_linked_page(conn, args.email.strip().lower())  # before the address is replaced
+            digest = erasure.forget(conn, args.email, actor="cli", now=services.clock())
+    except AlreadyErased as exc:  # a repeated request (a retried script, a second ticket) is already done
+        print(exc)
+        return 0
     print(f"erased {args.email}: personal data removed, sends stopped; kept hash {digest[:12]}… to refuse re-enrollment")
     if services.settings.notion_configured:
         print("Notion: their page is overwritten with the placeholder at the next sync." if linked else

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from core import repo, switches
 from core.bulk import select_rows, select_values
-from core.errors import NotFound
+from core.errors import AlreadyErased, NotFound
 from core.redact import kept_payload, without_addresses
 from core.statuses import EnrollmentStatus
 from core.tables import contact_t, erasure_t, event_t, provider_event_t, send_t, setting_t, signup_t
@@ -73,6 +73,9 @@ def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str
     email = email.strip().lower()
     contact_id = conn.scalar(sa.select(contact_t.c.id).where(contact_t.c.email == email))
     if contact_id is None:
+        erased_at = _erased_at(conn, email)
+        if erased_at is not None:  # the address is gone but its hash is kept: asking again is no mistake
+            raise AlreadyErased(email, erased_at)
         raise NotFound(f"no contact with the address {email}")
     digest = email_hash(erasure_salt(conn, now), email)
     suppress_contact(conn, contact_id, "erased", actor=actor, now=now, status=EnrollmentStatus.CANCELLED)
@@ -84,6 +87,14 @@ def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str
     repo.insert_events(conn, [repo.event_row(now, actor, "contact_erased", contact_id=contact_id,
                                              detail={"status": EnrollmentStatus.CANCELLED.value})])
     return digest
+
+
+def _erased_at(conn: sa.Connection, email: str) -> datetime | None:
+    """When this address was erased, if it was (read without creating the salt: none means nobody was)."""
+    salt = switches.read(conn).erasure_salt
+    if not salt:
+        return None
+    return conn.scalar(sa.select(erasure_t.c.erased_at).where(erasure_t.c.email_hash == email_hash(salt, email)))
 
 
 def _scrub_trail(conn: sa.Connection, contact_id: str) -> None:

@@ -29,6 +29,14 @@ class NotFound(NurtureError):
     """A contact, enrollment or send the caller named does not exist."""
 
 
+class AlreadyErased(NotFound):
+    """`forget` was asked again for an address already erased: nothing is left to erase, which is no failure."""
+
+    def __init__(self, email: str, erased_at):
+        super().__init__(f"{email} was already erased on {erased_at:%Y-%m-%d}")
+        self.email, self.erased_at = email, erased_at
+
+
 class StoppedContact(NurtureError):
     """An action would email a contact who unsubscribed or was suppressed."""
 

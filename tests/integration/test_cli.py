@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core import db, repo, switches
+from core import db, erasure, repo, switches
 from core.errors import DatabaseTooNew
 from core.intake import enroll_now
 from core.models import Contact, Send
@@ -429,3 +429,25 @@ def test_forget_says_what_becomes_of_the_persons_notion_row(cli, services):
     assert overwritten.returncode == by_hand.returncode == 0, overwritten.stderr + by_hand.stderr
     assert "Notion: their page is overwritten with the placeholder at the next sync." in overwritten.stdout
     assert "delete it there by hand" in by_hand.stdout
+
+
+def test_forgetting_an_address_again_says_when_it_was_erased_and_succeeds(cli, services, clock):
+    enroll_now(services, [signup_request(email="gone@example.com")])
+    with db.write_transaction(services.engine) as conn:  # erased on the test's clock, a known day
+        erasure.forget(conn, "gone@example.com", actor="cli", now=clock())
+
+    again = cli("forget", "  Gone@Example.com ")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout == "gone@example.com was already erased on 2025-12-01\n" and again.stderr == ""
+    assert len(rows(services.engine, "SELECT kind FROM event WHERE kind = 'contact_erased'")) == 1
+
+
+def test_forgetting_an_address_never_seen_still_says_there_is_no_such_contact(cli, services):
+    enroll_now(services, [signup_request(email="gone@example.com")])
+    assert cli("forget", "gone@example.com").returncode == 0  # the salt exists: the lookup is a real one
+
+    never = cli("forget", "stranger@example.com")
+
+    assert never.returncode == 1
+    assert never.stderr == "nurture: no contact with the address stranger@example.com\n" and never.stdout == ""
