@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from core import db, switches
 from core.composer import Composer
+from core.db_outages import WriteFailures
 from core.clock import Clock, system_clock
 from core.errors import ConfigError
 from core.metrics import Metrics
@@ -33,6 +34,8 @@ class Services:
     clock: Clock = system_clock
     # Set by intake when a new enrollment commits, so a co-hosted dispatcher sends at once.
     wake: threading.Event = field(default_factory=threading.Event)
+    # What in this process could not write to the database lately (the intake, a worker job): /health.
+    write_failures: WriteFailures = field(default_factory=WriteFailures)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -51,7 +51,7 @@ class GroupCommitWriter:
         self._queue: queue.Queue[tuple[SignupRequest, asyncio.Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self._checkpointer = WalCheckpointer(services.engine)
-        self._outage = DatabaseOutageLog("intake", action="intake")
+        self._outage = DatabaseOutageLog("intake", action="intake", failures=services.write_failures)
         self._started = False
 
     def start(self) -> None:

@@ -1,4 +1,4 @@
-"""GET /health: configuration flags, database reachability, worker heartbeat and queue counts."""
+"""GET /health: configuration flags, database reachability and writability, worker heartbeat and queue counts."""
 
 import logging
 
@@ -47,4 +47,8 @@ def health(request: Request) -> JSONResponse:
         due_now=status.due_now,
     )
     body.update(side)
+    # Reads can work while writes fail (a full disk, a read-only file): the parts that write say so.
+    if failing := services.write_failures.current():
+        body.update(status="degraded", database="writes failing", failing=failing)
+        return JSONResponse(body, status_code=503)
     return JSONResponse(body)

@@ -596,3 +596,22 @@ def test_a_client_that_hangs_up_mid_body_gets_a_400_and_no_traceback_in_the_log(
     assert sent[0]["status"] == 400
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert intake_counts(services.engine) == NOTHING
+
+
+def test_health_says_degraded_while_signups_cannot_be_written_and_healthy_once_they_can(services, client, post):
+    """A database that answers reads but refuses writes (a full disk, a held lock) must not look healthy."""
+    holder = _LockHolder(services.engine)
+    try:
+        assert post(signup(email="during@example.com")).status_code == 503
+        during = client.get("/health")
+        holder.release()
+    finally:
+        holder.close()
+    assert during.status_code == 503
+    body = during.json()
+    assert (body["status"], body["database"]) == ("degraded", "writes failing")
+    assert set(body["failing"]) == {"intake"} and body["failing"]["intake"]
+
+    assert post(signup(email="after@example.com")).status_code == 202
+    after = client.get("/health")
+    assert after.status_code == 200 and after.json()["status"] == "healthy" and "failing" not in after.json()

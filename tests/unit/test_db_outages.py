@@ -5,7 +5,7 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from core.db_outages import guarded
+from core.db_outages import WriteFailures, guarded
 
 
 def unreachable() -> sa.exc.OperationalError:
@@ -95,3 +95,21 @@ def test_a_statement_the_database_refuses_is_a_bug_not_an_outage(caplog, error):
 
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert record.levelname == "ERROR" and record.exc_info
+
+
+def test_a_job_failing_for_want_of_the_database_is_reported_for_health_until_it_works():
+    failures = WriteFailures()
+    job = FlakyJob(outage=2)
+    dispatch = guarded(job, failures=failures)
+
+    dispatch()
+    assert failures.current() == {"dispatch": 'connection to server at "db" (10.0.0.5), port 5432 failed: Connection refused'}
+    dispatch()
+    dispatch()  # the database answers again
+    assert failures.current() == {}
+
+
+def test_a_job_failing_for_another_reason_is_not_a_database_failure(caplog):
+    failures = WriteFailures()
+    guarded(FlakyJob(outage=1, error=ValueError("a bug")), failures=failures)()
+    assert failures.current() == {}
