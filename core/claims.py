@@ -42,6 +42,7 @@ class ClaimedBatch:
     members: list[ClaimedSend]
     created_at: datetime  # when its key was first used: the key's age at the provider
     refused_attempts: int = 0  # attempts the provider refused outright, so nothing of them was sent
+    uncertain_since: datetime | None = None  # the first failure that may have reached the provider
 
     @property
     def may_have_been_sent(self) -> bool:
@@ -213,4 +214,4 @@ def _load_batch(conn: sa.Connection, batch_id: str) -> ClaimedBatch:
     )
     members = [ClaimedSend(**r._mapping) for r in rows]
     return ClaimedBatch(batch.id, batch.idempotency_key, batch.attempts, members, batch.created_at,
-                        batch.refused_attempts)
+                        batch.refused_attempts, batch.uncertain_since)

@@ -28,11 +28,11 @@ KEY_LIFETIME = timedelta(hours=23)
 class DispatchPolicy:
     lease: timedelta = timedelta(minutes=2)
     batch_size: int = 100
-    # How long a batch is retried, same members and same key, through provider outages and rate
-    # limits before its sends are given up as failed. Hours, so an outage delays emails rather
-    # than losing them; well inside KEY_LIFETIME, so every replay is recognised. Account errors
-    # are not counted against it: they are the operator's to fix, and the breaker holds the
-    # emails until then.
+    # How long a batch is retried, same members and same key, through a provider outage (timeouts,
+    # 5xx: the emails may or may not have gone) before its sends are given up as failed, counted from
+    # the first such failure. Hours, so an outage delays emails rather than losing them; well inside
+    # KEY_LIFETIME, so every replay is recognised. Refusals (a rate limit, a bad key) do not count:
+    # nothing was sent, and the breaker or the provider's pace holds the emails until they can go.
     retry_window: timedelta = timedelta(hours=6)
     breaker_threshold: int = 3
     # Two lanes overlap one batch's rendering and recording with the other's provider call,
@@ -196,14 +196,16 @@ class Dispatcher:
         now = self.services.clock()
         reason = _reason(exc)
         with db.write_transaction(self.services.engine) as conn:
-            if not isinstance(exc, AccountMailerError) and now - batch.created_at >= self.policy.retry_window:
-                hours = (now - batch.created_at).total_seconds() / 3600
+            uncertain_since = None if exc.refused else batch.uncertain_since or now
+            if uncertain_since is not None and now - uncertain_since >= self.policy.retry_window:
+                hours = (now - uncertain_since).total_seconds() / 3600
                 failures = [Delivery(m.id, error=f"gave up after {batch.attempts} attempts over {hours:.1f} h: "
                                                  f"{reason}") for m in batch.members]
                 self._write_outcomes(conn, batch, failures, now)
                 return
             delay = backoff(batch.attempts, getattr(exc, "retry_after", None))
-            outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay, refused=exc.refused)
+            outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay, refused=exc.refused,
+                                  uncertain_since=uncertain_since)
             repo.insert_events(conn, [repo.event_row(
                 now, self.worker_id, "send_retry_scheduled", contact_id=m.contact_id, enrollment_id=m.enrollment_id,
                 send_id=m.id, detail={"error": reason, "retry_in_seconds": delay.total_seconds(),

@@ -86,6 +86,9 @@ class SendBatch(SQLModel, table=True):
     # Attempts the provider refused outright (core/errors.py MailerError.refused): while every
     # attempt was, nothing was sent, and an expired key can be replaced instead of written off.
     refused_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The first failure that may have reached the provider (a timeout, a 5xx): the retry window runs
+    # from there, so time spent held by a pause or the breaker after refusals does not count.
+    uncertain_since: datetime | None = _at(default=None)
     created_at: datetime = _at()  # when its current key was first used
 
 

@@ -55,10 +55,11 @@ def mark_failed(conn: sa.Connection, errors: dict[str, str], worker_id: str, now
 
 
 def mark_backoff(conn: sa.Connection, batch_id: str, error: str, worker_id: str, now: datetime,
-                 delay: timedelta, *, refused: bool) -> int:
+                 delay: timedelta, *, refused: bool, uncertain_since: datetime | None = None) -> int:
     """Keep the batch (same members, same key) and let its lease expire when the backoff is over.
 
-    `refused`: this attempt certainly sent nothing (the provider refused it, or it was never made).
+    `refused`: this attempt certainly sent nothing (the provider refused it, or it was never made);
+    otherwise `uncertain_since` is when the batch's first such uncertain failure happened.
     """
     held = conn.execute(
         send_t.update()
@@ -66,9 +67,9 @@ def mark_backoff(conn: sa.Connection, batch_id: str, error: str, worker_id: str,
                send_t.c.lease_owner == worker_id)
         .values(last_error=error[:2000], lease_owner=None, lease_expires_at=now + delay, updated_at=now)
     ).rowcount
-    if held and refused:
-        conn.execute(batch_t.update().where(batch_t.c.id == batch_id)
-                     .values(refused_attempts=batch_t.c.refused_attempts + 1))
+    if held:
+        conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(
+            **{"refused_attempts": batch_t.c.refused_attempts + 1} if refused else {"uncertain_since": uncertain_since}))
     return held
 
 

@@ -39,4 +39,4 @@ def _singleton_job(jobs: WorkerJobs, job_name: str, lease: str, run: Callable[[]
 
     job.__name__ = job_name
     # Guarded here, not only by the scheduler: a side channel's failure must not end a --once run either.
-    return guarded(job, action=lease)
+    return guarded(job, action=lease, failures=jobs.services.write_failures)

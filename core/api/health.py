@@ -48,7 +48,8 @@ def health(request: Request) -> JSONResponse:
     )
     body.update(side)
     # Reads can work while writes fail (a full disk, a read-only file): the parts that write say so.
+    # Which parts only: the driver's words (host, role, database names) stay in the log.
     if failing := services.write_failures.current():
-        body.update(status="degraded", database="writes failing", failing=failing)
+        body.update(status="degraded", database="writes failing", failing=sorted(failing))
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from core import db, outbox, side_jobs
 from core.alerts import AlertPolicy, AlertService, PermanentAlertError, SignatureFailureWatch, note_signature_failure, \
@@ -95,6 +96,24 @@ def test_a_once_run_right_after_another_posts_the_alert_the_first_left_unposted(
 
     assert [m["embeds"][0]["title"] for m in discord_api.messages] == ["CRITICAL lead: Alex"]
     assert rows(services.engine, "SELECT name, owner FROM job_lease") == []
+
+
+@pytest.mark.usefixtures("closed_webhooks")
+def test_the_alert_job_failing_for_want_of_the_database_is_reported_for_health(services, monkeypatch):
+    jobs = WorkerJobs(services, "worker-a")
+    side_jobs.register_side_jobs(jobs)
+    [(alert_job, _)] = [(job, every) for job, every in jobs.schedule() if job.__name__ == "post_discord_alerts"]
+    run_as_singleton = side_jobs.singleton.run_as_singleton
+
+    def disk_full(*args):
+        raise sa.exc.OperationalError("INSERT INTO job_lease …", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(side_jobs.singleton, "run_as_singleton", disk_full)
+    alert_job()
+    assert services.write_failures.current() == {"post_discord_alerts": "database or disk is full"}
+    monkeypatch.setattr(side_jobs.singleton, "run_as_singleton", run_as_singleton)
+    alert_job()
+    assert services.write_failures.current() == {}
 
 
 @sqlite_only

@@ -553,6 +553,40 @@ def test_account_errors_add_up_across_separate_runs_and_trip_the_breaker(service
     assert len(events_of(services, "sending_paused")) == 1
 
 
+def test_hours_held_by_the_breaker_are_not_held_against_the_emails_once_sending_resumes(services, mailer, clock):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    mailer.fail_next(*[AccountMailerError("Resend 401 validation_error: API key is invalid", status=401)] * 3)
+    run_for(dispatcher, clock, hours=0.25, every_hours=1 / 60)
+    assert events_of(services, "sending_paused"), "the breaker tripped"
+    clock.advance(hours=7)  # the key is fixed overnight
+    set_paused(services, False)
+    mailer.fail_next(TransientMailerError("Resend 429 rate_limit_exceeded", retry_after=1, status=429),
+                     TransientMailerError("Resend 503 application_error", status=503))
+
+    run_for(dispatcher, clock, hours=0.5, every_hours=1 / 60)
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "sent", send["last_error"]
+    assert len(mailer.calls) == 6 and len(mailer.sent) == 1
+
+
+def test_an_outage_is_retried_for_the_window_from_its_first_uncertain_failure(services, mailer, clock):
+    """Refusals before the outage do not start its clock; the outage itself is given up after the window."""
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1, retry_window=timedelta(hours=1)))
+    result = enroll(services)
+    mailer.fail_next(*[TransientMailerError("Resend 429 rate_limit_exceeded", retry_after=600, status=429)] * 6,
+                     *[TransientMailerError("Resend 503 application_error", status=503)] * 100)
+    run_for(dispatcher, clock, hours=1.5, every_hours=1 / 12)  # an hour of 429s, then the 503s begin
+    assert step_send(services, result.enrollment_id, 1)["status"] == "sending"
+    run_for(dispatcher, clock, hours=1.5, every_hours=1 / 12)
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "failed" and "Resend 503" in send["last_error"]
+    [batch] = rows(services.engine, "SELECT * FROM send_batch WHERE id = :i", i=send["batch_id"])
+    assert batch["refused_attempts"] == 6
+
+
 def test_account_errors_never_give_the_emails_up_however_long_the_key_stays_wrong(services, mailer, clock):
     dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1, retry_window=timedelta(hours=1),
                                                                  breaker_threshold=1000))

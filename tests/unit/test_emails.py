@@ -221,7 +221,8 @@ def test_the_last_call_offers_a_free_christmas_review():
 
 LOOKING_FORWARD_TO_CHRISTMAS = ["before Christmas", "27 December", "over the holidays", "December asks",
                                 "starts January", "before the break", "close for the holidays",
-                                "break for Christmas", "free Christmas review", "Christmas systems review"]
+                                "break for Christmas", "free Christmas review", "Christmas systems review",
+                                "pay back before the new year"]
 
 
 @pytest.mark.parametrize("segment", SEGMENTS)
