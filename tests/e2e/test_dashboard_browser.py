@@ -112,15 +112,33 @@ def _settle(page) -> None:
 
 
 def _fill(page, label: str, value: str) -> None:
-    """Type into a widget and commit it; typing again if a rerun that was still on its way wiped it."""
+    """Type into a widget and commit it; typing again if a rerun that was still on its way wiped it.
+
+    While Streamlit swaps a widget for its re-rendered copy, both can be on the page for a moment:
+    wait for one before typing, rather than typing into the copy about to go.
+    """
     field = page.get_by_label(label, exact=True)
-    for _ in range(5):
+    for _ in range(10):
+        if field.count() != 1:
+            page.wait_for_timeout(300)
+            continue
         field.fill(value)
         field.press("Enter")
         page.wait_for_timeout(400)
-        if field.input_value() == value:
+        if field.count() == 1 and field.input_value() == value:
             return
     raise AssertionError(f"{label!r} would not keep {value!r}")
+
+
+def _fill_form(page, values: dict[str, str]) -> None:
+    """Fill several widgets; then check that every one still holds its value (a rerun may have reset one)."""
+    for _ in range(3):
+        for label, value in values.items():
+            _fill(page, label, value)
+        _settle(page)
+        if all(page.get_by_label(label, exact=True).input_value() == value for label, value in values.items()):
+            return
+    raise AssertionError(f"the form would not keep {values}")
 
 
 def _shoot(page, folder: Path, name: str) -> None:
@@ -155,10 +173,8 @@ def test_a_test_signup_made_in_the_browser_is_sent_by_the_worker_and_shown_in_si
                 "email": email, "first_name": name, "business_name": business, "red_systems": red,
                 "orange_systems": orange, "yellow_systems": 2, "green_systems": 3, "assessment_score": 55})
             assert reply.status_code == 202, reply.text
-        _fill(page, "Email", "Browser.Test@Example.com")
-        _fill(page, "First name", "Robin")
-        _fill(page, "Business name", "Robin's Rolls")
-        _fill(page, "Red systems (broken)", "2")
+        _fill_form(page, {"Email": "Browser.Test@Example.com", "First name": "Robin",
+                          "Business name": "Robin's Rolls", "Red systems (broken)": "2"})
         page.get_by_text("CRITICAL", exact=True).first.wait_for()
         page.get_by_role("button", name="Sign up").click()
         page.get_by_text("Enrolled browser.test@example.com as CRITICAL").wait_for()
