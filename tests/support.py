@@ -67,6 +67,16 @@ class FrozenClock:
         return self.now
 
 
+class ManualMonotonic:
+    """A monotonic clock in seconds that moves only when a test sets `now`."""
+
+    def __init__(self, start: float = 500.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def unique_email(prefix: str = "person") -> str:
     return f"{prefix}{next(_counter)}@example.com"
 

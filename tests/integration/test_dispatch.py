@@ -123,6 +123,13 @@ def set_paused(services, paused: bool, reason: str | None = None) -> None:
         switches.set_paused(conn, paused, actor="marketer@example.com", now=services.clock(), reason=reason)
 
 
+def paused_for(services, clock, *, hours: float, reason: str | None = None) -> None:
+    """Sending paused while the clock moves on (a long weekend, the Christmas break), then resumed."""
+    set_paused(services, True, reason=reason)
+    clock.advance(hours=hours)
+    set_paused(services, False)
+
+
 def unsubscribe_path(email) -> str:
     """The path of the one-click URL in an email's List-Unsubscribe header."""
     return urlsplit(email.headers["List-Unsubscribe"].strip("<>")).path
@@ -477,9 +484,7 @@ def test_a_batch_first_handed_over_a_day_ago_is_not_replayed(services, mailer, c
     result = enroll(services)
     mailer.fail_next(TransientMailerError("timed out waiting for Resend"))
     dispatcher.run_pass()
-    set_paused(services, True)  # paused over a long weekend with the batch waiting for its replay
-    clock.advance(hours=72)
-    set_paused(services, False)
+    paused_for(services, clock, hours=72)  # a long weekend, with the batch waiting for its replay
 
     dispatcher.run_pass()
 
@@ -501,9 +506,7 @@ def test_a_batch_the_provider_only_ever_refused_goes_under_a_fresh_key_after_a_l
     mailer.fail_next(refusal)
     dispatcher.run_pass()
     first_key = step_send(services, result.enrollment_id, 1)["idempotency_key"]
-    set_paused(services, True, reason="Christmas break")  # the batch waits over the break for its replay
-    clock.advance(hours=48)
-    set_paused(services, False)
+    paused_for(services, clock, hours=48, reason="Christmas break")  # the batch waits for its replay
 
     dispatcher.run_pass()
 
@@ -526,9 +529,7 @@ def test_a_batch_that_may_have_got_through_once_is_not_replayed_even_if_later_at
     clock.advance(minutes=5)
     dispatcher.run_pass()
     assert len(mailer.calls) == 2
-    set_paused(services, True)
-    clock.advance(hours=30)
-    set_paused(services, False)
+    paused_for(services, clock, hours=30)
 
     dispatcher.run_pass()
 

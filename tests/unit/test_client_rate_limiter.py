@@ -3,18 +3,11 @@
 import pytest
 
 from core.api.intake import ClientRateLimiter, client_key
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import ManualMonotonic
 
 
 def test_a_client_gets_its_limit_per_sliding_minute():
-    clock = Clock()
+    clock = ManualMonotonic()
     limiter = ClientRateLimiter(3, clock=clock)
     assert [limiter.allow("203.0.113.7") for _ in range(4)] == [True, True, True, False]
     assert limiter.allow("203.0.113.8"), "another client has its own window"
@@ -25,7 +18,7 @@ def test_a_client_gets_its_limit_per_sliding_minute():
 
 
 def test_addresses_of_one_ipv6_network_share_one_limit():
-    limiter = ClientRateLimiter(5, clock=Clock())
+    limiter = ClientRateLimiter(5, clock=ManualMonotonic())
     answers = [limiter.allow(f"2001:db8:1:2::{i:x}") for i in range(1, 8)]
     assert answers == [True] * 5 + [False] * 2
     assert limiter.allow("2001:db8:1:3::1"), "the next /64 is someone else"
@@ -42,7 +35,7 @@ def test_what_a_client_is_counted_by(address, key):
 
 
 def test_idle_clients_are_forgotten_and_memory_stays_bounded():
-    clock = Clock()
+    clock = ManualMonotonic()
     limiter = ClientRateLimiter(2, clock=clock)
     limiter.MAX_CLIENTS = 1000
     for i in range(5000):
