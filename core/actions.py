@@ -141,8 +141,10 @@ class ActionRunner:
     def _send_test(self, p: dict) -> str:
         step = CHRISTMAS_2025.step(int(p["step"]))
         season_over = CHRISTMAS_2025.season_over(self.services.clock())  # the copy as it would go out today
-        rendered = render_step(step, sample_context(p["segment"], season_over=season_over), unsubscribe_url=f"{self.services.settings.public_base_url}/unsubscribe/test",
-                               postal_address=self.services.settings.postal_address)
+        settings = self.services.settings
+        rendered = render_step(step, sample_context(p["segment"], season_over=season_over),
+                               unsubscribe_url=f"{settings.public_base_url}/unsubscribe/test",
+                               postal_address=settings.postal_address)
         email = OutgoingEmail(send_id="test", to=p["to"], subject=f"[TEST] {rendered.subject}", html=rendered.html,
                               text=rendered.text, tags={"campaign": "test", "step": str(step.number),
                                                         "segment": p["segment"]})

@@ -68,8 +68,9 @@ def mark_backoff(conn: sa.Connection, batch_id: str, error: str, worker_id: str,
         .values(last_error=error[:2000], lease_owner=None, lease_expires_at=now + delay, updated_at=now)
     ).rowcount
     if held:
-        conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(
-            **{"refused_attempts": batch_t.c.refused_attempts + 1} if refused else {"uncertain_since": uncertain_since}))
+        change = ({"refused_attempts": batch_t.c.refused_attempts + 1} if refused
+                  else {"uncertain_since": uncertain_since})
+        conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(**change))
     return held
 
 

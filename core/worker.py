@@ -120,8 +120,9 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     scheduler = BlockingScheduler(timezone=UTC, executors={"default": executor})
     for job, seconds in jobs.schedule():
         # Guarded only here: a --once run lets a core job's failure through, so cron sees exit 1.
-        scheduler.add_job(guarded(job, failures=jobs.services.write_failures), "interval", seconds=seconds, coalesce=True, max_instances=1,
-                          next_run_time=datetime.now(UTC), id=job.__name__, misfire_grace_time=None)
+        scheduler.add_job(guarded(job, failures=jobs.services.write_failures), "interval", seconds=seconds,
+                          coalesce=True, max_instances=1, next_run_time=datetime.now(UTC), id=job.__name__,
+                          misfire_grace_time=None)
     outcome = {"code": 0, "stopping": False}
 
     def stop(signum, _frame):
