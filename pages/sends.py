@@ -80,7 +80,8 @@ def _retry(rows: list[dict]) -> Command:
     payloads = tuple({"send_id": r["send_id"], "contact_id": r["contact_id"]} for r in rows)
     subject = (f"step {rows[0]['step']} to **{literal(rows[0]['email'])}**" if len(rows) == 1
                else f"**{len(rows)}** sends")
-    return Command("retry_send", payloads, f"Retry {subject}? Each goes at once, or after any earlier step of its sequence still to come.", "Yes, retry",
+    return Command("retry_send", payloads, f"Retry {subject}? Each goes next, after any earlier step of its sequence still to "
+                   "come, once sending is not paused.", "Yes, retry",
                    f"Retry of {len(rows)} send{'s' if len(rows) != 1 else ''} requested.")
 
 

@@ -15,6 +15,9 @@ from ui.services import now, write
 MY_REQUESTS = "_nurture_my_requests"
 FLASH = "_nurture_flash"
 _KEEP = 100  # a whole page of retries (50) and more, so no refusal among them drops out of sight
+# Requests that put an email in the queue: while sending is paused, it waits there until the resume.
+QUEUES_AN_EMAIL = frozenset({"resend_step", "retry_send"})
+PAUSED_NOTE = "Sending is paused: it goes when you resume."
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from core import queries
 from ui import access
-from ui.commands import Command, perform
+from ui.commands import PAUSED_NOTE, QUEUES_AN_EMAIL, Command, perform
+from ui.services import now, read
 from ui.text import literal
 
 PENDING = "_nurture_pending_command"
@@ -42,6 +44,8 @@ def render() -> None:
 @st.dialog("Please confirm", on_dismiss=forget)
 def _dialog(command: Command) -> None:
     st.markdown(command.question)
+    if command.kind in QUEUES_AN_EMAIL and read(queries.system_state, now()).paused:
+        st.warning(f"**{PAUSED_NOTE}**", icon=":material/pause_circle:")
     st.caption(f"Recorded in the audit trail as **{literal(access.actor())}**. "
                "Sequence actions are carried out by the worker within a few seconds.")
     yes, no = st.columns(2)

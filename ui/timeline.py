@@ -13,8 +13,9 @@ from ui.widgets import SEGMENT_BADGE, STATUS_BADGE, ago, event_detail, my_reques
 
 # A step still waiting or under way would go twice if it were resent as well.
 _NOT_FINISHED = ("none", "waiting", "due", "sending")
-_IN_TURN = ("It goes at once, or after any earlier step still to come (one email at a time, in order). "
-            "Later steps then wait for it, each at least half its planned gap after it.")
+# No "at once": nothing goes while sending is paused (the dialog then says so).
+_IN_TURN = ("It goes next, after any earlier step still to come (one email at a time, in order), "
+            "once sending is not paused. Later steps then wait for it, each at least half its planned gap after it.")
 
 
 def render(contact_id: str, *, on_close=None) -> None:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import queries
 from core.campaign import CHRISTMAS_2025
-from ui.commands import MY_REQUESTS
+from ui.commands import MY_REQUESTS, QUEUES_AN_EMAIL
 from ui.services import now, read
 from ui.text import literal
 
@@ -54,6 +54,7 @@ def my_requests(title: str = "Your recent requests") -> None:
     if not ids:
         return
     rows = read(queries.actions_by_ids, ids)
+    paused = read(queries.system_state, now()).paused
     waiting = {r["id"] for r in rows if r["status"] == "pending"}
     finished = st.session_state.get(_WAITING, set()) - waiting
     st.session_state[_WAITING] = waiting
@@ -69,7 +70,15 @@ def my_requests(title: str = "Your recent requests") -> None:
                                                 f"step {r['step']}" if r.get("step") else "") if part)
             st.markdown(f":{badge}-badge[{r['status']}] **{r['kind'].replace('_', ' ')}** "
                         f"{'· ' + whom + ' ' if whom else ''}· asked {ago(r['requested_at'])} · "
-                        f"{literal(r['result']) if r['result'] else 'waiting for the worker'}")
+                        f"{_outcome(r, paused)}")
+
+
+def _outcome(request: dict, paused: bool) -> str:
+    """What became of a request. "queued again" alone reads as on its way; while sending is paused it is not."""
+    if not request["result"]:
+        return "waiting for the worker"
+    held = paused and request["status"] == "done" and request["kind"] in QUEUES_AN_EMAIL
+    return literal(request["result"]) + ("; sending is paused, so it goes when you resume" if held else "")
 
 
 def event_detail(raw: str | None) -> str:

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from core import db, switches
 from core.actions import ActionRunner
+from core.timeutil import utcnow
 from tests.dashboard.conftest import page_text
 from tests.support import rows
 
@@ -104,6 +106,41 @@ def test_failed_sends_can_be_retried_one_by_one_or_in_bulk(seeded, open_app):
     assert [a["kind"] for a in found] == ["retry_send", "retry_send"]
     [failed_id] = [r["id"] for r in rows(engine, "SELECT id FROM send WHERE status = 'failed'")]
     assert {a["payload"]["send_id"] for a in found} == {failed_id}
+
+
+def pause_sending(engine) -> None:
+    with db.write_transaction(engine) as conn:
+        switches.set_paused(conn, True, actor="test", now=utcnow(), reason="checking step 3 copy")
+
+
+def ask_then_confirm(at, key: str) -> str:
+    """Open the confirmation for `key`, answer yes, and return what the dialog said."""
+    at.button(key=key).click().run()
+    asked = page_text(at)
+    at.button(key="confirm_yes").click().run()
+    assert not at.exception, at.exception
+    return asked
+
+
+@pytest.mark.parametrize("page_key", ["retry_page", "resend_step"])
+def test_while_paused_a_retry_or_resend_says_it_waits_for_the_resume_before_and_after(seeded, open_app,
+                                                                                   timeline_of, page_key):
+    services = seeded["services"]
+    pause_sending(services.engine)
+    at = open_app("pages/sends.py") if page_key == "retry_page" else timeline_of("casey@example.com")
+    asked = ask_then_confirm(at, page_key)
+    assert "Sending is paused: it goes when you resume." in asked and "at once" not in asked
+    ActionRunner(services, "test-worker").run_pending()
+    at.run()
+    assert "; sending is paused, so it goes when you resume" in page_text(at)
+
+
+def test_when_sending_runs_a_retry_neither_asks_nor_reports_about_a_pause(seeded, open_app):
+    at = open_app("pages/sends.py")
+    assert "Sending is paused" not in ask_then_confirm(at, "retry_page")
+    ActionRunner(seeded["services"], "test-worker").run_pending()
+    at.run()
+    assert "queued again" in page_text(at) and "sending is paused" not in page_text(at)
 
 
 def test_send_me_this_one_asks_the_worker_to_send_a_test_email(seeded, open_app):
