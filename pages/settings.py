@@ -24,7 +24,9 @@ def _pause_command() -> Command:
     """Built at the click, so the reason is whatever the box holds then, typed with or without Enter."""
     reason = (st.session_state.get("pause_reason") or "").strip() or "paused from the dashboard"
     return Command("pause", ({"reason": reason},),
-                   f"Pause all sending? Nothing is sent to anyone until it is resumed.\n\nReason: *{literal(reason)}*",
+                   # Test sends to yourself (Templates) are not campaign emails: the worker sends them even while paused.
+                   f"Pause the campaign? No sequence email goes to anyone until it is resumed; test sends "
+                   f"from the Templates page still go.\n\nReason: *{literal(reason)}*",
                    "Yes, pause", "Sending paused.")
 
 

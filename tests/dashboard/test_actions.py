@@ -196,6 +196,19 @@ def test_a_pause_reason_typed_without_enter_is_the_one_stored_and_the_dialog_sho
         == [{"value": "checking step 3 copy"}]
 
 
+def test_the_pause_question_says_test_sends_still_go_as_they_do(seeded, open_app):
+    services = seeded["services"]
+    at = open_app("pages/settings.py")
+    asked = ask_then_confirm(at, "pause")
+    assert "No sequence email goes to anyone" in asked and "test sends from the Templates page still go" in asked
+    assert "Nothing is sent to anyone" not in asked
+    at.switch_page("pages/templates.py").run()
+    at.text_input(key="tpl_to").input("me@example.com").run()
+    at.button(key="tpl_send").click().run()
+    ActionRunner(services, "test-worker").run_pending()
+    assert len(services.mailer.sent_to("me@example.com")) == 1, "what the question says is what happens"
+
+
 def test_test_mode_is_switched_only_after_confirmation(seeded, open_app):
     engine = seeded["services"].engine
     at = open_app("pages/settings.py")
