@@ -10,7 +10,8 @@ from ui import commands, confirm, frame
 from ui.commands import Command
 from ui.services import now, read, services
 from ui.text import literal
-from ui.widgets import STATUS_BADGE, ago, event_detail, my_requests, page_picker, when
+from ui.widgets import (STATUS_BADGE, ago, event_detail, my_requests, page_picker, provider_message,
+                        provider_trouble, when)
 
 AUDIT_PAGE = 50
 
@@ -39,9 +40,9 @@ with sending:
                                                  "Yes, resume", "Sending resumed."),
                        key="resume", primary=True, icon=":material/play_arrow:")
     elif state.retrying:
-        st.warning(f"**Sending is retrying.** {state.retrying:,} email{'s wait' if state.retrying != 1 else ' waits'} "
-                   f"to be sent again after the provider answered: {literal(state.retry_reason)}. They go once it "
-                   "answers, with the same idempotency key, so none goes twice.", icon=":material/sync_problem:")
+        st.warning(f"**Sending is retrying.** {provider_trouble(state.retrying)} Each goes once Resend answers, "
+                   "with the same idempotency key, so none goes twice.", icon=":material/sync_problem:")
+        provider_message(state.retry_reason)
     else:
         st.success("Sending normally.", icon=":material/check_circle:")
     if not state.paused:

@@ -7,6 +7,7 @@ from core.heartbeat import HEARTBEAT_SECONDS
 from ui import access
 from ui.services import now, read, services
 from ui.text import literal
+from ui.widgets import provider_message, provider_trouble
 
 
 def render() -> None:
@@ -29,17 +30,24 @@ def _live_status() -> None:
     else:
         st.caption(f"last seen {_seconds(age)} ago")
     if state.paused:
-        st.error(f"**Sending paused.** {literal(state.pause_reason or 'No reason given.')} "
-                 "Resume it on the Settings page.", icon=":material/pause_circle:")
+        st.error(f"**Sending paused.** Resume it on the Settings page.\n\n{_reason(state.pause_reason)}",
+                 icon=":material/pause_circle:")
     elif state.retrying:
-        st.warning(f"**Provider trouble.** {state.retrying:,} email{'s' if state.retrying != 1 else ''} waiting to "
-                   f"be sent again: {literal(state.retry_reason)}", icon=":material/sync_problem:")
+        st.warning(f"**Provider trouble.** {provider_trouble(state.retrying)}", icon=":material/sync_problem:")
+        with st.expander("What Resend answered"):
+            provider_message(state.retry_reason)
     if services().settings.dry_run:
         st.warning("**Dry run.** No RESEND_API_KEY is set: emails are rendered and marked sent, "
                    "but nothing is delivered.", icon=":material/science:")
     if state.test_mode:
         st.info("**Test mode.** New signups get test timing: the 7 emails go one minute apart.",
                 icon=":material/timer:")
+
+
+def _reason(typed: str | None) -> str:
+    """The marketer's reason on a line of its own and quoted: free text with no full stop of its own
+    ran into the next sentence."""
+    return f"Reason: “{literal(typed)}”" if typed else "No reason given."
 
 
 def _seconds(age: float) -> str:

@@ -81,6 +81,18 @@ def _outcome(request: dict, paused: bool) -> str:
     return literal(request["result"]) + ("; sending is paused, so it goes when you resume" if held else "")
 
 
+def provider_trouble(count: int) -> str:
+    """Emails held in backoff, in one plain sentence: the provider's own words are for whoever asks for them."""
+    emails = f"{count:,} email{'s wait and are' if count != 1 else ' waits and is'}"
+    return f"Resend can't take emails right now; {emails} retried automatically — none is lost."
+
+
+def provider_message(reason: str | None) -> None:
+    """The provider's latest answer, exactly as it came (it may hold anything, markdown included)."""
+    if reason:
+        st.caption(f"Resend's last answer: {literal(reason)}")
+
+
 def event_detail(raw: str | None) -> str:
     """An audit event's JSON detail as 'key: value' pairs (ids left out: the row already says whose)."""
     if not raw:

@@ -44,6 +44,16 @@ def shown(markdown: str) -> str:
 _UNESCAPE = re.compile(r"\\([^\w\s]|_)")
 
 
+def back_off(engine, enrollment_id: str, step: int, error: str) -> None:
+    """Leave one send as the dispatcher leaves a batch in backoff after the provider failed to answer."""
+    send_t = sa.table("send", sa.column("enrollment_id"), sa.column("step"), sa.column("status"),
+                      sa.column("lease_expires_at"), sa.column("last_error"), sa.column("updated_at"))
+    with db.write_transaction(engine) as conn:
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == enrollment_id, send_t.c.step == step).values(
+            status="sending", lease_expires_at=utcnow() + timedelta(minutes=5), updated_at=utcnow(),
+            last_error=error))
+
+
 @pytest.fixture(autouse=True)
 def fresh_streamlit_caches():
     st.cache_data.clear()

@@ -13,7 +13,7 @@ from core import db, queries
 from core.bootstrap import build_services
 from core.intake import enroll_now
 from core.timeutil import utcnow
-from tests.dashboard.conftest import page_text, shown
+from tests.dashboard.conftest import back_off, page_text, shown
 from tests.support import signup_request
 from ui.downloads import contacts_csv
 
@@ -199,18 +199,13 @@ def test_the_csv_export_quotes_names_a_spreadsheet_would_run_as_formulas(app_env
 
 
 def test_a_provider_outage_shows_on_settings_and_in_the_sidebar(seeded, open_app):
-    services = seeded["services"]
     uma = seeded["contacts"]["uma@example.com"]
-    send_t = sa.table("send", sa.column("enrollment_id"), sa.column("step"), sa.column("status"),
-                      sa.column("lease_expires_at"), sa.column("last_error"), sa.column("updated_at"))
-    with db.write_transaction(services.engine) as conn:  # what the dispatcher leaves for a batch in backoff
-        conn.execute(send_t.update().where(send_t.c.enrollment_id == uma.enrollment_id, send_t.c.step == 2).values(
-            status="sending", lease_expires_at=utcnow() + timedelta(minutes=5), updated_at=utcnow(),
-            last_error="Resend 503 application_error: Service unavailable"))
+    back_off(seeded["services"].engine, uma.enrollment_id, 2, "Resend 503 application_error: Service unavailable")
 
     at = open_app("pages/settings.py")
 
     text = page_text(at).replace("**", "")
-    assert "Sending is retrying. 1 email waits to be sent again" in text and "Sending normally" not in text
-    assert "Resend 503 application_error: Service unavailable" in text
-    assert "Provider trouble. 1 email waiting to be sent again" in text  # the sidebar, on every page
+    assert "Sending is retrying. Resend can't take emails right now; 1 email waits and is retried" in text
+    assert "Sending normally" not in text
+    assert "Resend's last answer: Resend 503 application_error: Service unavailable" in text
+    assert "Provider trouble. Resend can't take emails right now" in text  # the sidebar, on every page

@@ -7,7 +7,7 @@ import pytest
 from core import db, heartbeat, switches
 from core.timeutil import utcnow
 from core.heartbeat import HEARTBEAT_SECONDS
-from tests.dashboard.conftest import shown
+from tests.dashboard.conftest import back_off, shown
 
 
 @pytest.fixture
@@ -60,3 +60,25 @@ def test_the_banners_show_dry_run_test_mode_and_a_pause_with_its_reason(seeded, 
 def test_with_a_resend_key_there_is_no_dry_run_banner(app_env, open_app):
     app_env(resend_api_key="re_test_key", resend_from_email="team@example.com")
     assert "Dry run" not in sidebar_text(open_app())
+
+
+def test_a_pause_reason_stands_on_its_own_line_quoted_as_typed(seeded, open_app):
+    with db.write_transaction(seeded["services"].engine) as conn:
+        switches.set_paused(conn, True, actor="dashboard", now=utcnow(), reason="Checking *step 3* copy")
+    [banner] = open_app().sidebar.error
+    assert shown(banner.value) == ("**Sending paused.** Resume it on the Settings page.\n\n"
+                                   "Reason: “Checking *step 3* copy”")
+
+
+def test_provider_trouble_is_one_plain_sentence_with_the_raw_answer_kept_aside_literally(seeded, open_app):
+    raw = ("HTTPConnectionPool(host='127.0.0.1', port=41379): Max retries exceeded with url: /emails "
+           "(Caused by NewConnectionError('[Errno 111] Connection refused'))")
+    for email, step in (("uma@example.com", 2), ("otto@example.com", 2)):
+        back_off(seeded["services"].engine, seeded["contacts"][email].enrollment_id, step, raw)
+    at = open_app()
+    [banner] = [w.value for w in at.sidebar.warning if "Provider trouble" in w.value]
+    assert shown(banner) == ("**Provider trouble.** Resend can't take emails right now; "
+                                   "2 emails wait and are retried automatically — none is lost.")
+    [aside] = at.sidebar.expander
+    assert aside.label == "What Resend answered"
+    assert [shown(c.value) for c in aside.caption] == [f"Resend's last answer: {raw}"]
