@@ -15,9 +15,18 @@ PAGE_SIZE = 50
 frame.begin()
 st.title("Sends")
 counts = read(queries.queue_counts, now())
-st.caption(f"{counts['due']:,} queued: {counts['due_now']:,} due now, {counts['due_within_hour']:,} within the hour · "
-           f"{counts['sending']:,} being sent · {counts['failed']:,} failed · {counts['sent']:,} sent in the last 24 h · "
-           "times in UTC")
+
+
+def _queue_summary(c: dict) -> str:
+    """Why 'queued' is smaller than Overview's 'scheduled': the queue holds each person's next email only."""
+    people = f"{c['due']:,} {'person has' if c['due'] == 1 else 'people have'} a next email queued"
+    soon = f"{c['due_next_hour']:,}" if c["due_next_hour"] else "none"
+    return (f"{people} ({c['scheduled']:,} email{'s' if c['scheduled'] != 1 else ''} scheduled in all): "
+            f"{c['due_now']:,} due now, {soon} more within the hour")
+
+
+st.caption(f"{_queue_summary(counts)} · {counts['sending']:,} being sent · {counts['failed']:,} failed · "
+           f"{counts['sent']:,} sent in the last 24 h · times in UTC")
 
 
 def _page(name: str, total: int):

@@ -79,12 +79,18 @@ def standing_failures(conn: sa.Connection, since: datetime) -> tuple[int, int]:
 
 
 def queue_counts(conn: sa.Connection, now: datetime) -> dict[str, int]:
-    """How long each list is ('sent': in the last 24 h), and how much of the queue is due now and within the hour."""
-    due_now, due_soon_n, due_all = conn.execute(sa.select(
-        sa.func.count().filter(send_t.c.due_at <= now),
-        sa.func.count().filter(send_t.c.due_at <= now + SOON),
+    """How long each list is ('sent': in the last 24 h) and how the queue splits up.
+
+    'due' is the Queued list: each person's next email only (a sequence sends one step at a time).
+    'scheduled' counts every email planned, later steps too, as Overview does. 'due_now' and
+    'due_next_hour' never overlap: the second starts after now."""
+    ready = send_t.c.ready == sa.true()
+    due_now, due_next_hour, due_all, scheduled = conn.execute(sa.select(
+        sa.func.count().filter(ready, send_t.c.due_at <= now),
+        sa.func.count().filter(ready, send_t.c.due_at > now, send_t.c.due_at <= now + SOON),
+        sa.func.count().filter(ready),
         sa.func.count(),
-    ).where(_ready_scheduled())).one()
+    ).where(send_t.c.status == "scheduled")).one()
     lengths = {name: conn.scalar(sa.select(sa.func.count()).select_from(send_t).where(_where(name, now)))
                for name in ("sending", "failed", "sent")}
-    return {"due": due_all, "due_now": due_now, "due_within_hour": due_soon_n, **lengths}
+    return {"due": due_all, "scheduled": scheduled, "due_now": due_now, "due_next_hour": due_next_hour, **lengths}

@@ -143,6 +143,14 @@ def test_the_sends_page_shows_the_providers_message_for_a_failed_send(seeded, op
     assert "422 invalid" in failed["provider's message"].iloc[0]
 
 
+def test_the_sends_caption_says_the_queue_holds_each_persons_next_email_of_all_those_scheduled(seeded, open_app):
+    with db.read_transaction(seeded["services"].engine) as conn:
+        counts = queries.queue_counts(conn, utcnow())
+    text = page_text(open_app("pages/sends.py"))
+    assert (f"{counts['due']} people have a next email queued ({counts['scheduled']} emails scheduled in all): "
+            "0 due now, none more within the hour") in text
+
+
 def test_the_templates_page_previews_every_step_for_every_segment(open_app):
     at = open_app("pages/templates.py")
     subjects = set()

@@ -85,6 +85,17 @@ def test_queue_lists_are_read_in_order_and_counted(seeded):
     assert failed["email"] == "broken@example.com" and "422" in failed["last_error"]
 
 
+def test_the_queue_counts_each_persons_next_email_and_every_email_scheduled_and_never_counts_one_twice(seeded):
+    with db.read_transaction(seeded["services"].engine) as conn:
+        scheduled = conn.scalar(sa.text("SELECT count(*) FROM send WHERE status = 'scheduled'"))
+    next_due = read(seeded, queries.queue_list, "due", now=utcnow())[0]["due_at"]  # soonest first
+    counts = read(seeded, queries.queue_counts, next_due)
+    assert counts["scheduled"] == scheduled > counts["due"] > 0, "later steps are scheduled but not queued"
+    assert counts["due_now"] >= 1 and counts["due_now"] + counts["due_next_hour"] <= counts["due"]
+    before = read(seeded, queries.queue_counts, next_due - timedelta(minutes=30))
+    assert before["due_now"] == 0 and before["due_next_hour"] == counts["due_now"], "what is due now is not 'more'"
+
+
 def test_the_audit_trail_pages_newest_first(seeded):
     total = read(seeded, queries.audit_count)
     page = read(seeded, queries.audit_page, offset=0, limit=3)
