@@ -74,8 +74,10 @@ def _failed() -> None:
             pd.DataFrame([{"failed": when(r["finished_at"]), **_who(r), "provider's message": r["last_error"] or "",
                            "attempts": r["attempts"]} for r in rows]),
             key="failed_table", on_select="rerun", selection_mode="multi-row", hide_index=True, width="stretch",
-            column_config={"provider's message": st.column_config.TextColumn(width="medium")})
+            column_config={"provider's message": st.column_config.TextColumn(width="large"),
+                           "attempts": st.column_config.NumberColumn(width="small")})
         chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
+        _full_messages(chosen)
         one, page = st.columns(2)
         with one:
             confirm.button(f"Retry selected ({len(chosen)})", _retry(chosen), key="retry_selected",
@@ -83,6 +85,14 @@ def _failed() -> None:
         with page:
             confirm.button(f"Retry all {len(rows)} on this page", _retry(rows), key="retry_page",
                            icon=":material/replay:")
+
+
+def _full_messages(chosen: list[dict]) -> None:
+    """A provider's message is often longer than any column: the selected rows' ones in full, as sent."""
+    if not chosen:
+        st.caption("Select a row to read the provider's full message here.")
+    for r in chosen:
+        st.caption(f"**{literal(r['email'])}**, step {r['step']}: {literal(r['last_error'] or 'no message')}")
 
 
 def _retry(rows: list[dict]) -> Command:

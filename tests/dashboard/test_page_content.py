@@ -143,6 +143,18 @@ def test_the_sends_page_shows_the_providers_message_for_a_failed_send(seeded, op
     assert "422 invalid" in failed["provider's message"].iloc[0]
 
 
+def test_the_selected_failed_sends_full_provider_message_is_shown_below_the_table_literally(seeded, open_app):
+    long_message = ("Resend 422 validation_error: Invalid `to` field. The email address needs to follow the "
+                    "`email@example.com` or `Name <email@example.com>` format. [see](http://x.example)")
+    with db.write_transaction(seeded["services"].engine) as conn:
+        conn.execute(sa.text("UPDATE send SET last_error = :m WHERE status = 'failed'"), {"m": long_message})
+    at = open_app("pages/sends.py")
+    assert "Select a row to read the provider's full message" in page_text(at)
+    at.session_state["failed_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert f"broken@example.com, step 1: {long_message}" in page_text(at).replace("**", "").replace("\u2060", "")
+
+
 def test_the_sends_caption_says_the_queue_holds_each_persons_next_email_of_all_those_scheduled(seeded, open_app):
     with db.read_transaction(seeded["services"].engine) as conn:
         counts = queries.queue_counts(conn, utcnow())
