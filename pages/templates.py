@@ -15,7 +15,8 @@ frame.begin()
 st.title("Templates")
 st.caption("Rendered with sample data: Alex at Hollybrook Bakery, with the counts typical of the segment.")
 
-pick_segment, pick_step, address, send = st.columns([3, 3, 3, 1.4], vertical_alignment="bottom")  # "Send" fits
+# Widths for 1366 px: the segment column holds all three segments (OPTIMIZE was clipped), "Send" still fits.
+pick_segment, pick_step, address, send = st.columns([4, 3, 3, 1.4], vertical_alignment="bottom")
 segment = pick_segment.segmented_control("Segment", [s.value for s in Segment], default="CRITICAL", required=True,
                                          key="tpl_segment")
 number = pick_step.selectbox("Step", list(CHRISTMAS_2025.step_numbers), key="tpl_step",
