@@ -1,6 +1,7 @@
 """Every dashboard action asks first, then writes the row the worker carries out, naming who asked."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -153,6 +154,16 @@ def test_send_me_this_one_asks_the_worker_to_send_a_test_email(seeded, open_app)
     assert action["kind"] == "send_test"
     assert {k: action["payload"][k] for k in ("to", "step", "segment")} == {
         "to": "me@example.com", "step": 4, "segment": "URGENT"}
+
+
+def test_a_test_send_to_yourself_is_the_one_action_without_a_dialog_and_the_readme_says_so(seeded, open_app):
+    at = open_app("pages/templates.py")
+    at.text_input(key="tpl_to").input("me@example.com").run()
+    at.button(key="tpl_send").click().run()
+    assert "confirm_yes" not in [b.key for b in at.button]
+    assert [a["kind"] for a in actions(seeded["services"].engine)] == ["send_test"]
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert "Every action asks for confirmation (all but a Templates test send to yourself" in readme
 
 
 def test_a_bad_test_address_is_refused_before_anything_is_queued(seeded, open_app):
