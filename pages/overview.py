@@ -45,7 +45,9 @@ def live() -> None:
     st.subheader("Funnel by step")
     if any(row["count"] for row in data["funnel"]):
         st.altair_chart(charts.funnel(data["funnel"]), width="stretch")
-        st.caption("Counts emails: a step sent to someone again (resend or retry) counts each time it went.")
+        st.caption("Counts emails: a step sent to someone again (resend or retry) counts each time it went. "
+                   "Failed counts what the Failed figure counts: failures still to act on (the Sends page "
+                   "lists them), not those a resend replaced or of people since stopped.")
     else:
         st.info("Nothing scheduled or sent yet.")
     st.subheader("Next sends due")

@@ -11,7 +11,8 @@ from ui.widgets import SEGMENT_COLORS
 
 _SEGMENTS = list(SEGMENT_COLORS)
 _SEGMENT_SCALE = alt.Scale(domain=_SEGMENTS, range=list(SEGMENT_COLORS.values()))
-_STAGE_COLORS = ["#cbd5e1", "#60a5fa", "#2563eb", "#7c3aed", "#15803d"]
+# One colour per FUNNEL_STAGES entry: failed in the red of its step glyph, cancelled or skipped in grey.
+_STAGE_COLORS = ["#cbd5e1", "#60a5fa", "#2563eb", "#7c3aed", "#15803d", "#dc2626", "#64748b"]
 # A rise in these is bad news: their deltas are drawn red when they go up.
 _BAD_WHEN_UP = {"failed", "unsubscribed", "bounced"}
 
@@ -63,6 +64,7 @@ def signups_per_day(rows: list[dict], first_day: date, last_day: date) -> alt.Ch
 
 
 def funnel(rows: list[dict]) -> alt.Chart:
+    """Grouped bars per step, one per stage; the legend names every stage, even one with no emails yet."""
     data = pd.DataFrame(rows, columns=["step", "stage", "count"])
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("step:O", title="step", axis=alt.Axis(labelAngle=0)),

@@ -11,13 +11,16 @@ import sqlalchemy as sa
 
 from core import tally
 from core.campaign import Segment
-from core.queries.sends import queue_list, standing_failures
+from core.queries.sends import queue_list, standing_failures, standing_failures_by_step
 from core.queries.tables import STEP_NUMBERS
 from core.status import SEND_STATUSES
 from core.tables import contact_t, enrollment_t, send_t
 
 DAY = timedelta(hours=24)
-FUNNEL_STAGES = ("scheduled", "sent", "delivered", "opened", "clicked")
+# "failed" counts what the Failed KPI counts (failures still to act on); the tally's cancelled and
+# skipped sends share one stage: neither went, and neither needs anything done.
+FUNNEL_STAGES = ("scheduled", "sent", "delivered", "opened", "clicked", "failed", "cancelled or skipped")
+_NOT_SENT = {"cancelled": "cancelled or skipped", "skipped": "cancelled or skipped"}
 _FINAL = ("sent", "failed", "cancelled", "skipped")
 
 
@@ -71,9 +74,15 @@ def _contact_stops(conn: sa.Connection, since: datetime) -> dict[str, tuple[int,
             "bounced": counts(contact_t.c.suppressed_at, bounced)}
 
 
-def kpis(conn: sa.Connection, now: datetime, by_status_step: dict | None = None) -> list[dict]:
-    """Headline figures: `value` now, and `delta`, how much it changed in the last 24 hours."""
+def kpis(conn: sa.Connection, now: datetime, by_status_step: dict | None = None,
+         failures_by_step: dict | None = None) -> list[dict]:
+    """Headline figures: `value` now, and `delta`, how much it changed in the last 24 hours.
+
+    `failures_by_step` is standing_failures_by_step(conn, now - DAY), when the caller has it already.
+    """
     since = now - DAY
+    if failures_by_step is None:
+        failures_by_step = standing_failures_by_step(conn, since)
     segments = segment_counts(conn, since)
     sends = send_counts(by_status_step if by_status_step is not None else status_step_counts(conn))
     finished = _finished_since(conn, since)
@@ -88,19 +97,27 @@ def kpis(conn: sa.Connection, now: datetime, by_status_step: dict | None = None)
         ("sent", "Emails sent", sends["sent"], finished["sent"]),
         ("scheduled", "Scheduled", sends["scheduled"], scheduled_delta),
         # As the Sends page lists them: a failure a resend or retry replaced is not counted.
-        ("failed", "Failed", *standing_failures(conn, since)),
+        ("failed", "Failed", *standing_failures(failures_by_step)),
         ("unsubscribed", "Unsubscribed", *stops["unsubscribed"]),
         ("bounced", "Bounced", *stops["bounced"]),  # hard bounces and complaints: the label must fit a card
     ]
     return [{"key": key, "label": label, "value": value, "delta": delta} for key, label, value, delta in figures]
 
 
-def funnel(conn: sa.Connection, by_status_step: dict | None = None) -> list[dict]:
-    """Per step: how many sends are scheduled, sent, delivered, opened and clicked ({step, stage, count})."""
+def funnel(conn: sa.Connection, by_status_step: dict | None = None,
+           failures_by_step: dict | None = None) -> list[dict]:
+    """Per step: how many sends are scheduled, sent, delivered, opened, clicked, failed (still to act on,
+    as the Failed KPI counts them), and cancelled or skipped ({step, stage, count})."""
     counts = {(step, stage): 0 for step in STEP_NUMBERS for stage in FUNNEL_STAGES}
     for (status, step), n in (by_status_step if by_status_step is not None else status_step_counts(conn)).items():
-        if status in ("scheduled", "sent") and step in STEP_NUMBERS:
-            counts[(step, status)] = n
+        stage = _NOT_SENT.get(status, status)
+        if stage in ("scheduled", "sent", "cancelled or skipped") and step in STEP_NUMBERS:
+            counts[(step, stage)] += n
+    if failures_by_step is None:  # only the all-time count is drawn, so any `since` will do
+        failures_by_step = standing_failures_by_step(conn, datetime.now(UTC))
+    for step, (n, _) in failures_by_step.items():
+        if step in STEP_NUMBERS:
+            counts[(step, "failed")] = n
     for (stage, step), n in tally.stages_by_step(conn).items():
         if step in STEP_NUMBERS:
             counts[(step, stage)] = n
@@ -119,9 +136,11 @@ def signups_per_day(conn: sa.Connection, now: datetime, days: int = 30) -> list[
 def overview_data(conn: sa.Connection, now: datetime, *, days: int = 30) -> dict:
     """Everything the Overview page draws, read in one transaction."""
     by_status_step = status_step_counts(conn)
+    # One indexed read of the standing failures serves both the Failed KPI and the funnel's failed bars.
+    failures_by_step = standing_failures_by_step(conn, now - DAY)
     return {
-        "kpis": kpis(conn, now, by_status_step),
-        "funnel": funnel(conn, by_status_step),
+        "kpis": kpis(conn, now, by_status_step, failures_by_step),
+        "funnel": funnel(conn, by_status_step, failures_by_step),
         "signups_per_day": signups_per_day(conn, now, days),
         "next_due": queue_list(conn, "due", now=now, limit=8),
     }

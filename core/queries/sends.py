@@ -28,14 +28,14 @@ def _where(name: str, now: datetime):
     return {
         "due": _ready_scheduled(),
         "sending": sa.and_(send_t.c.status == "sending", send_t.c.lease_expires_at.is_not(None)),
-        "failed": sa.and_(send_t.c.status == "failed", send_t.c.finished_at.is_not(None), ~_superseded(),
+        "failed": sa.and_(send_t.c.status == "failed", send_t.c.finished_at.is_not(None), ~superseded(),
                           ~_stopped()),
         # Only the last day: counting every email ever sent would walk a million index entries.
         "sent": sa.and_(send_t.c.status == "sent", send_t.c.finished_at >= now - RECENT),
     }[name]
 
 
-def _superseded():
+def superseded():
     """A newer generation of the same step exists: that one, not this failure, is the step's fate."""
     newer = send_t.alias("newer")
     return sa.exists().where(newer.c.enrollment_id == send_t.c.enrollment_id, newer.c.step == send_t.c.step,
@@ -72,10 +72,16 @@ def queue_list(conn: sa.Connection, name: str, *, now: datetime, offset: int = 0
     return rows_as_dicts(conn.execute(query))
 
 
-def standing_failures(conn: sa.Connection, since: datetime) -> tuple[int, int]:
-    """Failures that still need attention (the Failed list): all, and those since `since`."""
-    return tuple(conn.execute(sa.select(sa.func.count(), sa.func.count().filter(send_t.c.finished_at >= since))
-                              .where(_where("failed", since))).one())
+def standing_failures_by_step(conn: sa.Connection, since: datetime) -> dict[int, tuple[int, int]]:
+    """Failures that still need attention (the Failed list) per step: all, and those since `since`."""
+    rows = conn.execute(sa.select(send_t.c.step, sa.func.count(), sa.func.count().filter(send_t.c.finished_at >= since))
+                        .where(_where("failed", since)).group_by(send_t.c.step)).all()
+    return {step: (n, recent) for step, n, recent in rows}
+
+
+def standing_failures(by_step: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """All standing failures, and those since the `since` they were counted from, from standing_failures_by_step."""
+    return sum(n for n, _ in by_step.values()), sum(recent for _, recent in by_step.values())
 
 
 def queue_counts(conn: sa.Connection, now: datetime) -> dict[str, int]:

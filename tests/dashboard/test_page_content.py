@@ -3,9 +3,11 @@
 import base64
 import csv
 import io
+import json
 import re
 from datetime import timedelta
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -27,6 +29,22 @@ def test_the_empty_overview_says_so_instead_of_drawing_empty_charts(open_app):
     at = open_app()
     assert {m.label: m.value for m in at.metric}["Signups"] == "0"
     assert "No signups yet." in [i.value for i in at.info]
+
+
+def test_the_overview_funnel_draws_failed_and_stopped_emails_in_its_legend(seeded, open_app):
+    at = open_app()
+    [funnel] = [c for c in at.get("vega_lite_chart") if '"xOffset"' in c.proto.spec]
+    spec = json.loads(funnel.proto.spec)
+    scale = spec["encoding"]["color"]["scale"]
+    stages = dict(zip(scale["domain"], scale["range"]))
+    assert stages["failed"] == "#dc2626" and "cancelled or skipped" in stages
+    drawn = {(r["step"], r["stage"]): r["count"] for r in _chart_rows(funnel)}
+    assert drawn[(1, "failed")] == 1, "the Failed figure's one failure is on the chart"
+
+
+def _chart_rows(chart) -> list[dict]:
+    """The rows a chart draws: Streamlit sends them beside the spec, as Arrow streams."""
+    return [row for named in chart.proto.datasets for row in pa.ipc.open_stream(named.data.data).read_all().to_pylist()]
 
 
 def state_of(glyph_uri: str) -> str:

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from core import db, heartbeat, queries
+from core import controls, db, heartbeat, queries
 from core.heartbeat import HEARTBEAT_SECONDS
 from core.timeutil import utcnow
 
@@ -29,6 +29,21 @@ def test_the_funnel_counts_each_stage_per_step(seeded):
     assert funnel[(1, "sent")] == 4 and funnel[(1, "delivered")] == 1 and funnel[(1, "clicked")] == 1
     assert funnel[(7, "scheduled")] == 4, "the unsubscribed contact's sends were cancelled"
     assert len(funnel) == 7 * len(queries.FUNNEL_STAGES)
+
+
+def test_the_funnel_shows_failed_and_stopped_emails_counted_as_the_failed_kpi_counts_them(seeded):
+    funnel = {(r["step"], r["stage"]): r["count"] for r in read(seeded, queries.funnel)}
+    failed_kpi = next(k["value"] for k in read(seeded, queries.kpis, utcnow()) if k["key"] == "failed")
+    assert funnel[(1, "failed")] == 1 == failed_kpi, "Bea's step 1 was refused"
+    assert sum(n for (_, stage), n in funnel.items() if stage == "failed") == failed_kpi
+    assert [funnel[(step, "cancelled or skipped")] for step in range(1, 8)] == [0] + [1] * 6, "Lee unsubscribed"
+    with db.write_transaction(seeded["services"].engine) as conn:
+        controls.unsubscribe_contact(conn, seeded["contacts"]["broken@example.com"].contact_id, actor="test",
+                                     now=utcnow())
+    overview = read(seeded, queries.overview_data, utcnow())
+    after = {(r["step"], r["stage"]): r["count"] for r in overview["funnel"]}
+    assert after[(1, "failed")] == 0 == next(k["value"] for k in overview["kpis"] if k["key"] == "failed"), \
+        "a stopped person's failure needs nothing done: it leaves the KPI and the chart alike"
 
 
 def test_signups_per_day_are_grouped_by_utc_day_and_segment(seeded):
