@@ -9,7 +9,7 @@ from core.statuses import EnrollmentStatus
 from ui import frame, glyphs, timeline
 from ui.downloads import contacts_csv
 from ui.services import read
-from ui.widgets import NO_SELECTION, page_picker, selection_follows, when
+from ui.widgets import NO_SELECTION, page_picker, selection_follows, sequence_status, when
 
 PAGE_SIZE = 50
 TABLE = "signups_table"
@@ -22,15 +22,17 @@ def _filters() -> queries.ContactFilter:
     with st.container(border=True):
         # Two rows, so that at a laptop's width a chosen segment or status reads in full.
         search, segment, status = st.columns([3, 2.5, 2.5], vertical_alignment="bottom")
-        audience, dates, _ = st.columns([2.4, 2.6, 3], vertical_alignment="bottom")
+        audience, dates, failed = st.columns([2.4, 2.6, 3], vertical_alignment="bottom")
         term = search.text_input("Search", placeholder="email, name or business", key="f_search")
         segments = segment.multiselect("Segment", [s.value for s in Segment], key="f_segments")
         statuses = status.multiselect("Status", [s.value for s in EnrollmentStatus], key="f_statuses")
         who = audience.segmented_control("Contacts", queries.AUDIENCES, default="all", required=True,
                                          format_func=str.capitalize, key="f_audience")
         chosen = dates.date_input("Signed up between", value=[], key="f_dates", format="YYYY-MM-DD")
+        has_failed = failed.checkbox("Has a failed step", key="f_failed",
+                                     help="People with a step whose newest try failed (a resend replaces it).")
     start, end = (tuple(chosen) + (None, None))[:2] if chosen else (None, None)
-    return queries.ContactFilter(tuple(segments), tuple(statuses), start, end or start, who, term)
+    return queries.ContactFilter(tuple(segments), tuple(statuses), start, end or start, who, term, has_failed)
 
 
 def _close_timeline() -> None:
@@ -46,10 +48,22 @@ COLUMNS = ["Email", "Segment", "Status", *map(str, range(1, 8)), "Test", "Name",
 def _table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{
         "Email": r["email"], "Name": r["first_name"] or "", "Business": r["business_name"] or "",
-        "Segment": r["segment"] or "", "Status": r["status"] or "", "Signed up": when(r["signed_up_at"]),
+        "Segment": r["segment"] or "", "Status": _status(r), "Signed up": when(r["signed_up_at"]),
         **{str(n): glyphs.data_uri(state) for n, state in enumerate(r["steps"], start=1)},
         "Test": bool(r["is_test"]),
     } for r in rows], columns=COLUMNS)
+
+
+def _status(row: dict) -> str:
+    return sequence_status(row["status"], row["failed_steps"])[0] if row["status"] else ""
+
+
+_WARNING = "color: #c2410c; font-weight: 600"  # the orange of the timeline's badge
+
+
+def _styled(table: pd.DataFrame):
+    """The table with a status that hides a failed step ('completed · 1 failed') drawn in orange."""
+    return table.style.map(lambda status: _WARNING if " failed" in status else "", subset=["Status"])
 
 
 where = _filters()
@@ -70,9 +84,9 @@ with table_area:
         narrow = {str(n): st.column_config.ImageColumn(str(n), width=34, help=f"step {n}") for n in range(1, 8)}
         narrow["Test"] = st.column_config.CheckboxColumn("Test", width=48, help="a test contact")
         narrow["Segment"] = st.column_config.TextColumn("Segment", width=92)
-        narrow["Status"] = st.column_config.TextColumn("Status", width=110)
+        narrow["Status"] = st.column_config.TextColumn("Status", width=150)
         selection_follows(TABLE, [r["contact_id"] for r in rows])
-        picked = st.dataframe(_table(rows), key=TABLE, on_select="rerun", selection_mode="single-row",
+        picked = st.dataframe(_styled(_table(rows)), key=TABLE, on_select="rerun", selection_mode="single-row",
                               hide_index=True, width="stretch", column_config=narrow)
         if picked.selection.rows and picked.selection.rows[0] < len(rows):
             st.query_params["contact"] = rows[picked.selection.rows[0]]["contact_id"]

@@ -8,7 +8,7 @@ from ui import confirm, glyphs
 from ui.text import literal
 from ui.commands import Command
 from ui.services import now, read, services
-from ui.widgets import SEGMENT_BADGE, STATUS_BADGE, ago, event_detail, my_requests, step_title, when
+from ui.widgets import SEGMENT_BADGE, ago, event_detail, my_requests, sequence_status, step_title, when
 
 
 # A step still waiting or under way would go twice if it were resent as well.
@@ -31,7 +31,7 @@ def render(contact_id: str, *, on_close=None) -> None:
         head.subheader(literal(contact["first_name"] or contact["email"]))
         if on_close:
             close.button("Close", on_click=on_close, icon=":material/close:", key="close_timeline")
-        _badges(contact, enrollment)
+        _badges(contact, enrollment, detail["failed_steps"])
         _notion(contact["id"])
         for line in detail["steps"]:
             _step(line)
@@ -41,13 +41,14 @@ def render(contact_id: str, *, on_close=None) -> None:
         my_requests()
 
 
-def _badges(contact: dict, enrollment: dict | None) -> None:
+def _badges(contact: dict, enrollment: dict | None, failed_steps: int) -> None:
     parts = [f"**{literal(contact['email'])}**"]
     if contact["business_name"]:
         parts.append(literal(contact["business_name"]))
     if enrollment:
         parts.append(f":{SEGMENT_BADGE[enrollment['segment']]}-badge[{enrollment['segment']}]")
-        parts.append(f":{STATUS_BADGE.get(enrollment['status'], 'gray')}-badge[{enrollment['status']}]")
+        status, colour = sequence_status(enrollment["status"], failed_steps)
+        parts.append(f":{colour}-badge[{status}]")
         parts.append(f":gray-badge[{enrollment['timing']} timing]")
     if contact["is_test"]:
         parts.append(":violet-badge[test contact]")

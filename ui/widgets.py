@@ -20,6 +20,14 @@ STATUS_BADGE = {"active": "blue", "completed": "green", "unsubscribed": "gray", 
                 "cancelled": "gray", "pending": "orange", "done": "green", "failed": "red"}
 
 
+def sequence_status(status: str, failed_steps: int) -> tuple[str, str]:
+    """A sequence's status as shown, and its badge colour: 'completed · 1 failed' in orange, so a
+    failed step never hides behind a green 'completed'."""
+    if not failed_steps:
+        return status, STATUS_BADGE.get(status, "gray")
+    return f"{status} · {failed_steps} failed", "orange"
+
+
 def step_title(number: int) -> str:
     """'Quick wins' from the template name 'step3_quick_wins'."""
     name = CHRISTMAS_2025.step(number).template.split("_", 1)[1]

@@ -5,9 +5,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
-from core.queries.steps import latest_by_enrollment, sends_of, step_state
+from core.queries.sends import superseded
+from core.queries.steps import failed_steps, latest_by_enrollment, sends_of, step_state
 from core.queries.tables import CAMPAIGN, STEP_NUMBERS, enrollment_join
-from core.tables import contact_t, enrollment_t
+from core.tables import contact_t, enrollment_t, send_t
 
 AUDIENCES = ("all", "real", "test")
 
@@ -22,6 +23,7 @@ class ContactFilter:
     signed_up_to: date | None = None  # inclusive
     audience: str = "all"
     search: str = ""
+    failed_step: bool = False  # only people with a step whose newest try failed
 
     @property
     def needs_enrollment(self) -> bool:
@@ -29,7 +31,8 @@ class ContactFilter:
 
     @property
     def needs_contact(self) -> bool:
-        return bool(self.signed_up_from or self.signed_up_to or self.audience != "all" or self.search.strip())
+        return bool(self.signed_up_from or self.signed_up_to or self.audience != "all" or self.search.strip()
+                    or self.failed_step)
 
 
 def _day_start(day: date) -> datetime:
@@ -68,7 +71,22 @@ def filter_clauses(f: ContactFilter, dialect: str = "sqlite") -> list[sa.ColumnE
     term = f.search.strip()
     if term:
         clauses.append(_search(term, dialect))
+    if f.failed_step:
+        clauses.append(_has_failed_step())
     return clauses
+
+
+def _has_failed_step() -> sa.ColumnElement:
+    """The contact has a step whose newest try failed (the state the table shows as failed).
+
+    An IN over the partial (status, finished_at) index: failures are few, so the database reads
+    them once rather than looking up every contact's sends.
+    """
+    enrollment = enrollment_t.alias("failed_enrollment")  # the export joins enrollment_t itself
+    failed = sa.select(send_t.c.contact_id).where(
+        send_t.c.status == "failed", send_t.c.finished_at.is_not(None), ~superseded(),
+        sa.exists().where(enrollment.c.id == send_t.c.enrollment_id, enrollment.c.campaign == CAMPAIGN.name))
+    return contact_t.c.id.in_(failed)
 
 
 def _search(term: str, dialect: str) -> sa.ColumnElement:
@@ -128,5 +146,6 @@ def contact_page(conn: sa.Connection, f: ContactFilter, *, offset: int, limit: i
         record = dict(row._mapping)
         steps = latest.get(row.enrollment_id, {})
         record["steps"] = [step_state(steps.get(n)) for n in STEP_NUMBERS]
+        record["failed_steps"] = failed_steps(record["steps"])
         page.append(record)
     return page

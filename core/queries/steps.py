@@ -59,3 +59,8 @@ def step_state(send: dict | None) -> str:
     if status == "scheduled":
         return "due" if send["ready"] else "waiting"
     return status
+
+
+def failed_steps(states: Iterable[str]) -> int:
+    """How many of a sequence's steps stand failed (their newest try failed; a resend replaces it)."""
+    return sum(1 for state in states if state == "failed")

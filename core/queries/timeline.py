@@ -5,7 +5,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from core.queries.steps import latest_by_enrollment, sends_of, step_state
+from core.queries.steps import failed_steps, latest_by_enrollment, sends_of, step_state
 from core.queries.tables import CAMPAIGN, STEP_NUMBERS, rows_as_dicts
 from core.sequencing import TERMINAL
 from core.tables import contact_t, enrollment_t, event_t
@@ -115,6 +115,7 @@ def contact_detail(conn: sa.Connection, contact_id: str, now: datetime, *, pause
         "contact": dict(contact._mapping),
         "enrollment": dict(enrollment._mapping) if enrollment else None,
         "steps": steps,
+        "failed_steps": failed_steps(line.state for line in steps),
         "sends": sends,
         "events": events,
     }

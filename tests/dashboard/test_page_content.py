@@ -73,6 +73,26 @@ def test_the_signup_filters_narrow_the_list_on_the_server(seeded, open_app):
     assert not at.dataframe and "No contacts match" in page_text(at)
 
 
+def test_a_sequence_with_a_failed_step_says_so_and_the_filter_lists_only_such_people(seeded, open_app):
+    at = open_app("pages/signups.py")
+    table = at.dataframe(key="signups_table").value
+    statuses = dict(zip(table["Email"], table["Status"]))
+    assert statuses["broken@example.com"] == "active · 1 failed" and statuses["casey@example.com"] == "active"
+    at.checkbox(key="f_failed").check().run()
+    assert list(at.dataframe(key="signups_table").value["Email"]) == ["broken@example.com"]
+
+
+def test_a_completed_sequence_with_a_failed_step_has_a_warning_badge_not_a_green_one(seeded, open_app):
+    broken = seeded["contacts"]["broken@example.com"]
+    with db.write_transaction(seeded["services"].engine) as conn:  # as if every later step had gone
+        conn.execute(sa.text("UPDATE enrollment SET status = 'completed' WHERE id = :e"), {"e": broken.enrollment_id})
+    at = open_app("pages/signups.py")
+    at.query_params["contact"] = broken.contact_id
+    at.run()
+    badges = "\n".join(m.value for m in at.markdown)
+    assert ":orange-badge[completed · 1 failed]" in badges and ":green-badge[completed]" not in badges
+
+
 def select_contact(at, email: str) -> None:
     """Select the Signups table's row of `email`, as a click on it does, and run."""
     emails = list(at.dataframe(key="signups_table").value["Email"])

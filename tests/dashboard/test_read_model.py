@@ -70,6 +70,23 @@ def test_contacts_are_filtered_searched_and_paged_on_the_server(seeded):
     assert read(seeded, queries.count_contacts, queries.ContactFilter(signed_up_to=today - timedelta(days=2))) == 0
 
 
+def test_people_with_a_failed_step_are_found_until_a_resend_replaces_it(seeded):
+    failing = queries.ContactFilter(failed_step=True)
+    assert read(seeded, queries.count_contacts, failing) == 1
+    [bea] = read(seeded, queries.contact_page, failing, offset=0, limit=50)
+    assert bea["email"] == "broken@example.com" and bea["failed_steps"] == 1
+    assert read(seeded, queries.count_contacts, queries.ContactFilter(segments=("URGENT",), failed_step=True)) == 1
+    assert read(seeded, queries.count_contacts, queries.ContactFilter(segments=("OPTIMIZE",), failed_step=True)) == 0
+    exported = read(seeded, lambda conn: list(queries.export_rows(conn, where=failing)))
+    assert [r["email"] for r in exported] == ["broken@example.com"]
+    broken = seeded["contacts"]["broken@example.com"]
+    assert read(seeded, queries.contact_detail, broken.contact_id, utcnow())["failed_steps"] == 1
+    with db.write_transaction(seeded["services"].engine) as conn:
+        controls.resend_step(conn, broken.enrollment_id, 1, actor="test", now=utcnow())
+    assert read(seeded, queries.count_contacts, failing) == 0, "the resend is the step's fate now"
+    assert read(seeded, queries.contact_detail, broken.contact_id, utcnow())["failed_steps"] == 0
+
+
 def test_the_filtered_export_streams_only_matching_contacts_with_their_step_statuses(seeded):
     exported = list(read(seeded, lambda conn: list(queries.export_rows(
         conn, chunk=2, where=queries.ContactFilter(segments=("URGENT", "CRITICAL"))))))
