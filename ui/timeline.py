@@ -16,6 +16,9 @@ _NOT_FINISHED = ("none", "waiting", "due", "sending")
 # No "at once": nothing goes while sending is paused (the dialog then says so).
 _IN_TURN = ("It goes next, after any earlier step still to come (one email at a time, in order), "
             "once sending is not paused. Later steps then wait for it, each at least half its planned gap after it.")
+# A cancelled sequence has no Resume: every action but Unsubscribe stays greyed out afterwards.
+_FOR_GOOD = ("**This cannot be undone from the dashboard:** a cancelled sequence cannot be resumed, and none "
+             "of its steps can be resent or retried.")
 
 
 def render(contact_id: str, *, on_close=None) -> None:
@@ -106,7 +109,8 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
     with cancel:
         confirm.button("Cancel sequence", Command(
             "cancel_sequence", ({"enrollment_id": enrollment["id"], "contact_id": contact["id"]},),
-            f"Cancel every email still to come for **{who}**?", "Yes, cancel", "Cancellation requested."),
+            f"Cancel every email still to come for **{who}**? {_FOR_GOOD}", "Yes, cancel for good",
+            "Cancellation requested."),
             key="cancel_sequence", disabled=enrollment["status"] != "active")
     with unsub:
         confirm.button("Unsubscribe", Command(

@@ -74,6 +74,13 @@ def test_cancelling_the_confirmation_writes_nothing(seeded, timeline_of):
     assert "confirm_yes" not in [b.key for b in at.button], "the dialog is closed"
 
 
+def test_the_cancel_dialog_says_a_cancelled_sequence_cannot_be_resumed(seeded, timeline_of):
+    at = timeline_of("uma@example.com")
+    at.button(key="cancel_sequence").click().run()
+    text = page_text(at)
+    assert "This cannot be undone from the dashboard" in text and "cannot be resumed" in text
+
+
 @pytest.mark.parametrize("key, kind", [("skip_step", "skip_step"), ("cancel_sequence", "cancel_sequence"),
                                        ("unsubscribe", "unsubscribe")])
 def test_each_timeline_action_writes_its_own_kind(seeded, timeline_of, key, kind):
