@@ -12,6 +12,7 @@ from ui.services import read
 from ui.widgets import NO_SELECTION, page_picker, selection_follows, sequence_status, when
 
 PAGE_SIZE = 50
+SIGNED_UP_WIDTH = 132  # px: "29 Nov 10:31 UTC" in full
 TABLE = "signups_table"
 
 frame.begin()
@@ -40,9 +41,10 @@ def _close_timeline() -> None:
     st.session_state[TABLE] = NO_SELECTION
 
 
-# The steps come right after who and where they stand, so a laptop's width shows all seven; names
-# and dates, the longest and least needed to steer, come last.
-COLUMNS = ["Email", "Segment", "Status", *map(str, range(1, 8)), "Test", "Name", "Business", "Signed up"]
+# The steps come right after who and where they stand, so a laptop's width shows all seven; then
+# the signup date, sized to fit; names, the longest and least needed to steer, come last, so at
+# 1366 px it is they that scroll out of view, not half a date.
+COLUMNS = ["Email", "Segment", "Status", *map(str, range(1, 8)), "Test", "Signed up", "Name", "Business"]
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:
@@ -85,6 +87,7 @@ with table_area:
         narrow["Test"] = st.column_config.CheckboxColumn("Test", width=48, help="a test contact")
         narrow["Segment"] = st.column_config.TextColumn("Segment", width=92)
         narrow["Status"] = st.column_config.TextColumn("Status", width=150)
+        narrow["Signed up"] = st.column_config.TextColumn("Signed up", width=SIGNED_UP_WIDTH)
         selection_follows(TABLE, [r["contact_id"] for r in rows])
         picked = st.dataframe(_styled(_table(rows)), key=TABLE, on_select="rerun", selection_mode="single-row",
                               hide_index=True, width="stretch", column_config=narrow)

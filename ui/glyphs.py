@@ -64,5 +64,10 @@ _SHOWN_AS = {"due": "next up"}
 
 
 def legend() -> str:
-    """Markdown naming every glyph the Signups table uses."""
-    return " &nbsp; ".join(f"{inline(state, 16)} {_SHOWN_AS.get(state, state)}" for state in LEGEND)
+    """Markdown naming every glyph the Signups table uses.
+
+    Non-breaking spaces hold each glyph to its label (and "next up" together), so a line that
+    wraps breaks only between entries, never leaving a ✗ at a line's end and "failed" below it.
+    """
+    return " &nbsp; ".join(f"{inline(state, 16)}&nbsp;{_SHOWN_AS.get(state, state).replace(' ', '&nbsp;')}"
+                           for state in LEGEND)

@@ -93,6 +93,24 @@ def test_a_completed_sequence_with_a_failed_step_has_a_warning_badge_not_a_green
     assert ":orange-badge[completed · 1 failed]" in badges and ":green-badge[completed]" not in badges
 
 
+def test_at_a_laptops_width_the_signup_date_is_sized_to_show_in_full_before_the_names(seeded, open_app):
+    at = open_app("pages/signups.py")
+    table = at.dataframe(key="signups_table")
+    columns = list(table.value.columns)
+    assert columns.index("Signed up") < columns.index("Name") < columns.index("Business")
+    widths = {c.get("label"): c.get("width") for c in json.loads(table.proto.columns).values()}
+    shown_date = table.value["Signed up"].iloc[0]
+    assert widths["Signed up"] >= 8 * len(shown_date), f"{shown_date!r} needs about 8 px a character"
+
+
+def test_the_legend_keeps_each_glyph_with_its_label(seeded, open_app):
+    at = open_app("pages/signups.py")
+    [legend] = [c.value for c in at.caption if "newest first" in c.value]
+    assert re.search(r"!\[failed\]\(data:[^)]+\)&nbsp;failed", legend)
+    assert not re.search(r"!\[\w+\]\(data:[^)]+\) ", legend), "a plain space after a glyph lets the line break there"
+    assert "next&nbsp;up" in legend
+
+
 def select_contact(at, email: str) -> None:
     """Select the Signups table's row of `email`, as a click on it does, and run."""
     emails = list(at.dataframe(key="signups_table").value["Email"])
