@@ -72,7 +72,8 @@ where = _filters()
 total = read(queries.count_contacts, where)
 head, export = st.columns([4, 1], vertical_alignment="bottom")
 matches = "1 contact matches" if total == 1 else f"**{total:,}** contacts match"
-head.caption(f"{matches} · newest first · {glyphs.legend()}")
+# The legend's HTML keeps each glyph with its label; nothing a stranger typed is in this caption.
+head.caption(f"{matches} · newest first · {glyphs.legend()}", unsafe_allow_html=True)
 export.download_button("Export CSV", data=contacts_csv(where), file_name="nurture-signups.csv", mime="text/csv",
                        on_click="ignore", icon=":material/download:", disabled=total == 0, width="stretch")
 

@@ -64,10 +64,11 @@ _SHOWN_AS = {"due": "next up"}
 
 
 def legend() -> str:
-    """Markdown naming every glyph the Signups table uses.
+    """Markdown naming every glyph the Signups table uses; render it with unsafe_allow_html=True.
 
-    Non-breaking spaces hold each glyph to its label (and "next up" together), so a line that
-    wraps breaks only between entries, never leaving a ✗ at a line's end and "failed" below it.
+    Each glyph and its label sit in one no-wrap span, so a line that wraps breaks only between
+    entries, never leaving a ✗ at a line's end and "failed" below it. A non-breaking space is not
+    enough: browsers may break after an image even before one (CSS Text 3, for web compatibility).
     """
-    return " &nbsp; ".join(f"{inline(state, 16)}&nbsp;{_SHOWN_AS.get(state, state).replace(' ', '&nbsp;')}"
+    return " &nbsp; ".join(f'<span style="white-space: nowrap">{inline(state, 16)} {_SHOWN_AS.get(state, state)}</span>'
                            for state in LEGEND)

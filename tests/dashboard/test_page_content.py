@@ -17,6 +17,7 @@ from core.intake import enroll_now
 from core.timeutil import utcnow
 from tests.dashboard.conftest import back_off, page_text, shown
 from tests.support import signup_request
+from ui import glyphs
 from ui.downloads import contacts_csv
 
 
@@ -105,10 +106,12 @@ def test_at_a_laptops_width_the_signup_date_is_sized_to_show_in_full_before_the_
 
 def test_the_legend_keeps_each_glyph_with_its_label(seeded, open_app):
     at = open_app("pages/signups.py")
-    [legend] = [c.value for c in at.caption if "newest first" in c.value]
-    assert re.search(r"!\[failed\]\(data:[^)]+\)&nbsp;failed", legend)
-    assert not re.search(r"!\[\w+\]\(data:[^)]+\) ", legend), "a plain space after a glyph lets the line break there"
-    assert "next&nbsp;up" in legend
+    [caption] = [c for c in at.caption if "newest first" in c.value]
+    legend = caption.value
+    assert caption.proto.allow_html, "else the spans would show as text"
+    entries = re.findall(r'<span style="white-space: nowrap">(!\[\w+\]\(data:[^)]+\) [\w ]+)</span>', legend)
+    assert len(entries) == len(glyphs.LEGEND), "every glyph shares a no-wrap span with its label"
+    assert any(re.fullmatch(r"!\[failed\]\(data:[^)]+\) failed", entry) for entry in entries)
 
 
 def select_contact(at, email: str) -> None:
