@@ -22,7 +22,9 @@ pytestmark = pytest.mark.e2e
 CONTACTS = 80
 
 
-@pytest.mark.parametrize("workers", [2, 3])
+# Three workers only: two racing one backlog is test_crash_and_time_travel's, on both backends too,
+# and the 2-worker run here added some 80 s to the suite on a slow machine without a case of its own.
+@pytest.mark.parametrize("workers", [3])
 def test_several_workers_killed_while_dispatching_together_send_every_email_exactly_once(
         workers, database_url, tmp_path, monkeypatch):
     emails = [f"scale{i:03d}@example.com" for i in range(CONTACTS)]
