@@ -142,19 +142,24 @@ def test_the_open_timeline_stays_on_its_contact_when_new_signups_shift_the_rows(
     assert "failed: 422 invalid `to` address" in page_text(at)  # still broken@'s timeline
 
 
-def test_names_and_addresses_are_shown_literally_never_as_markdown(app_env, make_settings, open_app):
+def timeline_of_new_lead(make_settings, open_app, **fields):
+    """Enroll one lead with these fields, open their timeline; the app and its markdown source."""
     services = build_services(make_settings(), migrate=True)
     try:
-        [lead] = enroll_now(services, [signup_request(
-            email="x*y*z@example.com", first_name="[x](http://evil.example)",
-            business_name=":red-badge[FAKE] $x^2$ see https://evil.example or www.evil.example")])
+        [lead] = enroll_now(services, [signup_request(**fields)])
     finally:
         services.close()
     at = open_app("pages/signups.py")
     at.query_params["contact"] = lead.contact_id
     at.run()
+    return at, "\n".join(m.value for m in [*at.markdown, *at.subheader])
 
-    source = "\n".join(m.value for m in [*at.markdown, *at.subheader])
+
+def test_names_and_addresses_are_shown_literally_never_as_markdown(app_env, make_settings, open_app):
+    at, source = timeline_of_new_lead(
+        make_settings, open_app, email="x*y*z@example.com", first_name="[x](http://evil.example)",
+        business_name=":red-badge[FAKE] $x^2$ see https://evil.example or www.evil.example")
+
     joiner = "\u2060"  # invisible; it keeps the markdown autolinker from making a bare address clickable
     assert rf"\[x\]\(http{joiner}\://evil\.example\)" in source and "](http" not in source
     assert r"\:red\-badge\[FAKE\] \$x^2\$" in source and ":red-badge[FAKE]" not in source
@@ -169,17 +174,9 @@ def test_an_address_after_punctuation_or_in_a_character_reference_is_never_a_lin
                                                                                  open_app):
     tricks = "'http://evil.example =http://evil.example Bob,https://evil.example x.www.evil.example " \
              "http&colon;//evil.example a&amp;b"
-    services = build_services(make_settings(), migrate=True)
-    try:
-        [lead] = enroll_now(services, [signup_request(
-            email="tricks@example.com", first_name="Tom & Jerry's", business_name=tricks)])
-    finally:
-        services.close()
-    at = open_app("pages/signups.py")
-    at.query_params["contact"] = lead.contact_id
-    at.run()
+    at, source = timeline_of_new_lead(make_settings, open_app, email="tricks@example.com",
+                                      first_name="Tom & Jerry's", business_name=tricks)
 
-    source = "\n".join(m.value for m in [*at.markdown, *at.subheader])
     readable = shown(source)  # what markdown makes of the escapes, before any autolinking
     assert not re.search(r"(?i)https?://|www\.", readable), "an address the autolinker would make clickable"
     assert r"Tom \& Jerry's" in source and r"a\&amp;b" in source and "http&colon;" not in source
