@@ -53,9 +53,8 @@ def database_trouble_stops_the_run() -> Iterator[None]:
 
 
 def _unreachable(exc: sa.exc.DBAPIError) -> bool:
-    # Drivers raise these when they cannot connect or lose the connection; any other error on a
-    # connection SQLAlchemy found dead is the same trouble.
-    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or exc.connection_invalidated
+    # The outage the worker and the intake recognise, or any other error on a connection SQLAlchemy found dead.
+    return db.storage_unavailable(exc) or exc.connection_invalidated
 
 
 def _stop(sentence: str) -> NoReturn:
