@@ -239,6 +239,10 @@ def conflicts(settings: Settings) -> list[str]:
                           else ("NOTION_EMAIL_SEQUENCE_DB_ID", "NOTION_TOKEN"))
         found.append(f"{missing} is empty while {given} is set: the Notion mirror needs both (or neither, "
                      "to run without Notion).")
+    elif settings.notion_businessx_db_id and not settings.notion_token:
+        # Read only by the mirror, to link each lead to its BusinessX row: alone it would do nothing, unsaid.
+        found.append("NOTION_BUSINESSX_DB_ID is set while NOTION_TOKEN and NOTION_EMAIL_SEQUENCE_DB_ID are empty: "
+                     "the BusinessX link is part of the Notion mirror, which needs both.")
     hosts = {_loopback(settings.api_host), _loopback(settings.dashboard_host)}
     if settings.api_port == settings.dashboard_port and (len(hosts) == 1 or hosts & WILDCARD_HOSTS):
         found.append(f"API_PORT and DASHBOARD_PORT are both {settings.api_port}: the intake API and the dashboard "

@@ -259,6 +259,15 @@ def test_half_a_notion_configuration_stops_start_up_instead_of_switching_the_mir
     assert "secret_x" not in str(caught.value)
 
 
+def test_a_businessx_database_without_the_notion_mirror_stops_start_up_instead_of_doing_nothing(env):
+    with pytest.raises(ConfigError) as caught:
+        load(notion_businessx_db_id="db-businessx")
+    assert_one_sentence_naming(str(caught.value), "NOTION_BUSINESSX_DB_ID")
+    assert "NOTION_TOKEN" in str(caught.value)
+    s = load(notion_businessx_db_id="db-businessx", notion_token="secret_x", notion_email_sequence_db_id="db1")
+    assert (s.notion_configured, s.notion_businessx_db_id) == (True, "db-businessx")
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "nurture.internal"])
 @pytest.mark.parametrize(("variable", "lock"), [("API_HOST", "WEBHOOK_SECRET"), ("DASHBOARD_HOST", "DASHBOARD_PASSWORD")])
 def test_a_server_reachable_from_other_machines_must_be_locked(env, host, variable, lock):
