@@ -75,6 +75,19 @@ def last_notion_sync(conn: sa.Connection) -> datetime | None:
     return _aware(conn.scalar(sa.select(sa.func.max(page_t.c.synced_at))))
 
 
+def last_discord_alert(conn: sa.Connection) -> datetime | None:
+    """When Discord last accepted an alert: rows finished without a note are the ones that went
+    (skipped and given-up rows carry their reason). Finished rows are kept 30 days (core/outbox.py)."""
+    return _aware(conn.scalar(sa.select(sa.func.max(outbox_t.c.done_at)).where(
+        outbox_t.c.channel == "discord", outbox_t.c.done_at.is_not(None), outbox_t.c.last_error.is_(None))))
+
+
+def discord_overview(conn: sa.Connection, now: datetime) -> dict:
+    """The alerts as a whole: backlog, lag, what was given up, and the last alert that went."""
+    last = last_discord_alert(conn)
+    return {**backlog(conn, "discord", now).as_dict(), "last_posted_at": last.isoformat() if last else None}
+
+
 def notion_overview(conn: sa.Connection, now: datetime) -> dict:
     """The mirror as a whole: backlog, lag, last success, pages linked and enrollments not yet mirrored."""
     linked = conn.scalar(sa.select(sa.func.count()).select_from(page_t).where(page_t.c.page_id.is_not(None)))
@@ -115,6 +128,7 @@ def contact_notion_states(conn: sa.Connection, contact_ids: list[str]) -> dict[s
 def health_fields(conn: sa.Connection, settings: Settings, now: datetime) -> dict:
     """What /health adds about the side channels: configured or not, backlog, lag and last sync."""
     last = last_notion_sync(conn) if settings.notion_configured else None
+    last_alert = last_discord_alert(conn) if settings.discord_configured else None
     notion = backlog(conn, "notion", now)
     discord = backlog(conn, "discord", now)
     return {
@@ -124,7 +138,8 @@ def health_fields(conn: sa.Connection, settings: Settings, now: datetime) -> dic
                         "lag_seconds": round(notion.lag_seconds, 1),
                         "last_synced_at": last.isoformat() if last else None},
         "discord_alerts": {"backlog": discord.pending, "failing": discord.failing, "outage": discord.outage,
-                           "given_up_7d": discord.given_up},
+                           "given_up_7d": discord.given_up,
+                           "last_posted_at": last_alert.isoformat() if last_alert else None},
     }
 
 

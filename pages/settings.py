@@ -1,5 +1,6 @@
 """Settings: test mode, pause/resume, the integrations' health and the audit trail."""
 
+from datetime import datetime
 from email.utils import parseaddr
 
 import pandas as pd
@@ -93,15 +94,20 @@ def _channel(column, title: str, what: str, configured: bool, health: dict | Non
         if health["given_up_7d"]:
             st.caption(f"{health['given_up_7d']} given up in the last 7 days after repeated refusals")
         if "last_synced_at" in health:
-            st.caption(f"{health['pages_linked']:,} pages linked · last write "
-                       f"{health['last_synced_at'] or 'never'}")
+            st.caption(f"{health['pages_linked']:,} pages linked · last write {_ago_or(health['last_synced_at'], 'never')}")
+        if "last_posted_at" in health:
+            st.caption(f"Last alert posted {_ago_or(health['last_posted_at'], 'none in the last 30 days')}")
         if health["last_error"]:
             st.caption(f"Last error: {literal(health['last_error'])}")
 
 
+def _ago_or(iso_time: str | None, otherwise: str) -> str:
+    return ago(datetime.fromisoformat(iso_time)) if iso_time else otherwise
+
+
 def _side_channels() -> tuple[dict | None, dict | None]:
     notion = read(side_status.notion_overview, now()) if settings.notion_configured else None
-    discord = read(side_status.backlog, "discord", now()).as_dict() if settings.discord_configured else None
+    discord = read(side_status.discord_overview, now()) if settings.discord_configured else None
     return notion, discord
 
 

@@ -13,7 +13,7 @@ from core.discord import DiscordWebhook
 from core.enrollments import SignupRequest
 from core.intake import enroll_now
 from core.signups import parse_signup
-from core.side_status import backlog
+from core.side_status import backlog, discord_overview, health_fields
 from core.testing_side import FakeDiscord
 from core.worker import WorkerJobs
 from tests.standins.discord_api import DiscordStandIn
@@ -224,6 +224,25 @@ def test_a_refused_alert_is_retried_then_given_up_with_its_reason_kept(services,
         shown = backlog(conn, "discord", clock()).as_dict()
     assert (shown["backlog"], shown["given_up_7d"], shown["healthy"]) == (0, 1, False)
     assert "gave up after 2 attempts: Discord 404: Unknown Webhook" in shown["last_error"]
+
+
+@sqlite_only
+def test_health_says_when_an_alert_last_went_through_and_a_given_up_one_is_not_counted(services, clock):
+    sink = FakeDiscord()
+    service = AlertService(services, sink, "worker-a", AlertPolicy(max_attempts=1))
+    enroll(services, "went@example.com")
+    posted_at = clock()
+    service.run_pass()
+    clock.advance(hours=2)
+    enroll(services, "refused@example.com")
+    sink.fail_next(PermanentAlertError("Discord 404: Unknown Webhook", status=404))
+    service.run_pass()
+
+    with services.engine.connect() as conn:
+        shown = discord_overview(conn, clock())
+        health = health_fields(conn, services.settings, clock())["discord_alerts"]
+    assert len(sink.messages) == 1 and shown["given_up_7d"] == 1
+    assert shown["last_posted_at"] == health["last_posted_at"] == posted_at.isoformat()
 
 
 def test_finished_outbox_rows_are_deleted_after_thirty_days_and_pending_ones_never(services, alerts, clock):

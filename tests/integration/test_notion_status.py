@@ -64,7 +64,8 @@ def test_health_reports_configuration_backlog_and_the_last_successful_sync(servi
     assert after["notion_configured"] and after["discord_configured"]
     assert after["notion_sync"]["backlog"] == 0
     assert after["notion_sync"]["last_synced_at"] == (clock() - timedelta(seconds=30)).isoformat()
-    assert after["discord_alerts"] == {"backlog": 2, "failing": 0, "outage": None, "given_up_7d": 0}
+    assert after["discord_alerts"] == {"backlog": 2, "failing": 0, "outage": None, "given_up_7d": 0,
+                                       "last_posted_at": None}
 
 
 def test_a_notion_outage_that_stops_every_write_shows_on_health_and_clears_once_notion_answers(services, clock):
