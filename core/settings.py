@@ -78,9 +78,12 @@ class Settings(BaseSettings):
         except (ArgumentError, ValueError):
             url = None
         driver = url.drivername.lower() if url else ""
-        if driver not in {"sqlite", "postgresql", "postgresql+psycopg"}:
-            raise ValueError("must be a URL starting with sqlite:/// or postgresql+psycopg://")
+        if driver not in {"sqlite", "postgres", "postgresql", "postgresql+psycopg"}:
+            raise ValueError("must be a URL starting with sqlite:/// or postgresql+psycopg:// (or postgresql://)")
         value = driver + value[len(driver):]  # SQLAlchemy only knows lower-case driver names
+        if driver == "postgres":  # libpq's short scheme, as hosting providers hand out
+            driver, value = "postgresql", "postgresql" + value[len("postgres"):]
+            url = make_url(value)
         if driver == "sqlite" and _in_memory(url):
             raise ValueError("needs a file path such as sqlite:///data/nurture.db, not an in-memory database, "
                              "because the worker, the API and the dashboard are separate processes sharing it")

@@ -69,8 +69,14 @@ def test_a_plain_postgresql_url_is_given_the_psycopg_driver(env):
     assert s.is_sqlite is False
 
 
+@pytest.mark.parametrize("scheme", ["postgres", "Postgres"])
+def test_libpqs_short_postgres_scheme_from_a_hosting_provider_is_accepted(env, scheme):
+    env.setenv("DATABASE_URL", f"{scheme}://nurture:pw@db.internal:5432/nurture?sslmode=require")
+    assert load().database_url == "postgresql+psycopg://nurture:pw@db.internal:5432/nurture?sslmode=require"
+
+
 @pytest.mark.parametrize(("url", "reason"), [
-    *((url, None) for url in ["mysql://root@localhost/nurture", "not a url at all", "nurture.db",
+    *((url, None) for url in ["mysql://root@localhost/nurture", "postgres:///nurture_without_host", "not a url at all", "nurture.db",
                               "postgresql+psycopg:///nurture_without_host", "postgresql+psycopg://n@db:port/nurture",
                               ""]),
     *((f"postgresql+psycopg://nurture:pw@db.internal:{port}/nurture", "1 to 65535") for port in ("0", "65536", "99999")),
