@@ -88,6 +88,23 @@ def reclaim_expired(conn: sa.Connection, worker_id: str, now: datetime, lease: t
     if not taken:
         return None  # another worker renewed it between our probe and our update
     conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(attempts=batch_t.c.attempts + 1))
+    batch = _load_batch(conn, batch_id)
+    if batch.may_have_been_sent or not _cancel_stopped(conn, batch_id, now):
+        return batch
+    # The provider refused every earlier attempt (a rate limit, a bad key held by the breaker), so
+    # nothing of it went: a stop since then applies to it as to a fresh claim (DESIGN §4.5).
+    return _rekeyed(conn, batch_id, worker_id, now)
+
+
+def _rekeyed(conn: sa.Connection, batch_id: str, worker_id: str, now: datetime) -> ClaimedBatch | None:
+    """What is left of a never-sent batch after some members were stopped, under a fresh key (its
+    content changed, and nothing went under the old one); None when nobody is left."""
+    size = conn.scalar(sa.select(sa.func.count()).where(send_t.c.batch_id == batch_id))
+    if not size:
+        conn.execute(batch_t.delete().where(batch_t.c.id == batch_id))
+        return None
+    renew_key(conn, batch_id, worker_id, now)
+    conn.execute(batch_t.update().where(batch_t.c.id == batch_id).values(size=size))
     return _load_batch(conn, batch_id)
 
 

@@ -538,6 +538,50 @@ def test_a_batch_that_may_have_got_through_once_is_not_replayed_even_if_later_at
     assert len(mailer.calls) == 2, "the timed-out attempt may have been sent: never replayed past its key's life"
 
 
+REFUSALS = pytest.mark.parametrize("refusal", [
+    AccountMailerError("Resend 401 validation_error: API key is invalid", status=401),
+    TransientMailerError("Resend 429 rate_limit_exceeded: too many requests", retry_after=1, status=429),
+], ids=["bad-key", "rate-limited"])
+
+
+@REFUSALS
+def test_a_person_who_unsubscribes_while_a_refused_batch_waits_is_taken_out_of_it(services, mailer, clock, refusal):
+    """Nothing of a batch the provider only ever refused went out, so it is not in flight: a stop
+    reaches it as it reaches a fresh claim, and the others go under a fresh key."""
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    stays, leaves = enroll(services, email="stays@example.com"), enroll(services, email="leaves@example.com")
+    mailer.fail_next(refusal)
+    dispatcher.run_pass()
+    [first_key] = {step_send(services, p.enrollment_id, 1)["idempotency_key"] for p in (stays, leaves)}
+    with db.write_transaction(services.engine) as conn:
+        unsubscribe_contact(conn, leaves.contact_id, actor="recipient", now=clock())
+
+    run_for(dispatcher, clock, hours=1, every_hours=0.25)
+
+    assert steps_sent_to(mailer, "leaves@example.com") == []
+    assert step_send(services, leaves.enrollment_id, 1)["status"] == "cancelled"
+    assert steps_sent_to(mailer, "stays@example.com") == [1]
+    assert mailer.calls[-1] == (step_send(services, stays.enrollment_id, 1)["idempotency_key"],
+                                [step_send(services, stays.enrollment_id, 1)["id"]])
+    assert mailer.calls[-1][0] != first_key
+
+
+@REFUSALS
+def test_a_refused_batch_whose_every_member_was_stopped_is_dropped_without_a_call(services, mailer, clock, refusal):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services, email="leaves@example.com")
+    mailer.fail_next(refusal)
+    dispatcher.run_pass()
+    with db.write_transaction(services.engine) as conn:
+        unsubscribe_contact(conn, result.contact_id, actor="recipient", now=clock())
+
+    run_for(dispatcher, clock, hours=1, every_hours=0.25)
+
+    assert len(mailer.calls) == 1 and mailer.sent == []
+    assert {s["status"] for s in sends_of(services, result.enrollment_id)} == {"cancelled"}
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM send_batch") == [{"n": 0}]
+
+
 def test_account_errors_add_up_across_separate_runs_and_trip_the_breaker(services, mailer, clock, client):
     """`scheduler.py --once` from cron: each run is a new dispatcher that makes one call and exits."""
     error = AccountMailerError("Resend 401 validation_error: API key is invalid", status=401)
