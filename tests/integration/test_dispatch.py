@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from svix.webhooks import Webhook
 
-from core import claims, db, erasure, outcomes, switches
+from core import claims, db, erasure, outcomes, provider_events, switches
 from core.actions import ActionRunner, request_action
 from core.bootstrap import build_services
 from core.campaign import CHRISTMAS_2025, Timing
@@ -1172,6 +1172,45 @@ def test_a_complaint_that_arrives_before_its_send_is_recorded_still_stops_the_se
     assert {s["status"] for s in sends_of(services, result.enrollment_id)[1:]} == {"cancelled"}
     run_for(rescuer, clock, hours=12 * 24, every_hours=12)
     assert steps_sent_to(mailer, "early@example.com") == [1]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("first", ["webhook", "worker"])
+def test_a_bounce_that_arrives_while_its_send_is_being_recorded_still_stops_the_sequence(services, mailer, clock, first):
+    """On PostgreSQL the webhook and the worker recording the send run side by side: whichever looks
+    second must see what the first wrote, or neither applies the bounce. (SQLite has one writer.)"""
+    result = enroll(services, email="racing@example.com")
+    with db.write_transaction(services.engine) as conn:
+        batch = claims.claim_due(conn, "worker-a", clock(), DispatchPolicy().lease, 100)
+    [delivery] = mailer.send([services.composer.compose(m, at=batch.created_at) for m in batch.members],
+                             batch.idempotency_key)
+    bounce = resend_event("bounced", delivery.provider_id, bounce={"type": "Permanent", "message": "no such user"})
+    with services.engine.connect() as worker, services.engine.connect() as webhook:
+        txs = {"worker": worker.begin(), "webhook": webhook.begin()}
+        outcomes.mark_sent(worker, {delivery.send_id: delivery.provider_id}, "worker-a", clock())
+        looks = {"worker": lambda: provider_events.apply_early_events(worker, [delivery.provider_id], clock()),
+                 "webhook": lambda: provider_events.record_provider_event(webhook, "msg_racing", bounce, clock())}
+        second = "worker" if first == "webhook" else "webhook"
+        errors: list[BaseException] = []
+
+        def look_second() -> None:
+            try:
+                looks[second]()
+                txs[second].commit()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        looks[first]()
+        racer = threading.Thread(target=look_second)
+        racer.start()
+        racer.join(timeout=1)  # it looks while the first is still uncommitted, or waits for it
+        txs[first].commit()
+        racer.join(timeout=30)
+    assert not errors and not racer.is_alive()
+
+    assert contact_row(services, result.contact_id)["suppressed_reason"] == "bounced"
+    assert step_send(services, result.enrollment_id, 1)["bounced_at"] is not None
+    assert {s["status"] for s in sends_of(services, result.enrollment_id)[1:]} == {"cancelled"}
 
 
 @with_webhook_secret
