@@ -107,6 +107,9 @@ def _apply(conn: sa.Connection, send, event_type: str, data: dict, at: datetime,
         if column == "delivered_at":  # a hard bounce is the email's fate, whatever arrives after it
             first = sa.and_(first, send_t.c.bounced_at.is_(None))
         conn.execute(send_t.update().where(send_t.c.id == send.id, first).values({column: at, "updated_at": now}))
+    if column == "bounced_at":  # … and whatever arrived before it: Resend does not keep its events in order
+        conn.execute(send_t.update().where(send_t.c.id == send.id, send_t.c.delivered_at.is_not(None))
+                     .values(delivered_at=None, updated_at=now))
     if event_type == "email.failed":
         failed = data.get("failed") if isinstance(data.get("failed"), dict) else {}
         reason = without_addresses(_text(failed.get("reason", "provider could not deliver"), 500))

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from svix.webhooks import Webhook
 
-from core import claims, db, erasure, outcomes, provider_events, switches
+from core import claims, db, erasure, outcomes, provider_events, switches, tally
 from core.actions import ActionRunner, request_action
 from core.bootstrap import build_services
 from core.campaign import CHRISTMAS_2025, Timing
@@ -1254,14 +1254,19 @@ def test_events_keep_the_time_they_happened_when_they_arrive_late_and_out_of_ord
 
 
 @with_webhook_secret
-def test_a_delivery_reported_after_a_hard_bounce_does_not_count_as_delivered(services, client, sent_welcome):
+@pytest.mark.parametrize("first", ["bounced", "delivered"])
+def test_a_hard_bounced_email_never_counts_as_delivered_whichever_event_arrives_first(
+        services, client, sent_welcome, first):
     result, send = sent_welcome
     bounce = resend_event("bounced", send["provider_id"], bounce={"type": "Permanent", "message": "no such user"})
-    assert client.post("/webhook/resend", **signed(bounce)).status_code == 200
-    assert client.post("/webhook/resend", **signed(resend_event("delivered", send["provider_id"]))).status_code == 200
+    delivered = resend_event("delivered", send["provider_id"])
+    for event in (bounce, delivered) if first == "bounced" else (delivered, bounce):
+        assert client.post("/webhook/resend", **signed(event)).status_code == 200
 
     row = step_send(services, result.enrollment_id, 1)
     assert row["bounced_at"] is not None and row["delivered_at"] is None
+    with services.engine.connect() as conn:
+        assert ("delivered", 1) not in tally.stages_by_step(conn)
 
 
 @with_webhook_secret
