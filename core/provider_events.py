@@ -3,7 +3,7 @@
 import json
 import logging
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -55,9 +55,12 @@ def happened_at(event: dict, received_at: datetime) -> datetime:
     arrive late and out of order. Never later than its arrival; its arrival when the time is unreadable."""
     try:
         stamp = datetime.fromisoformat(str(event.get("created_at")).replace("Z", "+00:00"))
-    except ValueError:
+        if stamp.tzinfo is None:
+            return received_at
+        stamp = stamp.astimezone(UTC)  # here, not when stored: a time at the calendar's edge overflows
+    except (ValueError, OverflowError):
         return received_at
-    return min(stamp, received_at) if stamp.tzinfo else received_at
+    return min(stamp, received_at)
 
 
 def apply_early_events(conn: sa.Connection, provider_ids: list[str], now: datetime) -> int:

@@ -1347,6 +1347,8 @@ def test_a_signed_event_of_an_unexpected_shape_is_answered_without_a_server_erro
          200),
         ({"type": "email.clicked\ud800", "data": {"email_id": send["provider_id"], "click": {"link": "\x00x\udc00"}}},
          200),
+        # A time that is still year 0 in UTC (past what datetime can hold): taken as its arrival.
+        ({**resend_event("delivered", send["provider_id"]), "created_at": "0001-01-01T00:30:00+01:00"}, 200),
     ]
     for event, status in odd:
         answer = client.post("/webhook/resend", **signed(event))
