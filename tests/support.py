@@ -1,12 +1,17 @@
 """Small helpers shared by the tests: a controllable clock, payload builders and row counts."""
 
+import base64
 import itertools
+import json
 import threading
+import uuid
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
+from svix.webhooks import Webhook
 
+from core import tally
 from core.enrollments import SignupRequest
 from core.signups import parse_signup
 from core.statuses import SendStatus, can_transition
@@ -164,3 +169,47 @@ class SendStatusLog:
         illegal = sorted(t for t in seen if not can_transition(SendStatus(t[0]), SendStatus(t[1])))
         assert not illegal, f"send status changes outside core.statuses.SEND_TRANSITIONS: {illegal}"
         return seen
+
+
+# ---------------------------------------------------------------- Resend's signed events
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"nurture-test-webhook-secret-0123").decode()
+
+
+def signed(event: dict | list | None, *, msg_id: str | None = None, at: datetime | None = None,
+           secret: str = WEBHOOK_SECRET, raw: str | None = None, header_family: str = "svix") -> dict:
+    """A webhook request as Resend (through Svix) would send it: `event` as JSON, or the `raw` body.
+
+    `header_family`: Svix signs under svix-id/svix-timestamp/svix-signature or the webhook-… names."""
+    body = raw if raw is not None else json.dumps(event)
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    at = at or datetime.now(UTC)
+    headers = {f"{header_family}-id": msg_id, f"{header_family}-timestamp": str(int(at.timestamp())),
+               f"{header_family}-signature": Webhook(secret).sign(msg_id, at, body), "content-type": "application/json"}
+    return {"content": body.encode(), "headers": headers}
+
+
+# ---------------------------------------------------------------- the tally against a recount
+
+def counted(conn: sa.Connection) -> dict:
+    """What the tally should say, counted the slow way."""
+    by_status_step = {(s, step): n for s, step, n in conn.execute(sa.text(
+        "SELECT status, step, count(*) FROM send GROUP BY status, step"))}
+    stages = {}
+    for stage in tally.STAGES:
+        stages.update({(stage, step): n for step, n in conn.execute(sa.text(
+            f"SELECT step, count(*) FROM send WHERE {stage}_at IS NOT NULL GROUP BY step"))})  # fixed names
+    segments = dict(conn.execute(sa.text("SELECT segment, count(*) FROM enrollment GROUP BY segment")).all())
+    days: dict = {}
+    for segment, created_at in conn.execute(sa.text("SELECT segment, created_at FROM enrollment")):
+        if isinstance(created_at, str):  # SQLite hands back text
+            created_at = datetime.fromisoformat(created_at).replace(tzinfo=UTC)
+        key = (created_at.astimezone(UTC).date(), segment)
+        days[key] = days.get(key, 0) + 1
+    return {"status_step": by_status_step, "stages": stages, "segments": segments, "days": days}
+
+
+def tallied(conn: sa.Connection) -> dict:
+    return {"status_step": tally.sends_by_status_step(conn), "stages": tally.stages_by_step(conn),
+            "segments": tally.signups_by_segment(conn),
+            "days": tally.signups_by_day(conn, date(2000, 1, 1), date(2100, 1, 1))}

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
-from svix.webhooks import Webhook
 
 from core import claims, db, erasure, outcomes, provider_events, switches, tally
 from core.actions import ActionRunner, request_action
@@ -32,10 +31,9 @@ from core.queries.sends import queue_counts, queue_list
 from core.sequencing import planned_gap
 from core.testing import FakeMailer
 from core.unsubscribe import make_token, unsubscribe_url
-from tests.support import SendStatusLog, rows, signup_request, unique_email
+from tests.support import WEBHOOK_SECRET, SendStatusLog, rows, signed, signup_request, unique_email
 
 PRODUCTION_HOURS = [0, 24, 72, 120, 168, 216, 264]
-WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"nurture-test-webhook-secret-0123").decode()
 send_t, contact_t = Send.__table__, Contact.__table__
 with_webhook_secret = pytest.mark.parametrize(
     "settings_overrides", [{"resend_webhook_secret": WEBHOOK_SECRET}], ids=["svix"])
@@ -1044,19 +1042,6 @@ def test_an_action_that_breaks_unexpectedly_fails_plainly_and_the_next_ones_stil
 
 
 # ---------------------------------------------------------------- Resend's signed events
-
-def signed(event: dict | list | None, *, msg_id: str | None = None, at: datetime | None = None,
-           secret: str = WEBHOOK_SECRET, raw: str | None = None, header_family: str = "svix") -> dict:
-    """A webhook request as Resend (through Svix) would send it: `event` as JSON, or the `raw` body.
-
-    `header_family`: Svix signs under svix-id/svix-timestamp/svix-signature or the webhook-… names."""
-    body = raw if raw is not None else json.dumps(event)
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    at = at or datetime.now(UTC)
-    headers = {f"{header_family}-id": msg_id, f"{header_family}-timestamp": str(int(at.timestamp())),
-               f"{header_family}-signature": Webhook(secret).sign(msg_id, at, body), "content-type": "application/json"}
-    return {"content": body.encode(), "headers": headers}
-
 
 def resend_event(kind: str, provider_id: str, **data) -> dict:
     return {"type": f"email.{kind}", "created_at": "2025-12-01T09:00:05.000Z",

@@ -3,12 +3,11 @@ whatever path changes the rows: intake, dispatch, controls, provider events, era
 deletes, concurrent writers, and the backfill of an existing database."""
 
 import threading
-from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from core import db, tally
+from core import db
 from core.bootstrap import build_services
 from core.controls import cancel_sequence, resend_step, skip_step, unsubscribe_contact
 from core.dispatch import Dispatcher
@@ -16,7 +15,7 @@ from core.erasure import forget
 from core.intake import enroll_now
 from core.provider_events import record_provider_event
 from core.testing import FakeMailer
-from tests.support import SendStatusLog, signup_request, unique_email
+from tests.support import SendStatusLog, counted, signup_request, tallied, unique_email
 
 
 @pytest.fixture
@@ -33,30 +32,6 @@ def services(make_settings, clock, mailer):
         status_log.assert_allowed()  # every write path here also keeps to the send state machine
     finally:
         built.close()
-
-
-def counted(conn: sa.Connection) -> dict:
-    """What the tally should say, counted the slow way."""
-    by_status_step = {(s, step): n for s, step, n in conn.execute(sa.text(
-        "SELECT status, step, count(*) FROM send GROUP BY status, step"))}
-    stages = {}
-    for stage in tally.STAGES:
-        stages.update({(stage, step): n for step, n in conn.execute(sa.text(
-            f"SELECT step, count(*) FROM send WHERE {stage}_at IS NOT NULL GROUP BY step"))})  # fixed names
-    segments = dict(conn.execute(sa.text("SELECT segment, count(*) FROM enrollment GROUP BY segment")).all())
-    days: dict = {}
-    for segment, created_at in conn.execute(sa.text("SELECT segment, created_at FROM enrollment")):
-        if isinstance(created_at, str):  # SQLite hands back text
-            created_at = datetime.fromisoformat(created_at).replace(tzinfo=UTC)
-        key = (created_at.astimezone(UTC).date(), segment)
-        days[key] = days.get(key, 0) + 1
-    return {"status_step": by_status_step, "stages": stages, "segments": segments, "days": days}
-
-
-def tallied(conn: sa.Connection) -> dict:
-    return {"status_step": tally.sends_by_status_step(conn), "stages": tally.stages_by_step(conn),
-            "segments": tally.signups_by_segment(conn),
-            "days": tally.signups_by_day(conn, date(2000, 1, 1), date(2100, 1, 1))}
 
 
 def assert_tally_exact(services) -> dict:
