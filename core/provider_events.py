@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from core import controls, repo
 from core.redact import kept_payload, without_addresses
-from core.tables import provider_event_t, send_t
+from core.tables import contact_t, provider_event_t, send_t
 
 log = logging.getLogger(__name__)
 # Text no column can hold: NUL (PostgreSQL refuses it) and half a surrogate pair (not UTF-8).
@@ -45,6 +45,7 @@ def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: d
         # waiting for its replay), apply_early_events applies it then; a bounce must still stop.
         log.info("provider event for an email not (yet) recorded", extra={"action": "provider_event",
                                                                           "type": event_type})
+        _suppress_recipients(conn, event_type, data, now)
         return "unknown email"
     _apply(conn, send, event_type, data, happened_at(event, now), now)
     return "recorded"
@@ -121,9 +122,27 @@ def _apply(conn: sa.Connection, send, event_type: str, data: dict, at: datetime,
                                              enrollment_id=send.enrollment_id, send_id=send.id,
                                              detail=_detail(event_type, data))])
     if suppresses:
-        reason = "bounced" if event_type == "email.bounced" else "complained"
-        controls.suppress_contact(conn, send.contact_id, reason, actor="resend", now=now,
+        controls.suppress_contact(conn, send.contact_id, _stop_reason(event_type), actor="resend", now=now,
                                   detail=_detail(event_type, data))
+
+
+def _suppress_recipients(conn: sa.Connection, event_type: str, data: dict, now: datetime) -> None:
+    """A bounce or complaint about an email with no recorded send still stops the contact it names in
+    `to`: the email may have come from the system Nurture replaced (Resend reports every email of the
+    account), or from a batch whose outcome was given up as unknown, so its id will never be recorded."""
+    if not _suppresses(event_type, data):
+        return
+    to = data.get("to")
+    addresses = [to] if isinstance(to, str) else to[:50] if isinstance(to, list) else []
+    # Resend may quote the recipient as "Name <address>"; contacts hold the bare address in lower case.
+    emails = {_text(a, 320).rpartition("<")[2].strip(" >").lower() for a in addresses}
+    for contact_id in conn.execute(sa.select(contact_t.c.id).where(contact_t.c.email.in_(emails))).scalars().all():
+        controls.suppress_contact(conn, contact_id, _stop_reason(event_type), actor="resend", now=now,
+                                  detail=_detail(event_type, data))
+
+
+def _stop_reason(event_type: str) -> str:
+    return "bounced" if event_type == "email.bounced" else "complained"
 
 
 def _suppresses(event_type: str, data: dict) -> bool:

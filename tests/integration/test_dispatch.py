@@ -1199,6 +1199,30 @@ def test_a_bounce_that_arrives_while_its_send_is_being_recorded_still_stops_the_
 
 
 @with_webhook_secret
+@pytest.mark.parametrize("kind, extra, stops", [
+    ("complained", {}, True),
+    ("bounced", {"bounce": {"type": "Permanent", "message": "no such user"}}, True),
+    ("bounced", {"bounce": {"type": "Transient", "message": "mailbox full"}}, False),
+], ids=["complaint", "hard-bounce", "soft-bounce"])
+def test_a_bounce_or_complaint_about_an_email_nurture_never_recorded_stops_the_person_it_names(
+        services, client, dispatcher, mailer, clock, kind, extra, stops):
+    """Resend reports every email of the account: one the original system sent before the switch, or
+    one of a batch given up as "outcome unknown", has an id no send will ever hold."""
+    result = enroll(services, email="named@example.com")
+    bystander = enroll(services, email="bystander@example.com")
+    dispatcher.run_pass()
+    event = resend_event(kind, "sent-by-the-original-system", to=["Named Person <Named@Example.com>"], **extra)
+
+    answer = client.post("/webhook/resend", **signed(event))
+
+    assert answer.status_code == 200 and answer.json()["result"] == "unknown email"
+    assert (contact_row(services, result.contact_id)["suppressed_reason"] is not None) is stops
+    assert contact_row(services, bystander.contact_id)["suppressed_at"] is None
+    run_for(dispatcher, clock, hours=12 * 24, every_hours=12)
+    assert steps_sent_to(mailer, "named@example.com") == ([1] if stops else list(range(1, 8)))
+
+
+@with_webhook_secret
 def test_a_soft_bounce_is_recorded_but_does_not_suppress(services, client, sent_welcome):
     result, send = sent_welcome
     event = resend_event("bounced", send["provider_id"], bounce={"type": "Transient", "message": "mailbox full"})
