@@ -233,6 +233,8 @@ class Dispatcher:
     def _write_outcomes(self, conn, batch: ClaimedBatch, deliveries: list[Delivery], now) -> None:
         members = {m.id: m for m in batch.members}
         accepted = {d.send_id: d.provider_id for d in deliveries if d.accepted}
+        # Before any send row is written: a webhook event for these ids waits here, not on a row we hold.
+        provider_events.lock_against_recording(conn, [pid for pid in accepted.values() if pid])
         sent = outcomes.mark_sent(conn, accepted, self.worker_id, now)
         failed = outcomes.mark_failed(conn, {d.send_id: d.error or "unknown error" for d in deliveries
                                              if not d.accepted}, self.worker_id, now)

@@ -37,7 +37,7 @@ def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: d
     if not inserted:
         return "duplicate"
     if provider_id:
-        _lock_against_recording(conn, [provider_id])
+        lock_against_recording(conn, [provider_id])
     send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id)
                         .where(send_t.c.provider_id == provider_id)).first() if provider_id else None
     if send is None:
@@ -71,7 +71,7 @@ def apply_early_events(conn: sa.Connection, provider_ids: list[str], now: dateti
     """
     if not provider_ids:
         return 0
-    _lock_against_recording(conn, provider_ids)
+    lock_against_recording(conn, provider_ids)
     early = conn.execute(sa.select(provider_event_t.c.payload, provider_event_t.c.received_at)
                          .where(provider_event_t.c.provider_id.in_(provider_ids))
                          .order_by(provider_event_t.c.received_at)).all()
@@ -85,16 +85,17 @@ def apply_early_events(conn: sa.Connection, provider_ids: list[str], now: dateti
     return len(early)
 
 
-def _lock_against_recording(conn: sa.Connection, provider_ids: list[str]) -> None:
+def lock_against_recording(conn: sa.Connection, provider_ids: list[str]) -> None:
     """Take turns, per provider id, between a webhook looking for its send and a worker recording it.
 
     Otherwise, on PostgreSQL, an event arriving while the send is being recorded is seen by neither
     side: the webhook does not see the uncommitted provider id, nor the recording the uncommitted
     event, and a bounce is lost. With the lock, whichever comes second sees what the first committed.
     SQLite needs none: it has one writer at a time. Locked in hash order, so two callers never wait
-    on each other in a circle.
+    on each other in a circle. Each side takes it before it writes any send row (the worker: before
+    recording its outcomes), or a webhook holding it could wait on a row the worker holds.
     """
-    if conn.dialect.name != "postgresql":
+    if not provider_ids or conn.dialect.name != "postgresql":
         return
     keys = sa.select(sa.func.hashtext(sa.func.unnest(sa.cast(sorted(set(provider_ids)), ARRAY(sa.Text))))
                      .label("key")).distinct().order_by("key").subquery()

@@ -1198,6 +1198,46 @@ def test_a_bounce_that_arrives_while_its_send_is_being_recorded_still_stops_the_
     assert {s["status"] for s in sends_of(services, result.enrollment_id)[1:]} == {"cancelled"}
 
 
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_bounce_arriving_midway_through_recording_its_send_waits_for_it_instead_of_deadlocking(
+        services, dispatcher, mailer, clock, monkeypatch):
+    """The worker holds the next step's row once it has released it; a webhook that took the event's
+    lock first and then reached for that row (stopping the person) would wait on the worker while the
+    worker waited on the lock. The worker takes the lock before it writes any send row."""
+    result = enroll(services, email="midway@example.com")
+    with db.write_transaction(services.engine) as conn:
+        batch = claims.claim_due(conn, "worker-a", clock(), DispatchPolicy().lease, 100)
+    deliveries = mailer.send([services.composer.compose(m, at=batch.created_at) for m in batch.members],
+                             batch.idempotency_key)
+    bounce = resend_event("bounced", deliveries[0].provider_id, to=["midway@example.com"],
+                          bounce={"type": "Permanent", "message": "no such user"})
+    errors: list[BaseException] = []
+
+    def webhook() -> None:
+        try:
+            with db.write_transaction(services.engine) as conn:
+                provider_events.record_provider_event(conn, "msg_midway", bounce, clock())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    racer = threading.Thread(target=webhook)
+    release = outcomes.release_next_steps
+
+    def release_then_let_the_bounce_in(conn, finished, now):
+        release(conn, finished, now)
+        racer.start()
+        racer.join(timeout=1)  # it is waiting by now, on the lock or on a row
+
+    monkeypatch.setattr(outcomes, "release_next_steps", release_then_let_the_bounce_in)
+    with db.write_transaction(services.engine) as conn:
+        dispatcher._write_outcomes(conn, batch, deliveries, clock())
+    racer.join(timeout=30)
+
+    assert not errors and not racer.is_alive()
+    assert contact_row(services, result.contact_id)["suppressed_reason"] == "bounced"
+    assert [s["status"] for s in sends_of(services, result.enrollment_id)] == ["sent"] + ["cancelled"] * 6
+
+
 @with_webhook_secret
 @pytest.mark.parametrize("kind, extra, stops", [
     ("complained", {}, True),
