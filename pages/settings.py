@@ -96,7 +96,8 @@ def _channel(column, title: str, what: str, configured: bool, health: dict | Non
         if "last_synced_at" in health:
             st.caption(f"{health['pages_linked']:,} pages linked · last write {_ago_or(health['last_synced_at'], 'never')}")
         if "last_posted_at" in health:
-            st.caption(f"Last alert posted {_ago_or(health['last_posted_at'], 'none in the last 30 days')}")
+            posted = health["last_posted_at"]
+            st.caption(f"Last alert posted {_ago_or(posted, '')}" if posted else "No alert posted in the last 30 days")
         if health["last_error"]:
             st.caption(f"Last error: {literal(health['last_error'])}")
 

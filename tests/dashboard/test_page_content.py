@@ -248,7 +248,7 @@ def test_with_notion_and_discord_configured_their_health_is_shown(seeded, app_en
     text = page_text(at)
     assert not at.exception, at.exception
     assert "pages linked" in text and "not configured" not in text
-    assert "last write never" in text and "Last alert posted none in the last 30 days" in text
+    assert "last write never" in text and "No alert posted in the last 30 days" in text
     assert "secret-token" not in text, "credentials are never shown"
     at = open_app("pages/signups.py")
     at.query_params["contact"] = seeded["contacts"]["casey@example.com"].contact_id
