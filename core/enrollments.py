@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from core import repo
 from core.bulk import pipelined
-from core.erasure import email_hash, erased_hashes, erasure_salt
+from core.erasure import email_hash, erased_hashes, erasure_salt, hold_off_erasures
 from core.campaign import CHRISTMAS_2025, Campaign, Timing
 from core.ids import new_id
 from core.sequencing import plan_schedule, segment_for
@@ -132,6 +132,7 @@ def _resubmitted(conn: sa.Connection, contact_ids: list[str], campaign: Campaign
 
 def _without_erased(conn, requests, now, salt) -> tuple[list[SignupRequest], dict[int, SignupRequest]]:
     """Split off signups from people who asked to be forgotten; record each refusal without their address."""
+    hold_off_erasures(conn)  # first: the checks and writes below then never interleave with a `forget`
     salt = erasure_salt(conn, now, known=salt)
     hashes = {r.signup.email: email_hash(salt, r.signup.email) for r in requests}
     erased = erased_hashes(conn, list(set(hashes.values())))

@@ -16,6 +16,9 @@ from core.tables import contact_t, erasure_t, event_t, provider_event_t, send_t,
 
 SALT_KEY = switches.ERASURE_SALT
 ERASED_DOMAIN = "erased.invalid"  # .invalid can never be a real address (RFC 2606)
+# PostgreSQL advisory lock key that takes turns between enrolling and erasing. Past the int4 range,
+# so it never meets provider_events' hashtext() keys, which share this one-key space.
+ERASURE_LOCK_KEY = 0x4E5552545552  # "NURTUR"
 
 
 def is_erased_address(email: str) -> bool:
@@ -66,10 +69,34 @@ def erased_addresses(conn: sa.Connection, emails: list[str], *, chunk: int = 500
             for h in erased_hashes(conn, hashes[start:start + chunk])}
 
 
+def _erasure_lock_shared() -> sa.Select:
+    return sa.select(sa.func.pg_advisory_xact_lock_shared(sa.literal(ERASURE_LOCK_KEY, sa.BigInteger)))
+
+
+def hold_off_erasures(conn: sa.Connection) -> None:
+    """Keep any erasure from committing before this transaction ends, and see every one committed before.
+
+    For whatever may enrol (an intake batch, an import). On PostgreSQL a batch that checked the
+    hashes just before `forget` committed would otherwise miss the renamed contact and enrol the
+    address afresh, or write names and a payload back onto the erased contact after the scrub.
+    Enrolling holds the lock shared, so batches never wait on each other; `forget` holds it alone.
+    SQLite needs none: it has one writer at a time.
+    """
+    if conn.dialect.name == "postgresql":
+        select_rows(conn, _erasure_lock_shared)
+
+
+def _wait_for_enrolments(conn: sa.Connection) -> None:
+    """Wait for the batches under way, and keep new ones out until this erasure commits (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.literal(ERASURE_LOCK_KEY, sa.BigInteger))))
+
+
 def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str:
     """Erase a contact's personal data and stop their sends; returns the stored hash."""
     from core.controls import suppress_contact  # controls imports repo; keep the erasure module light
 
+    _wait_for_enrolments(conn)  # before the contact is looked up, so it sees what they committed
     email = email.strip().lower()
     contact_id = conn.scalar(sa.select(contact_t.c.id).where(contact_t.c.email == email))
     if contact_id is None:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from core import controls, db, repo, switches
 from core.bootstrap import Services
 from core.campaign import CHRISTMAS_2025, Campaign, Timing
-from core.erasure import erased_addresses
+from core.erasure import erased_addresses, hold_off_erasures
 from core.errors import InvalidSignup
 from core.ids import new_id
 from core.notion import store
@@ -126,6 +126,8 @@ def run_import(services: Services, mirror: NotionMirror, *, apply: bool,
     pages = list(mirror.iter_pages())
     emails = [e for e in (normalised(parse_row(p).email) for p in pages) if e]
     with (db.write_transaction if apply else db.read_transaction)(services.engine) as conn:
+        if apply:
+            hold_off_erasures(conn)  # an erasure committing mid-import must not be missed (PostgreSQL)
         now = services.clock()
         timing = Timing.TEST if switches.read(conn).test_mode else Timing.PRODUCTION
         plans = plan_import(pages, _enrolled(conn, emails, campaign), now, timing, campaign,
