@@ -71,6 +71,16 @@ def storage_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
+# SQLSTATEs of a transaction PostgreSQL rolled back because it crossed a concurrent one (a deadlock,
+# a serialization failure): nothing of it was kept, and running it again is the documented cure.
+_CROSSED = frozenset({"40P01", "40001"})
+
+
+def crossed_a_concurrent_transaction(exc: BaseException) -> bool:
+    """The transaction was rolled back only for having crossed another; it can simply run again."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _CROSSED
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
     """A transaction that will write: on SQLite it holds the write lock from its first statement."""

@@ -22,20 +22,36 @@ MAX_BATCH = 256
 # How long the writer lingers for more signups once one arrives. Concurrent requests reach
 # the queue a few hundred microseconds apart; a short wait lets one commit carry them all.
 GATHER_SECONDS = 0.0005
+# Two batches on PostgreSQL can deadlock on the tally's counter rows (one re-segments A to B while
+# the other re-segments B to A, or enrols into the segment the first leaves), and one is rolled back.
+# That is no outage and no fault of the signups: the batch runs again.
+ATTEMPTS = 3
 
 
 def enroll_now(services: Services, requests: list[SignupRequest]) -> list[EnrollResult]:
     """Enroll a batch in one transaction, synchronously (dashboard, imports, the writer thread)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            results = _enroll_once(services, requests)
+            break
+        except Exception as exc:
+            if attempt == ATTEMPTS or not db.crossed_a_concurrent_transaction(exc):
+                raise
+            log.info("intake batch crossed a concurrent transaction; running it again",
+                     extra={"action": "intake", "attempt": attempt})
+    if any(not r.duplicate for r in results):
+        services.wake.set()
+    return results
+
+
+def _enroll_once(services: Services, requests: list[SignupRequest]) -> list[EnrollResult]:
     with db.write_transaction(services.engine) as conn:
         state = switches.read(conn)
-        results = enroll_batch(
+        return enroll_batch(
             conn, requests, services.clock(), test_mode=state.test_mode,
             notion_enabled=services.settings.notion_configured,
             discord_enabled=services.settings.discord_configured, salt=state.erasure_salt,
         )
-    if any(not r.duplicate for r in results):
-        services.wake.set()
-    return results
 
 
 class GroupCommitWriter:
