@@ -144,6 +144,6 @@ def apply_import(services: Services, plan: ImportPlan, *, batch_size: int = 500)
     """Enroll the plan's new contacts in batches; returns how many were enrolled."""
     enrolled = 0
     for start in range(0, len(plan.new), batch_size):
-        chunk = [SignupRequest(s, source="import") for _, s in plan.new[start:start + batch_size]]
+        chunk = [SignupRequest(s, source="import", only_new=True) for _, s in plan.new[start:start + batch_size]]
         enrolled += sum(1 for r in enroll_now(services, chunk) if not r.duplicate)
     return enrolled

@@ -30,6 +30,8 @@ class SignupRequest:
     is_test: bool = False
     force_test_timing: bool = False
     received_at: datetime | None = None
+    # An import enrols only people it does not know: a list never overrides what a lead sent since.
+    only_new: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,9 @@ def enroll_batch(
             fresh[contact_id] = enrollment_id
             rows.enrollments.append(_enrollment_row(enrollment_id, contact_id, campaign, segment, timing, s, now))
             outcome = SignupOutcome.ENROLLED
-        elif known is not None and known.any_sent:
-            # The sequence has begun: this signup changes nothing, and the answer gives the segment in effect.
+        elif known is not None and (known.any_sent or req.only_new):
+            # The sequence has begun (or an import meets someone enrolled since it planned): this signup
+            # changes nothing, and the answer gives the segment in effect.
             enrollment_id, segment, outcome = known.id, known.segment, SignupOutcome.SKIPPED
         else:
             enrollment_id = known.id if known else fresh[contact_id]

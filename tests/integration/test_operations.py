@@ -98,6 +98,20 @@ def test_a_csv_import_reports_rejects_by_line_and_a_rerun_changes_nothing(servic
 
 
 
+def test_a_lead_who_signs_up_between_an_import_plan_and_its_apply_is_left_alone(services):
+    plan = csv_import.plan_import(services, ["email,first_name,red_systems\n", "lead@example.com,Old list,0\n"])
+    fresh = _enroll(services, "lead@example.com", first_name="Lee", red_systems=2)  # the website, meanwhile
+
+    assert csv_import.apply_import(services, plan) == 0
+
+    with db.read_transaction(services.engine) as conn:
+        stored = conn.execute(sa.text("SELECT c.first_name, e.segment FROM contact c "
+                                      "JOIN enrollment e ON e.contact_id = c.id")).one()
+        imported = conn.execute(sa.text("SELECT outcome FROM signup WHERE source = 'import'")).scalars().all()
+    assert (stored.first_name, stored.segment) == ("Lee", fresh.segment) == ("Lee", "CRITICAL")
+    assert imported == ["skipped"]
+
+
 def test_an_export_imported_into_a_new_database_keeps_every_leads_segment(services, make_settings, tmp_path):
     for email, red, orange in (("crit@example.com", 3, 0), ("urg@example.com", 1, 0), ("urg2@example.com", 0, 2),
                                ("opt@example.com", 0, 1)):
