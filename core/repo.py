@@ -13,7 +13,10 @@ from core.ids import new_id
 from core.tables import contact_t, enrollment_t, event_t, outbox_t, send_t, signup_t
 
 
-STARTED = ("sending", "sent")
+# A sequence counts as begun once an email is in flight or done with: "failed" included, since a
+# batch given up as "outcome unknown" (a timeout, a 5xx, an expired key) may well have been delivered,
+# and re-segmenting then would send steps 2-7 from another segment than the step 1 the lead read.
+STARTED = ("sending", "sent", "failed")
 
 
 def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> int:

@@ -176,6 +176,20 @@ def test_a_resubmission_never_re_segments_a_sequence_a_worker_has_just_started(s
     assert enrollment_of(services, first.enrollment_id)["segment"] == "CRITICAL"
 
 
+def test_a_resubmission_after_step_1_was_given_up_as_outcome_unknown_changes_nothing(services, clock):
+    first = enroll(services, email="unknown@example.com", red_systems=2)
+    with db.write_transaction(services.engine) as conn:  # what the dispatcher records when a key expired
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == first.enrollment_id, send_t.c.step == 1)
+                     .values(status="failed", attempts=5, finished_at=clock(),
+                             last_error="outcome unknown: first handed to the provider over 23 hours ago"))
+    clock.advance(hours=30)
+
+    again = enroll(services, email="unknown@example.com", red_systems=0)
+
+    assert again.outcome is SignupOutcome.SKIPPED and again.segment == "CRITICAL"
+    assert enrollment_of(services, first.enrollment_id)["segment"] == "CRITICAL"
+
+
 def test_a_skipped_resubmission_leaves_the_contact_untouched(services, clock):
     first = enroll(services, email="names@example.com", first_name="Sam", business_name="Sam's Bakery")
     mark_step_sent(services, first.enrollment_id)
