@@ -149,14 +149,16 @@ def _write(conn: sa.Connection, plans: list[RowPlan], campaign: Campaign, timing
     """Contacts, enrollments, sends, signups, audit events, page links and outbox rows, all at once."""
     if not plans:
         return
-    rows = {p.row.email: p for p in plans}
+    # In the intake's lock order (contacts by address, enrollments by contact id), so an import and a
+    # webhook batch touching the same people on PostgreSQL wait for each other instead of deadlocking.
+    rows = {p.row.email: p for p in sorted(plans, key=lambda p: p.row.email)}
     repo.insert_contacts(conn, [{"id": new_id(), "email": e, "first_name": p.row.first_name,
                                  "business_name": p.row.business_name, "is_test": False, "created_at": now,
                                  "updated_at": now} for e, p in rows.items()])
     contact_ids = repo.contact_ids_by_email(conn, list(rows))
     enrollments = {e: new_id() for e in rows}
     repo.insert_enrollments(conn, [_enrollment(enrollments[e], contact_ids[e], p, campaign, timing, now)
-                                   for e, p in rows.items()])
+                                   for e, p in sorted(rows.items(), key=lambda item: contact_ids[item[0]])])
     won = repo.enrollment_ids(conn, list(enrollments.values()))  # a concurrent signup may have won the race
     imported = [(enrollments[e], contact_ids[e], p) for e, p in rows.items() if enrollments[e] in won]
     repo.insert_sends(conn, [_send(eid, cid, s, now) for eid, cid, p in imported for s in p.steps])
