@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from core import repo
 from core.ids import new_id
 from core.statuses import EnrollmentStatus, SendStatus
-from core.tables import batch_t, contact_t, enrollment_t, send_t
+from core.tables import batch_t, contact_t, enrollment_t, erasure_hold_t, send_t
 
 
 @dataclass(frozen=True)
@@ -217,15 +217,21 @@ _STOPPED = "cancelled: the contact or sequence was stopped"
 
 def _load_batch(conn: sa.Connection, batch_id: str) -> ClaimedBatch:
     batch = conn.execute(sa.select(batch_t).where(batch_t.c.id == batch_id)).one()
+    held = erasure_hold_t.c.send_id.is_not(None)  # a member erased since: rendered as first handed over
+
+    def person(column: str) -> sa.ColumnElement:
+        return sa.case((held, erasure_hold_t.c[column]), else_=contact_t.c[column]).label(column)
+
     rows = conn.execute(
         sa.select(
             send_t.c.id, send_t.c.enrollment_id, send_t.c.contact_id, send_t.c.step, send_t.c.generation,
-            send_t.c.due_at, contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name, enrollment_t.c.segment,
+            send_t.c.due_at, person("email"), person("first_name"), person("business_name"), enrollment_t.c.segment,
             enrollment_t.c.campaign, enrollment_t.c.timing, enrollment_t.c.red_systems,
             enrollment_t.c.orange_systems,
         )
         .join(contact_t, contact_t.c.id == send_t.c.contact_id)
         .join(enrollment_t, enrollment_t.c.id == send_t.c.enrollment_id)
+        .outerjoin(erasure_hold_t, erasure_hold_t.c.send_id == send_t.c.id)
         .where(send_t.c.batch_id == batch_id)
         .order_by(send_t.c.id)  # a replay lists the members in the same order
     )

@@ -82,11 +82,15 @@ def _forget(services, args) -> int:
     try:
         with db.write_transaction(services.engine) as conn:
             linked = notion_store.has_linked_page(conn, args.email.strip().lower())  # before the address is replaced
-            digest = erasure.forget(conn, args.email, actor="cli", now=services.clock())
+            erased = erasure.forget(conn, args.email, actor="cli", now=services.clock())
     except AlreadyErased as exc:  # a repeated request (a retried script, a second ticket) is already done
         print(exc)
         return 0
-    print(f"erased {args.email}: personal data removed, sends stopped; kept hash {digest[:12]}… to refuse re-enrollment")
+    print(f"erased {args.email}: personal data removed, sends stopped; kept hash {erased.digest[:12]}… "
+          "to refuse re-enrollment")
+    if erased.held:
+        print(f"{erased.held} email of theirs was already being sent: its address and names are kept apart until it "
+              "settles (a retry must repeat it exactly), then deleted, within minutes or at most a day.")
     if services.settings.notion_configured:
         print("Notion: their page is overwritten with the placeholder at the next sync." if linked else
               "Notion: no page of theirs was linked, so none is written; if the Email Sequence database holds "

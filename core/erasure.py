@@ -3,6 +3,7 @@
 import hashlib
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -11,8 +12,8 @@ from core import repo, switches
 from core.bulk import select_rows, select_values
 from core.errors import AlreadyErased, NotFound
 from core.redact import kept_payload, without_addresses
-from core.statuses import EnrollmentStatus
-from core.tables import contact_t, erasure_t, event_t, provider_event_t, send_t, setting_t, signup_t
+from core.statuses import EnrollmentStatus, SendStatus
+from core.tables import contact_t, erasure_hold_t, erasure_t, event_t, provider_event_t, send_t, setting_t, signup_t
 
 SALT_KEY = switches.ERASURE_SALT
 ERASED_DOMAIN = "erased.invalid"  # .invalid can never be a real address (RFC 2606)
@@ -92,8 +93,14 @@ def _wait_for_enrolments(conn: sa.Connection) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.literal(ERASURE_LOCK_KEY, sa.BigInteger))))
 
 
-def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str:
-    """Erase a contact's personal data and stop their sends; returns the stored hash."""
+@dataclass(frozen=True)
+class Erased:
+    digest: str  # the salted hash kept to refuse re-enrollment
+    held: int    # emails of theirs in flight, whose address and names wait for them to settle (erasure_hold)
+
+
+def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> Erased:
+    """Erase a contact's personal data and stop their sends."""
     from core.controls import suppress_contact  # controls imports repo; keep the erasure module light
 
     _wait_for_enrolments(conn)  # before the contact is looked up, so it sees what they committed
@@ -106,14 +113,33 @@ def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> str
         raise NotFound(f"no contact with the address {email}")
     digest = email_hash(erasure_salt(conn, now), email)
     suppress_contact(conn, contact_id, "erased", actor=actor, now=now, status=EnrollmentStatus.CANCELLED)
+    held = _hold_sends_in_flight(conn, contact_id, now)  # before the scrub: what those were rendered from
     conn.execute(contact_t.update().where(contact_t.c.id == contact_id).values(
         email=f"erased-{digest[:16]}@{ERASED_DOMAIN}", first_name=None, business_name=None, updated_at=now))
     conn.execute(signup_t.update().where(signup_t.c.contact_id == contact_id).values(payload="{}"))
     _scrub_trail(conn, contact_id)
     repo.insert_ignoring_conflicts(conn, erasure_t, [{"email_hash": digest, "erased_at": now, "erased_by": actor}])
     repo.insert_events(conn, [repo.event_row(now, actor, "contact_erased", contact_id=contact_id,
-                                             detail={"status": EnrollmentStatus.CANCELLED.value})])
-    return digest
+                                             detail={"status": EnrollmentStatus.CANCELLED.value, "held_in_flight": held})])
+    return Erased(digest, held)
+
+
+def _hold_sends_in_flight(conn: sa.Connection, contact_id: str, now: datetime) -> int:
+    """Keep what this person's emails already claimed for sending were rendered from: their batch may be
+    replayed, and a replay must match the first call exactly (DESIGN §4.3), or Resend refuses its key."""
+    rows = conn.execute(sa.select(send_t.c.id, contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name)
+                        .join(contact_t, contact_t.c.id == send_t.c.contact_id)
+                        .where(send_t.c.contact_id == contact_id, send_t.c.status == SendStatus.SENDING)).all()
+    return repo.insert_ignoring_conflicts(conn, erasure_hold_t, [
+        {"send_id": r.id, "email": r.email, "first_name": r.first_name, "business_name": r.business_name,
+         "held_at": now} for r in rows])
+
+
+def release_settled_holds(conn: sa.Connection) -> int:
+    """Delete what was held for emails no longer in flight (sent, failed, or taken out of their batch)."""
+    in_flight = sa.select(send_t.c.id).where(send_t.c.id == erasure_hold_t.c.send_id,
+                                             send_t.c.status == SendStatus.SENDING)
+    return conn.execute(erasure_hold_t.delete().where(~in_flight.exists())).rowcount
 
 
 def _erased_at(conn: sa.Connection, email: str) -> datetime | None:

@@ -211,6 +211,23 @@ class Erasure(SQLModel, table=True):
     erased_by: str = Field(max_length=120)
 
 
+class ErasureHold(SQLModel, table=True):
+    """What an erased person's email in flight was rendered from, kept only until that send settles.
+
+    A batch already handed to Resend is replayed exactly as it was (DESIGN §4.3). Rendered from the
+    scrubbed contact, the replay would differ, Resend would refuse its key (409), and every member of
+    the batch would be recorded failed although delivered. Deleted once the send is no longer in flight.
+    """
+
+    __tablename__ = "erasure_hold"
+
+    send_id: str = Field(primary_key=True, foreign_key="send.id", max_length=32)
+    email: str = Field(max_length=254)
+    first_name: str | None = Field(default=None, max_length=200)
+    business_name: str | None = Field(default=None, max_length=200)
+    held_at: datetime = _at()
+
+
 class JobLease(SQLModel, table=True):
     """Who runs a singleton job (Notion sync, alerts) right now, and until when."""
 

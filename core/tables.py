@@ -6,7 +6,7 @@ Declared once here so every module names them alike (`send_t`, `contact_t`, …)
 import sqlalchemy as sa
 
 from core.models import (
-    Action, Contact, Enrollment, Erasure, Event, JobLease, Outbox, ProviderEvent, Send, SendBatch, Setting, Signup,
+    Action, Contact, Enrollment, Erasure, ErasureHold, Event, JobLease, Outbox, ProviderEvent, Send, SendBatch, Setting, Signup,
     Tally, Worker,
 )
 from core.notion.models import NotionPageLink
@@ -16,6 +16,7 @@ batch_t: sa.Table = SendBatch.__table__
 contact_t: sa.Table = Contact.__table__
 enrollment_t: sa.Table = Enrollment.__table__
 erasure_t: sa.Table = Erasure.__table__
+erasure_hold_t: sa.Table = ErasureHold.__table__
 event_t: sa.Table = Event.__table__
 lease_t: sa.Table = JobLease.__table__
 outbox_t: sa.Table = Outbox.__table__

@@ -1,6 +1,6 @@
 """The jobs a worker runs besides its heartbeat."""
 
-from core import db, outbox
+from core import db, erasure, outbox
 from core.actions import ActionRunner
 from core.dispatch import Dispatcher
 from core.side_jobs import register_side_jobs
@@ -8,6 +8,8 @@ from core.worker import WorkerJobs
 
 DISPATCH_SECONDS = 1.0
 PURGE_SECONDS = 3600.0
+# An erased person's address is held only while an email of theirs is in flight; this soon after, it goes.
+RELEASE_HOLDS_SECONDS = 60.0
 
 
 def register_jobs(jobs: WorkerJobs, *, once: bool = False) -> None:
@@ -24,6 +26,10 @@ def register_jobs(jobs: WorkerJobs, *, once: bool = False) -> None:
         else:
             dispatcher.run_until_idle(budget_seconds=DISPATCH_SECONDS * 0.9)
 
+    def release_erasure_holds() -> None:
+        with db.write_transaction(jobs.services.engine) as conn:
+            erasure.release_settled_holds(conn)
+
     def purge_finished_outbox_rows() -> None:
         while True:
             with db.write_transaction(jobs.services.engine) as conn:
@@ -32,5 +38,6 @@ def register_jobs(jobs: WorkerJobs, *, once: bool = False) -> None:
 
     jobs.add(carry_out_actions, 1.0)
     jobs.add(dispatch, DISPATCH_SECONDS)
+    jobs.add(release_erasure_holds, RELEASE_HOLDS_SECONDS)
     jobs.add(purge_finished_outbox_rows, PURGE_SECONDS)
     register_side_jobs(jobs)  # after dispatch, so `--once` sends before it mirrors

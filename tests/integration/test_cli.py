@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core import db, erasure, repo, switches
+from core import claims, db, erasure, repo, switches
 from core.errors import DatabaseTooNew
 from core.intake import enroll_now
 from core.models import Contact, Send
@@ -429,6 +429,20 @@ def test_forget_says_what_becomes_of_the_persons_notion_row(cli, services):
     assert overwritten.returncode == by_hand.returncode == 0, overwritten.stderr + by_hand.stderr
     assert "Notion: their page is overwritten with the placeholder at the next sync." in overwritten.stdout
     assert "delete it there by hand" in by_hand.stdout
+
+
+def test_forget_says_when_an_email_of_theirs_in_flight_keeps_their_address_for_a_while(cli, services, clock):
+    enroll_now(services, [signup_request(email="midsend@example.com")])
+    with db.write_transaction(services.engine) as conn:  # step 1 claimed: handed to Resend, or about to be
+        claims.claim_due(conn, "worker-a", clock(), timedelta(minutes=5), 100)
+
+    result = cli("forget", "midsend@example.com")
+
+    assert result.returncode == 0, result.stderr
+    assert "1 email of theirs was already being sent: its address and names are kept apart until it settles" \
+        in result.stdout
+    assert [r["email"] for r in rows(services.engine, "SELECT email FROM erasure_hold")] == ["midsend@example.com"]
+    assert rows(services.engine, "SELECT email FROM contact")[0]["email"].endswith("@erased.invalid")
 
 
 def test_forgetting_an_address_again_says_when_it_was_erased_and_succeeds(cli, services, clock):
