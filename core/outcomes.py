@@ -1,5 +1,6 @@
 """Named SQL that records what a provider call did, and releases each sequence's next step."""
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,6 +11,17 @@ from core.campaign import CAMPAIGNS, Timing
 from core.sequencing import StepState, next_due
 from core.statuses import EnrollmentStatus, SendStatus
 from core.tables import batch_t, enrollment_t, send_t
+
+
+# How the reasons of failures that may still have been delivered begin, after the HTTP status a reason may
+# lead with: a batch given up after timeouts or 5xx (core/dispatch.py), or one whose key expired or was
+# refused on replay (core/resend_mailer.py). A retry is a new email, not a replay.
+_UNCERTAIN_FAILURE = re.compile(r"(?:\d{3} )?(?:outcome unknown|gave up after)")
+
+
+def may_have_been_delivered(reason: str | None) -> bool:
+    """Whether a failed send's email may have reached the person anyway, so a retry could be a second copy."""
+    return bool(reason and _UNCERTAIN_FAILURE.match(reason))
 
 
 @dataclass(frozen=True)

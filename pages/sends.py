@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import queries
+from core.outcomes import may_have_been_delivered
 from ui import confirm, frame
 from ui.commands import Command
 from ui.services import now, read
@@ -96,12 +97,24 @@ def _full_messages(chosen: list[dict]) -> None:
         st.caption(f"**{literal(r['email'])}**, step {r['step']}: {literal(r['last_error'] or 'no message')}")
 
 
+def _may_go_twice(rows: list[dict]) -> str:
+    """A warning when some failures may have been delivered anyway: a retry is a new email, not a replay."""
+    uncertain = sum(may_have_been_delivered(r["last_error"]) for r in rows)
+    if not uncertain:
+        return ""
+    if len(rows) == 1:
+        return (" **It may already have been delivered** (outcome unknown): check Resend's log first, or the "
+                "person may get it twice.")
+    return (f" **{uncertain} of them may already have been delivered** (outcome unknown): check Resend's log first, "
+            "or those people may get them twice.")
+
+
 def _retry(rows: list[dict]) -> Command:
     payloads = tuple({"send_id": r["send_id"], "contact_id": r["contact_id"]} for r in rows)
     subject = (f"step {rows[0]['step']} to **{literal(rows[0]['email'])}**" if len(rows) == 1
                else f"**{len(rows)}** sends")
     return Command("retry_send", payloads, f"Retry {subject}? Each goes next, after any earlier step of its sequence still to "
-                   "come, once sending is not paused.", "Yes, retry",
+                   f"come, once sending is not paused.{_may_go_twice(rows)}", "Yes, retry",
                    f"Retry of {len(rows)} send{'s' if len(rows) != 1 else ''} requested.")
 
 

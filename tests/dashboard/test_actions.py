@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from core import db, switches
 from core.actions import ActionRunner
@@ -114,6 +115,20 @@ def test_failed_sends_can_be_retried_one_by_one_or_in_bulk(seeded, open_app):
     assert [a["kind"] for a in found] == ["retry_send", "retry_send"]
     [failed_id] = [r["id"] for r in rows(engine, "SELECT id FROM send WHERE status = 'failed'")]
     assert {a["payload"]["send_id"] for a in found} == {failed_id}
+
+
+def test_a_retry_warns_only_when_a_failure_may_have_been_delivered_anyway(seeded, open_app):
+    engine = seeded["services"].engine
+    at = open_app("pages/sends.py")
+    assert "may already have been delivered" not in ask_then_confirm(at, "retry_page")  # an invalid address: nothing went
+
+    uma = seeded["contacts"]["uma@example.com"]
+    with db.write_transaction(engine) as conn:  # step 1 given up after timeouts: it may well have arrived
+        conn.execute(sa.text("UPDATE send SET status = 'failed', last_error = :why WHERE enrollment_id = :e AND step = 1"),
+                     {"why": "gave up after 9 attempts over 6.0 h: Resend timed out", "e": uma.enrollment_id})
+    at = open_app("pages/sends.py")
+    asked = ask_then_confirm(at, "retry_page").replace("**", "")
+    assert "1 of them may already have been delivered (outcome unknown): check Resend's log first" in asked
 
 
 def pause_sending(engine) -> None:
