@@ -439,8 +439,8 @@ def test_forget_says_when_an_email_of_theirs_in_flight_keeps_their_address_for_a
     result = cli("forget", "midsend@example.com")
 
     assert result.returncode == 0, result.stderr
-    assert "1 email of theirs was already being sent: its address and names are kept apart until it settles" \
-        in result.stdout
+    assert "1 email of theirs was already being sent: the address and names it went with are kept apart until it " \
+           "settles" in result.stdout
     assert [r["email"] for r in rows(services.engine, "SELECT email FROM erasure_hold")] == ["midsend@example.com"]
     assert rows(services.engine, "SELECT email FROM contact")[0]["email"].endswith("@erased.invalid")
 
