@@ -84,7 +84,7 @@ class FakeNotion(_Scripted, NotionMirror):
     def stopped_pages(self) -> list[NotionPage]:
         self._enter("stopped_pages")
         rows = [(p, P.parse_row(p)) for p in self.pages.values()]
-        return [p for p, row in rows if row.stop and row.status == P.ACTIVE]
+        return [p for p, row in rows if row.stop and row.status in (P.ACTIVE, None)]  # as NotionClient's filter
 
     def iter_pages(self) -> Iterator[NotionPage]:
         self._enter("iter_pages")

@@ -101,9 +101,12 @@ class NotionClient(NotionMirror):
         query = P.equals_filter(P.STOP, "checkbox", True)
         status_kind = schema.get(P.STATUS)
         # Narrowed to active rows where the filter is safe; a "status" column refuses an option it lacks,
-        # and the sync checks each stopped sequence is still active anyway.
+        # and the sync checks each stopped sequence is still active anyway. An empty Status counts as
+        # active: a page written before the column was added shows none until its next write, which
+        # may come only after the next email, the one the Stop was ticked to prevent.
         if status_kind in ("select", "rich_text"):
-            query = {"and": [query, P.equals_filter(P.STATUS, status_kind, P.ACTIVE)]}
+            active = {"or": [P.equals_filter(P.STATUS, status_kind, P.ACTIVE), P.empty_filter(P.STATUS, status_kind)]}
+            query = {"and": [query, active]}
         return list(self._query(self._database_id, query))
 
     def iter_pages(self) -> Iterator[NotionPage]:

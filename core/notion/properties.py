@@ -181,6 +181,11 @@ def equals_filter(name: str, kind: str, value) -> dict:
     return {"property": name, kind: {"equals": value}}
 
 
+def empty_filter(name: str, kind: str) -> dict:
+    """A data source query filter matching pages where the column of type `kind` is empty."""
+    return {"property": name, kind: {"is_empty": True}}
+
+
 def fingerprint(properties: dict) -> str:
     """A stable hash of what was written, so an unchanged state is not written twice."""
     return hashlib.sha256(json.dumps(properties, sort_keys=True, default=str).encode()).hexdigest()

@@ -13,6 +13,7 @@ from core.dispatch import Dispatcher
 from core.intake import enroll_now
 from core.notion.client import NotionClient
 from core.notion.properties import EXPECTED
+from core.notion.schema import check_schema
 from core.notion.sync import NotionSync, SyncPolicy
 from core.side_status import backlog
 from core.testing import FakeMailer
@@ -190,6 +191,31 @@ def test_a_stop_ticked_in_notion_is_read_back_and_cancels_the_rest(make_sync, se
     assert event["actor"] == "notion"
     drain(services, sync, clock)
     assert notion_api.values(page["id"])["Status"] == "cancelled"
+
+
+def test_a_stop_ticked_on_a_page_written_before_the_status_column_existed_still_cancels(
+        make_settings, clock, notion_api, mailer):
+    partial = notion_api.add_database({n: k for n, k in EXPECTED.items() if n not in ("Status", "Stop")})
+    settings = make_settings(notion_token=notion_api.token, notion_email_sequence_db_id=partial,
+                             notion_api_url=notion_api.url)
+    services = build_services(settings, migrate=True, clock=clock, mailer=mailer)
+    client = NotionClient(settings.notion_token, partial, base_url=notion_api.url, rate=100)
+    try:
+        [result] = enroll(services, "a@example.com")
+        sync = NotionSync(services, client, "worker-a", SyncPolicy(stop_poll=timedelta(0)))
+        sync.run_pass()
+        check_schema(client, create_missing=True)  # Status and Stop arrive empty on the page already written
+        [page] = notion_api.pages(partial)
+        notion_api.set_value(page["id"], "Stop", True)
+
+        report = sync.run_pass()
+    finally:
+        client.close()
+        services.close()
+
+    assert report.stopped == 1
+    [enrollment] = rows(services.engine, "SELECT status FROM enrollment WHERE id = :e", e=result.enrollment_id)
+    assert enrollment["status"] == "cancelled"
 
 
 def test_a_sequence_page_is_linked_to_the_business_record_with_the_same_email(

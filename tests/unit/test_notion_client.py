@@ -243,7 +243,9 @@ def test_stopped_pages_asks_for_ticked_stop_boxes_on_active_sequences_only():
     client(api).stopped_pages()
 
     assert api.bodies("/query")[0]["filter"] == {"and": [
-        {"property": "Stop", "checkbox": {"equals": True}}, {"property": "Status", "select": {"equals": "active"}}]}
+        {"property": "Stop", "checkbox": {"equals": True}},
+        {"or": [{"property": "Status", "select": {"equals": "active"}},
+                {"property": "Status", "select": {"is_empty": True}}]}]}
 
 
 def test_stopped_pages_filters_only_on_the_stop_box_when_status_is_a_notion_status_column(monkeypatch):
