@@ -5,7 +5,9 @@ Exit codes follow core.cli: 0 ok, 1 problems remain or Notion failed, 2 Notion i
 
 import argparse
 
+from core import db
 from core.bootstrap import Services
+from core.notion import store
 from core.notion.client import notion_from_settings
 from core.notion.errors import NotionNotConfigured
 from core.notion.importer import run_import
@@ -25,11 +27,18 @@ def register(subparsers) -> None:
     imp.set_defaults(handler=_import)
 
 
-def check(mirror: NotionMirror, *, create_missing: bool) -> int:
+def check(services: Services, mirror: NotionMirror, *, create_missing: bool) -> int:
     """Print the schema report; exit 1 while problems remain."""
     report = check_schema(mirror, create_missing=create_missing)
     for line in report.lines():
         print(line)
+    if report.created:
+        # A page is written only when its contact's state changes, so without this the pages already
+        # there would show the new columns empty for days, or for good once their sequence is over.
+        with db.write_transaction(services.engine) as conn:
+            queued = store.queue_resync_all(conn, services.clock())
+        if queued:
+            print(f"{queued} page(s) will be rewritten with the new columns by the worker's Notion sync.")
     return 0 if report.ok else 1
 
 
@@ -58,7 +67,7 @@ def _with_mirror(services: Services, use) -> int:
 
 
 def _check(services: Services, args) -> int:
-    return _with_mirror(services, lambda mirror: check(mirror, create_missing=args.create_missing))
+    return _with_mirror(services, lambda mirror: check(services, mirror, create_missing=args.create_missing))
 
 
 def _import(services: Services, args) -> int:

@@ -125,6 +125,15 @@ def queue_resync(conn: sa.Connection, now: datetime, *, contact_id: str | None =
     Only mirrored enrollments have a page link, so with Notion off this queues nothing.
     """
     where = page_t.c.contact_id == contact_id if contact_id else page_t.c.enrollment_id == enrollment_id
+    return _queue_pages(conn, now, where)
+
+
+def queue_resync_all(conn: sa.Connection, now: datetime) -> int:
+    """Queue a rewrite of every page the mirror has written (columns were added to the database)."""
+    return _queue_pages(conn, now, page_t.c.page_id.is_not(None))
+
+
+def _queue_pages(conn: sa.Connection, now: datetime, where) -> int:
     linked = conn.execute(sa.select(page_t.c.enrollment_id, page_t.c.contact_id).where(where)).all()
     repo.insert_outbox(conn, [repo.outbox_row("notion", r.contact_id, {"enrollment_id": r.enrollment_id}, now)
                               for r in linked])

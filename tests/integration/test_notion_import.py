@@ -136,6 +136,30 @@ def test_imported_pages_are_updated_in_place_by_the_mirror(services, notion_api,
     assert notion_api.stats["created"] == 0
 
 
+@sqlite_only
+def test_columns_the_check_adds_are_filled_in_on_pages_already_written(services, notion_api, database, capsys):
+    run(services, "import", "--apply")
+    mirror_pass(services)  # written while the database had no Status column
+    capsys.readouterr()
+
+    run(services, "check", "--create-missing")
+    mirror_pass(services)  # a later pass, once the worker has read the new column list
+
+    assert "3 page(s) will be rewritten" in capsys.readouterr().out
+    statuses = {notion_api.values(p["id"])["Email"]: notion_api.values(p["id"])["Status"]
+                for p in notion_api.pages(database)}
+    assert statuses == {"casey@example.com": "active", "uma@example.com": "active",
+                        "otto@example.com": "completed", None: None}
+
+
+def mirror_pass(services):
+    client = notion_from_settings(services.settings)
+    try:
+        return NotionSync(services, client, "worker-a").run_pass()
+    finally:
+        client.close()
+
+
 def test_a_row_stopped_in_notion_is_imported_as_cancelled(services, notion_api, database):
     notion_api.add_page(database, {"Email": "stopped@example.com"})
     run(services, "check", "--create-missing")
