@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from core.campaign import CHRISTMAS_2025, Segment
+from core.erasure import is_erased_address
 from core.signups import clean_name
 from core.statuses import EnrollmentStatus
 
@@ -92,6 +93,8 @@ def page_properties(state: EnrollmentState, schema: dict[str, str], business_pag
     }
     if business_page_id:
         values[BUSINESS] = [business_page_id]
+    elif is_erased_address(state.email):
+        values[BUSINESS] = []  # a link to their business record would name an erased person again
     encoded = {}
     for name, value in values.items():
         kind = schema.get(name)

@@ -193,6 +193,8 @@ class NotionSync:
 
     def _business(self, state: EnrollmentState, link: store.PageLink, schema: dict, now: datetime):
         """The BusinessX record to link, looked up by email at most once a day while none is found."""
+        if is_erased_address(state.email):
+            return None, link.business_checked_at  # erased: their page keeps no link back to them
         if link.business_page_id or schema.get(BUSINESS) != "relation":
             return link.business_page_id, link.business_checked_at
         if link.business_checked_at and now - link.business_checked_at < self.policy.business_recheck:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from core import db, erasure
 from core.bootstrap import build_services
 from core.dispatch import Dispatcher
 from core.intake import enroll_now
@@ -239,3 +240,28 @@ def test_a_sequence_page_is_linked_to_the_business_record_with_the_same_email(
     [business] = notion_api.pages(businessx)
     assert page_of(notion_api, sequence, "a@example.com")["Business"] == [business["id"]]
     assert page_of(notion_api, sequence, "b@example.com")["Business"] == []
+
+
+def test_an_erased_persons_page_loses_its_link_to_their_business_record(make_settings, clock, notion_api, mailer):
+    businessx = notion_api.add_database({"Company": "title", "Contact email": "email"}, title="BusinessX")
+    notion_api.add_page(businessx, {"Company": "Acme Ltd", "Contact email": "a@example.com"})
+    sequence = notion_api.add_database({**EXPECTED, "Business": {"relation": {
+        "data_source_id": notion_api.source_id(businessx)}}})
+    settings = make_settings(notion_token=notion_api.token, notion_email_sequence_db_id=sequence,
+                             notion_businessx_db_id=businessx, notion_api_url=notion_api.url)
+    services = build_services(settings, migrate=True, clock=clock, mailer=mailer)
+    client = NotionClient(settings.notion_token, sequence, businessx_db_id=businessx, base_url=notion_api.url, rate=100)
+    try:
+        enroll(services, "a@example.com")
+        sync = NotionSync(services, client, "worker-a")
+        sync.run_pass()
+        with db.write_transaction(services.engine) as conn:
+            erasure.forget(conn, "a@example.com", actor="cli", now=clock())
+        sync.run_pass()
+    finally:
+        client.close()
+        services.close()
+
+    [page] = notion_api.pages(sequence)
+    values = notion_api.values(page["id"])
+    assert values["Email"].endswith("@erased.invalid") and values["Business"] == []
