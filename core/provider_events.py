@@ -4,12 +4,14 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
+from email.utils import getaddresses
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from core import controls, repo
 from core.redact import kept_payload, without_addresses
+from core.signups import normalised_email
 from core.tables import contact_t, provider_event_t, send_t
 
 log = logging.getLogger(__name__)
@@ -128,18 +130,30 @@ def _apply(conn: sa.Connection, send, event_type: str, data: dict, at: datetime,
 
 
 def _suppress_recipients(conn: sa.Connection, event_type: str, data: dict, now: datetime) -> None:
-    """A bounce or complaint about an email with no recorded send still stops the contact it names in
-    `to`: the email may have come from the system Nurture replaced (Resend reports every email of the
-    account), or from a batch whose outcome was given up as unknown, so its id will never be recorded."""
-    if not _suppresses(event_type, data):
-        return
-    to = data.get("to")
-    addresses = [to] if isinstance(to, str) else to[:50] if isinstance(to, list) else []
-    # Resend may quote the recipient as "Name <address>"; contacts hold the bare address in lower case.
-    emails = {_text(a, 320).rpartition("<")[2].strip(" >").lower() for a in addresses}
-    for contact_id in conn.execute(sa.select(contact_t.c.id).where(contact_t.c.email.in_(emails))).scalars().all():
+    """A bounce or complaint about an email with no recorded send still stops the person it went to: the
+    email may have come from the system Nurture replaced (Resend reports every email of the account), or
+    from a batch whose outcome was given up as unknown, so its id will never be recorded."""
+    email = _only_recipient(data) if _suppresses(event_type, data) else None
+    contact_id = conn.scalar(sa.select(contact_t.c.id).where(contact_t.c.email == email)) if email else None
+    if contact_id is not None:
         controls.suppress_contact(conn, contact_id, _stop_reason(event_type), actor="resend", now=now,
                                   detail=_detail(event_type, data))
+
+
+def _only_recipient(data: dict) -> str | None:
+    """The one address an email went to, as intake stores addresses; None when it went to several (the
+    event does not say whose mailbox bounced or complained) or to none that can be read.
+
+    Resend quotes recipients as written ("Name <Address>", several in one string, the domain in its
+    ASCII form); intake keeps the normalised address (core/signups.py).
+    """
+    written: list[str] = []
+    for field in ("to", "cc", "bcc"):
+        value = data.get(field)
+        values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        written += [_text(v, 1000) for v in values if isinstance(v, str)]
+    named = {normalised_email(address) for _, address in getaddresses(written) if address}
+    return named.pop() if len(named) == 1 else None
 
 
 def _stop_reason(event_type: str) -> str:

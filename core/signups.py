@@ -58,10 +58,9 @@ class SignupIn(BaseModel):
     @classmethod
     def _normalise_email(cls, value: str) -> str:
         try:
-            checked = validate_email(value, check_deliverability=False)
+            return _normalised(value)
         except EmailNotValidError as exc:
             raise ValueError(str(exc)) from None
-        return checked.normalized.lower()
 
     @field_validator("first_name", "business_name")
     @classmethod
@@ -118,6 +117,18 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
         field = ".".join(str(p) for p in err["loc"]) or "body"
         errors.setdefault(field, err["msg"].removeprefix("Value error, "))
     return errors
+
+
+def _normalised(email: str) -> str:
+    return validate_email(email, check_deliverability=False).normalized.lower()
+
+
+def normalised_email(email: str) -> str | None:
+    """An address as intake stores it (contact.email), or None when it is not a valid address."""
+    try:
+        return _normalised(email)
+    except EmailNotValidError:
+        return None
 
 
 def parse_signup(data: Any) -> SignupIn:

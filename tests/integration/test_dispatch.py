@@ -1263,6 +1263,37 @@ def test_a_bounce_or_complaint_about_an_email_nurture_never_recorded_stops_the_p
 
 
 @with_webhook_secret
+@pytest.mark.parametrize("recipients", [
+    {"to": ["Named Person <named@example.com>", "bystander@example.com"]},
+    {"to": "Named Person <named@example.com>, bystander@example.com"},
+    {"to": ["named@example.com"], "cc": ["bystander@example.com"]},
+], ids=["two-in-to", "two-in-one-string", "one-in-cc"])
+def test_a_bounce_about_an_unrecorded_email_to_several_people_stops_none_of_them(
+        services, client, dispatcher, clock, recipients):
+    """The event does not say which of them bounced or complained: stopping them all would stop people
+    whose address works (an email of another system on the account, to a team)."""
+    named, bystander = enroll(services, email="named@example.com"), enroll(services, email="bystander@example.com")
+    event = resend_event("bounced", "sent-by-another-system", bounce={"type": "Permanent", "message": "no such user"})
+    event["data"].update(recipients)
+
+    assert client.post("/webhook/resend", **signed(event)).status_code == 200
+
+    assert contact_row(services, named.contact_id)["suppressed_at"] is None
+    assert contact_row(services, bystander.contact_id)["suppressed_at"] is None
+
+
+@with_webhook_secret
+def test_a_bounce_about_an_unrecorded_email_finds_its_person_however_the_address_is_written(services, client):
+    person = enroll(services, email="zoë@bücher.example")  # stored as intake normalises it
+    # Its domain in the ASCII form mail servers use, its ë as e and a combining diaeresis, a display name.
+    event = resend_event("complained", "sent-by-the-original-system", to=['"Zoë, Bücher" <ZOE\u0308@xn--bcher-kva.example>'])
+
+    assert client.post("/webhook/resend", **signed(event)).status_code == 200
+
+    assert contact_row(services, person.contact_id)["suppressed_reason"] == "complained"
+
+
+@with_webhook_secret
 def test_a_soft_bounce_is_recorded_but_does_not_suppress(services, client, sent_welcome):
     result, send = sent_welcome
     event = resend_event("bounced", send["provider_id"], bounce={"type": "Transient", "message": "mailbox full"})
