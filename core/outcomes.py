@@ -16,12 +16,18 @@ from core.tables import batch_t, enrollment_t, send_t
 # How the reasons of failures that may still have been delivered begin, after the HTTP status a reason may
 # lead with: a batch given up after timeouts or 5xx (core/dispatch.py), or one whose key expired or was
 # refused on replay (core/resend_mailer.py). A retry is a new email, not a replay.
-_UNCERTAIN_FAILURE = re.compile(r"(?:\d{3} )?(?:outcome unknown|gave up after)")
+_UNCERTAIN_STARTS = ("outcome unknown", "gave up after")
+_UNCERTAIN_FAILURE = re.compile(r"(?:\d{3} )?(?:%s)" % "|".join(map(re.escape, _UNCERTAIN_STARTS)))
 
 
 def may_have_been_delivered(reason: str | None) -> bool:
     """Whether a failed send's email may have reached the person anyway, so a retry could be a second copy."""
     return bool(reason and _UNCERTAIN_FAILURE.match(reason))
+
+
+def may_have_been_delivered_sql(reason: sa.ColumnElement) -> sa.ColumnElement:
+    """The same test in SQL, for both backends (LIKE's `___` stands for the HTTP status)."""
+    return sa.or_(*(reason.like(f"{status}{start}%") for start in _UNCERTAIN_STARTS for status in ("", "___ ")))
 
 
 @dataclass(frozen=True)

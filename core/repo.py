@@ -10,13 +10,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from core.bulk import bulk_insert, select_values
 from core.ids import new_id
+from core.outcomes import may_have_been_delivered, may_have_been_delivered_sql
 from core.tables import contact_t, enrollment_t, event_t, outbox_t, send_t, signup_t
 
 
-# A sequence counts as begun once an email is in flight or done with: "failed" included, since a
-# batch given up as "outcome unknown" (a timeout, a 5xx, an expired key) may well have been delivered,
-# and re-segmenting then would send steps 2-7 from another segment than the step 1 the lead read.
-STARTED = ("sending", "sent", "failed")
+# A sequence counts as begun once an email is in flight or sent, or failed in a way that may still have
+# delivered it (a batch given up as "outcome unknown" after timeouts, 5xx or an expired key): re-segmenting
+# then would send steps 2-7 from another segment than the step 1 the lead read. A certain refusal (an
+# invalid address, a render failure) sent nothing, so the sequence may still be updated (DESIGN §1).
+STARTED = ("sending", "sent")
+
+
+def _started(status, last_error):
+    return sa.or_(status.in_([sa.literal(s) for s in STARTED]),
+                  sa.and_(status == sa.literal("failed"), may_have_been_delivered_sql(last_error)))
 
 
 def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> int:
@@ -73,7 +80,7 @@ def _enrollments_with_progress(campaign: str):
     def shape(contact_ids: list[sa.BindParameter]) -> sa.Select:
         started = (
             sa.select(sa.literal(1)).where(send_t.c.enrollment_id == enrollment_t.c.id,
-                                           send_t.c.status.in_([sa.literal(s) for s in STARTED]))
+                                           _started(send_t.c.status, send_t.c.last_error))
             .exists()
         )
         return (sa.select(enrollment_t.c.contact_id, enrollment_t.c.id, enrollment_t.c.segment, started)
@@ -89,8 +96,8 @@ def enrollments_by_contact(conn: sa.Connection, contact_ids: list[str], campaign
 
 def _sends_of_enrollments(ids: list[sa.BindParameter]) -> sa.Select:
     # In id order, so two transactions locking sends of the same enrollments take the locks alike.
-    return (sa.select(send_t.c.enrollment_id, send_t.c.status).where(send_t.c.enrollment_id.in_(ids))
-            .order_by(send_t.c.id).with_for_update())
+    return (sa.select(send_t.c.enrollment_id, send_t.c.status, send_t.c.last_error)
+            .where(send_t.c.enrollment_id.in_(ids)).order_by(send_t.c.id).with_for_update())
 
 
 def lock_sends_and_find_started(conn: sa.Connection, enrollment_ids: list[str]) -> set[str]:
@@ -101,7 +108,8 @@ def lock_sends_and_find_started(conn: sa.Connection, enrollment_ids: list[str]) 
     and a claim already under way is waited for and then seen. (SQLite's writers queue anyway.)
     """
     rows = select_values(conn, _sends_of_enrollments, enrollment_ids)
-    return {eid for eid, status in rows if status in STARTED}
+    return {eid for eid, status, last_error in rows
+            if status in STARTED or (status == "failed" and may_have_been_delivered(last_error))}
 
 
 def insert_enrollments(conn: sa.Connection, rows: list[dict]) -> int:

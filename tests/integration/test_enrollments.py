@@ -176,18 +176,37 @@ def test_a_resubmission_never_re_segments_a_sequence_a_worker_has_just_started(s
     assert enrollment_of(services, first.enrollment_id)["segment"] == "CRITICAL"
 
 
-def test_a_resubmission_after_step_1_was_given_up_as_outcome_unknown_changes_nothing(services, clock):
+@pytest.mark.parametrize("reason", [
+    "outcome unknown: first handed to the provider over 23 hours ago",  # what the dispatcher records when a key expired
+    "409 outcome unknown: Resend already took this batch under its key",
+    "gave up after 9 attempts over 6.0 h: Resend 503 application_error: down",
+])
+def test_a_resubmission_after_step_1_was_given_up_as_outcome_unknown_changes_nothing(services, clock, reason):
     first = enroll(services, email="unknown@example.com", red_systems=2)
-    with db.write_transaction(services.engine) as conn:  # what the dispatcher records when a key expired
+    with db.write_transaction(services.engine) as conn:
         conn.execute(send_t.update().where(send_t.c.enrollment_id == first.enrollment_id, send_t.c.step == 1)
-                     .values(status="failed", attempts=5, finished_at=clock(),
-                             last_error="outcome unknown: first handed to the provider over 23 hours ago"))
+                     .values(status="failed", attempts=5, finished_at=clock(), last_error=reason))
     clock.advance(hours=30)
 
     again = enroll(services, email="unknown@example.com", red_systems=0)
 
     assert again.outcome is SignupOutcome.SKIPPED and again.segment == "CRITICAL"
     assert enrollment_of(services, first.enrollment_id)["segment"] == "CRITICAL"
+
+
+@pytest.mark.parametrize("reason", ["invalid `to` address", "422 validation_error: Invalid `to` field",
+                                    "render failed: 'segment' is undefined"])
+def test_a_resubmission_after_step_1_was_refused_outright_may_still_update_the_sequence(services, clock, reason):
+    """A certain refusal sent nothing: the sequence has not begun, so the signup updates it (DESIGN §1)."""
+    first = enroll(services, email="refused@example.com", red_systems=2)
+    with db.write_transaction(services.engine) as conn:
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == first.enrollment_id, send_t.c.step == 1)
+                     .values(status="failed", attempts=1, finished_at=clock(), last_error=reason))
+
+    again = enroll(services, email="refused@example.com", red_systems=0)
+
+    assert again.outcome is SignupOutcome.UPDATED and again.segment == "OPTIMIZE"
+    assert enrollment_of(services, first.enrollment_id)["segment"] == "OPTIMIZE"
 
 
 def test_a_skipped_resubmission_leaves_the_contact_untouched(services, clock):
