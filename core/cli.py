@@ -91,7 +91,7 @@ def _forget(services, args) -> int:
     if erased.held:
         emails = "1 email of theirs was" if erased.held == 1 else f"{erased.held} emails of theirs were"
         print(f"{emails} already being sent: the address and names it went with are kept apart until it settles "
-              "(a retry must repeat it exactly), then deleted, within minutes or at most a day.")
+              "(a retry must repeat it exactly), then deleted: within minutes, or a day at most, of sending running.")
     if services.settings.notion_configured:
         print("Notion: their page is overwritten with the placeholder at the next sync." if linked else
               "Notion: no page of theirs was linked, so none is written; if the Email Sequence database holds "
