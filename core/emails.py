@@ -105,6 +105,7 @@ def _environment(kind: str) -> Environment:
         lstrip_blocks=True,
     )
     env.filters["systems"] = _systems
+    env.filters["full_stop"] = _full_stop
     env.globals["sender"] = _SENDER
     return env
 
@@ -152,6 +153,11 @@ def _systems(count: int) -> str:
     """'one system', 'three systems', '12 systems': counts read better as words in prose."""
     word = _NUMBER_WORDS[count] if count < len(_NUMBER_WORDS) else str(count)
     return f"{word} system" if count == 1 else f"{word} systems"
+
+
+def _full_stop(words: str) -> str:
+    """End a sentence on `words`: 'Acme Ltd.' already ends with a stop, so it gets no second one."""
+    return words if words.endswith((".", "!", "?", "…")) else f"{words}."
 
 
 def _tidy_text(text: str) -> str:

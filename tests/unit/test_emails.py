@@ -331,3 +331,20 @@ def test_the_last_email_says_so_once_and_the_footer_promises_no_one_click_it_doe
     text = flat(render(7).text)
     assert text.count("last email") == 1
     assert all("one click" not in flat(render(n).text) + render(n).html for n in range(1, 8))
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: s.template)
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_a_business_name_ending_in_a_full_stop_never_gets_a_second_one(step, segment):
+    email = render(step.number, segment=segment, business_name="O'Brien & Sons Ltd.", red_systems=1, orange_systems=2)
+
+    for part in (email.html, flat(email.text)):
+        assert "Ltd.." not in part
+    assert "on our website for O'Brien & Sons Ltd. This is email" in flat(email.text)
+    assert "on our website for O&#39;Brien &amp; Sons Ltd. This is email" in email.html
+
+
+def test_a_business_name_without_a_full_stop_still_ends_its_sentence_with_one():
+    assert "assessment for Hollybrook Bakery. You gave us" in flat(render(1).text)
+    assert "assessment. You gave us" in flat(render(1, business_name=None).html)
+    assert "a good year for you and for Hollybrook Bakery. Warm wishes" in flat(render(7).text)
