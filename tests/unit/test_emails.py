@@ -236,7 +236,7 @@ def test_emails_sent_after_the_season_no_longer_look_forward_to_christmas(segmen
         for part in (email.subject, flat(email.html), flat(email.text)):
             assert not [p for p in LOOKING_FORWARD_TO_CHRISTMAS if p in part], part
     changed = [step.number for step, b, a in zip(STEPS, before, after, strict=True) if (b.html, b.text) != (a.html, a.text)]
-    assert changed == [2, 3, 5, 6, 7], "only the steps that spoke of the season change"
+    assert changed == [3, 5, 6, 7], "only the steps that spoke of the season change"
     assert after[2].subject == "Three fixes you can make before the year gets busy"
     assert "Book your free review" in after[6].html and "tick it off by Friday" in flat(after[2].text)
 
@@ -348,3 +348,16 @@ def test_a_business_name_without_a_full_stop_still_ends_its_sentence_with_one():
     assert "assessment for Hollybrook Bakery. You gave us" in flat(render(1).text)
     assert "assessment. You gave us" in flat(render(1, business_name=None).html)
     assert "a good year for you and for Hollybrook Bakery. Warm wishes" in flat(render(7).text)
+
+
+@pytest.mark.parametrize("signup_day", [19, 20, 21, 22, 23])
+def test_the_hidden_cost_email_never_promises_fixes_before_christmas_that_arrive_after_it(signup_day):
+    """Signed up on 21 December: step 2 goes on the 22nd, step 3 on the 24th, titled for after the season."""
+    from datetime import UTC, datetime
+    signed_up = datetime(2025, 12, signup_day, 9, tzinfo=UTC)
+    hidden_cost, quick_wins = (
+        render(n, season_over=CHRISTMAS_2025.season_over(signed_up + CHRISTMAS_2025.step(n).production_offset))
+        for n in (2, 3))
+
+    if "before Christmas" not in quick_wins.subject:
+        assert "before Christmas" not in flat(hidden_cost.text) + flat(hidden_cost.html)
