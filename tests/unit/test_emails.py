@@ -361,3 +361,20 @@ def test_the_hidden_cost_email_never_promises_fixes_before_christmas_that_arrive
 
     if "before Christmas" not in quick_wins.subject:
         assert "before Christmas" not in flat(hidden_cost.text) + flat(hidden_cost.html)
+
+
+def inbox_preview(html: str, length: int = 200) -> str:
+    """What an inbox shows after the subject: the body's text in order, hidden preheader first."""
+    import html as html_lib
+    import re
+    body = html.split("<body", 1)[1]
+    text = html_lib.unescape(re.sub(r"<[^>]+>", " ", body.split(">", 1)[1]))
+    return re.sub(r"[ \t\r\n]+", " ", text).strip()[:length]
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: s.template)
+def test_the_inbox_preview_shows_the_preheader_and_nothing_of_the_layout_after_it(step):
+    preview = inbox_preview(render(step.number).html)
+
+    assert "CHRISTMAS 2025" not in preview and "Nurture Systems" not in preview and "Hi Alex" not in preview
+    assert preview[:20].strip("\u034f\u200c\xa0 ")
