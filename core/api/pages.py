@@ -15,10 +15,12 @@ def page(title: str, body_html: str) -> str:
     return _PAGE.format(title=escape(title), body=body_html)
 
 
-def confirm_unsubscribe(email_hint: str, action_url: str) -> str:
+def confirm_unsubscribe(email_hint: str) -> str:
+    # No action: the form posts back to the address the page was opened at, which is the public
+    # link even when a proxy serves the API under a path prefix that the API itself never sees.
     return page("Unsubscribe?", (
         f"<p>Stop the Christmas 2025 emails to <strong>{escape(email_hint)}</strong>?</p>"
-        f'<form method="post" action="{escape(action_url)}">'
+        '<form method="post">'
         '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
         '<button type="submit">Yes, unsubscribe me</button></form>'
         "<p>Nothing changes until you press the button.</p>"

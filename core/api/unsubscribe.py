@@ -39,7 +39,7 @@ def confirm(request: Request, token: str) -> HTMLResponse:
     if isinstance(resolved, HTMLResponse):
         return resolved
     _, email = resolved
-    return HTMLResponse(pages.confirm_unsubscribe(pages.mask_email(email), str(request.url.path)))
+    return HTMLResponse(pages.confirm_unsubscribe(pages.mask_email(email)))
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)

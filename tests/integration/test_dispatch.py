@@ -6,12 +6,13 @@ manual actions carried out by the worker, unsubscribe links and Resend's signed 
 """
 
 import base64
+import html
 import json
 import re
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -286,6 +287,22 @@ def test_a_get_on_the_unsubscribe_link_only_asks_for_confirmation(services, disp
     assert events_of(services, "unsubscribed") == []
     run_for(dispatcher, clock, hours=24)
     assert steps_sent_to(mailer, "scanner@example.com") == [1, 2]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"public_base_url": "http://localhost:8000/nurture"}], ids=["prefix"])
+def test_the_confirm_button_posts_to_the_public_link_when_a_proxy_serves_the_api_under_a_prefix(
+        services, dispatcher, mailer, client):
+    enroll(services, email="prefixed@example.com")
+    dispatcher.run_pass()
+    [welcome] = mailer.sent_to("prefixed@example.com")
+    public_link = welcome.headers["List-Unsubscribe"].strip("<>")
+    assert urlsplit(public_link).path.startswith("/nurture/unsubscribe/")
+
+    page = client.get(unsubscribe_path(welcome).removeprefix("/nurture"))  # the proxy strips its prefix
+    form = re.search(r"<form[^>]*>", page.text).group(0)
+    action = re.search(r'action="([^"]*)"', form)
+
+    assert urljoin(public_link, html.unescape(action.group(1)) if action else "") == public_link
 
 
 def test_an_old_unsubscribe_link_of_an_erased_person_shows_no_placeholder_and_records_nothing(
