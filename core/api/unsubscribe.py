@@ -14,23 +14,25 @@ from core.unsubscribe import verify_token
 router = APIRouter()
 
 
-def _contact_email(services, contact_id: str) -> str | None:
+def _contact(services, contact_id: str):
     with db.read_transaction(services.engine) as conn:
-        return conn.scalar(sa.select(contact_t.c.email).where(contact_t.c.id == contact_id))
+        return conn.execute(sa.select(contact_t.c.email, contact_t.c.unsubscribed_at)
+                            .where(contact_t.c.id == contact_id)).first()
 
 
-def _resolve(request: Request, token: str) -> tuple[str, str] | HTMLResponse:
+def _resolve(request: Request, token: str) -> tuple[str, str, bool] | HTMLResponse:
+    """(contact id, address, already unsubscribed), or the page that answers instead."""
     services = request.app.state.services
     try:
         contact_id = verify_token(services.secret_key, token)
     except InvalidToken:
         return HTMLResponse(pages.invalid_link(), status_code=400)
-    email = _contact_email(services, contact_id)
-    if email is None:
+    contact = _contact(services, contact_id)
+    if contact is None:
         return HTMLResponse(pages.invalid_link(), status_code=404)
-    if is_erased_address(email):  # a link in an old email: nothing left to stop, or to show
+    if is_erased_address(contact.email):  # a link in an old email: nothing left to stop, or to show
         return HTMLResponse(pages.forgotten())
-    return contact_id, email
+    return contact_id, contact.email, contact.unsubscribed_at is not None
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
@@ -38,7 +40,9 @@ def confirm(request: Request, token: str) -> HTMLResponse:
     resolved = _resolve(request, token)
     if isinstance(resolved, HTMLResponse):
         return resolved
-    _, email = resolved
+    _, email, already = resolved
+    if already:  # opened again later: say so rather than ask a question that changes nothing
+        return HTMLResponse(pages.unsubscribed(pages.mask_email(email)))
     return HTMLResponse(pages.confirm_unsubscribe(pages.mask_email(email)))
 
 
@@ -47,7 +51,7 @@ def unsubscribe(request: Request, token: str) -> HTMLResponse:
     resolved = _resolve(request, token)
     if isinstance(resolved, HTMLResponse):
         return resolved
-    contact_id, email = resolved
+    contact_id, email, _ = resolved
     services = request.app.state.services
     detail = {"via": "unsubscribe link", "user_agent": request.headers.get("user-agent", "")[:300]}
     try:

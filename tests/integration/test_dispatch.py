@@ -264,8 +264,11 @@ def test_a_post_to_the_emails_unsubscribe_link_stops_the_sequence_at_once(
     answer = client.post(unsubscribe_path(welcome), data={"List-Unsubscribe": "One-Click"})
     again = client.post(unsubscribe_path(welcome), data={"List-Unsubscribe": "One-Click"})
 
+    reopened = client.get(unsubscribe_path(welcome))  # the link opened again days later
+
     assert answer.status_code == 200 and again.status_code == 200
     assert "unsubscribed" in answer.text.lower() and "oneclick@example.com" not in answer.text
+    assert "will get no more emails" in reopened.text and 'method="post"' not in reopened.text
     assert contact_row(services, result.contact_id)["unsubscribed_at"] == clock()
     run_for(dispatcher, clock, hours=12 * 24, every_hours=12)
     assert steps_sent_to(mailer, "oneclick@example.com") == [1]
