@@ -238,7 +238,7 @@ def test_emails_sent_after_the_season_no_longer_look_forward_to_christmas(segmen
     changed = [step.number for step, b, a in zip(STEPS, before, after, strict=True) if (b.html, b.text) != (a.html, a.text)]
     assert changed == [3, 5, 6, 7], "only the steps that spoke of the season change"
     assert after[2].subject == "Three fixes you can make before the year gets busy"
-    assert "Book your free review" in after[6].html and "tick it off by Friday" in flat(after[2].text)
+    assert "Book your free review" in after[6].html and "tick it off by the end of the week" in flat(after[2].text)
 
 
 def test_a_text_title_keeps_an_underline_of_its_own_length_after_the_season():
@@ -317,6 +317,7 @@ def test_sample_contexts_are_consistent_with_the_segment_rules(segment):
 @pytest.mark.parametrize(("step", "red", "orange", "says", "never"), [
     (4, 0, 2, "nothing quite broken, but two systems creaking", "one thing properly broken"),
     (4, 1, 0, "one thing properly broken.", "creaking."),
+    (4, 1, 0, "the time to fix the broken one is before", "the creaking system"),
     (4, 2, 0, "one of them is feeding the other.", "feeding the others"),
     (5, 2, 0, "tempting to tackle both at once", "them all"),
     (5, 0, 2, "then the other one you marked orange", "most painful of the two systems"),
