@@ -118,6 +118,13 @@ def test_assessment_counts_appear_in_words_and_drive_the_weekly_cost_estimate():
     assert "<strong>11–19 hours a week</strong>" in hidden_cost.html
 
 
+@pytest.mark.parametrize(("red", "orange", "estimate"), [(8, 2, "26–40+"), (20, 0, "40+"), (50, 50, "40+")])
+def test_the_weekly_cost_estimate_stops_at_a_full_working_week(red, orange, estimate):
+    hidden_cost = render(2, segment="CRITICAL", red_systems=red, orange_systems=orange)
+    assert f"roughly {estimate} hours a week" in flat(hidden_cost.text)
+    assert f"<strong>{estimate} hours a week</strong>" in hidden_cost.html
+
+
 def test_a_single_system_is_singular():
     assert "You marked one system as red" in flat(render(1, segment="URGENT", red_systems=1).text)
 
