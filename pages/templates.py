@@ -7,7 +7,7 @@ from core.emails import render_step, sample_context
 from core.errors import InvalidSignup
 from core.signups import parse_signup
 from ui import commands, frame
-from ui.services import services
+from ui.services import now, services
 from ui.text import literal
 from ui.widgets import my_requests, step_title
 
@@ -44,9 +44,12 @@ if error := st.session_state.get("tpl_error"):
     st.error(f"That address won't do: {literal(error)}")
 my_requests()
 
+# On by default once the season is over: every email (test sends too) then goes in that version, and a
+# preview of the other one would show copy nobody receives any more.
 after_season = st.toggle(
-    f"As sent from {CHRISTMAS_2025.season_ends:%-d %B} on", key="tpl_after_season",
-    help="From Christmas Eve the emails stop speaking of \"before Christmas\": steps 2, 3 and 7 read differently.")
+    f"As sent from {CHRISTMAS_2025.season_ends:%-d %B %Y} on", key="tpl_after_season",
+    value=CHRISTMAS_2025.season_over(now()),
+    help="From Christmas Eve the emails stop speaking of \"before Christmas\": steps 3, 5, 6 and 7 read differently.")
 email = render_step(CHRISTMAS_2025.step(number), sample_context(segment, season_over=after_season),
                     unsubscribe_url=f"{settings.public_base_url}/unsubscribe/preview",
                     postal_address=settings.postal_address)

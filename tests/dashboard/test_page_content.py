@@ -13,6 +13,8 @@ import sqlalchemy as sa
 
 from core import db, queries
 from core.bootstrap import build_services
+from core.campaign import CHRISTMAS_2025
+from core.emails import render_step, sample_context
 from core.intake import enroll_now
 from core.timeutil import utcnow
 from tests.dashboard.conftest import back_off, page_text, shown
@@ -286,3 +288,25 @@ def test_a_provider_outage_shows_on_settings_and_in_the_sidebar(seeded, open_app
     assert "Sending normally" not in text
     assert "Resend's last answer: Resend 503 application_error: Service unavailable" in text
     assert "Provider trouble. Resend can't take emails right now" in text  # the sidebar, on every page
+
+
+@pytest.mark.parametrize("season_over", [False, True])
+def test_the_templates_page_previews_by_default_the_version_that_goes_out_today(open_app, monkeypatch, season_over):
+    # The dashboard reads the real clock: pin the campaign's answer for today instead.
+    monkeypatch.setattr(type(CHRISTMAS_2025), "season_over", lambda self, at: season_over)
+    at = open_app("pages/templates.py")
+    at.selectbox(key="tpl_step").set_value(3).run()
+    assert at.toggle(key="tpl_after_season").value is season_over
+    subject = next(m.value for m in at.markdown if m.value.startswith("**Subject:**"))
+    assert shown(subject) == f"**Subject:** {CHRISTMAS_2025.step(3).subject_for(season_over)}"
+
+
+def test_the_templates_page_names_the_steps_whose_copy_changes_after_the_season(open_app):
+    changed = []
+    for number in CHRISTMAS_2025.step_numbers:
+        before, after = (render_step(CHRISTMAS_2025.step(number), sample_context("CRITICAL", season_over=over),
+                                     unsubscribe_url="u", postal_address="p") for over in (False, True))
+        if (before.subject, before.text) != (after.subject, after.text):
+            changed.append(str(number))
+    named = ", ".join(changed[:-1]) + " and " + changed[-1]
+    assert f"steps {named} read differently" in open_app("pages/templates.py").toggle(key="tpl_after_season").help
