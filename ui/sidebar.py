@@ -10,7 +10,14 @@ from ui.text import literal
 from ui.widgets import provider_message, provider_trouble
 
 
+# The switches the page was drawn with. The status below is live, the page is not: when a switch
+# flips elsewhere (the CLI, another marketer, the circuit breaker), the whole page is drawn again,
+# so that Settings never says "Sending normally" beside a sidebar that says sending is paused.
+_DRAWN = "_nurture_switches_drawn"
+
+
 def render() -> None:
+    st.session_state.pop(_DRAWN, None)  # a whole run: the page is drawn with the switches read now
     with st.sidebar:
         _live_status()
         if access.oidc_configured() or services().settings.dashboard_password:
@@ -20,6 +27,9 @@ def render() -> None:
 @st.fragment(run_every=HEARTBEAT_SECONDS)
 def _live_status() -> None:
     state = read(queries.system_state, now())
+    switches = (state.paused, state.pause_reason, state.test_mode)
+    if st.session_state.setdefault(_DRAWN, switches) != switches:  # only a rerun of this fragment gets here
+        st.rerun()
     alive, age = queries.heartbeat(state.worker_last_seen, now(), HEARTBEAT_SECONDS)
     if alive:
         st.badge("Worker running", icon=":material/favorite:", color="green")

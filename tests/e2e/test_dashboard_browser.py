@@ -212,3 +212,25 @@ def test_every_template_segment_button_fits_its_column_on_a_1366_pixel_screen(tm
             button = column.locator("button", has_text=segment)
             box = button.bounding_box()
             assert box["x"] + box["width"] <= right_edge + 0.5, f"{segment} is clipped"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_a_pause_from_elsewhere_redraws_the_settings_page_not_only_the_sidebar(tmp_path):
+    from core import db, switches
+    from core.timeutil import utcnow
+
+    env = clean_env(tmp_path)
+    port = free_port()
+    with serve_dashboard(port, env), browser_page() as page:
+        page.goto(f"http://127.0.0.1:{port}/settings")
+        _settle(page)
+        page.get_by_text("Sending normally.").wait_for()
+        engine = db.create_db_engine(env["DATABASE_URL"])
+        try:
+            with db.write_transaction(engine) as conn:  # as `python -m core pause` or the circuit breaker does
+                switches.set_paused(conn, True, actor="cli", now=utcnow(), reason="from the command line")
+        finally:
+            engine.dispose()
+        # The sidebar notices within a heartbeat; the page body must follow without a reload.
+        page.get_by_role("button", name="Resume sending").wait_for(timeout=20_000)
+        assert not page.get_by_text("Sending normally.").count()
