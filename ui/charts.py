@@ -25,13 +25,18 @@ _KPI_HELP = {
 }
 
 
-def kpi_grid(kpis: list[dict], per_row: int = 5) -> None:
+# Five cards to a row on a 1366-pixel screen; on a narrower one they wrap to fewer, and never shrink
+# until the figure itself is cut to "3,…" (five fixed columns did, from about 1,100 pixels down).
+KPI_WIDTH = 168
+
+
+def kpi_grid(kpis: list[dict]) -> None:
     """The headline metrics, each with its change over the last 24 hours."""
-    for start in range(0, len(kpis), per_row):
-        for column, kpi in zip(st.columns(per_row), kpis[start:start + per_row]):
+    with st.container(horizontal=True, gap="small", key="kpis"):
+        for kpi in kpis:
             color = "inverse" if kpi["key"] in _BAD_WHEN_UP else "off" if kpi["key"] == "scheduled" else "normal"
-            column.metric(kpi["label"], f"{kpi['value']:,}", delta=kpi["delta"], delta_color=color,
-                          delta_description="vs yesterday", border=True, help=_KPI_HELP.get(kpi["key"]))
+            st.metric(kpi["label"], f"{kpi['value']:,}", delta=kpi["delta"], delta_color=color, width=KPI_WIDTH,
+                      delta_description="vs yesterday", border=True, help=_KPI_HELP.get(kpi["key"]))
 
 
 def segment_mix(kpis: list[dict]) -> alt.LayerChart:

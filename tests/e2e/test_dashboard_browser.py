@@ -234,3 +234,24 @@ def test_a_pause_from_elsewhere_redraws_the_settings_page_not_only_the_sidebar(t
         # The sidebar notices within a heartbeat; the page body must follow without a reload.
         page.get_by_role("button", name="Resume sending").wait_for(timeout=20_000)
         assert not page.get_by_text("Sending normally.").count()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_every_overview_figure_reads_in_full_from_a_laptop_to_a_narrow_window(tmp_path):
+    env = clean_env(tmp_path, API_PORT=str(free_port()))
+    worker_up = f"http://127.0.0.1:{env['API_PORT']}/health"
+    port = free_port()
+    with _process(["scheduler.py"], env, tmp_path / "worker.log", worker_up), serve_dashboard(port, env), \
+            browser_page() as page:
+        for email, name, business, red, orange in WEBSITE_SIGNUPS:  # four-figure sums need no more than this
+            httpx.post(worker_up.replace("/health", "/webhook/christmas-signup"), timeout=10, json={
+                "email": email, "first_name": name, "business_name": business, "red_systems": red,
+                "orange_systems": orange})
+        for width in (1366, 1024, 800):
+            page.set_viewport_size({"width": width, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            _settle(page)
+            cut = page.evaluate("""() => [...document.querySelectorAll(
+                '[data-testid="stMetricValue"], [data-testid="stMetricValue"] *, [data-testid="stMetricLabel"] *')]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+            assert cut == [], f"at {width} px these are cut short: {cut}"
