@@ -34,6 +34,9 @@ class Services:
     clock: Clock = system_clock
     # Set by intake when a new enrollment commits, so a co-hosted dispatcher sends at once.
     wake: threading.Event = field(default_factory=threading.Event)
+    # Set when the worker is asked to stop (SIGTERM, Ctrl-C): dispatch finishes the batch in hand and
+    # claims no more, so a stop takes one provider call, not the whole backlog (systemd's TimeoutStopSec).
+    stopping: threading.Event = field(default_factory=threading.Event)
     # What in this process could not write to the database lately (the intake, a worker job): /health.
     write_failures: WriteFailures = field(default_factory=WriteFailures)
 

@@ -60,7 +60,7 @@ class Dispatcher:
             self.services.wake.clear()
             self.run_pass()
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.services.wake.wait(remaining):
+            if remaining <= 0 or not self.services.wake.wait(remaining) or self.services.stopping.is_set():
                 return
 
     def run_pass(self) -> int:
@@ -83,7 +83,8 @@ class Dispatcher:
 
     def _drain(self) -> int:
         handled = 0
-        while (batch := self._claim()) is not None:
+        # A stopping worker claims nothing more: what is due waits for the next start (or another worker).
+        while not self.services.stopping.is_set() and (batch := self._claim()) is not None:
             if not self._deliver(batch):
                 break
             handled += len(batch.members)

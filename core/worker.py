@@ -114,6 +114,12 @@ def _listen(host: str, port: int) -> socket.socket:
                           f"{reason[:1].lower() + reason[1:]}.") from None
 
 
+def _stop_jobs(jobs: WorkerJobs) -> None:
+    # Running jobs see the flag between batches; the wake lets a dispatcher waiting for signups return now.
+    jobs.services.stopping.set()
+    jobs.services.wake.set()
+
+
 def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     """Run every job on its interval until SIGTERM or Ctrl-C, then stop cleanly; returns the exit code."""
     executor = ThreadPoolExecutor()
@@ -131,6 +137,7 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
             return
         outcome["stopping"] = True
         log.info("stopping on signal %s", signum, extra={"action": "shutdown"})
+        _stop_jobs(jobs)
         if not scheduler.running:
             raise KeyboardInterrupt  # still starting up: unwind it
         scheduler.shutdown(wait=False)
@@ -140,6 +147,7 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
             log.error("the intake API stopped unexpectedly; stopping the worker so that its supervisor restarts it",
                       extra={"action": "shutdown"})
             outcome.update(code=1, stopping=True)
+            _stop_jobs(jobs)
             scheduler.shutdown(wait=False)
 
     if api:

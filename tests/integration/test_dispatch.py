@@ -444,6 +444,30 @@ def test_a_short_provider_outage_delays_the_first_email_and_loses_none(services,
     assert len(mailer.sent) == 3
 
 
+class StopArrivesDuringTheCall(FakeMailer):
+    """A mailer whose first call is under way when the worker is told to stop (systemctl stop)."""
+
+    def __init__(self, services):
+        super().__init__()
+        self.services = services
+
+    def send(self, emails, idempotency_key):
+        self.services.stopping.set()
+        return super().send(emails, idempotency_key)
+
+
+def test_a_stopping_worker_finishes_the_batch_in_hand_and_claims_no_more(services):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(batch_size=1, lanes=1))
+    services.mailer = mailer = StopArrivesDuringTheCall(services)
+    people = [enroll(services) for _ in range(3)]
+
+    assert dispatcher.run_pass() == 1
+
+    # The batch handed over is recorded; the rest is neither sent nor leased, so the next start sends it at once.
+    assert sorted(step_send(services, p.enrollment_id, 1)["status"] for p in people) == ["scheduled", "scheduled", "sent"]
+    assert len(mailer.sent) == 1
+
+
 def test_three_account_errors_in_a_row_open_the_circuit_breaker_and_health_says_so(
         services, mailer, client, clock):
     dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(batch_size=1))
