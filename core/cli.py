@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_db_upgrade, creates_database=True)
     p = sub.add_parser("backup", help="back up the database (SQLite) or print the pg_dump line")
     p.add_argument("--output-dir", help="folder for SQLite backups (default: DATA_DIR/backups)")
-    p.set_defaults(handler=_backup)
+    p.set_defaults(handler=_backup, leaves_schema=True)
     p = sub.add_parser("forget", help="erase a person's data; they are never re-enrolled")
     p.add_argument("email", type=_email_address)
     p.set_defaults(handler=_forget)
@@ -240,7 +240,9 @@ def _run_command(args) -> int:
         settings = load_settings()
         if not getattr(args, "creates_database", False):
             _refuse_missing_database(settings.database_url)
-        services = build_services(settings, migrate=True)  # an empty database is migrated, by any command
+        # An empty database is migrated, by any command but `backup`: the backup taken before an
+        # upgrade (new code already in place) must copy the database as the old release left it.
+        services = build_services(settings, migrate=not getattr(args, "leaves_schema", False))
         try:
             return args.handler(services, args)
         finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from core import claims, db, erasure, repo, switches
 from core.errors import DatabaseTooNew
@@ -221,6 +222,30 @@ def test_backup_into_a_folder_it_cannot_use_says_so_in_one_line(cli, services, t
     assert_one_line_error(cli("backup", "--output-dir", "/proc/backups"), 1, "cannot write /proc/backups")
     done = cli("backup", "--output-dir", str(tmp_path / "backups"))
     assert done.returncode == 0 and [p.suffix for p in (tmp_path / "backups").iterdir()] == [".db"]
+
+
+def _revision(database_url: str) -> str:
+    engine = db.create_db_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_a_backup_before_an_upgrade_copies_the_database_as_the_old_release_left_it(database_url, tmp_path):
+    command.upgrade(db.alembic_config(database_url), "0004")  # a database an older release made
+
+    result = run_cli("backup", "--output-dir", str(tmp_path / "backups"), database_url=database_url,
+                     data_dir=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert _revision(database_url) == "0004", "backing up must not migrate the database it copies"
+    if database_url.startswith("sqlite"):
+        [copy] = (tmp_path / "backups").iterdir()
+        assert _revision(f"sqlite:///{copy}") == "0004"
+    else:
+        assert "pg_dump" in result.stdout
 
 
 def test_backup_of_an_in_memory_database_is_refused_without_a_traceback(tmp_path):
