@@ -1,0 +1,73 @@
+"""deploy/ and the README's deployment steps agree with each other and with the app (no nginx or systemd in CI)."""
+
+import configparser
+import re
+from pathlib import Path
+
+from core.api.intake import MAX_BODY
+
+ROOT = Path(__file__).resolve().parents[2]
+NGINX = (ROOT / "deploy" / "nginx-nurture.conf").read_text()
+UNITS = sorted((ROOT / "deploy").glob("*.service"))
+
+
+def deploy_steps() -> list[str]:
+    """The shell lines of the README's "Deploying to a Debian VPS" block, in order."""
+    section = (ROOT / "README.md").read_text().split("## Deploying to a Debian VPS", 1)[1]
+    block = section.split("```sh", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def step_index(steps: list[str], pattern: str) -> int:
+    return next(i for i, line in enumerate(steps) if re.search(pattern, line))
+
+
+def unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(path)
+    return parser
+
+
+def test_every_folder_a_unit_may_write_is_made_before_the_units_start():
+    # systemd refuses to start a unit whose ReadWritePaths= names a missing path (226/NAMESPACE),
+    # and nothing else creates data/ when PostgreSQL holds the data and SECRET_KEY is set.
+    steps = deploy_steps()
+    start = step_index(steps, r"systemctl enable --now")
+    for path in UNITS:
+        for folder in unit(path)["Service"]["ReadWritePaths"].split():
+            if folder.startswith("-"):
+                continue
+            made = step_index(steps, rf"mkdir -p [^;&]*{re.escape(folder)}(\s|$)")
+            owned = step_index(steps, r"chown -R nurture:nurture /opt/nurture")
+            assert made < start and made < owned, f"{path.name}: {folder} must exist, owned by nurture"
+
+
+def test_the_units_run_the_clone_the_readme_makes_as_the_user_it_makes():
+    for path in UNITS:
+        service = unit(path)["Service"]
+        assert service["WorkingDirectory"] == "/opt/nurture"
+        assert service["EnvironmentFile"] == "/opt/nurture/.env"
+        assert service["ExecStart"].startswith("/opt/nurture/.venv/bin/")
+        assert service["User"] == service["Group"] == "nurture"
+
+
+def test_the_certificate_is_obtained_before_the_site_that_names_its_files_is_enabled():
+    # nginx -t, and so certbot --nginx, fail on a site whose ssl_certificate files do not exist yet.
+    steps = deploy_steps()
+    assert re.search(r"ssl_certificate\s+/etc/letsencrypt/live/", NGINX)
+    assert step_index(steps, r"certbot certonly") < step_index(steps, r"ln -s /etc/nginx/sites-available/nurture")
+
+
+def test_nginx_limits_bodies_exactly_as_the_app_does():
+    [limit] = re.findall(r"client_max_body_size\s+(\d+)k;", NGINX)
+    assert int(limit) * 1024 == MAX_BODY
+
+
+def test_nginx_serves_only_the_public_paths_and_never_the_dashboard():
+    proxied = re.findall(r"location\s+(=\s+)?(\S+)\s*\{[^}]*proxy_pass http://127\.0\.0\.1:8000;", NGINX)
+    assert sorted(path for _, path in proxied) == [
+        "/health", "/unsubscribe/", "/webhook/christmas-signup", "/webhook/resend"]
+    assert "8501" not in NGINX.split("# The dashboard", 1)[0]
+    assert re.search(r"location / \{ return 404; \}", NGINX)
+
