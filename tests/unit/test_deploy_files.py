@@ -71,3 +71,7 @@ def test_nginx_serves_only_the_public_paths_and_never_the_dashboard():
     assert "8501" not in NGINX.split("# The dashboard", 1)[0]
     assert re.search(r"location / \{ return 404; \}", NGINX)
 
+
+def test_nginx_listens_on_ipv6_wherever_it_listens_on_ipv4():
+    for port in re.findall(r"listen (\d+)", NGINX):
+        assert re.search(rf"listen \[::\]:{port}\b", NGINX), f"port {port} has no IPv6 listener"
