@@ -75,3 +75,14 @@ def test_nginx_serves_only_the_public_paths_and_never_the_dashboard():
 def test_nginx_listens_on_ipv6_wherever_it_listens_on_ipv4():
     for port in re.findall(r"listen (\d+)", NGINX):
         assert re.search(rf"listen \[::\]:{port}\b", NGINX), f"port {port} has no IPv6 listener"
+
+
+def test_files_the_services_create_are_not_readable_by_other_local_users():
+    for path in UNITS:
+        umask = int(unit(path)["Service"]["UMask"], 8)
+        assert umask & 0o007 == 0o007, f"{path.name}: the database and backups would be world-readable"
+
+
+def test_plain_http_is_redirected_without_turning_a_signup_post_into_a_get():
+    assert re.search(r"return 308 https://\$host\$request_uri;", NGINX)
+    assert "return 301" not in NGINX
