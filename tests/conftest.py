@@ -11,6 +11,7 @@ the lifespan running) and `pg_url` (the session's PostgreSQL database). A test p
 """
 
 import os
+import sys
 import uuid
 
 import pytest
@@ -35,6 +36,16 @@ def _terminate(conn: sa.Connection, database: str) -> None:
     conn.execute(sa.text(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"
     ), {"db": database})
+
+
+@pytest.fixture(autouse=True)
+def main_module_restored():
+    """Streamlit's AppTest leaves the dashboard script as sys.modules["__main__"]. A later test that
+    starts a process with multiprocessing's spawn would then run the dashboard in the child before
+    its target, and the child can die there (a locked database) instead of doing the test's work."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The enrollment service on real SQLite and real PostgreSQL: one sequence per contact, whatever the timing."""
 
 import multiprocessing
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -312,6 +313,8 @@ def test_concurrent_batches_sharing_addresses_in_opposite_orders_never_deadlock(
 
 def test_two_processes_enrolling_the_same_address_at_once_make_one_sequence(services, tmp_path):
     ctx = multiprocessing.get_context("spawn")
+    # A spawned child first runs the parent's __main__ script: it must not be the dashboard (conftest.py).
+    assert not str(getattr(sys.modules["__main__"], "__file__", "")).endswith("dashboard.py")
     barrier, results = ctx.Barrier(2), ctx.Queue()
     url = services.settings.database_url
     procs = [ctx.Process(target=enroll_in_subprocess, args=(url, str(tmp_path), "proc@example.com", barrier, results))
