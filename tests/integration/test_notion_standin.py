@@ -219,14 +219,20 @@ def test_a_stop_ticked_on_a_page_written_before_the_status_column_existed_still_
     assert enrollment["status"] == "cancelled"
 
 
-def test_a_sequence_page_is_linked_to_the_business_record_with_the_same_email(
-        make_settings, clock, notion_api, mailer):
+def with_business_records(notion_api, make_settings):
+    """A BusinessX database holding Acme Ltd (a@example.com), and a sequence database related to it."""
     businessx = notion_api.add_database({"Company": "title", "Contact email": "email"}, title="BusinessX")
     notion_api.add_page(businessx, {"Company": "Acme Ltd", "Contact email": "a@example.com"})
     sequence = notion_api.add_database({**EXPECTED, "Business": {"relation": {
         "data_source_id": notion_api.source_id(businessx)}}})
     settings = make_settings(notion_token=notion_api.token, notion_email_sequence_db_id=sequence,
                              notion_businessx_db_id=businessx, notion_api_url=notion_api.url)
+    return businessx, sequence, settings
+
+
+def test_a_sequence_page_is_linked_to_the_business_record_with_the_same_email(
+        make_settings, clock, notion_api, mailer):
+    businessx, sequence, settings = with_business_records(notion_api, make_settings)
     services = build_services(settings, migrate=True, clock=clock, mailer=mailer)
     try:
         enroll(services, "a@example.com", "b@example.com")
@@ -243,12 +249,7 @@ def test_a_sequence_page_is_linked_to_the_business_record_with_the_same_email(
 
 
 def test_an_erased_persons_page_loses_its_link_to_their_business_record(make_settings, clock, notion_api, mailer):
-    businessx = notion_api.add_database({"Company": "title", "Contact email": "email"}, title="BusinessX")
-    notion_api.add_page(businessx, {"Company": "Acme Ltd", "Contact email": "a@example.com"})
-    sequence = notion_api.add_database({**EXPECTED, "Business": {"relation": {
-        "data_source_id": notion_api.source_id(businessx)}}})
-    settings = make_settings(notion_token=notion_api.token, notion_email_sequence_db_id=sequence,
-                             notion_businessx_db_id=businessx, notion_api_url=notion_api.url)
+    businessx, sequence, settings = with_business_records(notion_api, make_settings)
     services = build_services(settings, migrate=True, clock=clock, mailer=mailer)
     client = NotionClient(settings.notion_token, sequence, businessx_db_id=businessx, base_url=notion_api.url, rate=100)
     try:
