@@ -74,6 +74,10 @@ def _erasure_lock_shared() -> sa.Select:
     return sa.select(sa.func.pg_advisory_xact_lock_shared(sa.literal(ERASURE_LOCK_KEY, sa.BigInteger)))
 
 
+def _erasure_lock_alone() -> sa.Select:
+    return sa.select(sa.func.pg_advisory_xact_lock(sa.literal(ERASURE_LOCK_KEY, sa.BigInteger)))
+
+
 def hold_off_erasures(conn: sa.Connection) -> None:
     """Keep any erasure from committing before this transaction ends, and see every one committed before.
 
@@ -90,7 +94,7 @@ def hold_off_erasures(conn: sa.Connection) -> None:
 def _wait_for_enrolments(conn: sa.Connection) -> None:
     """Wait for the batches under way, and keep new ones out until this erasure commits (PostgreSQL)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.literal(ERASURE_LOCK_KEY, sa.BigInteger))))
+        select_rows(conn, _erasure_lock_alone)
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,11 @@ def _hold_sends_in_flight(conn: sa.Connection, contact_id: str, now: datetime) -
     rows = conn.execute(sa.select(send_t.c.id, contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name)
                         .join(contact_t, contact_t.c.id == send_t.c.contact_id)
                         .where(send_t.c.contact_id == contact_id, send_t.c.status == SendStatus.SENDING)).all()
-    return repo.insert_ignoring_conflicts(conn, erasure_hold_t, [
-        {"send_id": r.id, "email": r.email, "first_name": r.first_name, "business_name": r.business_name,
-         "held_at": now} for r in rows])
+    if rows:  # none held yet: a second `forget` of this person stops at AlreadyErased
+        conn.execute(erasure_hold_t.insert(), [
+            {"send_id": r.id, "email": r.email, "first_name": r.first_name, "business_name": r.business_name,
+             "held_at": now} for r in rows])
+    return len(rows)
 
 
 def release_settled_holds(conn: sa.Connection) -> int:
