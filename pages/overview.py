@@ -25,7 +25,7 @@ def live() -> None:
         st.subheader("Signups per day")
         # Beside the chart it changes, not above the KPIs, which it does not change.
         days = st.segmented_control("Period", [7, 30, 90], default=30, required=True, label_visibility="collapsed",
-                                    format_func=lambda d: f"last {d} days", key="overview_days")
+                                    format_func=lambda d: f"{d} days", key="overview_days")
     data = overview(days)
     with headline:
         charts.kpi_grid(data["kpis"])

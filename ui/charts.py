@@ -13,8 +13,20 @@ _SEGMENTS = list(SEGMENT_COLORS)
 _SEGMENT_SCALE = alt.Scale(domain=_SEGMENTS, range=list(SEGMENT_COLORS.values()))
 # One colour per FUNNEL_STAGES entry: failed in the red of its step glyph, cancelled or skipped in grey.
 _STAGE_COLORS = ["#cbd5e1", "#60a5fa", "#2563eb", "#7c3aed", "#15803d", "#dc2626", "#64748b"]
+# Room the legends take (every entry in one row, and the widest entry), measured in Chromium.
+_SEGMENT_LEGEND = (250, 90)
+_STAGE_LEGEND = (640, 140)
 # A rise in these is bad news: their deltas are drawn red when they go up.
 _BAD_WHEN_UP = {"failed", "unsubscribed", "bounced"}
+
+
+def _bottom_legend(room: tuple[int, int]) -> alt.Legend:
+    """A legend under the chart: one row where it fits, otherwise as many columns as fit, instead of
+    running on past the chart's edge, where a narrow window cuts it off. `room`: the pixels one row of
+    every entry takes, and the widest entry."""
+    row, widest = room
+    return alt.Legend(orient="bottom", title=None,
+                      columns=alt.expr(f"width >= {row} ? 0 : max(1, floor(width / {widest}))"))
 
 
 _KPI_HELP = {
@@ -45,12 +57,14 @@ def segment_mix(kpis: list[dict]) -> alt.LayerChart:
                          for k in kpis if k["key"].startswith("segment_")])
     base = alt.Chart(data).encode(
         theta=alt.Theta("signups:Q", stack=True),
-        color=alt.Color("segment:N", scale=_SEGMENT_SCALE, legend=alt.Legend(orient="bottom", title=None)),
+        color=alt.Color("segment:N", scale=_SEGMENT_SCALE, legend=_bottom_legend(_SEGMENT_LEGEND)),
         tooltip=["segment:N", alt.Tooltip("signups:Q", format=",")],
     )
-    donut = base.mark_arc(innerRadius=62, outerRadius=105, stroke="#fff")
+    # Sized by the column's width (at most 210 pixels across), so a narrow window shows the whole ring.
+    donut = base.mark_arc(innerRadius=alt.expr("min(width, 210) * 0.3"), outerRadius=alt.expr("min(width, 210) / 2"),
+                          stroke="#fff")
     total = alt.Chart(pd.DataFrame([{"total": f"{int(data['signups'].sum()):,}"}])).mark_text(
-        fontSize=26, fontWeight="bold", color="#1f2933").encode(text="total:N")
+        fontSize=alt.expr("min(26, width / 6)"), fontWeight="bold", color="#1f2933").encode(text="total:N")
     return (donut + total).properties(height=260)
 
 
@@ -62,7 +76,7 @@ def signups_per_day(rows: list[dict], first_day: date, last_day: date) -> alt.Ch
         x=alt.X("utcyearmonthdate(day):T", title=None, scale=alt.Scale(domain=domain),
                 axis=alt.Axis(format="%d %b", labelAngle=0)),
         y=alt.Y("sum(signups):Q", title="signups", axis=alt.Axis(tickMinStep=1, format="d")),
-        color=alt.Color("segment:N", scale=_SEGMENT_SCALE, legend=alt.Legend(orient="bottom", title=None)),
+        color=alt.Color("segment:N", scale=_SEGMENT_SCALE, legend=_bottom_legend(_SEGMENT_LEGEND)),
         tooltip=[alt.Tooltip("utcyearmonthdate(day):T", title="day", format="%d %b %Y"), "segment:N",
                  alt.Tooltip("signups:Q", format=",")],
     ).properties(height=260)
@@ -77,6 +91,6 @@ def funnel(rows: list[dict]) -> alt.Chart:
         y=alt.Y("count:Q", title="emails", axis=alt.Axis(tickMinStep=1, format="~s")),
         color=alt.Color("stage:N", sort=list(FUNNEL_STAGES),
                         scale=alt.Scale(domain=list(FUNNEL_STAGES), range=_STAGE_COLORS),
-                        legend=alt.Legend(orient="bottom", title=None)),
+                        legend=_bottom_legend(_STAGE_LEGEND)),
         tooltip=["step:O", "stage:N", alt.Tooltip("count:Q", format=",")],
     ).properties(height=300)

@@ -255,3 +255,9 @@ def test_every_overview_figure_reads_in_full_from_a_laptop_to_a_narrow_window(tm
                 '[data-testid="stMetricValue"], [data-testid="stMetricValue"] *, [data-testid="stMetricLabel"] *')]
                 .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
             assert cut == [], f"at {width} px these are cut short: {cut}"
+            # Vega draws each chart in an SVG as wide as its column; anything past its edge is clipped.
+            clipped = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"] svg.marks')]
+                .flatMap(svg => [...svg.querySelectorAll('.role-legend-label text, .mark-arc path, .mark-text text')]
+                    .filter(e => e.getBoundingClientRect().right > svg.getBoundingClientRect().right + 1)
+                    .map(e => e.textContent || 'a slice of the segment donut'))""")
+            assert clipped == [], f"at {width} px the charts cut off: {clipped}"
