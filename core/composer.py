@@ -6,7 +6,7 @@ from core.campaign import CAMPAIGNS
 from core.claims import ClaimedSend
 from core.emails import EmailContext, render_step
 from core.mailers import OutgoingEmail
-from core.unsubscribe import unsubscribe_url
+from core.unsubscribe import unsubscribe_headers, unsubscribe_url
 
 
 class Composer:
@@ -33,6 +33,6 @@ class Composer:
             subject=rendered.subject,
             html=rendered.html,
             text=rendered.text,
-            headers={"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+            headers=unsubscribe_headers(url),
             tags={"campaign": campaign.name, "step": str(send.step), "segment": send.segment},
         )

@@ -7,6 +7,8 @@ import hmac
 from core.errors import InvalidToken
 
 _PURPOSE = b"nurture-unsubscribe-v1:"
+# The token in a test email's links (Templates' send-test): it names no contact, so it stops no one.
+TEST_TOKEN = "test"
 
 
 def _sign(secret_key: str, contact_id: str) -> str:
@@ -30,3 +32,12 @@ def verify_token(secret_key: str, token: str) -> str:
 
 def unsubscribe_url(public_base_url: str, secret_key: str, contact_id: str) -> str:
     return f"{public_base_url.rstrip('/')}/unsubscribe/{make_token(secret_key, contact_id)}"
+
+
+def test_unsubscribe_url(public_base_url: str) -> str:
+    return f"{public_base_url.rstrip('/')}/unsubscribe/{TEST_TOKEN}"
+
+
+def unsubscribe_headers(url: str) -> dict[str, str]:
+    """The headers every email carries, so mail clients offer one-click unsubscribe (RFC 8058)."""
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

@@ -38,6 +38,11 @@ def forgotten() -> str:
                 "and gets no more emails from this campaign.</p>")
 
 
+def test_link() -> str:
+    return page("This was a test email", "<p>The unsubscribe link in a real email stops its recipient's emails "
+                "at once. This one came from a test send, so it stops nothing.</p>")
+
+
 def invalid_link() -> str:
     return page("This link is not valid", "<p>The unsubscribe link is incomplete or has been altered. "
                 "Please use the link from the most recent email.</p>")

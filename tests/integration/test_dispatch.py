@@ -1008,6 +1008,22 @@ def test_send_test_mails_one_rendered_step_to_the_marketer_without_touching_any_
     assert rows(services.engine, "SELECT COUNT(*) AS n FROM send") == [{"n": 0}]
 
 
+def test_a_test_email_carries_unsubscribe_headers_whose_link_explains_and_stops_no_one(
+        services, dispatcher, mailer, client):
+    enroll(services, email="lead@example.com")
+    act(services, "send_test", {"step": 1, "segment": "URGENT", "to": "marketer@example.com", "request_id": "r"})
+    [email] = mailer.sent_to("marketer@example.com")
+
+    link = email.headers["List-Unsubscribe"].strip("<>")
+    assert email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert link in email.text and html.escape(link) in email.html  # the footer's link is the header's
+    path = urlsplit(link).path
+    for answer in (client.get(path), client.post(path, data={"List-Unsubscribe": "One-Click"})):
+        assert answer.status_code == 200 and "test email" in answer.text
+    assert events_of(services, "unsubscribed") == []
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM contact WHERE unsubscribed_at IS NOT NULL") == [{"n": 0}]
+
+
 def test_check_connection_records_what_the_mailer_answered(services):
     action = act(services, "check_connection", {})
     assert action["status"] == "done" and action["result"] == "fake: always reachable"
