@@ -124,11 +124,26 @@ class AlertService:
         except AlertError as exc:
             self._record_failure(item, exc, now)
             raise
-        # An alert that had nothing to say frees its key: a lead who turns CRITICAL again is alerted then.
+        if message is None:
+            return self._close_silent(item, now)
         with db.write_transaction(self.services.engine) as conn:
-            outbox.mark_done(conn, [item.id], now, free_key=message is None,
-                             note=None if message else "nothing to alert: enrollment gone, person erased, or no longer CRITICAL")
-        return 1 if message else 0
+            outbox.mark_done(conn, [item.id], now)
+        return 1
+
+    def _close_silent(self, item: outbox.OutboxItem, now: datetime) -> int:
+        """An alert with nothing to say frees its key, so a lead who turns CRITICAL again is alerted then.
+
+        Looked at again in the write, with the enrollment locked: a signup that made the lead CRITICAL
+        since the first look found this key taken and queued no alert of its own, so this row carries
+        that alert instead (due again at once).
+        """
+        with db.write_transaction(self.services.engine) as conn:
+            if build_message(conn, item.payload, self.services.settings.dashboard_url, lock=True) is not None:
+                outbox.release(conn, [item.id], now)
+            else:
+                outbox.mark_done(conn, [item.id], now, free_key=True,
+                                 note="nothing to alert: enrollment gone, person erased, or no longer CRITICAL")
+        return 0
 
     def _record_failure(self, item: outbox.OutboxItem, exc: AlertError, now: datetime) -> None:
         attempts = item.attempts + 1
@@ -140,25 +155,27 @@ class AlertService:
         log.warning("discord alert failed: %s", exc, extra={"action": "alert", "outbox": item.id})
 
 
-def build_message(conn: sa.Connection, payload: dict, dashboard_url: str) -> dict | None:
+def build_message(conn: sa.Connection, payload: dict, dashboard_url: str, *, lock: bool = False) -> dict | None:
     """The Discord message for an outbox payload, or None when there is nothing left to say: the
     enrollment is gone, the person was erased, or a resubmission moved the lead out of CRITICAL
-    before the alert went."""
+    before the alert went. `lock`: on PostgreSQL, wait for (and then hold off) a signup re-segmenting
+    the lead, so the answer stands until the caller commits."""
     if payload.get("kind") == "critical_lead":
-        lead = _lead(conn, str(payload.get("enrollment_id") or ""))
+        lead = _lead(conn, str(payload.get("enrollment_id") or ""), lock)
         if lead is None or lead.segment != "CRITICAL" or is_erased_address(lead.email):
             return None
         return critical_lead_message(lead, dashboard_url)
     return ops_message(str(payload.get("kind") or "alert"), str(payload.get("text") or ""))
 
 
-def _lead(conn: sa.Connection, enrollment_id: str):
-    return conn.execute(
-        sa.select(contact_t.c.id.label("contact_id"), contact_t.c.email, contact_t.c.first_name,
-                  contact_t.c.business_name, contact_t.c.is_test, enrollment_t.c.segment, enrollment_t.c.red_systems,
-                  enrollment_t.c.orange_systems)
-        .join(contact_t, contact_t.c.id == enrollment_t.c.contact_id).where(enrollment_t.c.id == enrollment_id)
-    ).first()
+def _lead(conn: sa.Connection, enrollment_id: str, lock: bool = False):
+    query = (sa.select(contact_t.c.id.label("contact_id"), contact_t.c.email, contact_t.c.first_name,
+                       contact_t.c.business_name, contact_t.c.is_test, enrollment_t.c.segment,
+                       enrollment_t.c.red_systems, enrollment_t.c.orange_systems)
+             .join(contact_t, contact_t.c.id == enrollment_t.c.contact_id).where(enrollment_t.c.id == enrollment_id))
+    if lock:  # SQLite's write transaction already holds every writer off
+        query = query.with_for_update(read=True, of=enrollment_t)
+    return conn.execute(query).first()
 
 
 # Discord renders markdown in embeds: masked links, emphasis, spoilers, headings, quotes. (Mentions

@@ -311,6 +311,28 @@ def test_a_lead_who_leaves_critical_before_the_alert_and_returns_is_alerted_once
     assert alerts.run_pass() == 0 and len(discord_api.messages) == 1
 
 
+def test_a_lead_who_turns_critical_again_while_the_job_decides_there_is_nothing_to_say_is_still_alerted(
+        services, alerts, discord_api, monkeypatch):
+    import core.alerts
+
+    enroll(services, "late@example.com", red=3)
+    enroll(services, "late@example.com", red=0)  # out of CRITICAL before the alert job looks
+    first_look = core.alerts.build_message
+
+    def look_then_resubmit(conn, payload, dashboard_url, **kwargs):
+        message = first_look(conn, payload, dashboard_url, **kwargs)
+        if not kwargs.get("lock"):  # between the job's first look and its write, the lead signs up as CRITICAL
+            monkeypatch.setattr(core.alerts, "build_message", first_look)
+            assert enroll(services, "late@example.com", red=2).segment == "CRITICAL"
+        return message
+
+    monkeypatch.setattr(core.alerts, "build_message", look_then_resubmit)
+    assert alerts.run_pass() == 0  # that signup found the alert's key still taken: this row must carry it
+
+    assert alerts.run_pass() == 1
+    assert [m["embeds"][0]["title"] for m in discord_api.messages] == ["CRITICAL lead: Alex"]
+
+
 @sqlite_only
 def test_a_deleted_webhook_pauses_the_channel_visibly_and_loses_no_alert(services, alerts, discord_api, clock):
     for i in range(3):
