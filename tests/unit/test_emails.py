@@ -328,6 +328,9 @@ def test_sample_contexts_are_consistent_with_the_segment_rules(segment):
     (4, 2, 0, "one of them is feeding the other.", "feeding the others"),
     (5, 2, 0, "tempting to tackle both at once", "them all"),
     (5, 0, 2, "then the other one you marked orange", "most painful of the two systems"),
+    (3, 1, 0, "Start with number one. One broken system, and nothing else struggling", "Struggling systems"),
+    (3, 1, 1, "Start with number two. Struggling systems, like the one system you marked orange", "number one."),
+    (3, 0, 2, "Start with number two. Struggling systems, like the two systems you marked orange", "broken"),
 ])
 def test_count_aware_sentences_follow_the_leads_own_counts(step, red, orange, says, never):
     segment = "CRITICAL" if red >= 2 else "URGENT"
