@@ -5,6 +5,7 @@ both are, either one lets the marketer in.
 """
 
 import hmac
+import threading
 import time
 from collections.abc import Mapping
 
@@ -14,6 +15,9 @@ ALLOWED = "_nurture_allowed"
 _PASSWORD_OK = "_nurture_password_ok"
 ANONYMOUS_ACTOR = "dashboard"
 WRONG_PASSWORD_DELAY_SECONDS = 1.0
+# One for the whole process: every new browser tab (or a script's websocket) is a new session, so
+# a delay per session alone would allow as many guesses a second as sessions can be opened.
+_WRONG_GUESSES = threading.Lock()
 
 
 def oidc_configured() -> bool:
@@ -80,7 +84,11 @@ def _check_password(expected: str) -> None:
     # Constant time, so response timing says nothing about how much of a guess was right.
     ok = hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
     if not ok:
-        time.sleep(WRONG_PASSWORD_DELAY_SECONDS)  # a guess a second, at most, per session
+        # Wrong guesses take turns, a second each: one a second in all, however many sessions
+        # make them. A right password never waits for the lock, so a flood of guesses cannot lock
+        # the marketer out.
+        with _WRONG_GUESSES:
+            time.sleep(WRONG_PASSWORD_DELAY_SECONDS)
     st.session_state[_PASSWORD_OK] = ok
     st.session_state["password_refused"] = not ok
     st.session_state["password_input"] = ""

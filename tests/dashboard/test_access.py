@@ -1,5 +1,8 @@
 """The password gate and OIDC: until they are satisfied, no page shows anything but the sign-in form."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.dashboard.conftest import PAGES, page_text
@@ -79,3 +82,20 @@ def test_each_named_oidc_provider_gets_its_own_login_button(seeded, open_app):
     at = open_app(user={"is_logged_in": False}, secrets={"auth": auth})
     assert [b.label for b in at.button] == ["Log in with Google", "Log in with Microsoft"]
     assert shows_no_data(at, seeded)
+
+
+def test_wrong_guesses_from_many_sessions_at_once_are_slowed_down_together(seeded, app_env, open_app, monkeypatch):
+    # Each new browser tab (or script's websocket) is a new session: a delay per session alone
+    # would let an attacker guess as fast as they can open sessions.
+    from ui import access
+
+    monkeypatch.setattr(access, "WRONG_PASSWORD_DELAY_SECONDS", 0.5)
+    app_env(dashboard_password=PASSWORD)
+    sessions = [open_app() for _ in range(3)]
+    for at in sessions:
+        at.text_input(key="password_input").input("guess")
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(sessions)) as pool:
+        list(pool.map(lambda at: at.button[0].click().run(), sessions))
+    assert time.monotonic() - started >= 3 * 0.5
+    assert all("not right" in page_text(at) for at in sessions)
