@@ -216,8 +216,11 @@ def production_problems(settings: Settings, *, dashboard_oidc: bool = False) -> 
         problems.append("SECRET_KEY (at least 16 random characters)")
     if not settings.webhook_secret or settings.webhook_secret.lower() in PLACEHOLDER_SECRETS:
         problems.append("WEBHOOK_SECRET")
-    if not settings.dashboard_password and not dashboard_oidc:
-        problems.append("dashboard authentication (DASHBOARD_PASSWORD, or [auth] in .streamlit/secrets.toml)")
+    # A sample password is the first guess, and it opens the dashboard even beside OIDC (either one lets in).
+    password = settings.dashboard_password
+    if (not password and not dashboard_oidc) or password.lower() in PLACEHOLDER_SECRETS:
+        problems.append("dashboard authentication (a DASHBOARD_PASSWORD that is not a sample such as 'password', "
+                        "or [auth] in .streamlit/secrets.toml)")
     sender = settings.resend_from_email.rpartition("<")[2].rstrip(">").strip()
     domain = sender.rpartition("@")[2].lower()
     if "@" not in sender or any(domain == d or domain.endswith("." + d) for d in PLACEHOLDER_SENDER_DOMAINS):

@@ -362,3 +362,18 @@ def test_a_production_deployment_refuses_the_sample_footer_address_and_booking_l
     with pytest.raises(ConfigError) as caught:
         load()
     assert variable in str(caught.value)
+
+
+@pytest.mark.parametrize(("password", "refused"), [("password", True), ("ChangeMe", True),
+                                                   ("a long dashboard password", False)])
+def test_a_production_deployment_refuses_a_placeholder_dashboard_password(env, password, refused):
+    from core.settings import production_problems
+
+    for name, value in (("PUBLIC_BASE_URL", "https://nurture.acme.org"), ("SECRET_KEY", "k" * 32),
+                        ("WEBHOOK_SECRET", "w" * 32), ("RESEND_FROM_EMAIL", "hello@acme.org"),
+                        ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH"),
+                        ("BOOKING_URL", "https://acme.org/book")):
+        env.setenv(name, value)
+    env.setenv("DASHBOARD_PASSWORD", "a long dashboard password")
+    settings = load().model_copy(update={"dashboard_password": password})
+    assert any(p.startswith("dashboard authentication") for p in production_problems(settings)) is refused
