@@ -86,3 +86,10 @@ def test_files_the_services_create_are_not_readable_by_other_local_users():
 def test_plain_http_is_redirected_without_turning_a_signup_post_into_a_get():
     assert re.search(r"return 308 https://\$host\$request_uri;", NGINX)
     assert "return 301" not in NGINX
+
+
+def test_the_files_that_hold_secrets_are_never_committed_by_accident():
+    # .env holds the API keys, data/ the generated SECRET_KEY, and .streamlit/secrets.toml the OIDC
+    # client secret and cookie key that the README has the operator write there.
+    ignored = {line.strip() for line in (ROOT / ".gitignore").read_text().splitlines()}
+    assert {".env", "data/", ".streamlit/secrets.toml"} <= ignored
