@@ -87,3 +87,21 @@ class AccountMailerError(PermanentMailerError):
 def first_line(exc: Exception) -> str:
     """The first line of what a driver said (SQLAlchemy wraps it in `orig`), for a one-line message."""
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
+def without_secret(text: str, secret: str, name: str) -> str:
+    """`text` with every copy of a credential replaced by its variable's name.
+
+    HTTP libraries quote a header value they refuse (requests, h11), Authorization included: a key
+    or token with a stray space or line break would otherwise reach logs, pages and /health. They
+    quote it as a repr, so its escaped form ("\\r") and its printable core are replaced too.
+    """
+    forms = {secret, secret.strip(), repr(secret)[1:-1], repr(secret.strip())[1:-1]}
+    for form in sorted((f for f in forms if f), key=len, reverse=True):  # whole values before their parts
+        text = text.replace(form, f"[{name}]")
+    return text
+
+
+def safe_cause(exc: BaseException, secret: str) -> BaseException | None:
+    """`exc` to chain a translated error to, or None when it quotes the credential (a traceback would print it)."""
+    return None if without_secret(str(exc), secret, "") != str(exc) else exc

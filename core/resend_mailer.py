@@ -16,7 +16,8 @@ from typing import Any
 import resend
 from resend.exceptions import ResendError
 
-from core.errors import AccountMailerError, MailerError, PermanentMailerError, TransientMailerError
+from core.errors import (AccountMailerError, MailerError, PermanentMailerError, TransientMailerError, safe_cause,
+                         without_secret)
 from core.mailers import Delivery, OutgoingEmail
 from core.ratelimit import TokenBucket
 
@@ -76,7 +77,7 @@ class ResendMailer:
             options = {"idempotency_key": idempotency_key, "batch_validation": "permissive"}
             return _batch_deliveries(emails, self._call(resend.Batch.send, params, options))
         except ResendError as error:
-            raise translate_error(error) from error
+            raise translate_error(error, self._api_key) from safe_cause(error, self._api_key)
 
     def check(self) -> str:
         """List the account's domains with one cheap authenticated call and say which are verified."""
@@ -86,7 +87,7 @@ class ResendMailer:
             if error.error_type == "restricted_api_key":
                 # A sending-only key is the safe production choice; it just cannot list domains.
                 return f"API key accepted (sending only, so domains are not listed); sender {self.from_email}"
-            raise translate_error(error) from error
+            raise translate_error(error, self._api_key) from safe_cause(error, self._api_key)
         domains = {d["name"]: d.get("status", "unknown") for d in listing.get("data", [])}
         sender_domain = parseaddr(self.from_email)[1].rpartition("@")[2].lower()
         if sender_domain != _SHARED_TEST_DOMAIN and domains.get(sender_domain) != "verified":
@@ -136,14 +137,15 @@ class ResendMailer:
         )
 
 
-def translate_error(error: ResendError) -> MailerError:
+def translate_error(error: ResendError, api_key: str = "") -> MailerError:
     """Map a Resend SDK error to Transient (retry), Account (fix the key/domain) or Permanent."""
+    said = without_secret(error.message, api_key, "RESEND_API_KEY")
     if error.error_type == "HttpClientError":
         # The SDK wraps every requests exception (refused, reset, timeout) under this type.
-        return TransientMailerError(f"Resend unreachable: {error.message}")
+        return TransientMailerError(f"Resend unreachable: {said}")
     code = str(error.code)
     status = int(code) if code.isdigit() else 500
-    message = f"Resend {status} {error.error_type}: {error.message}"
+    message = f"Resend {status} {error.error_type}: {said}"
     if status == 429:
         return TransientMailerError(message, _number(_lower(error.headers).get("retry-after")), status)
     if status >= 500 or status == 408:

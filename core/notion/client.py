@@ -17,6 +17,7 @@ import httpx
 from notion_client import Client
 from notion_client.errors import HTTPResponseError, RequestTimeoutError
 
+from core.errors import safe_cause, without_secret
 from core.notion import properties as P
 from core.notion.errors import NotionAccessError, NotionError, NotionPageConflict, NotionRequestError, NotionUnavailable
 from core.notion.port import NotionMirror, NotionPage
@@ -44,6 +45,7 @@ class NotionClient(NotionMirror):
         if base_url:
             options["base_url"] = base_url.rstrip("/").removesuffix("/v1")
         self._sdk = Client(options, client=http or httpx.Client())
+        self._token = token  # only to keep it out of error messages
         self._database_id = database_id
         self._businessx_db_id = businessx_db_id
         # No bursts: steady pacing leaves Notion's own burst allowance to absorb network jitter.
@@ -186,7 +188,9 @@ class NotionClient(NotionMirror):
             except RequestTimeoutError as exc:
                 raise NotionUnavailable("Notion did not answer in time") from exc
             except httpx.HTTPError as exc:
-                raise NotionUnavailable(f"cannot reach Notion: {exc.__class__.__name__}: {exc}") from exc
+                said = without_secret(str(exc), self._token, "NOTION_TOKEN")
+                raise NotionUnavailable(f"cannot reach Notion: {exc.__class__.__name__}: {said}") \
+                    from safe_cause(exc, self._token)
 
     def _pace(self) -> None:
         blocked = self._blocked_until - self._clock()

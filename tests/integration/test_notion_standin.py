@@ -13,6 +13,7 @@ from core.bootstrap import build_services
 from core.dispatch import Dispatcher
 from core.intake import enroll_now
 from core.notion.client import NotionClient
+from core.notion.errors import NotionUnavailable
 from core.notion.properties import EXPECTED
 from core.notion.schema import check_schema
 from core.notion.sync import NotionSync, SyncPolicy
@@ -266,3 +267,14 @@ def test_an_erased_persons_page_loses_its_link_to_their_business_record(make_set
     [page] = notion_api.pages(sequence)
     values = notion_api.values(page["id"])
     assert values["Email"].endswith("@erased.invalid") and values["Business"] == []
+
+
+def test_a_token_that_http_refuses_as_a_header_is_never_quoted_in_the_error(notion_api, database):
+    # httpx quotes a header value it refuses; a token pasted with a trailing space would otherwise
+    # show in the log, the dashboard and the public /health outage message.
+    token = notion_api.token + " "
+    client = NotionClient(token, database, base_url=notion_api.url)
+    with pytest.raises(NotionUnavailable) as caught:
+        client.schema()
+    assert notion_api.token not in str(caught.value) and "NOTION_TOKEN" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

@@ -294,3 +294,16 @@ def test_the_key_and_bodies_stay_out_of_logs_and_repr(api, mailer, caplog):
     mailer.send([email(1), email(2)], "logged")
     assert KEY not in caplog.text and "Email 1" not in caplog.text
     assert KEY not in repr(mailer)
+
+
+@pytest.mark.parametrize("call", ["send", "check"])
+def test_a_key_that_requests_refuses_as_a_header_is_never_quoted_in_the_error(api, fake, call):
+    # requests quotes a header value it refuses; a key copied with a stray carriage return (a .env
+    # saved on Windows and read by docker --env-file) would reach the log, the dashboard and the audit trail.
+    key = KEY + "\r"
+    mailer = mailer_for(fake, key=key)
+    with pytest.raises(TransientMailerError) as caught:
+        mailer.send([email()], "key-1") if call == "send" else mailer.check()
+    assert KEY not in str(caught.value) and "RESEND_API_KEY" in str(caught.value)
+    chain = [caught.value.__cause__, caught.value.__context__ if not caught.value.__suppress_context__ else None]
+    assert not any(KEY in str(link) for link in chain if link is not None)
