@@ -207,6 +207,17 @@ PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "password", "test", "
 PLACEHOLDER_SENDER_DOMAINS = ("example.com", "example.org", "example.net", "resend.dev", "localhost")
 
 
+def _unset_or_sample(secret: str) -> bool:
+    """A sample secret is the first guess anyone makes: it locks nothing."""
+    return not secret or secret.lower() in PLACEHOLDER_SECRETS
+
+
+def _dashboard_open(settings: Settings, dashboard_oidc: bool) -> bool:
+    """Neither a password nor OIDC, or a sample password (which lets anyone in even beside OIDC)."""
+    password = settings.dashboard_password
+    return (not password and not dashboard_oidc) or (bool(password) and _unset_or_sample(password))
+
+
 def production_problems(settings: Settings, *, dashboard_oidc: bool = False) -> list[str]:
     """What a public deployment (PUBLIC_BASE_URL not localhost) still lacks; empty when it is safe."""
     if not settings.is_production:
@@ -214,11 +225,9 @@ def production_problems(settings: Settings, *, dashboard_oidc: bool = False) -> 
     problems = []
     if not settings.secret_key or settings.secret_key.lower() in PLACEHOLDER_SECRETS or len(settings.secret_key) < 16:
         problems.append("SECRET_KEY (at least 16 random characters)")
-    if not settings.webhook_secret or settings.webhook_secret.lower() in PLACEHOLDER_SECRETS:
+    if _unset_or_sample(settings.webhook_secret):
         problems.append("WEBHOOK_SECRET")
-    # A sample password is the first guess, and it opens the dashboard even beside OIDC (either one lets in).
-    password = settings.dashboard_password
-    if (not password and not dashboard_oidc) or password.lower() in PLACEHOLDER_SECRETS:
+    if _dashboard_open(settings, dashboard_oidc):
         problems.append("dashboard authentication (a DASHBOARD_PASSWORD that is not a sample such as 'password', "
                         "or [auth] in .streamlit/secrets.toml)")
     sender = settings.resend_from_email.rpartition("<")[2].rstrip(">").strip()
@@ -260,12 +269,14 @@ def exposure_problems(settings: Settings, *, dashboard_oidc: bool = False) -> li
     """A server listening beyond this machine must not be open to whoever reaches it, even when
     PUBLIC_BASE_URL still says localhost (a cloud VM with API_HOST=0.0.0.0, say)."""
     problems = []
-    if not _is_loopback(settings.api_host) and not settings.webhook_secret:
+    if not _is_loopback(settings.api_host) and _unset_or_sample(settings.webhook_secret):
         problems.append(f"API_HOST {settings.api_host} lets other machines reach the intake, so Nurture refuses to "
-                        "start without WEBHOOK_SECRET (or set API_HOST=127.0.0.1 behind a proxy).")
-    if not _is_loopback(settings.dashboard_host) and not settings.dashboard_password and not dashboard_oidc:
+                        "start without a WEBHOOK_SECRET that is not a sample such as 'changeme' (or set "
+                        "API_HOST=127.0.0.1 behind a proxy).")
+    if not _is_loopback(settings.dashboard_host) and _dashboard_open(settings, dashboard_oidc):
         problems.append(f"DASHBOARD_HOST {settings.dashboard_host} lets other machines reach the dashboard, so Nurture "
-                        "refuses to start without DASHBOARD_PASSWORD (or [auth] in .streamlit/secrets.toml).")
+                        "refuses to start without a DASHBOARD_PASSWORD that is not a sample such as 'password' "
+                        "(or [auth] in .streamlit/secrets.toml).")
     return problems
 
 

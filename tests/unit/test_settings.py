@@ -377,3 +377,12 @@ def test_a_production_deployment_refuses_a_placeholder_dashboard_password(env, p
     env.setenv("DASHBOARD_PASSWORD", "a long dashboard password")
     settings = load().model_copy(update={"dashboard_password": password})
     assert any(p.startswith("dashboard authentication") for p in production_problems(settings)) is refused
+
+
+@pytest.mark.parametrize(("variable", "lock"), [("API_HOST", "WEBHOOK_SECRET"), ("DASHBOARD_HOST", "DASHBOARD_PASSWORD")])
+def test_a_server_reachable_from_other_machines_is_not_locked_by_a_sample_secret(env, variable, lock):
+    env.setenv(variable, "0.0.0.0")
+    env.setenv(lock, "ChangeThis")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert variable in str(caught.value) and lock in str(caught.value) and "ChangeThis" not in str(caught.value)
