@@ -92,6 +92,21 @@ def test_a_database_url_that_cannot_work_stops_start_up_with_one_sentence_naming
     assert_one_sentence_naming(str(caught.value), "DATABASE_URL")
 
 
+@pytest.mark.parametrize("url", ["discord.com/api/webhooks/1/tok3n", "https://discord.com/api/webhooks/1/to\rk3n",
+                                 "https://discord.com/api/webhooks/1/to k3n", "ftp://discord.com/api/webhooks/1/tok3n"])
+def test_a_discord_webhook_url_that_cannot_work_stops_start_up_without_echoing_its_token(env, url):
+    env.setenv("DISCORD_WEBHOOK_URL", url)
+    with pytest.raises(ConfigError, match="https:// webhook address") as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "DISCORD_WEBHOOK_URL")
+    assert "tok3n" not in str(caught.value) and "k3n" not in str(caught.value)
+
+
+def test_spaces_around_a_discord_webhook_url_are_dropped(env):
+    env.setenv("DISCORD_WEBHOOK_URL", " https://discord.com/api/webhooks/1/tok3n\n")
+    assert load().discord_webhook_url == "https://discord.com/api/webhooks/1/tok3n"
+
+
 @pytest.mark.parametrize("url", [" sqlite:////srv/n.db", "sqlite:////srv/n.db ", "\tsqlite:////srv/n.db\n"])
 def test_spaces_around_the_database_url_are_dropped_rather_than_naming_another_file(env, url):
     env.setenv("DATABASE_URL", url)
