@@ -115,8 +115,10 @@ def strict_json(body: bytes):
 
 
 def _secret_ok(request: Request, expected: str) -> bool:
-    given = request.headers.get("x-webhook-secret", "")
-    return hmac.compare_digest(given.encode(), expected.encode())
+    # Header values arrive decoded as latin-1: encoded back, they are the bytes the website sent, which
+    # for a secret beyond ASCII are its UTF-8 bytes.
+    given = request.headers.get("x-webhook-secret", "").encode("latin-1")
+    return hmac.compare_digest(given, expected.encode())
 
 
 def body_signature(secret: str, body: bytes) -> str:

@@ -287,6 +287,14 @@ def test_with_a_webhook_secret_the_right_header_is_accepted(app_with):
     assert client.post(URL, json=signup(), headers={"X-Webhook-Secret": "s3cret-hook"}).status_code == 202
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # HTTP-layer behaviour: one backend is enough
+def test_a_webhook_secret_beyond_ascii_is_accepted_when_sent_as_utf8(app_with):
+    client = app_with(webhook_secret="pässwörd-für-die-website")
+    sent = "pässwörd-für-die-website".encode()
+    assert client.post(URL, json=signup(), headers={"X-Webhook-Secret": sent}).status_code == 202
+    assert client.post(URL, json=signup(), headers={"X-Webhook-Secret": b"p\xe4ssw\xf6rd"}).status_code == 401
+
+
 def _signed(body: bytes, secret: str = "s3cret-hook") -> dict:
     return {"X-Webhook-Signature": body_signature(secret, body), "content-type": "application/json"}
 
