@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from core import db
 from core.bootstrap import Services
+from core.campaign import Segment
 from core.csv_export import TEXT_COLUMNS, restored
 from core.enrollments import SignupRequest
 from core.erasure import erased_addresses
@@ -129,6 +130,8 @@ def _segment_mismatch(row: dict, signup: SignupIn) -> str | None:
     computed = segment_for(signup.red_systems, signup.orange_systems).value
     if not given or given == computed:
         return None
+    if given not in {segment.value for segment in Segment}:  # not echoed: a cell may hold terminal escape codes
+        return f"segment: must be CRITICAL, URGENT or OPTIMIZE (the counts give {computed}), or leave the column out"
     return (f"segment: {given} does not follow from red_systems and orange_systems, which give {computed}; "
             "add the counts, or leave the segment column out")
 

@@ -144,6 +144,15 @@ def test_a_csv_row_whose_segment_its_counts_do_not_give_is_rejected(services):
                                            "which give OPTIMIZE")
 
 
+def test_a_csv_segment_that_is_no_segment_is_rejected_without_echoing_the_cell(services):
+    lines = ["email,segment\n", "odd@example.com,\x1b]0;pwned\x07HOT\n"]
+
+    [(line, reason)] = csv_import.plan_import(services, lines).rejects
+
+    assert line == 2 and reason.startswith("segment: must be CRITICAL, URGENT or OPTIMIZE (the counts give OPTIMIZE)")
+    assert "\x1b" not in reason and "pwned" not in reason
+
+
 def test_a_csv_import_plan_of_more_rows_than_one_statement_takes_parameters_for(services):
     """PostgreSQL takes at most 65,535 bound parameters per statement: the lookups go in chunks."""
     _enroll(services, "known-65600@example.com")
