@@ -38,6 +38,9 @@ class DispatchPolicy:
     # Two lanes overlap one batch's rendering and recording with the other's provider call,
     # which is what it takes to keep the account's request rate busy.
     lanes: int = 2
+    # A rate limit asking for a longer wait than this (a daily quota: hours) ends the pass, so it does
+    # not claim batch after batch only to be refused; the refused batch's backoff waits it out.
+    longest_wait: timedelta = timedelta(seconds=10)
 
 
 class Dispatcher:
@@ -51,6 +54,9 @@ class Dispatcher:
         # One provider call at a time per worker: the rate limit spaces calls anyway, and lanes
         # overlap everything else. It also lets a tripped breaker stop the very next call.
         self._call_lock = threading.Lock()
+        # Set when the provider asks for a longer wait than the policy's longest_wait: both lanes then
+        # claim no more this pass. Cleared as each pass starts.
+        self._told_to_wait = threading.Event()
         self._stops = actions.ActionRunner(services, worker_id)
 
     def run_until_idle(self, budget_seconds: float = 0.9) -> None:
@@ -69,6 +75,7 @@ class Dispatcher:
         Stops the marketer has requested (unsubscribe, cancel) are carried out first.
         """
         self._stops.run_pending(kinds=actions.STOPS)
+        self._told_to_wait.clear()
         if self.policy.lanes <= 1:
             return self._drain()
         counts: list[int] = []
@@ -84,7 +91,8 @@ class Dispatcher:
     def _drain(self) -> int:
         handled = 0
         # A stopping worker claims nothing more: what is due waits for the next start (or another worker).
-        while not self.services.stopping.is_set() and (batch := self._claim()) is not None:
+        while (not self.services.stopping.is_set() and not self._told_to_wait.is_set()
+               and (batch := self._claim()) is not None):
             if not self._deliver(batch):
                 break
             handled += len(batch.members)
@@ -137,6 +145,8 @@ class Dispatcher:
             # An account error (bad key, unverified domain) is the operator's to fix, not the lead's
             # fault: the batch waits with its key while the breaker pauses sending.
             self._retry_later(batch, error)
+            if (getattr(error, "retry_after", None) or 0) > self.policy.longest_wait.total_seconds():
+                self._told_to_wait.set()
         elif error is not None:
             failures = [Delivery(e.send_id, error=_reason(error)) for e in emails]
             self._record(batch, failures + render_failures)

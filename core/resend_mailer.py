@@ -24,6 +24,8 @@ from core.ratelimit import TokenBucket
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 100
+# The longest a 429's retry-after holds every call of this process (seconds): well inside a lease.
+LONGEST_PAUSE = 10.0
 # Resend tag names and values allow only ASCII letters, digits, underscores and dashes.
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _TAG_MAX = 256
@@ -122,7 +124,9 @@ class ResendMailer:
             self._observe(error.headers, started)
             if str(error.code) == "429":
                 retry_after = _number(_lower(error.headers).get("retry-after"))
-                self.bucket.pause(retry_after if retry_after is not None else 1.0)
+                # Held here only briefly: a daily quota's hours are waited out by the batch's backoff,
+                # not by a sleep that would outlast a claimed batch's lease and hang a --once run.
+                self.bucket.pause(min(retry_after if retry_after is not None else 1.0, LONGEST_PAUSE))
             raise
         self._observe(response.get("http_headers") or {}, started)
         return response

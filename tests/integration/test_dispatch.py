@@ -373,6 +373,25 @@ def test_a_transient_failure_replays_the_same_batch_with_the_same_key_after_retr
     assert len(mailer.sent) == 2
 
 
+def test_a_rate_limit_asking_for_hours_ends_the_pass_instead_of_calling_again_for_every_batch(
+        services, mailer, clock):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1, batch_size=1))
+    people = [enroll(services) for _ in range(3)]
+    quota = TransientMailerError("Resend 429 daily_quota_exceeded: daily quota reached", retry_after=7200, status=429)
+    mailer.fail_next(quota, quota, quota)
+
+    dispatcher.run_pass()
+
+    assert len(mailer.calls) == 1
+    statuses = sorted(step_send(services, p.enrollment_id, 1)["status"] for p in people)
+    assert statuses == ["scheduled", "scheduled", "sending"]
+    clock.advance(hours=2)
+    mailer.stop_failing()  # the quota renewed
+    run_for(dispatcher, clock, hours=1, every_hours=1 / 60)
+    assert {step_send(services, p.enrollment_id, 1)["status"] for p in people} == {"sent"}
+    assert len(mailer.sent) == 3
+
+
 def test_without_retry_after_the_replay_waits_an_exponential_backoff(services, dispatcher, mailer, clock):
     result = enroll(services)
     mailer.fail_next(TransientMailerError("Resend unreachable"), TransientMailerError("Resend unreachable"))

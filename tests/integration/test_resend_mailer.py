@@ -165,6 +165,18 @@ def test_a_429_is_transient_carries_retry_after_and_pauses_the_next_call(api, ma
     assert sum(fake.slept) == pytest.approx(7.0)
 
 
+def test_a_429_asking_for_an_hour_holds_the_next_call_only_briefly(api, mailer, fake):
+    # A daily quota answers 429 with a retry-after of hours. Sleeping that long in the process would
+    # hold a claimed batch far past its lease and hang a --once run; the batch's backoff waits instead.
+    api.fail(429, retry_after=3600, message="You have reached your daily email sending quota.")
+    with pytest.raises(TransientMailerError) as caught:
+        mailer.send([email(1)], "kquota")
+    assert caught.value.retry_after == 3600.0
+
+    mailer.send([email(2)], "kother")
+    assert 0 < sum(fake.slept) <= 10
+
+
 def test_the_standins_own_rate_limit_answer_is_transient_with_retry_after(start, fake):
     start(rate_limit=1)
     # Two mailers, as two processes sharing one key: the second knows nothing of the first's call.
