@@ -89,7 +89,13 @@ def _scheduled_headline(number, send, earlier, now, paused) -> str:
         return f"held: sending is paused (due {when(send['due_at'])})"
     if send["due_at"] <= now:
         return f"due now (since {relative(send['due_at'], now)}); the worker sends it on its next pass"
-    return f"due {when(send['due_at'])} ({relative(send['due_at'], now)})"
+    due = f"due {when(send['due_at'])} ({relative(send['due_at'], now)})"
+    if send["due_at"] > send["planned_at"]:
+        # After downtime, a pause or a late step the order rule moves it later: say so, or the
+        # marketer sees a date that is not the plan and no reason for it.
+        due += (f"; planned for {when(send['planned_at'])}, moved later to keep at least half its planned "
+                f"gap after the email before it")
+    return due
 
 
 def contact_detail(conn: sa.Connection, contact_id: str, now: datetime, *, paused: bool = False) -> dict | None:
