@@ -150,10 +150,12 @@ def translate_error(error: ResendError, api_key: str = "") -> MailerError:
     code = str(error.code)
     status = int(code) if code.isdigit() else 500
     message = f"Resend {status} {error.error_type}: {said}"
+    retry_after = _number(_lower(error.headers).get("retry-after"))
     if status == 429:
-        return TransientMailerError(message, _number(_lower(error.headers).get("retry-after")), status)
+        return TransientMailerError(message, retry_after, status)
     if status >= 500 or status == 408:
-        return TransientMailerError(message, status=status)
+        # A 503 may say how long the outage lasts (RFC 9110 §10.2.3); the backoff honours it (DESIGN §4.6).
+        return TransientMailerError(message, retry_after, status)
     if status == 409 and error.error_type == "concurrent_idempotent_requests":
         return TransientMailerError(message, status=status)
     if status == 409 and error.error_type == "invalid_idempotent_request":

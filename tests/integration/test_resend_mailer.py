@@ -195,6 +195,13 @@ def test_a_server_error_is_transient(api, mailer, status):
     assert api.sent == []
 
 
+def test_a_503_with_retry_after_carries_it_so_the_batch_waits_that_long(api, mailer):
+    api.fail(503, retry_after=120, message="Down for maintenance.")
+    with pytest.raises(TransientMailerError) as caught:
+        mailer.send([email(1)], "k503")
+    assert (caught.value.status, caught.value.retry_after) == (503, 120.0)
+
+
 def test_a_wrong_api_key_is_an_account_error_that_never_echoes_the_key(api, fake):
     wrong = "re_wrong_key_987"
     with pytest.raises(AccountMailerError) as caught:
