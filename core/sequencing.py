@@ -1,5 +1,6 @@
 """The functional core of a sequence: segments, schedules and the order rule. No I/O, time is a parameter."""
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,7 +90,13 @@ def batches(items: Iterable, size: int = 100) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+# The longest retry-after honoured: a header asking for more (or "inf") is broken, and would
+# otherwise overflow the lease's datetime and take the dispatch lane down with it.
+LONGEST_RETRY_AFTER = 86400.0
+
+
 def backoff(attempts: int, retry_after: float | None, *, base: float = 5.0, cap: float = 900.0) -> timedelta:
     """Exponential backoff for transient failures; the provider's retry-after wins when longer."""
     delay = min(cap, base * (2 ** min(max(0, attempts - 1), 32)))  # bounded exponent: no overflow
-    return timedelta(seconds=max(delay, retry_after or 0.0))
+    hint = 0.0 if retry_after is None or math.isnan(retry_after) else min(retry_after, LONGEST_RETRY_AFTER)
+    return timedelta(seconds=max(delay, hint))

@@ -161,6 +161,11 @@ def test_the_providers_retry_after_may_exceed_the_cap():
     assert backoff(1, 3600) == timedelta(hours=1)
 
 
+def test_a_retry_after_no_provider_would_mean_is_held_to_a_day_instead_of_overflowing_the_clock():
+    assert backoff(1, float("inf")) == backoff(1, 1e15) == timedelta(days=1)
+    assert backoff(1, float("nan")) == timedelta(seconds=5)
+
+
 def test_backoff_never_shrinks_as_attempts_grow():
     delays = [backoff(n, None) for n in range(0, 40)]
     assert delays == sorted(delays)
