@@ -20,7 +20,7 @@ from core.ids import new_id
 from core.mailers import OutgoingEmail
 from core.statuses import ActionStatus
 from core.tables import action_t
-from core.unsubscribe import test_unsubscribe_url, unsubscribe_headers
+from core.unsubscribe import unsubscribe_url_of_test_emails, unsubscribe_headers
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class ActionRunner:
         season_over = CHRISTMAS_2025.season_over(self.services.clock())  # the copy as it would go out today
         settings = self.services.settings
         # Headers and footer as a real email has them, so the test shows what mail clients will offer.
-        url = test_unsubscribe_url(settings.public_base_url)
+        url = unsubscribe_url_of_test_emails(settings.public_base_url)
         rendered = render_step(step, sample_context(p["segment"], season_over=season_over),
                                unsubscribe_url=url, postal_address=settings.postal_address)
         email = OutgoingEmail(send_id="test", to=p["to"], subject=f"[TEST] {rendered.subject}", html=rendered.html,

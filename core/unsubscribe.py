@@ -34,7 +34,7 @@ def unsubscribe_url(public_base_url: str, secret_key: str, contact_id: str) -> s
     return f"{public_base_url.rstrip('/')}/unsubscribe/{make_token(secret_key, contact_id)}"
 
 
-def test_unsubscribe_url(public_base_url: str) -> str:
+def unsubscribe_url_of_test_emails(public_base_url: str) -> str:
     return f"{public_base_url.rstrip('/')}/unsubscribe/{TEST_TOKEN}"
 
 
