@@ -20,7 +20,7 @@ from core.ids import new_id
 from core.mailers import OutgoingEmail
 from core.statuses import ActionStatus
 from core.tables import action_t
-from core.unsubscribe import unsubscribe_url_of_test_emails, unsubscribe_headers
+from core.unsubscribe import unsubscribe_headers, unsubscribe_url_of_test_emails
 
 log = logging.getLogger(__name__)
 
