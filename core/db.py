@@ -129,11 +129,24 @@ def upgrade(engine: Engine) -> bool:
     # A write transaction from the start: two processes migrating one SQLite file at once
     # then queue on the lock instead of failing to upgrade a read lock ("database is locked").
     with write_transaction(engine) as conn:
+        _hold_the_migration_lock(conn)
         _refuse_unknown_revisions(conn, cfg)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     log.info("database migrated", extra={"action": "migrate"})
     return True
+
+
+# Any fixed number: the key of PostgreSQL's advisory lock that migrations take.
+MIGRATION_LOCK_KEY = 0x6E757274
+
+
+def _hold_the_migration_lock(conn: sa.Connection) -> None:
+    # PostgreSQL takes no lock up front as SQLite's BEGIN IMMEDIATE does: two processes starting on a
+    # new database (the worker and the dashboard, under systemd) would both create the tables, and the
+    # second fail. This one waits for the first to commit, then finds the database at its head.
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
 
 
 def _at_head(conn: sa.Connection, cfg: Config) -> bool:

@@ -295,6 +295,15 @@ def test_send_test_refuses_a_wait_that_is_not_a_number_of_seconds_before_queuein
     assert rows(services.engine, "SELECT kind FROM action") == []
 
 
+def test_processes_migrating_a_new_database_at_once_all_succeed(database_url, tmp_path):
+    # The worker and the dashboard both migrate at start-up, and systemd starts them together.
+    env = cli_env(database_url, tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    results = [(proc.wait(timeout=120), *proc.communicate()) for proc in procs]
+    assert [code for code, _, _ in results] == [0] * 4, [err for _, _, err in results]
+
+
 def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
     first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
     second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
