@@ -6,6 +6,9 @@ from datetime import UTC, datetime
 
 from core.errors import ConfigError, first_line
 
+EARLIEST_NOW = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(3000, 1, 1, tzinfo=UTC)
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Nurture worker: dispatches sends and serves the intake API.")
@@ -20,7 +23,13 @@ def _instant(text: str) -> datetime:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--now needs an ISO 8601 instant such as 2025-12-01T09:00:00Z, not {text!r}")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    # The worker reckons weeks either side of its clock (due times, retention), which overflow near
+    # year 1 or 9999: refused here, not by a traceback halfway through a dispatch pass.
+    if not EARLIEST_NOW <= value <= LATEST_NOW:
+        raise argparse.ArgumentTypeError(f"--now must be between the years {EARLIEST_NOW.year} and "
+                                         f"{LATEST_NOW.year}, not {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
