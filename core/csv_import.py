@@ -50,6 +50,9 @@ def read_rows(lines: Iterable[str]) -> Iterable[tuple[int, dict]]:
     try:
         if not reader.fieldnames or "email" not in [_column(f) for f in reader.fieldnames]:
             raise InvalidSignup({"header": "the first line must name the columns, including 'email'"})
+        if twice := _repeated([_column(f) for f in reader.fieldnames]):
+            # Each row is read as a dict, so one of the two cells would silently win over the other.
+            raise InvalidSignup({"header": f"the first line names the column '{twice}' twice"})
         for row in reader:
             # Where the row starts: a quoted cell may run over several lines, and line_num is its last.
             yield reader.line_num - _line_breaks(row), _cleaned(row)
@@ -74,6 +77,16 @@ class _TextLines:
         if "\x00" in line:  # UTF-16 without a byte order mark decodes as "UTF-8" full of NULs
             raise NurtureError(NOT_UTF8)
         return line
+
+
+def _repeated(columns: list[str]) -> str | None:
+    """The first column named twice (blank header cells, as spreadsheets leave them, do not count)."""
+    seen = set()
+    for column in filter(None, columns):
+        if column in seen:
+            return column
+        seen.add(column)
+    return None
 
 
 def _line_breaks(row: dict) -> int:

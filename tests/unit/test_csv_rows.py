@@ -67,3 +67,15 @@ def test_headers_are_matched_whatever_their_case(tmp_path):
 def test_a_row_with_a_cell_over_several_lines_is_numbered_by_its_first_line():
     text = 'email,business_name\nann@example.com,Ann Ltd\nbob@example.com,"Bob\nand\nSons"\ncat@example.com,Cat\n'
     assert [line for line, _ in read_rows(io.StringIO(text))] == [2, 3, 6]
+
+
+@pytest.mark.parametrize("header", ["email,email", "Email,first_name,EMAIL"])
+def test_a_header_naming_a_column_twice_is_refused_rather_than_one_of_them_dropped(header):
+    # Read as a dict, one of the two cells would silently win: the other address never imported, unsaid.
+    cells = ",".join(f"p{i}@example.com" if "mail" in name.lower() else "Pat" for i, name in enumerate(header.split(",")))
+    with pytest.raises(InvalidSignup, match="header: .*email.* twice"):
+        list(read_rows(io.StringIO(f"{header}\n{cells}\n")))
+
+
+def test_blank_header_cells_may_repeat():
+    assert [row for _, row in read_rows(io.StringIO("email,,\nann@example.com,,\n"))] == [{"email": "ann@example.com"}]
