@@ -24,6 +24,8 @@ INT_COLUMNS = ("red_systems", "orange_systems", "yellow_systems", "green_systems
 _INTEGER = re.compile(r"-?[0-9]+")
 NOT_UTF8 = ('not UTF-8 text: re-save it as "CSV UTF-8" (Excel: Save As) or as Text CSV with the '
             "character set Unicode (UTF-8) (LibreOffice)")
+# Marks a row with cells past the header's last column (csv.DictReader's own key for them; no header names it).
+BEYOND_HEADER = None
 CHUNK = 500  # addresses or hashes per lookup (one bound parameter each, sent as they are to the driver)
 
 
@@ -101,6 +103,8 @@ def _column(name: str) -> str:
 
 def _cleaned(row: dict) -> dict:
     cleaned = {_column(k): (v or "").strip() for k, v in row.items() if k and v not in (None, "")}
+    if any(cell.strip() for cell in row.get(None) or []):  # cells past the header's last column
+        cleaned[BEYOND_HEADER] = True
     for column in TEXT_COLUMNS:  # a file from `export` has formula-like cells quoted; take the quote off
         if column in cleaned:
             cleaned[column] = restored(cleaned[column])
@@ -114,6 +118,10 @@ def plan_import(services: Services, lines: Iterable[str]) -> ImportPlan:
     """Validate every row; sort them into new contacts, already-known and erased addresses, and rejects."""
     plan, seen = ImportPlan(), set()
     for line, row in read_rows(lines):
+        if row.pop(BEYOND_HEADER, False):
+            plan.rejects.append((line, "the row has more cells than the header has columns (a comma in a cell "
+                                       "without quotes around it?), so its cells may be under the wrong columns"))
+            continue
         try:
             signup = parse_signup(row)
         except InvalidSignup as exc:

@@ -132,6 +132,19 @@ def test_an_export_imported_into_a_new_database_keeps_every_leads_segment(servic
         other.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_csv_row_with_more_cells_than_the_header_is_rejected_rather_than_stored_shifted(services):
+    # An unquoted comma in a name shifts the row: "Smith" would be the business and "Jones" the first name.
+    lines = ["email,business_name,first_name\n", "ann@example.com,Smith, Jones,Ann\n",
+             "bob@example.com,Bob Ltd,Bob,,\n"]
+
+    plan = csv_import.plan_import(services, lines)
+
+    assert [s.email for _, s in plan.new] == ["bob@example.com"]  # empty trailing cells are only padding
+    [(line, reason)] = plan.rejects
+    assert line == 2 and "more cells than the header" in reason
+
+
 def test_a_csv_row_whose_segment_its_counts_do_not_give_is_rejected(services):
     lines = ["email,segment,red_systems\n", "crit@example.com,CRITICAL,2\n", "lost@example.com,CRITICAL,\n",
              "low@example.com,optimize,0\n"]
