@@ -48,20 +48,25 @@ def read_rows(lines: Iterable[str]) -> Iterable[tuple[int, dict]]:
     A file that cannot be read as UTF-8 CSV raises NurtureError saying why and where.
     """
     text = _TextLines(lines)
-    reader = csv.DictReader(text)
+    # Strict: read leniently, a quote never closed takes the rest of the file into one cell, and
+    # the rows after it are lost without a word.
+    reader = csv.DictReader(text, strict=True)
+    start = 1  # where the row being read begins, to name it when it cannot be read
     try:
         if not reader.fieldnames or "email" not in [_column(f) for f in reader.fieldnames]:
             raise InvalidSignup({"header": "the first line must name the columns, including 'email'"})
+        start = reader.line_num + 1
         if twice := _repeated([_column(f) for f in reader.fieldnames]):
             # Each row is read as a dict, so one of the two cells would silently win over the other.
             raise InvalidSignup({"header": f"the first line names the column '{twice}' twice"})
         for row in reader:
             # Where the row starts: a quoted cell may run over several lines, and line_num is its last.
             yield reader.line_num - _line_breaks(row), _cleaned(row)
+            start = reader.line_num + 1
     except UnicodeDecodeError:
         raise NurtureError(NOT_UTF8) from None
-    except csv.Error as exc:  # e.g. a cell over csv.field_size_limit(), 131,072 characters
-        raise NurtureError(f"line {text.count}: not readable as CSV ({exc})") from None
+    except csv.Error as exc:  # e.g. a cell over csv.field_size_limit(), 131,072 characters, or an unclosed quote
+        raise NurtureError(f"line {start}: not readable as CSV ({exc})") from None
 
 
 class _TextLines:

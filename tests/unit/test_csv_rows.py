@@ -79,3 +79,10 @@ def test_a_header_naming_a_column_twice_is_refused_rather_than_one_of_them_dropp
 
 def test_blank_header_cells_may_repeat():
     assert [row for _, row in read_rows(io.StringIO("email,,\nann@example.com,,\n"))] == [{"email": "ann@example.com"}]
+
+
+def test_a_quote_never_closed_is_refused_naming_its_line_instead_of_swallowing_the_rows_after_it():
+    # Read leniently, the rest of the file became one cell of line 2, and bob and cat were lost unsaid.
+    text = 'email,notes\nann@example.com,"called twice\nbob@example.com,ok\ncat@example.com,fine\n'
+    with pytest.raises(NurtureError, match=r"^line 2: not readable as CSV \(unexpected end of data"):
+        list(read_rows(io.StringIO(text)))
