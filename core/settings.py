@@ -339,6 +339,8 @@ def load_settings(**overrides) -> Settings:
     except UnicodeDecodeError as exc:
         line = exc.object[:exc.start].count(b"\n") + 1
         raise ConfigError(f"The settings file {env_file} is not UTF-8 text (line {line}): save it as UTF-8.") from None
+    except OSError as exc:  # another user's .env (chmod 600): a sentence, not the worker's traceback
+        raise ConfigError(f"The settings file {env_file} cannot be read: {exc.strerror or exc}.") from None
     if found := conflicts(settings) + exposure_problems(settings, dashboard_oidc=_oidc_configured()):
         raise ConfigError(found[0])
     problems = production_problems(settings, dashboard_oidc=_oidc_configured())

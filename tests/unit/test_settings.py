@@ -1,6 +1,7 @@
 """Settings: defaults, and configuration errors that name the variable in one sentence without leaking secrets."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -262,6 +263,16 @@ def test_a_dot_env_file_not_in_utf8_stops_start_up_with_one_sentence_naming_the_
         load_settings(_env_file=dot_env)
     assert_one_sentence_naming(str(caught.value), str(dot_env))
     assert "line 2" in str(caught.value) and caught.value.__cause__ is None
+
+
+def test_a_dot_env_file_that_cannot_be_read_stops_start_up_with_one_sentence_naming_it(env, tmp_path):
+    # A .env of another user's (chmod 600) gave the worker a PermissionError traceback. /proc/self/mem is
+    # a file that refuses to be read even by root, who may read any file of another user's.
+    dot_env = Path("/proc/self/mem")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=dot_env)
+    assert_one_sentence_naming(str(caught.value), str(dot_env))
+    assert "cannot be read" in str(caught.value) and caught.value.__cause__ is None
 
 
 def test_integrations_count_as_configured_only_with_their_credentials(env):
