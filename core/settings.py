@@ -353,4 +353,10 @@ def load_settings(**overrides) -> Settings:
 def _oidc_configured() -> bool:
     # Streamlit reads OIDC settings from its secrets file; core only needs to know it is there.
     path = Path(".streamlit/secrets.toml")
-    return path.exists() and "[auth]" in path.read_text(encoding="utf-8")
+    if not path.is_file():
+        return False
+    try:
+        # As bytes: a file not in UTF-8 is Streamlit's to complain about, not a traceback for every command.
+        return b"[auth]" in path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"The Streamlit secrets file {path} cannot be read: {exc.strerror or exc}.") from None

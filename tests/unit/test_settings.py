@@ -412,3 +412,16 @@ def test_a_server_reachable_from_other_machines_is_not_locked_by_a_sample_secret
     with pytest.raises(ConfigError) as caught:
         load()
     assert variable in str(caught.value) and lock in str(caught.value) and "ChangeThis" not in str(caught.value)
+
+
+def test_a_streamlit_secrets_file_not_in_utf8_still_counts_its_oidc_section(env, tmp_path):
+    # Reading it as text stopped every command and the worker with a UnicodeDecodeError traceback.
+    for name, value in (("PUBLIC_BASE_URL", "https://nurture.acme.org"), ("SECRET_KEY", "k" * 32),
+                        ("WEBHOOK_SECRET", "w" * 32), ("RESEND_FROM_EMAIL", "hello@acme.org"),
+                        ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH"),
+                        ("BOOKING_URL", "https://acme.org/book")):
+        env.setenv(name, value)
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_bytes(b'[auth]\nredirect_uri = "https://caf\xe9.acme.org"\n')
+    env.chdir(tmp_path)
+    assert load().is_production
