@@ -112,13 +112,14 @@ class Settings(BaseSettings):
                              "'Acme Team <team@yourdomain.com>'")
         return value
 
-    @field_validator("public_base_url", "dashboard_url")
+    @field_validator("public_base_url", "dashboard_url", "discord_webhook_url", "notion_api_url")
     @classmethod
     def _web_address(cls, value: str, info) -> str:
         # It starts every unsubscribe link (or alert link), and its host decides whether the production checks apply.
+        # The side channels' URLs are checked too: a typo would otherwise show only as an endless "cannot reach".
         value = value.strip()
-        if info.field_name == "dashboard_url" and not value:
-            return value  # filled in from DASHBOARD_PORT below
+        if info.field_name != "public_base_url" and not value:
+            return value  # the dashboard's is filled in from DASHBOARD_PORT below; the others mean off or the default
         parsed = urlparse(value)
         try:
             port_ok = parsed.port != 0

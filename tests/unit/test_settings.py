@@ -425,3 +425,22 @@ def test_a_streamlit_secrets_file_not_in_utf8_still_counts_its_oidc_section(env,
     (tmp_path / ".streamlit" / "secrets.toml").write_bytes(b'[auth]\nredirect_uri = "https://caf\xe9.acme.org"\n')
     env.chdir(tmp_path)
     assert load().is_production
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("DISCORD_WEBHOOK_URL", "discord.com/api/webhooks/1/tok3n"), ("DISCORD_WEBHOOK_URL", "https:///api/webhooks/1/tok3n"),
+    ("NOTION_API_URL", "localhost:3000"),
+])
+def test_a_side_channel_url_that_is_no_web_address_stops_start_up_without_echoing_it(env, variable, value):
+    # Accepted, it failed only later, in every Notion sync or Discord alert, as "cannot reach" an outage.
+    env.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), variable)
+    assert value not in str(caught.value)
+
+
+@pytest.mark.parametrize("variable", ["DISCORD_WEBHOOK_URL", "NOTION_API_URL"])
+def test_an_empty_side_channel_url_means_off_or_the_default(env, variable):
+    env.setenv(variable, "")
+    assert getattr(load(), variable.lower()) == ""
