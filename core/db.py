@@ -124,6 +124,7 @@ def upgrade(engine: Engine) -> bool:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with read_transaction(engine) as conn:
         _refuse_unknown_revisions(conn, cfg)
+        _refuse_a_foreign_database(conn)
         if _at_head(conn, cfg):
             return False
     # A write transaction from the start: two processes migrating one SQLite file at once
@@ -162,6 +163,17 @@ def _refuse_unknown_revisions(conn: sa.Connection, cfg: Config) -> None:
             raise DatabaseTooNew(f"The database at DATABASE_URL was migrated by a newer version of Nurture "
                                  f"(revision {revision!r} is unknown to this one), so run that version or newer, "
                                  f"or restore a backup from before the upgrade.")
+
+
+def _refuse_a_foreign_database(conn: sa.Connection) -> None:
+    # Tables but no alembic_version: DATABASE_URL names another application's database, in which
+    # migrating would install Nurture's tables (Nurture's own first migration creates both at once).
+    if MigrationContext.configure(conn).get_current_heads():
+        return
+    if tables := sorted(sa.inspect(conn).get_table_names()):
+        raise ConfigError(f"The database at DATABASE_URL holds tables ({', '.join(tables[:5])}) but no record of "
+                          f"Nurture's migrations (alembic_version), so it is left alone: point DATABASE_URL at "
+                          f"Nurture's own database, or at a new, empty one.")
 
 
 def current_revision(engine: Engine) -> str | None:

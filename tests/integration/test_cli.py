@@ -415,6 +415,21 @@ def test_a_database_migrated_by_a_newer_release_exits_2_with_one_line_naming_the
         "the upgrade."]
 
 
+def test_a_database_holding_another_applications_tables_is_refused_and_left_as_it_was(database_url, tmp_path):
+    # A DATABASE_URL pointing at the wrong database: `stats` must not install Nurture's tables in it.
+    engine = db.create_db_engine(database_url)
+    try:
+        with db.write_transaction(engine) as conn:
+            conn.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total NUMERIC)"))
+        for command_line in (["stats"], ["db", "upgrade"]):
+            result = run_cli(*command_line, database_url=database_url, data_dir=tmp_path)
+            assert result.returncode == 2 and "invoices" in _one_line(result)
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == ["invoices"]
+    finally:
+        engine.dispose()
+
+
 def _one_line(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
