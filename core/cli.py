@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub.add_parser("upgrade", help="create the database or apply pending migrations").set_defaults(
         handler=_db_upgrade, creates_database=True)
     p = sub.add_parser("backup", help="back up the database (SQLite) or print the pg_dump line")
-    p.add_argument("--output-dir", help="folder for SQLite backups (default: DATA_DIR/backups)")
+    p.add_argument("--output-dir", type=_folder_name, help="folder for SQLite backups (default: DATA_DIR/backups)")
     p.set_defaults(handler=_backup, leaves_schema=True)
     p = sub.add_parser("forget", help="erase a person's data; they are never re-enrolled")
     p.add_argument("email", type=_email_address)
@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _file_name(value: str) -> str:
     if not value.strip():  # `-o ""` from an unset shell variable must not quietly mean the screen
         raise argparse.ArgumentTypeError("needs a file name; leave -o out to write to standard output")
+    return value
+
+
+def _folder_name(value: str) -> str:
+    if not value.strip():  # as for `-o ""`: an unset shell variable must not quietly mean the default folder
+        raise argparse.ArgumentTypeError("needs a folder name; leave --output-dir out for DATA_DIR/backups")
     return value
 
 

@@ -203,6 +203,14 @@ def test_export_with_an_empty_output_name_is_a_usage_error(cli, services):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+def test_backup_with_an_empty_output_folder_is_a_usage_error_and_writes_nothing(cli, services, tmp_path):
+    # `--output-dir "$BACKUPS"` with the variable unset went quietly to the default folder instead.
+    result = cli("backup", "--output-dir", "")
+    assert result.returncode == 2 and "needs a folder name" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "backups").exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_export_into_a_pipe_whose_reader_left_stops_quietly(services, tmp_path):
     seed_contacts(services)
     env = cli_env(services.settings.database_url, tmp_path)
