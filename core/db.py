@@ -1,6 +1,7 @@
 """Engine construction and migrations. Nothing here runs at import time."""
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,6 +70,12 @@ def storage_unavailable(exc: BaseException) -> bool:
     """The database itself failed (unreachable, restarting, locked past the lock wait), not the work
     asked of it: waiting and trying again is the cure, and every caller sees the same outage."""
     return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+
+
+def not_a_database(exc: BaseException) -> bool:
+    """The SQLite file is not a database, or no longer reads as one: no retry will help."""
+    return getattr(getattr(exc, "orig", None), "sqlite_errorcode", None) in (sqlite3.SQLITE_NOTADB,
+                                                                            sqlite3.SQLITE_CORRUPT)
 
 
 # SQLSTATEs of a transaction PostgreSQL rolled back because it crossed a concurrent one (a deadlock,

@@ -53,8 +53,9 @@ def database_trouble_stops_the_run() -> Iterator[None]:
 
 
 def _unreachable(exc: sa.exc.DBAPIError) -> bool:
-    # The outage the worker and the intake recognise, or any other error on a connection SQLAlchemy found dead.
-    return db.storage_unavailable(exc) or exc.connection_invalidated
+    # The outage the worker and the intake recognise, or any other error on a connection SQLAlchemy found dead,
+    # or a SQLite file that is not a database at all (sqlite3 calls that a DatabaseError, not an outage).
+    return db.storage_unavailable(exc) or exc.connection_invalidated or db.not_a_database(exc)
 
 
 def _stop(sentence: str) -> NoReturn:

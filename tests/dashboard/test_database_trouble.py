@@ -37,6 +37,18 @@ def test_every_page_says_a_sqlite_file_that_cannot_be_opened_is_unreachable(app_
     assert_stopped_with_one_sentence(at, saying="unable to open database file")
 
 
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/signups.py"])
+def test_a_file_that_is_not_a_sqlite_database_is_named_in_one_sentence(app_env, open_app, tmp_path, page):
+    # sqlite3 calls it a DatabaseError, not an OperationalError: it reached Streamlit as a redacted traceback.
+    not_a_database = tmp_path / "nurture.db"
+    not_a_database.write_text("a spreadsheet saved under the database's name\n" * 100, encoding="utf-8")
+    app_env(database_url=f"sqlite:///{not_a_database}")
+
+    at = open_app(page)
+
+    assert_stopped_with_one_sentence(at, saying="file is not a database")
+
+
 @pytest.mark.postgres
 def test_a_postgresql_database_that_does_not_exist_is_named_without_the_password(app_env, open_app, pg_url):
     missing = f"nurture_missing_{uuid.uuid4().hex[:8]}"
