@@ -68,6 +68,16 @@ class Settings(BaseSettings):
         # DATA_DIR= (an unset variable in a compose file, say) means the default, not the current folder.
         return (value.strip() or DEFAULT_DATA_DIR) if isinstance(value, str) else value
 
+    @field_validator("secret_key", "webhook_secret", "dashboard_password", "resend_api_key", "resend_webhook_secret",
+                     "notion_token")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # Blank space counts as set, yet is no secret: WEBHOOK_SECRET=" " refused the header (HTTP strips it) and let
+        # anyone sign with " ".
+        if value and not value.strip():
+            raise ValueError("is only blank space: leave it empty, or give it a real value")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -444,3 +444,14 @@ def test_a_side_channel_url_that_is_no_web_address_stops_start_up_without_echoin
 def test_an_empty_side_channel_url_means_off_or_the_default(env, variable):
     env.setenv(variable, "")
     assert getattr(load(), variable.lower()) == ""
+
+
+@pytest.mark.parametrize("variable", ["SECRET_KEY", "WEBHOOK_SECRET", "DASHBOARD_PASSWORD", "RESEND_API_KEY",
+                                      "RESEND_WEBHOOK_SECRET", "NOTION_TOKEN"])
+def test_a_secret_of_blank_space_stops_start_up_rather_than_count_as_set(env, variable):
+    # WEBHOOK_SECRET=" " passed the production check, then refused every signup sent with the header (HTTP
+    # strips its spaces) while one signed with " ", a secret anyone can guess, was accepted.
+    env.setenv(variable, "  ")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), variable)
