@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from core.errors import ConfigError, NurtureError
-from core.output_files import mode_open_would_give
+from core.output_files import broken_link, mode_open_would_give
 
 
 def backup_sqlite(database_url: str, target_dir: Path, now: datetime) -> Path:
@@ -25,6 +25,8 @@ def backup_sqlite(database_url: str, target_dir: Path, now: datetime) -> Path:
         raise ConfigError("DATABASE_URL names an in-memory SQLite database: there is no file to back up")
     if target_dir.exists() and not target_dir.is_dir():
         raise NurtureError(f"cannot back up into {target_dir}: it is a file, not a folder")
+    if reason := broken_link(target_dir):  # mkdir would say only "File exists"
+        raise NurtureError(f"cannot back up into {target_dir}: {reason}")
     target = _unused_name(target_dir, f"nurture-{now:%Y%m%d-%H%M%S}")
     try:
         target_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from core import db, switches
+from core import db, output_files, switches
 from core.composer import Composer
 from core.db_outages import WriteFailures
 from core.clock import Clock, system_clock
@@ -95,6 +95,8 @@ def resolve_secret_key(settings: Settings) -> str:
     path = folder / "secret_key"
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"DATA_DIR {folder} is a file, not a folder.")
+    if reason := output_files.broken_link(folder):  # mkdir would say only "File exists"
+        raise ConfigError(f"DATA_DIR {folder} cannot be used: {reason}.")
     try:
         if not path.exists():
             _write_new_key(path)

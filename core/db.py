@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 
+from core import output_files
 from core.errors import ConfigError, DatabaseTooNew
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                reason = "it is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror or exc
+                reason = (output_files.broken_link(folder) or "it is a file, not a folder"
+                          if isinstance(exc, FileExistsError) else exc.strerror or exc)
                 raise ConfigError(
                     f"DATABASE_URL names a SQLite file in {folder}, which cannot be used: {reason}.") from None
         engine = sa.create_engine(url, connect_args={"timeout": LOCK_WAIT_MS / 1000, "check_same_thread": False})

@@ -25,6 +25,13 @@ def refuse_database_files(target: Path, database_url: str) -> None:
                          "choose another file name")
 
 
+def broken_link(path: Path) -> str | None:
+    """Why a folder path cannot be used when it is a symbolic link to nothing (a volume not mounted), else None."""
+    if path.is_symlink() and not path.exists():
+        return f"it is a link to {os.readlink(path)}, which does not exist"
+    return None
+
+
 @contextmanager
 def replacing(target: Path) -> Iterator[TextIO]:
     """A UTF-8 text file that appears at `target` only once the block has finished without error.

@@ -459,6 +459,16 @@ def test_a_sqlite_folder_that_is_a_file_exits_2_with_one_line_naming_database_ur
     assert _one_line(result).startswith(f"nurture: DATABASE_URL names a SQLite file in {tmp_path / 'data'}")
 
 
+@pytest.mark.parametrize("secret_key", [{}, {"SECRET_KEY": "k" * 32}])
+def test_a_data_folder_linked_to_a_volume_not_mounted_is_named_as_such(tmp_path, secret_key):
+    # data -> /mnt/volume/nurture before the volume is mounted: "is a file, not a folder" sent people astray.
+    (tmp_path / "data").symlink_to(tmp_path / "volume" / "nurture")
+    result = run_cli("db", "upgrade", database_url=f"sqlite:///{tmp_path}/data/nurture.db", data_dir=tmp_path / "data",
+                     **secret_key)
+    assert result.returncode == 2
+    assert f"is a link to {tmp_path / 'volume' / 'nurture'}, which does not exist" in _one_line(result)
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL backups are pg_dump's job
 def test_a_backup_folder_that_cannot_be_made_exits_1_with_one_line(database_url, tmp_path):
     (tmp_path / "file").write_text("")

@@ -26,6 +26,12 @@ def test_a_file_where_the_folder_should_be_is_named(tmp_path):
         backup_sqlite(f"sqlite:///{tmp_path}/nurture.db", tmp_path / "backups", NOW)
 
 
+def test_a_backup_folder_linked_to_nothing_is_named_as_such(tmp_path):
+    (tmp_path / "backups").symlink_to(tmp_path / "unmounted")
+    with pytest.raises(NurtureError, match=f"it is a link to {tmp_path / 'unmounted'}, which does not exist"):
+        backup_sqlite(f"sqlite:///{tmp_path}/nurture.db", tmp_path / "backups", NOW)
+
+
 def test_a_failed_backup_leaves_nothing_in_the_folder(tmp_path):
     (tmp_path / "nurture.db").write_text("not a database")
     with pytest.raises(NurtureError, match="backup to .* failed"):
