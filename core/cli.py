@@ -213,6 +213,12 @@ def _email_address(value: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if sys.stdout is None:
+        # Started with standard output closed (`>&-`): Python drops every print() and `export` has nothing to
+        # write to, so the command would act unseen and end in a traceback; better to do nothing and say so.
+        print("nurture: standard output is closed, so nothing was done; redirect it instead (>/dev/null)",
+              file=sys.stderr)
+        return 1
     configure_logging(level="WARNING")  # commands print their own results; logs only for trouble
     try:
         code = _run_command(args)

@@ -224,6 +224,18 @@ def test_export_into_a_pipe_whose_reader_left_stops_quietly(services, tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("command", [["stats"], ["export"], ["pause"]])
+def test_a_command_started_with_standard_output_closed_does_nothing_and_says_so(services, tmp_path, command):
+    # `>&-` in a cron line: Python's sys.stdout is then None; each command acted, then ended in a traceback.
+    env = cli_env(services.settings.database_url, tmp_path)
+    result = subprocess.run([sys.executable, "-m", "core", *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: os.close(1))
+    assert result.returncode == 1 and _one_line(result).startswith("nurture: standard output is closed")
+    with db.read_transaction(services.engine) as conn:
+        assert not switches.read(conn).paused
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_backup_into_a_folder_it_cannot_use_says_so_in_one_line(cli, services, tmp_path):
     (tmp_path / "a-file").write_text("")
     assert_one_line_error(cli("backup", "--output-dir", str(tmp_path / "a-file")), 1, "not a folder")
