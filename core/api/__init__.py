@@ -3,17 +3,18 @@
 import logging
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from svix.webhooks import Webhook
 
 from core import alerts
-from core.api import health, intake, metrics, resend_webhook, unsubscribe
+from core.api import health, intake, metrics, pages, resend_webhook, unsubscribe
 from core.bootstrap import Services, build_services
-from core.errors import ConfigError
+from core.errors import ConfigError, first_line
 from core.heap import freeze_startup_objects
 from core.intake import GroupCommitWriter
 from core.logs import configure_logging
@@ -51,6 +52,8 @@ def create_app(services: Services | None = None) -> FastAPI:
     for module in (intake, health, unsubscribe, resend_webhook, metrics):
         app.include_router(module.router)
     app.add_exception_handler(ClientDisconnect, _client_went_away)
+    for outage in (sa.exc.OperationalError, sa.exc.InterfaceError):  # what db.storage_unavailable() means
+        app.add_exception_handler(outage, _database_unavailable)
     if own_process:
         freeze_startup_objects()
     return app
@@ -60,6 +63,19 @@ async def _client_went_away(request: Request, _exc: ClientDisconnect) -> JSONRes
     # Not a server fault: without this, anyone could fill the error log with tracebacks by hanging up mid-body.
     log.info("client disconnected before sending the whole body", extra={"action": "http", "path": request.url.path})
     return intake.error_response(400, "the request body was cut short")
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    # The database is down, restarting or locked past the lock wait: a brief outage, answered as the intake
+    # answers it (503, Retry-After), so Resend retries its event and a person is asked to try again, instead
+    # of a 500 and a traceback per request. The path is not logged: an unsubscribe path holds its token.
+    log.warning("database unavailable: %s", first_line(exc), extra={"action": "http"})
+    if request.url.path.startswith("/unsubscribe/"):
+        response: Response = HTMLResponse(pages.try_again_later(), status_code=503)
+    else:
+        response = intake.error_response(503, "the database is unavailable right now; please retry")
+    response.headers["Retry-After"] = "30"
+    return response
 
 
 def _resend_verifier(secret: str) -> Webhook | None:

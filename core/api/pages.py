@@ -48,6 +48,11 @@ def invalid_link() -> str:
                 "Please use the link from the most recent email.</p>")
 
 
+def try_again_later() -> str:
+    return page("Please try again in a minute", "<p>We could not open our records just now, so nothing has "
+                "changed yet. Please try again in a minute, from this page or the link in the email.</p>")
+
+
 def mask_email(email: str) -> str:
     """Show enough of an address to recognise it without revealing it to whoever holds the link."""
     local, _, domain = email.partition("@")

@@ -623,3 +623,27 @@ def test_health_says_degraded_while_signups_cannot_be_written_and_healthy_once_t
     assert post(signup(email="after@example.com")).status_code == 202
     after = client.get("/health")
     assert after.status_code == 200 and after.json()["status"] == "healthy" and "failing" not in after.json()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the database is replaced by one that cannot be reached
+def test_every_endpoint_answers_503_not_500_while_the_database_cannot_be_reached(make_settings, clock):
+    from core.unsubscribe import make_token
+    from tests.support import WEBHOOK_SECRET, signed
+
+    services = build_services(make_settings(resend_webhook_secret=WEBHOOK_SECRET), migrate=True, clock=clock)
+    services.engine.dispose()
+    services.engine = db.create_db_engine("postgresql+psycopg://nurture@127.0.0.1:1/nurture")  # nothing listens
+    token = make_token(services.secret_key, "a-contact-id")
+    event = {"type": "email.bounced", "created_at": "2025-12-01T09:00:00Z",
+             "data": {"email_id": "re_1", "to": ["pat@example.com"]}}
+    try:
+        with TestClient(create_app(services)) as client:
+            answers = {"GET unsubscribe": client.get(f"/unsubscribe/{token}"),
+                       "POST unsubscribe": client.post(f"/unsubscribe/{token}"),
+                       "resend webhook": client.post("/webhook/resend", **signed(event)),
+                       "signup": client.post("/webhook/christmas-signup", json=signup(email="pat@example.com"))}
+    finally:
+        services.close()
+    assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(answers, 503)
+    assert all(answer.headers.get("retry-after") for answer in answers.values())
+    assert "try again" in answers["POST unsubscribe"].text  # a page for a person, not a bare error
