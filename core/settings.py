@@ -135,24 +135,12 @@ class Settings(BaseSettings):
             port_ok = parsed.port != 0
         except ValueError:
             port_ok = False
-        if parsed.scheme not in {"http", "https"} or not parsed.hostname or not port_ok:
-            raise ValueError("must be an http:// or https:// address with a host, e.g. https://nurture.example.org")
+        # urlparse drops a pasted line break or tab inside; the HTTP client would refuse it at every call.
+        inside = any(c.isspace() or not c.isprintable() for c in value)
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname or not port_ok or inside:
+            raise ValueError("must be an http:// or https:// address with a host and no spaces, "
+                             "e.g. https://nurture.example.org")
         return parsed.scheme + value[len(parsed.scheme):]  # urlparse lower-cased the scheme
-
-    @field_validator("discord_webhook_url")
-    @classmethod
-    def _discord_webhook(cls, value: str) -> str:
-        # A broken URL (a pasted line break, a missing scheme) would otherwise fail every alert pass
-        # with a traceback instead of stopping start-up with this sentence.
-        value = value.strip()
-        if not value:
-            return value
-        parsed = urlparse(value)
-        if parsed.scheme not in {"http", "https"} or not parsed.hostname \
-                or any(c.isspace() or not c.isprintable() for c in value):
-            raise ValueError("must be the https:// webhook address Discord shows under Integrations, Webhooks, "
-                             "Copy Webhook URL")
-        return value
 
     @field_validator("resend_rate_limit")
     @classmethod

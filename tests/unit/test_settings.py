@@ -97,7 +97,7 @@ def test_a_database_url_that_cannot_work_stops_start_up_with_one_sentence_naming
                                  "https://discord.com/api/webhooks/1/to k3n", "ftp://discord.com/api/webhooks/1/tok3n"])
 def test_a_discord_webhook_url_that_cannot_work_stops_start_up_without_echoing_its_token(env, url):
     env.setenv("DISCORD_WEBHOOK_URL", url)
-    with pytest.raises(ConfigError, match="https:// webhook address") as caught:
+    with pytest.raises(ConfigError, match="https:// address with a host and no spaces") as caught:
         load()
     assert_one_sentence_naming(str(caught.value), "DISCORD_WEBHOOK_URL")
     assert "tok3n" not in str(caught.value) and "k3n" not in str(caught.value)
