@@ -17,6 +17,7 @@ _NOT_FINISHED = ("none", "waiting", "due", "sending")
 _IN_TURN = ("It goes next, after any earlier step still to come (one email at a time, in order), "
             "once sending is not paused. Later steps then wait for it, each at least half its planned gap after it.")
 # A cancelled sequence has no Resume: every action but Unsubscribe stays greyed out afterwards.
+STEP_PICKER_WIDTH = 190  # px: "6 · New year plan" in full
 _FOR_GOOD = ("**This cannot be undone from the dashboard:** a cancelled sequence cannot be resumed, and none "
              "of its steps can be resent or retried.")
 
@@ -30,10 +31,11 @@ def render(contact_id: str, *, on_close=None) -> None:
         return
     contact, enrollment = detail["contact"], detail["enrollment"]
     with st.container(border=True, key="timeline"):
-        head, close = st.columns([6, 1])
-        head.subheader(literal(contact["first_name"] or contact["email"]))
-        if on_close:
-            close.button("Close", on_click=on_close, icon=":material/close:", key="close_timeline")
+        # A row that keeps the button at its own width: a seventh of the box cut "Close" to "C…" at 1024 px.
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.subheader(literal(contact["first_name"] or contact["email"]), width="stretch")
+            if on_close:
+                st.button("Close", on_click=on_close, icon=":material/close:", key="close_timeline")
         _badges(contact, enrollment, detail["failed_steps"])
         _notion(contact["id"])
         for line in detail["steps"]:
@@ -87,32 +89,31 @@ def _step(line: queries.StepLine) -> None:
 def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> None:
     st.markdown("**Actions**")
     stopped = bool(contact["unsubscribed_at"] or contact["suppressed_at"])
-    pick, resend, skip, cancel, unsub = st.columns([2, 2, 2, 2, 2], vertical_alignment="bottom")
-    number = pick.selectbox("Step", [s.step for s in steps], key="action_step",
-                            format_func=lambda n: f"{n} · {step_title(n)}")
+    # A row that wraps, each button as wide as its label: five equal columns cut them to "Resend s…",
+    # "Cancel s…" and "Unsubsc…" at 1024 px.
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    number = row.selectbox("Step", [s.step for s in steps], key="action_step", width=STEP_PICKER_WIDTH,
+                           format_func=lambda n: f"{n} · {step_title(n)}")
     line = steps[number - 1]
     target = {"enrollment_id": enrollment["id"], "step": number, "contact_id": contact["id"]}
     who = literal(contact["email"])
     question = (f"Send step {number} to **{who}** after all?" if line.state == "skipped"
                 else f"Send step {number} to **{who}** again, as a new email?")
-    with resend:
+    with row:
         confirm.button("Resend step", Command(
             "resend_step", (target,), f"{question} {_IN_TURN}", "Yes, resend", f"Resend of step {number} requested."),
             key="resend_step",
             disabled=stopped or enrollment["status"] == "cancelled" or line.state in _NOT_FINISHED,
             help=f"Sends a finished or skipped step as a new email. {_IN_TURN}")
-    with skip:
         confirm.button("Skip step", Command(
             "skip_step", (target,), f"Skip step {number} for **{who}**? The sequence moves on to the next step.",
             "Yes, skip it", f"Skip of step {number} requested."), key="skip_step",
             disabled=line.state not in ("waiting", "due"), help="Only a step not yet sent can be skipped.")
-    with cancel:
         confirm.button("Cancel sequence", Command(
             "cancel_sequence", ({"enrollment_id": enrollment["id"], "contact_id": contact["id"]},),
             f"Cancel every email still to come for **{who}**? {_FOR_GOOD}", "Yes, cancel for good",
             "Cancellation requested."),
             key="cancel_sequence", disabled=enrollment["status"] != "active")
-    with unsub:
         confirm.button("Unsubscribe", Command(
             "unsubscribe", ({"contact_id": contact["id"]},),
             f"Unsubscribe **{who}**? Nothing more is ever sent to them.", "Yes, unsubscribe",

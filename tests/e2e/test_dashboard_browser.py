@@ -261,3 +261,43 @@ def test_every_overview_figure_reads_in_full_from_a_laptop_to_a_narrow_window(tm
                     .filter(e => e.getBoundingClientRect().right > svg.getBoundingClientRect().right + 1)
                     .map(e => e.textContent || 'a slice of the segment donut'))""")
             assert clipped == [], f"at {width} px the charts cut off: {clipped}"
+
+
+def _enroll(env: dict, **fields: str) -> str:
+    """A signup written straight through core, as the webhook's writer does; returns the contact's id."""
+    from core.bootstrap import build_services
+    from core.intake import enroll_now
+    from tests.support import signup_request
+
+    services = build_services(Settings(_env_file=None, database_url=env["DATABASE_URL"], data_dir=env["DATA_DIR"]),
+                              migrate=True)
+    try:
+        return enroll_now(services, [signup_request(**fields)])[0].contact_id
+    finally:
+        services.close()
+
+
+def _cut_short(page, scope: str) -> list[str]:
+    """The labels under `scope` drawn narrower than their text (Streamlit ends them with "…"), or past
+    the right edge of their column."""
+    return page.evaluate("""scope => [...document.querySelectorAll(scope)].flatMap(root =>
+        [...root.querySelectorAll('button, label, [data-testid="stMarkdownContainer"]')].filter(e => {
+            const column = e.parentElement.closest('[data-testid="stColumn"]') || root;
+            return e.scrollWidth > e.clientWidth + 1
+                || e.getBoundingClientRect().right > column.getBoundingClientRect().right + 1;
+        }).map(e => e.textContent.trim()))""", scope)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_every_timeline_action_reads_in_full_from_a_laptop_to_a_narrow_window(tmp_path):
+    env = clean_env(tmp_path)
+    contact = _enroll(env, email="ada@example.com", first_name="Ada")
+    port = free_port()
+    with serve_dashboard(port, env), browser_page() as page:
+        for width in (1366, 1024, 800):
+            page.set_viewport_size({"width": width, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/signups?contact={contact}")
+            _settle(page)
+            page.get_by_role("button", name="Cancel sequence").wait_for()
+            cut = _cut_short(page, ".st-key-timeline")
+            assert cut == [], f"at {width} px these are cut short: {cut}"
