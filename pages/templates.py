@@ -11,16 +11,20 @@ from ui.services import now, services
 from ui.text import literal
 from ui.widgets import my_requests, step_title
 
+STEP_PICKER_WIDTH = 190  # px: "6 · New year plan" in full
+ADDRESS_WIDTH = 260
+
 frame.begin()
 st.title("Templates")
 st.caption("Rendered with sample data: Alex at Hollybrook Bakery, with the counts typical of the segment.")
 
-# Widths for 1366 px: the segment column holds all three segments (OPTIMIZE was clipped), "Send" still fits.
-pick_segment, pick_step, address, send = st.columns([4, 3, 3, 1.4], vertical_alignment="bottom")
-segment = pick_segment.segmented_control("Segment", [s.value for s in Segment], default="CRITICAL", required=True,
-                                         key="tpl_segment")
-number = pick_step.selectbox("Step", list(CHRISTMAS_2025.step_numbers), key="tpl_step",
-                             format_func=lambda n: f"{n} · {step_title(n)}")
+# One row that wraps, each control at its own width: in fixed columns OPTIMIZE was cut off, and "Send"
+# cut to "S", in a window narrower than a laptop's.
+controls = st.container(horizontal=True, vertical_alignment="bottom")
+segment = controls.segmented_control("Segment", [s.value for s in Segment], default="CRITICAL", required=True,
+                                     key="tpl_segment")
+number = controls.selectbox("Step", list(CHRISTMAS_2025.step_numbers), key="tpl_step", width=STEP_PICKER_WIDTH,
+                            format_func=lambda n: f"{n} · {step_title(n)}")
 settings = services().settings
 
 
@@ -36,10 +40,10 @@ def _send_me() -> None:
     commands.flash(f"Test of step {number} ({segment}) requested for {to}: the worker sends it within seconds.")
 
 
-address.text_input("Send me this one", key="tpl_to", placeholder="you@example.com",
-                   help="The worker sends it with a [TEST] subject"
-                        + (" (in dry run it is only recorded)." if settings.dry_run else "."))
-send.button("Send", on_click=_send_me, key="tpl_send", icon=":material/send:", width="stretch")
+controls.text_input("Send me this one", key="tpl_to", placeholder="you@example.com", width=ADDRESS_WIDTH,
+                    help="The worker sends it with a [TEST] subject"
+                         + (" (in dry run it is only recorded)." if settings.dry_run else "."))
+controls.button("Send", on_click=_send_me, key="tpl_send", icon=":material/send:")
 if error := st.session_state.get("tpl_error"):
     st.error(f"That address won't do: {literal(error)}")
 my_requests()
