@@ -13,6 +13,7 @@ from ui.widgets import NO_SELECTION, page_picker, selection_follows, sequence_st
 
 PAGE_SIZE = 50
 SIGNED_UP_WIDTH = 132  # px: "29 Nov 10:31 UTC" in full
+DATES_WIDTH = 250  # px: "yyyy-mm-dd – yyyy-mm-dd" in full
 TABLE = "signups_table"
 
 frame.begin()
@@ -21,15 +22,17 @@ st.title("Signups")
 
 def _filters() -> queries.ContactFilter:
     with st.container(border=True):
-        # Two rows, so that at a laptop's width a chosen segment or status reads in full.
+        # Two rows, so that at a laptop's width a chosen segment or status reads in full. The second
+        # wraps, each filter at its own width: in columns, a narrower window cut "Test" and the dates.
         search, segment, status = st.columns([3, 2.5, 2.5], vertical_alignment="bottom")
-        audience, dates, failed = st.columns([2.4, 2.6, 3], vertical_alignment="bottom")
+        audience = dates = failed = st.container(horizontal=True, vertical_alignment="bottom")
         term = search.text_input("Search", placeholder="email, name or business", key="f_search")
         segments = segment.multiselect("Segment", [s.value for s in Segment], key="f_segments")
         statuses = status.multiselect("Status", [s.value for s in EnrollmentStatus], key="f_statuses")
         who = audience.segmented_control("Contacts", queries.AUDIENCES, default="all", required=True,
                                          format_func=str.capitalize, key="f_audience")
-        chosen = dates.date_input("Signed up between", value=[], key="f_dates", format="YYYY-MM-DD")
+        chosen = dates.date_input("Signed up between", value=[], key="f_dates", format="YYYY-MM-DD",
+                                  width=DATES_WIDTH)
         has_failed = failed.checkbox("Has a failed step", key="f_failed",
                                      help="People with a step whose newest try failed (a resend replaces it).")
     start, end = (tuple(chosen) + (None, None))[:2] if chosen else (None, None)
@@ -70,12 +73,13 @@ def _styled(table: pd.DataFrame):
 
 where = _filters()
 total = read(queries.count_contacts, where)
-head, export = st.columns([4, 1], vertical_alignment="bottom")
+# The button at its own width beside the caption: a fifth of the page cut it to "Export …" at 1024 px.
+head = export = st.container(horizontal=True, wrap=False, vertical_alignment="bottom")
 matches = "1 contact matches" if total == 1 else f"**{total:,}** contacts match"
 # The legend's HTML keeps each glyph with its label; nothing a stranger typed is in this caption.
 head.caption(f"{matches} · newest first · {glyphs.legend()}", unsafe_allow_html=True)
 export.download_button("Export CSV", data=contacts_csv(where), file_name="nurture-signups.csv", mime="text/csv",
-                       on_click="ignore", icon=":material/download:", disabled=total == 0, width="stretch")
+                       on_click="ignore", icon=":material/download:", disabled=total == 0)
 
 table_area = st.container()  # the pager is drawn under the table but read before it
 offset = page_picker(total, PAGE_SIZE, key="signups_page")

@@ -299,3 +299,18 @@ def test_every_timeline_action_reads_in_full_from_a_laptop_to_a_narrow_window(tm
             page.get_by_role("button", name="Cancel sequence").wait_for()
             cut = _cut_short(page, ".st-key-timeline")
             assert cut == [], f"at {width} px these are cut short: {cut}"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_every_signups_filter_and_the_export_button_read_in_full_from_a_laptop_to_a_narrow_window(tmp_path):
+    env = clean_env(tmp_path)
+    _enroll(env, email="ada@example.com", first_name="Ada")
+    port = free_port()
+    with serve_dashboard(port, env), browser_page() as page:
+        for width in (1366, 1024, 800):
+            page.set_viewport_size({"width": width, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/signups")
+            _settle(page)
+            page.get_by_text("Select a row to open").wait_for()
+            cut = _cut_short(page, '[data-testid="stMain"]')
+            assert cut == [], f"at {width} px these are cut short: {cut}"
