@@ -201,6 +201,13 @@ def test_the_sends_page_shows_the_providers_message_for_a_failed_send(seeded, op
     assert "422 invalid" in failed["provider's message"].iloc[0]
 
 
+def test_a_failed_sends_message_comes_right_after_whom_and_which_step_so_a_narrow_window_still_shows_it(
+        seeded, open_app):
+    # At 1024 px the table shows about its first four columns; the message used to be sixth, out of view.
+    failed = open_app("pages/sends.py").dataframe(key="failed_table").value
+    assert list(failed.columns)[:4] == ["failed", "email", "step", "provider's message"]
+
+
 def test_the_selected_failed_sends_full_provider_message_is_shown_below_the_table_literally(seeded, open_app):
     long_message = ("Resend 422 validation_error: Invalid `to` field. The email address needs to follow the "
                     "`email@example.com` or `Name <email@example.com>` format. [see](http://x.example)")
