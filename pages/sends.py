@@ -74,9 +74,9 @@ def _failed() -> None:
         picked = st.dataframe(
             # The message right after whom and which step: placed last, it was out of view at 1024 px. Its
             # end may still be cut at the edge; the selected rows' messages are shown in full below.
-            pd.DataFrame([{"failed": when(r["finished_at"]), "email": r["email"],
-                           "step": f"{r['step']} · {step_title(r['step'])}", "provider's message": r["last_error"] or "",
-                           "segment": r["segment"], "attempts": r["attempts"]} for r in rows]),
+            pd.DataFrame([{"failed": when(r["finished_at"]), **_who(r), "attempts": r["attempts"],
+                           "provider's message": r["last_error"] or ""} for r in rows])
+            .reindex(columns=["failed", "email", "step", "provider's message", "segment", "attempts"]),
             key="failed_table", on_select="rerun", selection_mode="multi-row", hide_index=True, width="stretch",
             column_config={"provider's message": st.column_config.TextColumn(width="large"),
                            "attempts": st.column_config.NumberColumn(width="small")})

@@ -9,9 +9,8 @@ from core.signups import parse_signup
 from ui import commands, frame
 from ui.services import now, services
 from ui.text import literal
-from ui.widgets import my_requests, step_title
+from ui.widgets import STEP_PICKER_WIDTH, my_requests, step_title
 
-STEP_PICKER_WIDTH = 190  # px: "6 · New year plan" in full
 ADDRESS_WIDTH = 260
 
 frame.begin()

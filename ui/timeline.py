@@ -8,7 +8,8 @@ from ui import confirm, glyphs
 from ui.text import literal
 from ui.commands import Command
 from ui.services import now, read, services
-from ui.widgets import SEGMENT_BADGE, ago, event_detail, my_requests, sequence_status, step_title, when
+from ui.widgets import (SEGMENT_BADGE, STEP_PICKER_WIDTH, ago, event_detail, my_requests, sequence_status, step_title,
+                        when)
 
 
 # A step still waiting or under way would go twice if it were resent as well.
@@ -17,7 +18,6 @@ _NOT_FINISHED = ("none", "waiting", "due", "sending")
 _IN_TURN = ("It goes next, after any earlier step still to come (one email at a time, in order), "
             "once sending is not paused. Later steps then wait for it, each at least half its planned gap after it.")
 # A cancelled sequence has no Resume: every action but Unsubscribe stays greyed out afterwards.
-STEP_PICKER_WIDTH = 190  # px: "6 · New year plan" in full
 _FOR_GOOD = ("**This cannot be undone from the dashboard:** a cancelled sequence cannot be resumed, and none "
              "of its steps can be resent or retried.")
 

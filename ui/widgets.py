@@ -28,6 +28,9 @@ def sequence_status(status: str, failed_steps: int) -> tuple[str, str]:
     return f"{status} · {failed_steps} failed", "orange"
 
 
+STEP_PICKER_WIDTH = 190  # px: a step picker showing "6 · New year plan" in full
+
+
 def step_title(number: int) -> str:
     """'Quick wins' from the template name 'step3_quick_wins'."""
     name = CHRISTMAS_2025.step(number).template.split("_", 1)[1]
