@@ -15,6 +15,7 @@ from ui.widgets import (STATUS_BADGE, ago, event_detail, my_requests, page_picke
                         provider_trouble, when)
 
 AUDIT_PAGE = 50
+CARD_WIDTH = 290  # px: three integration cards side by side in a laptop window
 
 frame.begin()
 st.title("Settings")
@@ -64,8 +65,10 @@ with mode:
                "from the Test signup page always use test timing. Every change is in the audit trail.")
 
 st.subheader("Integrations")
-resend, notion, discord = st.columns(3)
-with resend.container(border=True):
+# Cards of one width in a row that wraps: three columns squeezed each card to a word a line below
+# about 1,000 pixels ("Check connectio / n"); now a narrow window stacks them instead.
+resend = notion = discord = st.container(horizontal=True, key="integrations")
+with resend.container(border=True, width=CARD_WIDTH):
     st.markdown("**Resend** (email)")
     if settings.dry_run:
         st.markdown(":orange-badge[dry run] no RESEND_API_KEY: emails are rendered and recorded, never delivered")
@@ -83,7 +86,7 @@ with resend.container(border=True):
 
 
 def _channel(column, title: str, what: str, configured: bool, health: dict | None) -> None:
-    with column.container(border=True):
+    with column.container(border=True, width=CARD_WIDTH):
         st.markdown(f"**{title}** ({what})")
         if not configured or health is None:
             st.markdown(":gray-badge[off] not configured")

@@ -314,3 +314,22 @@ def test_every_signups_filter_and_the_export_button_read_in_full_from_a_laptop_t
             page.get_by_text("Select a row to open").wait_for()
             cut = _cut_short(page, '[data-testid="stMain"]')
             assert cut == [], f"at {width} px these are cut short: {cut}"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_integration_cards_stack_rather_than_break_their_words_in_a_narrow_window(tmp_path):
+    port = free_port()
+    with serve_dashboard(port, clean_env(tmp_path)), browser_page() as page:
+        for width in (1366, 1024, 800):
+            page.set_viewport_size({"width": width, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/settings")
+            _settle(page)
+            page.get_by_role("button", name="Check connection").wait_for()
+            # A label over several lines: three squeezed columns broke it to "Check connectio / n".
+            broken = page.evaluate("""() => [...document.querySelectorAll(
+                    '[data-testid="stMain"] button [data-testid="stMarkdownContainer"]')]
+                .filter(label => { const lines = document.createRange();
+                                   lines.selectNodeContents(label.querySelector('p') || label);
+                                   return new Set([...lines.getClientRects()].map(x => Math.round(x.top))).size > 1; })
+                .map(label => label.textContent.trim())""")
+            assert broken == [], f"at {width} px these labels break over lines: {broken}"
