@@ -20,6 +20,7 @@ from core.errors import ConfigError
 _SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "URL")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 DEFAULT_DATA_DIR = "data"
+MIN_RESEND_RATE = 0.1  # requests a second: one every ten seconds
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 # A sender as Resend takes it: "team@acme.com" or "Acme Team <team@acme.com>", one address only.
@@ -145,9 +146,10 @@ class Settings(BaseSettings):
     @field_validator("resend_rate_limit")
     @classmethod
     def _positive_rate(cls, value: float) -> float:
-        # NaN compares false with everything, so it would switch the token bucket off.
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError("must be a finite positive number of requests per second")
+        # NaN compares false with everything, so it would switch the token bucket off; a rate near zero
+        # would hold the first email for hours (Resend's plans allow 2 to 5 a second).
+        if not math.isfinite(value) or value < MIN_RESEND_RATE:
+            raise ValueError(f"must be a number of requests per second, at least {MIN_RESEND_RATE}")
         return value
 
     @field_validator("intake_rate_limit")

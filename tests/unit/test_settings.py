@@ -155,7 +155,8 @@ def test_a_rejected_non_secret_value_is_shown_to_help_the_operator(env):
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("INTAKE_RATE_LIMIT", "-1"), ("RESEND_RATE_LIMIT", "0"), ("RESEND_RATE_LIMIT", "nan"),
+    [("INTAKE_RATE_LIMIT", "-1"), ("RESEND_RATE_LIMIT", "0"), ("RESEND_RATE_LIMIT", "1e-300"),
+     ("RESEND_RATE_LIMIT", "nan"),
      ("RESEND_RATE_LIMIT", "inf"), ("RESEND_RATE_LIMIT", "-inf"), ("API_PORT", "eighty"), ("API_PORT", "0"),
      ("API_PORT", "-1"), ("API_PORT", "65536"), ("API_PORT", "99999"), ("DASHBOARD_PORT", "0"),
      ("DASHBOARD_PORT", "8501x"), ("LOG_FORMAT", "xml"),
