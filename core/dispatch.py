@@ -215,6 +215,11 @@ class Dispatcher:
                 self._write_outcomes(conn, batch, failures, now)
                 return
             delay = backoff(batch.attempts, getattr(exc, "retry_after", None))
+            if uncertain_since is not None:
+                # An outage's retry-after (a 503's "come back tomorrow") never carries the batch past its
+                # window, nor so past its key's life: it is tried once more as the window ends, not given
+                # up as "outcome unknown" without another attempt.
+                delay = min(delay, uncertain_since + self.policy.retry_window - now)
             outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay, refused=exc.refused,
                                   uncertain_since=uncertain_since)
             repo.insert_events(conn, [repo.event_row(

@@ -693,6 +693,27 @@ def test_an_outage_is_retried_for_the_window_from_its_first_uncertain_failure(se
     assert batch["refused_attempts"] == 6
 
 
+@pytest.mark.parametrize("retry_after", [86400, float("inf"), 7 * 3600])
+def test_an_outage_whose_retry_after_outlasts_the_window_is_still_retried_inside_it(
+        services, mailer, clock, retry_after):
+    """A 503's retry-after of a day must not hold the batch past its window and its key's life, where it
+    would be given up as 'outcome unknown' without ever being tried again."""
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    mailer.fail_next(TransientMailerError("Resend 503 application_error: down for maintenance",
+                                          retry_after=retry_after, status=503))
+    start = clock()
+
+    dispatcher.run_pass()
+    waiting = step_send(services, result.enrollment_id, 1)
+    assert waiting["status"] == "sending" and waiting["lease_expires_at"] <= start + timedelta(hours=6)
+    run_for(dispatcher, clock, hours=26, every_hours=0.5)
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "sent", send["last_error"]
+    assert mailer.calls[0] == mailer.calls[1] and mailer.calls[1][1] == [send["id"]], "replayed once, same batch and key"
+
+
 def test_account_errors_never_give_the_emails_up_however_long_the_key_stays_wrong(services, mailer, clock):
     dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1, retry_window=timedelta(hours=1),
                                                                  breaker_threshold=1000))
