@@ -7,6 +7,7 @@ so one API key per process is assumed.
 """
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -124,6 +125,8 @@ class ResendMailer:
             self._observe(error.headers, started)
             if str(error.code) == "429":
                 retry_after = _number(_lower(error.headers).get("retry-after"))
+                if retry_after is not None and math.isnan(retry_after):
+                    retry_after = None  # "nan" says nothing: paused as for a 429 without the header
                 # Held here only briefly: a daily quota's hours are waited out by the batch's backoff,
                 # not by a sleep that would outlast a claimed batch's lease and hang a --once run.
                 self.bucket.pause(min(retry_after if retry_after is not None else 1.0, LONGEST_PAUSE))

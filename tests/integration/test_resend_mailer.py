@@ -177,6 +177,15 @@ def test_a_429_asking_for_an_hour_holds_the_next_call_only_briefly(api, mailer, 
     assert 0 < sum(fake.slept) <= 10
 
 
+def test_a_429_whose_retry_after_is_nan_pauses_the_next_call_as_one_without_it(api, mailer, fake):
+    api.fail(429, retry_after=float("nan"))
+    with pytest.raises(TransientMailerError):
+        mailer.send([email(1)], "knan")
+
+    mailer.send([email(2)], "kafter")
+    assert sum(fake.slept) == pytest.approx(1.0)
+
+
 def test_the_standins_own_rate_limit_answer_is_transient_with_retry_after(start, fake):
     start(rate_limit=1)
     # Two mailers, as two processes sharing one key: the second knows nothing of the first's call.
