@@ -220,6 +220,12 @@ class Dispatcher:
                 # window, nor so past its key's life: it is tried once more as the window ends, not given
                 # up as "outcome unknown" without another attempt.
                 delay = min(delay, uncertain_since + self.policy.retry_window - now)
+            last_replay = batch.created_at + KEY_LIFETIME - timedelta(hours=1)
+            if (batch.may_have_been_sent or uncertain_since is not None) and now < last_replay:
+                # Nor does a refusal's (a daily quota's day): such a batch can be replayed only while its key
+                # lives, so it is tried once more an hour before that ends, not given up as "outcome unknown"
+                # untried. (Refused again after that, it waits out its backoff as before.)
+                delay = min(delay, last_replay - now)
             outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay, refused=exc.refused,
                                   uncertain_since=uncertain_since)
             repo.insert_events(conn, [repo.event_row(

@@ -714,6 +714,26 @@ def test_an_outage_whose_retry_after_outlasts_the_window_is_still_retried_inside
     assert mailer.calls[0] == mailer.calls[1] and mailer.calls[1][1] == [send["id"]], "replayed once, same batch and key"
 
 
+def test_a_rate_limit_of_a_day_after_an_outage_is_retried_while_the_key_still_makes_the_replay_safe(
+        services, mailer, clock):
+    """A batch that may have got through cannot be replayed once its key is 23 hours old; a 429 asking for a
+    day (or inf, held to one) must not carry it there untried."""
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    mailer.fail_next(TransientMailerError("Resend 500 application_error", status=500),
+                     TransientMailerError("Resend 429 daily_quota_exceeded", retry_after=float("inf"), status=429))
+
+    dispatcher.run_pass()
+    clock.advance(seconds=5)
+    dispatcher.run_pass()
+    assert len(mailer.calls) == 2
+    run_for(dispatcher, clock, hours=26, every_hours=0.25)
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "sent", send["last_error"]
+    assert mailer.calls[0] == mailer.calls[2], "replayed under its first key"
+
+
 def test_account_errors_never_give_the_emails_up_however_long_the_key_stays_wrong(services, mailer, clock):
     dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1, retry_window=timedelta(hours=1),
                                                                  breaker_threshold=1000))
