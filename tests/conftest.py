@@ -11,13 +11,16 @@ the lifespan running) and `pg_url` (the session's PostgreSQL database). A test p
 """
 
 import os
+import shutil
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from core import db
 from core.bootstrap import build_services
 from core.settings import Settings
 from tests.support import FrozenClock, TestClient
@@ -115,10 +118,29 @@ def clock() -> FrozenClock:
     return FrozenClock("2025-12-01T09:00:00Z")
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_file(tmp_path_factory) -> Path:
+    """A SQLite file migrated once per session (switches not seeded: each test seeds its own)."""
+    path = tmp_path_factory.mktemp("migrated") / "nurture.db"
+    engine = db.create_db_engine(f"sqlite:///{path}")
+    try:
+        db.upgrade(engine)
+        with engine.connect() as conn:  # everything into the main file, which is all a copy takes
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        engine.dispose()
+    return path
+
+
 @pytest.fixture
-def services(make_settings, clock):
+def services(make_settings, clock, request):
     """Services on a migrated test database, reading time from `clock`."""
-    built = build_services(make_settings(), migrate=True, clock=clock)
+    settings = make_settings()
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
+        # A copy of a file migrated once: migrating every test's own took a tenth of the suite's time.
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite_file"), url.database)
+    built = build_services(settings, migrate=True, clock=clock)
     try:
         yield built
     finally:
