@@ -203,11 +203,7 @@ def test_a_test_signup_made_in_the_browser_is_sent_by_the_worker_and_shown_in_si
 def test_every_template_control_reads_in_full_from_a_laptop_to_a_narrow_window(tmp_path):
     port = free_port()
     with serve_dashboard(port, clean_env(tmp_path)), browser_page() as page:
-        for width in (1366, 1024, 800):
-            page.set_viewport_size({"width": width, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/templates")
-            _settle(page)
-            page.get_by_text("Subject:").wait_for()
+        for width in _at_each_width(page, f"http://127.0.0.1:{port}/templates", lambda p: p.get_by_text("Subject:")):
             cut = _cut_short(page, '[data-testid="stMain"]')
             assert cut == [], f"at {width} px these are cut short: {cut}"
 
@@ -245,10 +241,7 @@ def test_every_overview_figure_reads_in_full_from_a_laptop_to_a_narrow_window(tm
             httpx.post(worker_up.replace("/health", "/webhook/christmas-signup"), timeout=10, json={
                 "email": email, "first_name": name, "business_name": business, "red_systems": red,
                 "orange_systems": orange})
-        for width in (1366, 1024, 800):
-            page.set_viewport_size({"width": width, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/")
-            _settle(page)
+        for width in _at_each_width(page, f"http://127.0.0.1:{port}/", lambda p: p.get_by_text("Funnel by step")):
             cut = page.evaluate("""() => [...document.querySelectorAll(
                 '[data-testid="stMetricValue"], [data-testid="stMetricValue"] *, [data-testid="stMetricLabel"] *')]
                 .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
@@ -286,17 +279,27 @@ def _cut_short(page, scope: str) -> list[str]:
         }).map(e => e.textContent.trim()))""", scope)
 
 
+NARROWING_WIDTHS = (1366, 1024, 800)  # a laptop, a small laptop, a narrow window
+
+
+def _at_each_width(page, url: str, ready) -> Iterator[int]:
+    """Open `url` at each of NARROWING_WIDTHS in turn, once the page has drawn `ready(page)`; yields the width."""
+    for width in NARROWING_WIDTHS:
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.goto(url)
+        _settle(page)
+        ready(page).wait_for()
+        yield width
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
 def test_every_timeline_action_reads_in_full_from_a_laptop_to_a_narrow_window(tmp_path):
     env = clean_env(tmp_path)
     contact = _enroll(env, email="ada@example.com", first_name="Ada")
     port = free_port()
     with serve_dashboard(port, env), browser_page() as page:
-        for width in (1366, 1024, 800):
-            page.set_viewport_size({"width": width, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/signups?contact={contact}")
-            _settle(page)
-            page.get_by_role("button", name="Cancel sequence").wait_for()
+        for width in _at_each_width(page, f"http://127.0.0.1:{port}/signups?contact={contact}",
+                                    lambda p: p.get_by_role("button", name="Cancel sequence")):
             cut = _cut_short(page, ".st-key-timeline")
             assert cut == [], f"at {width} px these are cut short: {cut}"
 
@@ -307,11 +310,8 @@ def test_every_signups_filter_and_the_export_button_read_in_full_from_a_laptop_t
     _enroll(env, email="ada@example.com", first_name="Ada")
     port = free_port()
     with serve_dashboard(port, env), browser_page() as page:
-        for width in (1366, 1024, 800):
-            page.set_viewport_size({"width": width, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/signups")
-            _settle(page)
-            page.get_by_text("Select a row to open").wait_for()
+        for width in _at_each_width(page, f"http://127.0.0.1:{port}/signups",
+                                    lambda p: p.get_by_text("Select a row to open")):
             cut = _cut_short(page, '[data-testid="stMain"]')
             assert cut == [], f"at {width} px these are cut short: {cut}"
 
@@ -320,11 +320,8 @@ def test_every_signups_filter_and_the_export_button_read_in_full_from_a_laptop_t
 def test_the_integration_cards_stack_rather_than_break_their_words_in_a_narrow_window(tmp_path):
     port = free_port()
     with serve_dashboard(port, clean_env(tmp_path)), browser_page() as page:
-        for width in (1366, 1024, 800):
-            page.set_viewport_size({"width": width, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/settings")
-            _settle(page)
-            page.get_by_role("button", name="Check connection").wait_for()
+        for width in _at_each_width(page, f"http://127.0.0.1:{port}/settings",
+                                    lambda p: p.get_by_role("button", name="Check connection")):
             # A label over several lines: three squeezed columns broke it to "Check connectio / n".
             broken = page.evaluate("""() => [...document.querySelectorAll(
                     '[data-testid="stMain"] button [data-testid="stMarkdownContainer"]')]
