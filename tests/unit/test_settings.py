@@ -333,19 +333,30 @@ def test_a_production_deployment_without_secret_key_stops_start_up(env):
     assert_one_sentence_naming(str(caught.value), "SECRET_KEY")
 
 
+# Everything a public deployment needs: each test of the production checks changes one thing from here.
+PRODUCTION_ENV = {
+    "PUBLIC_BASE_URL": "https://nurture.acme.org", "SECRET_KEY": "k" * 32, "WEBHOOK_SECRET": "w" * 32,
+    "DASHBOARD_PASSWORD": "a long dashboard password", "RESEND_FROM_EMAIL": "hello@acme.org",
+    "POSTAL_ADDRESS": "Acme Ltd, 2 High Street, York YO1 7HH", "BOOKING_URL": "https://acme.org/book",
+}
+
+
+def set_production_env(env, **changes: str | None) -> None:
+    """The environment of a complete public deployment, with `changes` (None: the variable unset)."""
+    for name, value in {**PRODUCTION_ENV, **changes}.items():
+        if value is None:
+            env.delenv(name, raising=False)
+        else:
+            env.setenv(name, value)
+
+
 @pytest.mark.parametrize(
     ("url", "production"),
     [(" https://nurture.example.org ", True), ("HTTPS://nurture.example.org/", True),
      ("http://127.0.0.1:8000", False), ("http://[::1]:8000", False), ("http://localhost", False)],
 )
 def test_a_public_base_url_is_tidied_and_its_host_decides_production(env, url, production):
-    env.setenv("PUBLIC_BASE_URL", url)
-    env.setenv("SECRET_KEY", "k" * 32)
-    env.setenv("WEBHOOK_SECRET", "w" * 32)
-    env.setenv("DASHBOARD_PASSWORD", "a long dashboard password")
-    env.setenv("RESEND_FROM_EMAIL", "Nurture <hello@nurture.acme.co.uk>")
-    env.setenv("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH")
-    env.setenv("BOOKING_URL", "https://acme.co.uk/book")
+    set_production_env(env, PUBLIC_BASE_URL=url)
     s = load()
     assert s.public_base_url.startswith("http") and s.public_base_url == s.public_base_url.strip()
     assert s.is_production is production
@@ -358,12 +369,7 @@ def test_a_public_base_url_is_tidied_and_its_host_decides_production(env, url, p
 def test_only_placeholder_sender_domains_are_refused_in_production(env, sender, placeholder):
     from core.settings import production_problems
 
-    for name, value in (("PUBLIC_BASE_URL", "https://nurture.acme.org"), ("SECRET_KEY", "k" * 32),
-                        ("WEBHOOK_SECRET", "w" * 32), ("DASHBOARD_PASSWORD", "a long dashboard password"),
-                        ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH"),
-                        ("BOOKING_URL", "https://acme.org/book")):
-        env.setenv(name, value)
-    env.setenv("RESEND_FROM_EMAIL", "hello@acme.org")
+    set_production_env(env)
     settings = load().model_copy(update={"resend_from_email": sender})
     assert ("RESEND_FROM_EMAIL (a real sender on your verified domain)" in production_problems(settings)) is placeholder
 
@@ -374,15 +380,7 @@ def test_only_placeholder_sender_domains_are_refused_in_production(env, sender, 
     ("BOOKING_URL", "https://acme.org/book", False),
 ])
 def test_a_production_deployment_refuses_the_sample_footer_address_and_booking_link(env, variable, value, refused):
-    for name, setting in (("PUBLIC_BASE_URL", "https://nurture.acme.org"), ("SECRET_KEY", "k" * 32),
-                          ("WEBHOOK_SECRET", "w" * 32), ("DASHBOARD_PASSWORD", "a long dashboard password"),
-                          ("RESEND_FROM_EMAIL", "hello@acme.org"), ("BOOKING_URL", "https://acme.org/book"),
-                          ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH")):
-        env.setenv(name, setting)
-    if value is None:
-        env.delenv(variable)
-    else:
-        env.setenv(variable, value)
+    set_production_env(env, **{variable: value})
     if not refused:
         assert load().is_production
         return
@@ -396,12 +394,7 @@ def test_a_production_deployment_refuses_the_sample_footer_address_and_booking_l
 def test_a_production_deployment_refuses_a_placeholder_dashboard_password(env, password, refused):
     from core.settings import production_problems
 
-    for name, value in (("PUBLIC_BASE_URL", "https://nurture.acme.org"), ("SECRET_KEY", "k" * 32),
-                        ("WEBHOOK_SECRET", "w" * 32), ("RESEND_FROM_EMAIL", "hello@acme.org"),
-                        ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH"),
-                        ("BOOKING_URL", "https://acme.org/book")):
-        env.setenv(name, value)
-    env.setenv("DASHBOARD_PASSWORD", "a long dashboard password")
+    set_production_env(env)
     settings = load().model_copy(update={"dashboard_password": password})
     assert any(p.startswith("dashboard authentication") for p in production_problems(settings)) is refused
 
@@ -417,11 +410,7 @@ def test_a_server_reachable_from_other_machines_is_not_locked_by_a_sample_secret
 
 def test_a_streamlit_secrets_file_not_in_utf8_still_counts_its_oidc_section(env, tmp_path):
     # Reading it as text stopped every command and the worker with a UnicodeDecodeError traceback.
-    for name, value in (("PUBLIC_BASE_URL", "https://nurture.acme.org"), ("SECRET_KEY", "k" * 32),
-                        ("WEBHOOK_SECRET", "w" * 32), ("RESEND_FROM_EMAIL", "hello@acme.org"),
-                        ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH"),
-                        ("BOOKING_URL", "https://acme.org/book")):
-        env.setenv(name, value)
+    set_production_env(env, DASHBOARD_PASSWORD=None)  # the [auth] section alone locks the dashboard
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_bytes(b'[auth]\nredirect_uri = "https://caf\xe9.acme.org"\n')
     env.chdir(tmp_path)
