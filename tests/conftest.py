@@ -1,10 +1,11 @@
 """Shared fixtures: both storage backends, settings isolated from the environment, services and a client.
 
 PostgreSQL: one database per test session (created from TEST_DATABASE_URL's server and dropped
-at the end); each test starts from an empty `public` schema. When the server is unreachable the
-PostgreSQL tests are skipped locally, and fail under CI (env CI set).
+at the end); a test starts from its empty `public` schema, or, when it uses `services`, from its own
+copy of a database migrated once per session. When the server is unreachable the PostgreSQL tests
+are skipped locally, and fail under CI (env CI set).
 
-Fixtures: `backend` ("sqlite" | "postgres"), `database_url` (empty database), `make_settings(**overrides)`,
+Fixtures: `backend` ("sqlite" | "postgres"), `database_url` (migrated if the test uses `services`, else empty), `make_settings(**overrides)`,
 `clock` (a FrozenClock at 2025-12-01T09:00Z), `services` (migrated, on `clock`), `client` (TestClient with
 the lifespan running) and `pg_url` (the session's PostgreSQL database). A test pins one backend with
 `@pytest.mark.parametrize("backend", ["sqlite"])`.
@@ -85,9 +86,17 @@ def backend(request) -> str:
 
 @pytest.fixture
 def database_url(request, backend, tmp_path) -> str:
-    """An empty database: a fresh SQLite file, or the session's PostgreSQL database with an empty schema."""
+    """The test's database: migrated when the test uses `services` (which would migrate it anyway),
+    empty otherwise. A migrated one is a copy of one migrated once per session: migrating each
+    test's own took most of a PostgreSQL test's time and a tenth of the suite's."""
+    migrated = "services" in request.fixturenames
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path}/nurture.db"
+        path = tmp_path / "nurture.db"
+        if migrated:
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite_file"), path)
+        return f"sqlite:///{path}"
+    if migrated:
+        return request.getfixturevalue("pg_migrated_copy")
     url = request.getfixturevalue("pg_url")
     engine = _admin_engine(make_url(url))
     try:
@@ -98,6 +107,44 @@ def database_url(request, backend, tmp_path) -> str:
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def pg_migrated_template(pg_url) -> str:
+    """Name of a PostgreSQL database migrated once per session. Nothing stays connected to it,
+    as CREATE DATABASE … TEMPLATE requires."""
+    url = make_url(pg_url)
+    name = f"{url.database}_migrated"
+    admin = _admin_engine(url)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')  # names we made: identifiers cannot be bound
+        engine = db.create_db_engine(url.set(database=name).render_as_string(hide_password=False))
+        try:
+            db.upgrade(engine)
+        finally:
+            engine.dispose()
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_migrated_copy(pg_url, pg_migrated_template) -> str:
+    """URL of this test's own copy of the migrated database, dropped after the test."""
+    url = make_url(pg_url)
+    name = f"{url.database}_{uuid.uuid4().hex[:8]}"
+    admin = _admin_engine(url)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_migrated_template}"')
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:  # FORCE: connections a test leaked would otherwise block the drop
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 @pytest.fixture
@@ -133,14 +180,9 @@ def migrated_sqlite_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def services(make_settings, clock, request):
+def services(make_settings, clock):
     """Services on a migrated test database, reading time from `clock`."""
-    settings = make_settings()
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
-        # A copy of a file migrated once: migrating every test's own took a tenth of the suite's time.
-        shutil.copyfile(request.getfixturevalue("migrated_sqlite_file"), url.database)
-    built = build_services(settings, migrate=True, clock=clock)
+    built = build_services(make_settings(), migrate=True, clock=clock)
     try:
         yield built
     finally:
