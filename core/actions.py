@@ -121,7 +121,10 @@ class ActionRunner:
 
     def _perform(self, conn, kind: str, p: dict, actor: str, now: datetime) -> str:
         if kind == "resend_step":
-            return f"queued send {controls.resend_step(conn, p['enrollment_id'], int(p['step']), actor=actor, now=now)}"
+            seen = p.get("generation")  # absent from requests queued before it was sent along
+            send_id = controls.resend_step(conn, p["enrollment_id"], int(p["step"]), actor=actor, now=now,
+                                           seen_generation=None if seen is None else int(seen))
+            return f"queued send {send_id}"
         if kind == "skip_step":
             done = controls.skip_step(conn, p["enrollment_id"], int(p["step"]), actor=actor, now=now)
             return "skipped" if done else "nothing to skip: the step was already claimed or finished"

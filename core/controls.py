@@ -92,9 +92,14 @@ def skip_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str,
     return bool(skipped)
 
 
-def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str, now: datetime) -> str:
+def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str, now: datetime,
+                seen_generation: int | None = None) -> str:
     """Queue a step again as a new generation (its own idempotency key). It goes in its turn:
-    at once when no earlier step is still to go, otherwise after them, under the order rule."""
+    at once when no earlier step is still to go, otherwise after them, under the order rule.
+
+    `seen_generation`: the step's newest generation when the marketer asked. A resend queued since
+    (a second click, a second tab, a colleague) has already done what was asked: a third copy is refused.
+    """
     _lock_sequence(conn, enrollment_id)  # first: what is read below is then what a worker recording a step sees
     enrollment = _enrollment(conn, enrollment_id)
     _refuse_if_stopped(conn, enrollment.contact_id)
@@ -104,6 +109,9 @@ def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: st
     ).order_by(send_t.c.generation.desc()).limit(1)).first()
     if latest is not None and latest.status in (SendStatus.SCHEDULED, SendStatus.SENDING):
         raise NurtureError(f"step {step} has not gone out yet ({latest.status}); resending it would send it twice")
+    if seen_generation is not None and latest is not None and latest.generation != seen_generation:
+        raise NurtureError(f"step {step} was already sent again since this request was made (generation "
+                           f"{latest.generation}); resending it once more would send a copy nobody asked for")
     generation = (latest.generation if latest else 0) + 1
     send_id = new_id()
     _reopen(conn, enrollment, now)

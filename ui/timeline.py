@@ -96,12 +96,14 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
                            format_func=lambda n: f"{n} · {step_title(n)}")
     line = steps[number - 1]
     target = {"enrollment_id": enrollment["id"], "step": number, "contact_id": contact["id"]}
+    # The resend names the generation on screen, so a second click on a stale page never sends a third copy.
+    seen = {"generation": line.send["generation"]} if line.send else {}
     who = literal(contact["email"])
     question = (f"Send step {number} to **{who}** after all?" if line.state == "skipped"
                 else f"Send step {number} to **{who}** again, as a new email?")
     with row:
         confirm.button("Resend step", Command(
-            "resend_step", (target,), f"{question} {_IN_TURN}", "Yes, resend", f"Resend of step {number} requested."),
+            "resend_step", ({**target, **seen},), f"{question} {_IN_TURN}", "Yes, resend", f"Resend of step {number} requested."),
             key="resend_step",
             disabled=stopped or enrollment["status"] == "cancelled" or line.state in _NOT_FINISHED,
             help=f"Sends a finished or skipped step as a new email. {_IN_TURN}")

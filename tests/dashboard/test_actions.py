@@ -51,7 +51,8 @@ def test_resending_a_step_queues_an_action_for_the_worker_in_the_name_of_who_ask
     confirm(timeline_of("casey@example.com"), "resend_step")
     [action] = actions(engine)
     assert action["kind"] == "resend_step" and action["requested_by"] == "dashboard"
-    assert action["payload"] == {"enrollment_id": casey.enrollment_id, "step": 1, "contact_id": casey.contact_id}
+    assert action["payload"] == {"enrollment_id": casey.enrollment_id, "step": 1, "contact_id": casey.contact_id,
+                                 "generation": 1}, "the generation on screen, so a stale second click sends nothing"
     assert requested_events(engine) == [{"kind": "requested_resend_step", "actor": "dashboard",
                                          "contact_id": casey.contact_id}]
 

@@ -855,6 +855,21 @@ def test_resend_step_queues_a_new_generation_that_is_sent_again_under_its_own_ke
     assert event["send_id"] == generations[1]["id"] and event["detail"] == {"step": 1, "generation": 2}
 
 
+def test_a_second_resend_asked_from_the_same_screen_after_the_first_went_sends_no_third_copy(
+        services, dispatcher, mailer):
+    result = enroll(services, email="twice@example.com")
+    dispatcher.run_pass()
+    seen = {"enrollment_id": result.enrollment_id, "contact_id": result.contact_id, "step": 1, "generation": 1}
+
+    first = act(services, "resend_step", seen)
+    assert dispatcher.run_pass() == 1  # the first resend went before the second click reached the worker
+    second = act(services, "resend_step", seen)
+
+    assert first["status"] == "done" and second["status"] == "failed"
+    assert "already sent again" in second["result"]
+    assert dispatcher.run_pass() == 0 and steps_sent_to(mailer, "twice@example.com") == [1, 1]
+
+
 def test_skip_step_skips_it_and_the_sequence_goes_on_to_the_next_step(services, dispatcher, mailer, clock):
     result = enroll(services, email="skipper@example.com")
     dispatcher.run_pass()
