@@ -129,7 +129,10 @@ class ActionRunner:
             done = controls.skip_step(conn, p["enrollment_id"], int(p["step"]), actor=actor, now=now)
             return "skipped" if done else "nothing to skip: the step was already claimed or finished"
         if kind == "cancel_sequence":
-            return f"cancelled {controls.cancel_sequence(conn, p['enrollment_id'], actor=actor, now=now)} sends"
+            cancelled = controls.cancel_sequence(conn, p["enrollment_id"], actor=actor, now=now)
+            if cancelled is None:
+                return "nothing to cancel: the sequence had already stopped"
+            return f"cancelled {cancelled} sends"
         if kind == "unsubscribe":
             done = controls.unsubscribe_contact(conn, p["contact_id"], actor=actor, now=now,
                                                 detail={"via": "dashboard"})

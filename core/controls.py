@@ -66,10 +66,16 @@ def suppress_contact(conn: sa.Connection, contact_id: str, reason: str, *, actor
 
 
 def cancel_sequence(conn: sa.Connection, enrollment_id: str, *, actor: str, now: datetime,
-                    reason: str = "cancelled by a marketer") -> int:
+                    reason: str = "cancelled by a marketer") -> int | None:
+    """Cancel every send still to come; None when the sequence had already stopped (cancelled,
+    unsubscribed, bounced), whose status and reason then stay as they are."""
     enrollment = _enrollment(conn, enrollment_id)
-    conn.execute(enrollment_t.update().where(enrollment_t.c.id == enrollment_id).values(
-        status=EnrollmentStatus.CANCELLED, status_reason=reason, updated_at=now))
+    changed = conn.execute(enrollment_t.update().where(
+        enrollment_t.c.id == enrollment_id,
+        enrollment_t.c.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.COMPLETED]),
+    ).values(status=EnrollmentStatus.CANCELLED, status_reason=reason, updated_at=now)).rowcount
+    if not changed:
+        return None
     cancelled = _cancel_pending(conn, send_t.c.enrollment_id == enrollment_id, f"cancelled: {reason}", now)
     repo.insert_events(conn, [repo.event_row(now, actor, "sequence_cancelled", contact_id=enrollment.contact_id,
                                              enrollment_id=enrollment_id, detail={"cancelled_sends": cancelled})])

@@ -897,6 +897,19 @@ def test_cancel_sequence_cancels_every_pending_send(services, dispatcher, mailer
     assert events_of(services, "sequence_cancelled")[0]["detail"] == {"cancelled_sends": 6}
 
 
+def test_a_cancel_that_reaches_the_worker_after_an_unsubscribe_keeps_the_sequence_unsubscribed(
+        services, dispatcher, mailer):
+    result = enroll(services, email="gone@example.com")
+    dispatcher.run_pass()
+    act(services, "unsubscribe", {"contact_id": result.contact_id})
+
+    action = act(services, "cancel_sequence", {"enrollment_id": result.enrollment_id})
+
+    assert action["status"] == "done" and action["result"] == "nothing to cancel: the sequence had already stopped"
+    assert enrollment_status(services, result.enrollment_id) == "unsubscribed"
+    assert events_of(services, "sequence_cancelled") == []
+
+
 def test_retry_send_requeues_a_failed_send_which_then_goes_under_a_fresh_key(services, dispatcher, mailer):
     result = enroll(services, email="retry@example.com")
     mailer.fail_next(PermanentMailerError("Resend 422 validation_error: temporarily refused", status=422))
