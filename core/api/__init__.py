@@ -1,4 +1,5 @@
-"""The intake HTTP API. `create_app(services)` builds it; run it with `uvicorn core.api:create_app --factory`."""
+"""The intake HTTP API. `create_app(services)` builds it; run it with `uvicorn core.api:app`
+(or `uvicorn core.api:create_app --factory`)."""
 
 import logging
 from contextlib import asynccontextmanager
@@ -20,6 +21,17 @@ from core.intake import GroupCommitWriter
 from core.logs import configure_logging
 
 log = logging.getLogger(__name__)
+_served: dict[str, FastAPI] = {}
+
+
+def __getattr__(name: str) -> FastAPI:
+    # DESIGN §2 runs the API as `uvicorn core.api:app`. Built on first access (PEP 562), not at import:
+    # the worker and the tests import this package and must not get an engine of their own.
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if "app" not in _served:
+        _served["app"] = create_app()
+    return _served["app"]
 
 
 def create_app(services: Services | None = None) -> FastAPI:
