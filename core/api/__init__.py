@@ -37,7 +37,9 @@ def __getattr__(name: str) -> FastAPI:
 def create_app(services: Services | None = None) -> FastAPI:
     """Build the API around existing services (the worker, tests) or fresh ones (uvicorn --factory)."""
     own_process = services is None  # uvicorn --factory: this API is the whole process
-    services = services or build_services()
+    # Started on its own (uvicorn), it may be the first process to meet a new database, as the worker and the
+    # dashboard may: it migrates as they do (under a lock, so several uvicorn workers at once are safe).
+    services = services or build_services(migrate=True)
     if own_process:  # LOG_FORMAT and LOG_LEVEL apply here as in the worker
         configure_logging(services.settings.log_format, services.settings.log_level)
     writer = GroupCommitWriter(services)
