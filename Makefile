@@ -4,6 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Tests run on every core (pytest-xdist): much of the suite waits on subprocesses, a browser and
+# databases. PYTEST_WORKERS=0 runs them in this one process, e.g. to use a debugger.
+PYTEST_WORKERS ?= auto
 
 .PHONY: install run test test-fast bench lock migrate clean
 
@@ -24,10 +27,10 @@ run: migrate
 	$(BIN)/python -m core run
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not e2e" $(PYTEST_ARGS)
 
 # The quick benchmarks; bench/dashboard.py, bench/notion.py and bench/scale.py take longer (see --help).
 bench: install
