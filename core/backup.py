@@ -8,8 +8,10 @@ from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from core import switches
 from core.errors import ConfigError, NurtureError
 from core.output_files import broken_link, mode_open_would_give
 
@@ -18,7 +20,8 @@ def backup_sqlite(database_url: str, target_dir: Path, now: datetime) -> Path:
     """Copy a live SQLite database page by page (safe while the worker writes).
 
     The copy is made under a temporary name and renamed when complete, so a failed backup
-    (disk full, folder unwritable) never leaves a file that looks like a good one.
+    (disk full, folder unwritable) never leaves a file that looks like a good one. The copy has
+    sending paused (see `_pause_copy`); the database it was taken from is left as it was.
     """
     source_path = make_url(database_url).database
     if source_path in (None, "", ":memory:"):
@@ -39,12 +42,35 @@ def backup_sqlite(database_url: str, target_dir: Path, now: datetime) -> Path:
     try:
         with closing(sqlite3.connect(source_path)) as source, closing(sqlite3.connect(partial)) as dest:
             source.backup(dest)
+        _pause_copy(partial, now)
         os.replace(partial, target)
-    except sqlite3.Error as exc:  # the driver names no file: say which backup failed
+    except (sqlite3.Error, sa.exc.DBAPIError) as exc:  # the driver names no file: say which backup failed
         raise NurtureError(f"backup to {target} failed: {exc}") from None
     finally:
         Path(partial).unlink(missing_ok=True)
     return target
+
+
+def _pause_copy(path: str, taken_at: datetime) -> None:
+    """Pause sending in a backup copy, so a restored one waits for a person before sending.
+
+    Emails sent after the backup are not recorded in it: restored and run as it is, the worker
+    would send them again under fresh idempotency keys, which Resend cannot recognise.
+    """
+    engine = sa.create_engine(f"sqlite:///{path}", poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if not sa.inspect(conn).has_table("setting"):  # not a Nurture database: copied as it is
+                return
+            switches.set_paused(conn, True, actor="backup", now=taken_at, reason=restored_reason(taken_at))
+    finally:
+        engine.dispose()
+
+
+def restored_reason(taken_at: datetime) -> str:
+    """The pause reason a restored backup shows in the dashboard and `/health`."""
+    return (f"restored from the backup of {taken_at:%Y-%m-%d %H:%M} UTC: emails sent after that are not "
+            "recorded here and would go again; skip them (Resend's log lists them), then resume")
 
 
 def _unused_name(folder: Path, stem: str) -> Path:

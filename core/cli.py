@@ -71,7 +71,7 @@ def _backup(services, args) -> int:
     if services.settings.is_sqlite:
         folder = Path(args.output_dir or Path(services.settings.data_dir) / "backups")
         target = backup.backup_sqlite(services.settings.database_url, folder, now)  # OSError: main says which folder
-        print(f"backed up to {target}")
+        print(f"backed up to {target} (sending is paused in the copy: restored, it sends nothing until resumed)")
     else:
         print("PostgreSQL is backed up with pg_dump; run:")
         print(backup.pg_dump_command(services.settings.database_url, now))

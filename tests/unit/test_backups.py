@@ -7,7 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
+from core import db, switches
 from core.backup import backup_sqlite, pg_dump_command
 from core.errors import ConfigError, NurtureError
 
@@ -60,3 +63,22 @@ def test_two_backups_in_the_same_second_are_both_kept(tmp_path):
 ])
 def test_the_pg_dump_line_names_the_server_however_the_url_gives_it(url, host):
     assert host in pg_dump_command(url, NOW).split()
+
+
+def test_a_restored_backup_sends_nothing_until_a_person_resumes_it(tmp_path):
+    """Emails sent after the backup are not in it: run as it is, the worker would send them again."""
+    url = f"sqlite:///{tmp_path}/nurture.db"
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    command.upgrade(db.alembic_config(url), "head")
+    with engine.begin() as conn:
+        switches.seed(conn, test_mode=False, now=NOW)
+
+    copy = backup_sqlite(url, tmp_path / "backups", NOW)
+
+    with engine.connect() as conn:
+        assert not switches.read(conn).paused, "the live database keeps sending"
+    restored = sa.create_engine(f"sqlite:///{copy}", poolclass=sa.pool.NullPool)
+    with restored.connect() as conn:
+        state = switches.read(conn)
+    engine.dispose(), restored.dispose()
+    assert state.paused and "restored from the backup of 2025-12-01 09:00 UTC" in state.pause_reason
