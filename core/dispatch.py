@@ -79,13 +79,26 @@ class Dispatcher:
         if self.policy.lanes <= 1:
             return self._drain()
         counts: list[int] = []
-        extra = [threading.Thread(target=lambda: counts.append(self._drain()), name=f"dispatch-lane-{i}")
-                 for i in range(1, self.policy.lanes)]
-        for lane in extra:
-            lane.start()
-        counts.append(self._drain())
-        for lane in extra:
-            lane.join()
+        errors: list[Exception] = []
+
+        def lane() -> None:
+            # Raised here, an error would end only this thread, printed as a bare traceback: the job
+            # would count the pass as done (/health not told, `--once` exiting 0) with a batch left leased.
+            try:
+                counts.append(self._drain())
+            except Exception as exc:
+                errors.append(exc)
+
+        extra = [threading.Thread(target=lane, name=f"dispatch-lane-{i}") for i in range(1, self.policy.lanes)]
+        for thread in extra:
+            thread.start()
+        try:
+            counts.append(self._drain())
+        finally:
+            for thread in extra:
+                thread.join()
+        if errors:
+            raise errors[0]
         return sum(counts)
 
     def _drain(self) -> int:

@@ -487,6 +487,20 @@ def test_a_stopping_worker_finishes_the_batch_in_hand_and_claims_no_more(service
     assert len(mailer.sent) == 1
 
 
+class SecondLaneLosesTheDatabase(Dispatcher):
+    def _drain(self) -> int:
+        if threading.current_thread().name.startswith("dispatch-lane"):
+            raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+        return super()._drain()
+
+
+def test_a_database_error_in_the_second_lane_fails_the_pass_instead_of_ending_only_its_thread(services):
+    """The job's guard then logs it in one line and /health lists dispatch; `--once` exits 1."""
+    enroll(services)
+    with pytest.raises(sa.exc.OperationalError, match="server closed the connection"):
+        SecondLaneLosesTheDatabase(services, "worker-a", DispatchPolicy(lanes=2)).run_pass()
+
+
 def test_three_account_errors_in_a_row_open_the_circuit_breaker_and_health_says_so(
         services, mailer, client, clock):
     dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(batch_size=1))
