@@ -25,7 +25,11 @@ LOCK_WAIT_MS = 30_000
 
 
 def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """Build the engine; SQLite gets WAL, a busy timeout and synchronous=NORMAL on every connection."""
+    """Build the engine; SQLite gets WAL, a busy timeout and synchronous=NORMAL on every connection.
+
+    hide_parameters: a driver error's text (logged with its traceback) would otherwise quote the
+    statement's values, a signup's address, names and payload among them, where `forget` cannot reach.
+    """
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -37,11 +41,13 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
                           if isinstance(exc, FileExistsError) else exc.strerror or exc)
                 raise ConfigError(
                     f"DATABASE_URL names a SQLite file in {folder}, which cannot be used: {reason}.") from None
-        engine = sa.create_engine(url, connect_args={"timeout": LOCK_WAIT_MS / 1000, "check_same_thread": False})
+        engine = sa.create_engine(url, connect_args={"timeout": LOCK_WAIT_MS / 1000, "check_same_thread": False},
+                                  hide_parameters=True)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
-    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                              hide_parameters=True)
     sa.event.listen(engine, "connect", _postgresql_lock_timeout)
     return engine
 

@@ -5,6 +5,7 @@ import logging
 import pytest
 import sqlalchemy as sa
 
+from core.db import create_db_engine
 from core.db_outages import WriteFailures, guarded
 
 
@@ -113,3 +114,13 @@ def test_a_job_failing_for_another_reason_is_not_a_database_failure(caplog):
     failures = WriteFailures()
     guarded(FlakyJob(outage=1, error=ValueError("a bug")), failures=failures)()
     assert failures.current() == {}
+
+
+def test_a_database_error_logged_with_its_traceback_does_not_quote_the_values_it_was_given(tmp_path):
+    engine = create_db_engine(f"sqlite:///{tmp_path}/nurture.db")
+    with pytest.raises(sa.exc.IntegrityError) as failed, engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE contact (email TEXT UNIQUE)"))
+        for _ in range(2):
+            conn.execute(sa.text("INSERT INTO contact VALUES (:email)"), {"email": "jo@example.com"})
+    engine.dispose()
+    assert "UNIQUE constraint failed" in str(failed.value) and "jo@example.com" not in str(failed.value)
