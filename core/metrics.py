@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from core import tally
+from core import db, tally
+from core.db_outages import DatabaseOutageLog
 from core.tables import outbox_t, send_t
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,19 @@ class DatabaseCollector(Collector):
     def __init__(self, engine: sa.Engine, clock: Callable[[], datetime]):
         self._engine = engine
         self._clock = clock
+        # Every scrape of an outage would otherwise log its traceback: one line when it starts instead.
+        self._outage = DatabaseOutageLog("metrics", "metrics")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             with self._engine.connect() as conn:
                 yield from self._families(conn, self._clock())
-        except sa.exc.SQLAlchemyError:
-            log.exception("metrics could not read the database", extra={"action": "metrics"})
+            self._outage.succeeded()
+        except sa.exc.SQLAlchemyError as exc:
+            if db.storage_unavailable(exc):
+                self._outage.failed(exc)
+            else:
+                log.exception("metrics could not read the database", extra={"action": "metrics"})
             up = GaugeMetricFamily("nurture_database_up", "1 when the database answered the scrape.")
             up.add_metric([], 0)
             yield up

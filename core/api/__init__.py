@@ -15,6 +15,7 @@ from svix.webhooks import Webhook
 from core import alerts
 from core.api import health, intake, metrics, pages, resend_webhook, unsubscribe
 from core.bootstrap import Services, build_services
+from core.db_outages import DatabaseOutageLog
 from core.errors import ConfigError, first_line
 from core.heap import freeze_startup_objects
 from core.intake import GroupCommitWriter
@@ -63,6 +64,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         )
     app.state.resend_verifier = _resend_verifier(services.settings.resend_webhook_secret)
     app.state.signature_watch = alerts.SignatureFailureWatch()
+    app.state.health_outage = DatabaseOutageLog("health", "health")
     for module in (intake, health, unsubscribe, resend_webhook, metrics):
         app.include_router(module.router)
     app.add_exception_handler(ClientDisconnect, _client_went_away)

@@ -30,10 +30,14 @@ def health(request: Request) -> JSONResponse:
         with db.read_transaction(services.engine) as conn:
             status = read_status(conn, services.clock())
             side = side_status.health_fields(conn, settings, services.clock())
-    except sa.exc.SQLAlchemyError:
-        log.exception("health check could not reach the database", extra={"action": "health"})
+    except sa.exc.SQLAlchemyError as exc:
+        if db.storage_unavailable(exc):  # an outage: one line when it starts, not a traceback per probe
+            request.app.state.health_outage.failed(exc)
+        else:
+            log.exception("health check could not read the database", extra={"action": "health"})
         body.update(status="unhealthy", database="unreachable")
         return JSONResponse(body, status_code=503)
+    request.app.state.health_outage.succeeded()
     last_seen = status.worker_last_seen
     body.update(
         database="ok",
