@@ -60,7 +60,7 @@ def _submit() -> None:
     request = SignupRequest(signup, source="dashboard", is_test=True, force_test_timing=True)
     [result] = act(enroll_now, [request])
     st.session_state[RESULT] = {"email": result.email, "segment": result.segment, "contact_id": result.contact_id,
-                                "outcome": result.outcome.value, "duplicate": result.duplicate}
+                                "outcome": result.outcome.value}
 
 
 st.button("Sign up", type="primary", on_click=_submit, key="ts_submit", icon=":material/send:")
@@ -70,13 +70,20 @@ if outcome and "errors" in outcome:
     for field, message in outcome["errors"].items():
         st.error(f"**{field.replace('_', ' ')}**: {literal(message)}")
 elif outcome:
-    if outcome["duplicate"]:
-        st.warning(f"{literal(outcome['email'])} already has a sequence ({outcome['outcome']}): "
-                   "no second one was started.")
+    email = literal(outcome["email"])
+    if outcome["outcome"] == "refused":
+        # An erased address keeps no contact to link to: the refusal itself is all there is.
+        st.error(f"{email} was erased (`forget`): signups from this address are refused, and nothing was stored.")
     else:
-        when_sent = ("Sending is paused: the welcome email goes once sending is resumed (Settings)."
-                     if read(switches.read).paused else "The worker sends the welcome email within seconds.")
-        st.success(f"Enrolled **{literal(outcome['email'])}** as **{outcome['segment']}**, on test timing. "
-                   f"{when_sent}")
-    st.page_link("pages/signups.py", label="Open the timeline", icon=":material/timeline:",
-                 query_params={"contact": outcome["contact_id"]})
+        if outcome["outcome"] == "enrolled":
+            when_sent = ("Sending is paused: the welcome email goes once sending is resumed (Settings)."
+                         if read(switches.read).paused else "The worker sends the welcome email within seconds.")
+            st.success(f"Enrolled **{email}** as **{outcome['segment']}**, on test timing. {when_sent}")
+        elif outcome["outcome"] == "updated":
+            st.info(f"{email} already had a sequence with nothing sent yet: it is now **{outcome['segment']}**. "
+                    "It keeps its own timing, and no second sequence was started.")
+        else:
+            st.warning(f"{email} already has a sequence under way: this signup was recorded, and the sequence "
+                       "is left as it was. No second one was started.")
+        st.page_link("pages/signups.py", label="Open the timeline", icon=":material/timeline:",
+                     query_params={"contact": outcome["contact_id"]})

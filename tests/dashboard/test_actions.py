@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core import db, switches
+from core import db, erasure, switches
 from core.actions import ActionRunner
+from core.intake import enroll_now
 from core.timeutil import utcnow
 from tests.dashboard.conftest import page_text
-from tests.support import rows
+from tests.support import rows, signup_request
 
 
 @pytest.fixture
@@ -269,6 +270,40 @@ def test_a_test_signup_goes_through_enrollment_as_a_test_contact_on_test_timing(
     assert rows(engine, "SELECT source FROM signup WHERE contact_id = :c", c=contact["id"]) == [{"source": "dashboard"}]
     [link] = at.get("page_link")
     assert contact["id"] in str(link.proto)
+
+
+def _test_signup(open_app, email: str, red: int = 0):
+    at = open_app("pages/test_signup.py")
+    at.text_input(key="ts_email").input(email).run()
+    at.number_input(key="ts_red").set_value(red).run()
+    at.button(key="ts_submit").click().run()
+    return at
+
+
+def test_a_test_signup_of_an_erased_address_says_it_was_refused_and_links_no_timeline(seeded, open_app):
+    services = seeded["services"]
+    with db.write_transaction(services.engine) as conn:
+        erasure.forget(conn, "uma@example.com", actor="cli", now=services.clock())
+    at = _test_signup(open_app, "uma@example.com")
+    assert "was erased" in "\n".join(e.value for e in at.error) and "already has a sequence" not in page_text(at)
+    assert at.get("page_link") == []  # there is no contact left to open
+
+
+def test_a_test_signup_of_an_address_with_nothing_sent_yet_says_its_sequence_was_re_segmented(seeded, open_app):
+    services = seeded["services"]
+    enroll_now(services, [signup_request(email="fresh@example.com", red_systems=0)])  # step 1 not sent yet
+    at = _test_signup(open_app, "fresh@example.com", red=2)
+    assert "it is now **CRITICAL**" in "\n".join(i.value for i in at.info)
+    [enrollment] = rows(services.engine, "SELECT e.segment FROM enrollment e JOIN contact c ON c.id = e.contact_id "
+                                         "WHERE c.email = 'fresh@example.com'")
+    assert enrollment == {"segment": "CRITICAL"}
+
+
+def test_a_test_signup_of_an_address_already_emailed_says_the_sequence_was_left_as_it_was(seeded, open_app):
+    at = _test_signup(open_app, "casey@example.com")  # seeded: step 1 went out
+    assert "left as it was" in "\n".join(w.value for w in at.warning)
+    [link] = at.get("page_link")
+    assert seeded["contacts"]["casey@example.com"].contact_id in str(link.proto)
 
 
 def test_an_invalid_test_signup_shows_the_field_error_and_stores_nothing(seeded, open_app):
