@@ -92,9 +92,9 @@ def enroll_batch(
             fresh[contact_id] = enrollment_id
             rows.enrollments.append(_enrollment_row(enrollment_id, contact_id, campaign, segment, timing, s, now))
             outcome = SignupOutcome.ENROLLED
-        elif known is not None and (known.any_sent or req.only_new):
-            # The sequence has begun (or an import meets someone enrolled since it planned): this signup
-            # changes nothing, and the answer gives the segment in effect.
+        elif known is not None and (known.settled or req.only_new):
+            # The sequence has begun or was stopped (or an import meets someone enrolled since it planned):
+            # this signup changes nothing, and the answer gives the segment in effect.
             enrollment_id, segment, outcome = known.id, known.segment, SignupOutcome.SKIPPED
         else:
             enrollment_id = known.id if known else fresh[contact_id]
@@ -126,7 +126,7 @@ def _resubmitted(conn: sa.Connection, contact_ids: list[str], campaign: Campaign
     cannot start step 1 between this decision and the re-segmenting it allows.
     """
     existing = repo.enrollments_by_contact(conn, contact_ids, campaign.name)
-    untouched = [known.id for known in existing.values() if not known.any_sent]
+    untouched = [known.id for known in existing.values() if not known.settled]
     started = repo.lock_sends_and_find_started(conn, untouched) if untouched else set()
     if not started:
         return existing

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from core.bulk import bulk_insert, select_values
 from core.ids import new_id
 from core.outcomes import may_have_been_delivered, may_have_been_delivered_sql
+from core.statuses import STOPPED_ENROLLMENT
 from core.tables import contact_t, enrollment_t, event_t, outbox_t, send_t, signup_t
 
 
@@ -72,6 +73,12 @@ class KnownEnrollment:
     id: str
     segment: str
     any_sent: bool
+    stopped: bool = False  # cancelled, unsubscribed or bounced
+
+    @property
+    def settled(self) -> bool:
+        """A resubmission changes nothing: an email has gone out, or the sequence was stopped."""
+        return self.any_sent or self.stopped
 
 
 @lru_cache(maxsize=8)
@@ -83,15 +90,17 @@ def _enrollments_with_progress(campaign: str):
                                            _started(send_t.c.status, send_t.c.last_error))
             .exists()
         )
-        return (sa.select(enrollment_t.c.contact_id, enrollment_t.c.id, enrollment_t.c.segment, started)
+        stopped = enrollment_t.c.status.in_([sa.literal(s.value) for s in STOPPED_ENROLLMENT])
+        return (sa.select(enrollment_t.c.contact_id, enrollment_t.c.id, enrollment_t.c.segment, started, stopped)
                 .where(enrollment_t.c.contact_id.in_(contact_ids), enrollment_t.c.campaign == campaign))
     return shape
 
 
 def enrollments_by_contact(conn: sa.Connection, contact_ids: list[str], campaign: str) -> dict[str, KnownEnrollment]:
-    """Existing enrollments of these contacts, their segment, and whether any of their emails has gone out."""
+    """Existing enrollments of these contacts, their segment, whether any of their emails has gone out,
+    and whether they were stopped."""
     rows = select_values(conn, _enrollments_with_progress(campaign), contact_ids)
-    return {cid: KnownEnrollment(eid, segment, bool(sent)) for cid, eid, segment, sent in rows}
+    return {cid: KnownEnrollment(eid, segment, bool(sent), bool(stopped)) for cid, eid, segment, sent, stopped in rows}
 
 
 def _sends_of_enrollments(ids: list[sa.BindParameter]) -> sa.Select:

@@ -45,6 +45,9 @@ SEND_TRANSITIONS: dict[SendStatus, frozenset[SendStatus]] = {
     SendStatus.SKIPPED: frozenset(),
 }
 
+# Sequences stopped for good: a signup resubmitted later leaves them as they are.
+STOPPED_ENROLLMENT = (EnrollmentStatus.UNSUBSCRIBED, EnrollmentStatus.BOUNCED, EnrollmentStatus.CANCELLED)
+
 # Sends a stop (unsubscribe, bounce, cancel) may still catch: anything not yet claimed.
 STOPPABLE = (SendStatus.SCHEDULED,)
 FINISHED = (SendStatus.SENT, SendStatus.SKIPPED, SendStatus.FAILED, SendStatus.CANCELLED)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from core import db, repo, switches
+from core import controls, db, repo, switches
 from core.enrollments import enroll_batch
 from core.ids import new_id
 from core.intake import enroll_now
@@ -139,6 +139,25 @@ def test_a_resubmission_after_an_email_went_out_is_recorded_but_changes_nothing(
     assert sends_of(services, first.enrollment_id) == sends_before
     assert signup_outcomes(services) == ["enrolled", "skipped"]
     assert intake_counts(services.engine) == {"contact": 1, "signup": 2, "enrollment": 1, "send": 7}
+
+
+@pytest.mark.parametrize("stop", ["cancel", "unsubscribe"])
+def test_a_resubmission_after_the_sequence_was_stopped_before_any_send_changes_nothing(services, clock, stop):
+    first = enroll(services, email="stopped@example.com", red_systems=0, orange_systems=0)
+    with db.write_transaction(services.engine) as conn:
+        if stop == "cancel":
+            controls.cancel_sequence(conn, first.enrollment_id, actor="test", now=clock())
+        else:
+            controls.unsubscribe_contact(conn, first.contact_id, actor="test", now=clock())
+    enrollment_before = enrollment_of(services, first.enrollment_id)
+    clock.advance(hours=2)
+
+    again = enroll(services, email="stopped@example.com", red_systems=3, orange_systems=3)
+
+    # Recorded, never re-segmented: the record of a stopped sequence must not say it changed.
+    assert again.outcome is SignupOutcome.SKIPPED and again.segment == "OPTIMIZE"
+    assert enrollment_of(services, first.enrollment_id) == enrollment_before
+    assert signup_outcomes(services) == ["enrolled", "skipped"]
 
 
 @pytest.mark.parametrize("claim", ["committed", "in progress"])
