@@ -83,7 +83,7 @@ elif outcome:
             st.info(f"{email} already had a sequence with nothing sent yet: it is now **{outcome['segment']}**. "
                     "It keeps its own timing, and no second sequence was started.")
         else:
-            st.warning(f"{email} already has a sequence under way: this signup was recorded, and the sequence "
-                       "is left as it was. No second one was started.")
+            st.warning(f"{email} already has a sequence that has begun or was stopped: this signup was recorded, "
+                       "and the sequence is left as it was. No second one was started.")
         st.page_link("pages/signups.py", label="Open the timeline", icon=":material/timeline:",
                      query_params={"contact": outcome["contact_id"]})
