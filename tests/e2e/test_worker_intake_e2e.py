@@ -90,6 +90,16 @@ def test_a_single_pass_exits_0(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_a_worker_starting_with_sending_paused_says_so_in_its_log(tmp_path):
+    env = worker_env(tmp_path)
+    assert run(["-m", "core", "db", "upgrade"], env).returncode == 0
+    assert run(["-m", "core", "pause", "--reason", "restored from a backup"], env).returncode == 0
+    result = run(["scheduler.py", "--once"], env)
+    assert result.returncode == 0, result.stderr
+    assert "sending is paused (restored from a backup)" in result.stderr
+    assert "python -m core resume" in result.stderr
+
+
 def test_a_single_pass_at_a_chosen_instant_exits_0(tmp_path):
     result = run(["scheduler.py", "--now", "2025-12-01T09:00:00Z", "--once"], worker_env(tmp_path))
     assert result.returncode == 0, result.stderr
