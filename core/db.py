@@ -120,6 +120,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+    # SQLite's LIKE and lower() fold ASCII letters only; the Signups search folds the rest with this.
+    dbapi_conn.create_function(SQLITE_CASEFOLD, 1, _casefold, deterministic=True)
+
+
+SQLITE_CASEFOLD = "nurture_casefold"
+
+
+def _casefold(text: str | None) -> str | None:
+    return text.casefold() if isinstance(text, str) else text
 
 
 def alembic_config(url: str) -> Config:

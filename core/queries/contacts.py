@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
+from core import db
 from core.queries.sends import superseded
 from core.queries.steps import failed_steps, latest_by_enrollment, sends_of, step_state
 from core.queries.tables import CAMPAIGN, STEP_NUMBERS, enrollment_join
@@ -90,16 +91,19 @@ def _has_failed_step() -> sa.ColumnElement:
 
 
 def _search(term: str, dialect: str) -> sa.ColumnElement:
-    """Email or names containing `term`, ignoring case.
+    """Email or names containing `term`, ignoring case, in any alphabet ("łódź" finds "Łódź").
 
     SQLite's LIKE already ignores ASCII case, and is five times faster than ILIKE's lower()
-    on each side; PostgreSQL needs ILIKE. Emails are stored lower-cased either way.
+    on each side, but leaves every other letter as it is: a term beyond ASCII is compared with
+    each side case-folded by the connection's own function instead. PostgreSQL needs ILIKE.
     """
-    pattern = f"%{_escape_like(term)}%"
     columns = (contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name)
-    if dialect == "sqlite":
-        return sa.or_(*(column.like(pattern, escape="\\") for column in columns))
-    return sa.or_(*(column.ilike(pattern, escape="\\") for column in columns))
+    if dialect != "sqlite":
+        return sa.or_(*(column.ilike(f"%{_escape_like(term)}%", escape="\\") for column in columns))
+    if term.isascii():
+        return sa.or_(*(column.like(f"%{_escape_like(term)}%", escape="\\") for column in columns))
+    folded = f"%{_escape_like(term.casefold())}%"
+    return sa.or_(*(getattr(sa.func, db.SQLITE_CASEFOLD)(column).like(folded, escape="\\") for column in columns))
 
 
 def count_contacts(conn: sa.Connection, f: ContactFilter) -> int:

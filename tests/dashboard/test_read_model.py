@@ -6,7 +6,9 @@ import sqlalchemy as sa
 
 from core import controls, db, heartbeat, queries
 from core.heartbeat import HEARTBEAT_SECONDS
+from core.intake import enroll_now
 from core.timeutil import utcnow
+from tests.support import signup_request
 
 
 def read(seeded, query, *args, **kwargs):
@@ -68,6 +70,14 @@ def test_contacts_are_filtered_searched_and_paged_on_the_server(seeded):
     assert read(seeded, queries.count_contacts, queries.ContactFilter(audience="test")) == 0
     today = utcnow().date()
     assert read(seeded, queries.count_contacts, queries.ContactFilter(signed_up_to=today - timedelta(days=2))) == 0
+
+
+def test_the_search_ignores_case_in_every_alphabet_not_only_in_ascii(seeded):
+    enroll_now(seeded["services"], [signup_request(email="zoë@example.com", first_name="Łukasz",
+                                                   business_name="Søren's Smørrebrød")])
+    for term in ("ŁUKASZ", "łukasz", "SMØRREBRØD", "ZOË@", "Zoë"):
+        assert read(seeded, queries.count_contacts, queries.ContactFilter(search=term)) == 1, term
+    assert read(seeded, queries.count_contacts, queries.ContactFilter(search="ø%_")) == 0, "wildcards stay literal"
 
 
 def test_people_with_a_failed_step_are_found_until_a_resend_replaces_it(seeded):
