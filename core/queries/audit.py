@@ -6,7 +6,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from core.queries.tables import rows_as_dicts
-from core.tables import action_t, contact_t, event_t
+from core.tables import action_t, contact_t, event_t, send_t
 
 
 def _event_filter(kind: str, actor: str) -> list[sa.ColumnElement]:
@@ -39,7 +39,7 @@ def audit_page(conn: sa.Connection, *, offset: int, limit: int, kind: str = "", 
 
 def actions_by_ids(conn: sa.Connection, ids: Iterable[str]) -> list[dict]:
     """The requests with these ids, newest first: what the dashboard asked for, whom it concerned
-    (`email`, `step` from its payload) and what became of it."""
+    (`email`, and `step` from its payload or, for a retry, from the send it names) and what became of it."""
     wanted = list(ids)
     if not wanted:
         return []
@@ -49,7 +49,12 @@ def actions_by_ids(conn: sa.Connection, ids: Iterable[str]) -> list[dict]:
     contact_ids = {p["contact_id"] for p in payloads if isinstance(p.get("contact_id"), str)}
     emails = dict(conn.execute(sa.select(contact_t.c.id, contact_t.c.email)
                                .where(contact_t.c.id.in_(contact_ids))).all()) if contact_ids else {}
-    return [{**r, "email": emails.get(p.get("contact_id")) or p.get("to"), "step": p.get("step")}
+    # A retry names the send, not the step: the step is the send's, so a list of retries says which was which.
+    send_ids = {p["send_id"] for p in payloads if isinstance(p.get("send_id"), str) and p.get("step") is None}
+    steps = dict(conn.execute(sa.select(send_t.c.id, send_t.c.step)
+                              .where(send_t.c.id.in_(send_ids))).all()) if send_ids else {}
+    return [{**r, "email": emails.get(p.get("contact_id")) or p.get("to"),
+             "step": p.get("step") if p.get("step") is not None else steps.get(p.get("send_id"))}
             for r, p in zip(found, payloads, strict=True)]
 
 

@@ -119,6 +119,14 @@ def test_failed_sends_can_be_retried_one_by_one_or_in_bulk(seeded, open_app):
     assert {a["payload"]["send_id"] for a in found} == {failed_id}
 
 
+def test_a_retry_in_the_request_list_names_the_step_it_sends_again(seeded, open_app):
+    at = open_app("pages/sends.py")
+    ask_then_confirm(at, "retry_page")
+    ActionRunner(seeded["services"], "test-worker").run_pending()
+    at.run()
+    assert "retry send · broken@example.com · step 1 · asked" in page_text(at).replace("\\", "").replace("**", "")
+
+
 def test_a_retry_warns_only_when_a_failure_may_have_been_delivered_anyway(seeded, open_app):
     engine = seeded["services"].engine
     at = open_app("pages/sends.py")
