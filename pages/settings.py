@@ -129,7 +129,7 @@ area = st.container()
 offset = page_picker(total, AUDIT_PAGE, key="audit_page")
 events = read(queries.audit_page, offset=offset, limit=AUDIT_PAGE, kind=kind.strip(), actor=actor.strip())
 with area:
-    st.caption(f"{total:,} events, newest first")
+    st.caption(f"{total:,} event{'s' if total != 1 else ''}, newest first")
     if events:
         st.dataframe(pd.DataFrame([{"when": when(e["at"]), "who": e["actor"], "what": e["kind"].replace("_", " "),
                                     "contact": e["email"] or "", "detail": event_detail(e["detail"])}

@@ -317,3 +317,9 @@ def test_the_templates_page_names_the_steps_whose_copy_changes_after_the_season(
             changed.append(str(number))
     named = ", ".join(changed[:-1]) + " and " + changed[-1]
     assert f"steps {named} read differently" in open_app("pages/templates.py").toggle(key="tpl_after_season").help
+
+
+def test_the_audit_trail_counts_one_event_in_the_singular(seeded, open_app):
+    at = open_app("pages/settings.py")
+    at.text_input(key="audit_kind").input("unsubscribed").run()
+    assert "1 event, newest first" in page_text(at)
