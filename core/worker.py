@@ -131,16 +131,24 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
                           misfire_grace_time=None)
     outcome = {"code": 0, "stopping": False}
 
+    def shut_down(signum) -> None:
+        log.info("stopping on signal %s", signum, extra={"action": "shutdown"})
+        _stop_jobs(jobs)
+        scheduler.shutdown(wait=False)
+
     def stop(signum, _frame):
         # Ctrl-C in a terminal reaches the worker, and then the runner's SIGTERM does too: stop once.
         if outcome["stopping"]:
             return
         outcome["stopping"] = True
-        log.info("stopping on signal %s", signum, extra={"action": "shutdown"})
-        _stop_jobs(jobs)
         if not scheduler.running:
+            log.info("stopping on signal %s", signum, extra={"action": "shutdown"})
+            _stop_jobs(jobs)
             raise KeyboardInterrupt  # still starting up: unwind it
-        scheduler.shutdown(wait=False)
+        # Not in the handler itself: it runs in the main thread between two of its steps, perhaps while
+        # that thread holds a lock the shutdown takes (the executor's, while it submits a job), and
+        # would then wait for itself for ever.
+        threading.Thread(target=shut_down, args=(signum,), name="shutdown").start()
 
     def watch_api() -> None:
         if api and not api.alive() and not outcome["stopping"]:

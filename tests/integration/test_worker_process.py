@@ -3,9 +3,12 @@
 import logging
 import os
 import signal
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
+from apscheduler.executors.pool import ThreadPoolExecutor
 
 from core import singleton, worker
 from core.worker import WorkerJobs, run_forever
@@ -118,3 +121,43 @@ def test_a_database_outage_in_a_running_worker_logs_one_line_then_one_when_it_en
         "server closed the connection unexpectedly"]
     assert not failures[0].exc_info  # and APScheduler never saw the exception to log it again
     assert any(r.getMessage().startswith("dispatch: the database answers again") for r in caplog.records)
+
+
+class SignalWhileSubmitting(ThreadPoolExecutor):
+    """Delivers SIGTERM while the main thread holds the pool's lock, as a Ctrl-C arriving just as the
+    scheduler hands a job to the pool does. A watchdog frees the lock if the handler waits on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.deadlocked = False
+        self._fired = False
+
+    def _do_submit_job(self, job, run_times):
+        if not self._fired:
+            self._fired = True
+            lock = self._pool._shutdown_lock
+            lock.acquire()
+            watchdog = threading.Timer(5, self._free, args=(lock,))
+            watchdog.start()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs here, in this thread, with the lock held
+            watchdog.cancel()
+            if not self.deadlocked:
+                lock.release()
+        return super()._do_submit_job(job, run_times)
+
+    def _free(self, lock) -> None:
+        self.deadlocked = True
+        lock.release()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_signal_arriving_while_a_job_is_submitted_stops_the_worker_instead_of_hanging_it(
+        services, restored_signals, monkeypatch):
+    executors = []
+    monkeypatch.setattr(worker, "ThreadPoolExecutor", lambda: executors.append(SignalWhileSubmitting()) or executors[-1])
+    jobs = WorkerJobs(services, "worker-a")
+
+    assert run_forever(jobs, None) == 0
+
+    assert not executors[0].deadlocked, "the signal handler waited for a lock its own thread held"
