@@ -15,6 +15,8 @@ def contacts_csv(where: queries.ContactFilter) -> Callable[[], bytes]:
         out = io.StringIO()
         with db.read_transaction(engine) as conn:
             csv_export.write_contacts(out, queries.export_rows(conn, where=where))
-        return out.getvalue().encode("utf-8")
+        # With a byte-order mark: Excel, where a marketer opens this, reads a file without one in the
+        # local code page and garbles every name beyond ASCII (Zoë, Łódź). `python -m core import` accepts it.
+        return out.getvalue().encode("utf-8-sig")
 
     return build

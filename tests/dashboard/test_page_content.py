@@ -1,6 +1,7 @@
 """What each page shows a marketer (UI behaviour, so SQLite only: the read model is tested on both)."""
 
 import base64
+import codecs
 import csv
 import io
 import json
@@ -267,9 +268,21 @@ def test_with_notion_and_discord_configured_their_health_is_shown(seeded, app_en
 
 def test_the_csv_export_holds_exactly_the_filtered_contacts(seeded, app_env):
     build = contacts_csv(queries.ContactFilter(segments=("URGENT",)))
-    exported = list(csv.DictReader(io.StringIO(build().decode("utf-8"))))
+    exported = list(csv.DictReader(io.StringIO(build().decode("utf-8-sig"))))
     assert sorted(r["email"] for r in exported) == ["broken@example.com", "uma@example.com"]
     assert list(exported[0]) == queries.EXPORT_COLUMNS
+
+
+def test_the_csv_export_opens_in_a_spreadsheet_with_names_beyond_ascii_intact(app_env, make_settings):
+    services = build_services(make_settings(), migrate=True)
+    try:
+        enroll_now(services, [signup_request(email="zoe@example.com", first_name="Zoë", business_name="Łódź Logistics")])
+    finally:
+        services.close()
+    data = contacts_csv(queries.ContactFilter())()
+    assert data.startswith(codecs.BOM_UTF8)  # what tells Excel the file is UTF-8
+    [row] = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    assert (row["email"], row["first_name"], row["business_name"]) == ("zoe@example.com", "Zoë", "Łódź Logistics")
 
 
 def test_the_csv_export_quotes_names_a_spreadsheet_would_run_as_formulas(app_env, make_settings):
@@ -279,7 +292,7 @@ def test_the_csv_export_quotes_names_a_spreadsheet_would_run_as_formulas(app_env
                                              business_name="+cmd|calc")])
     finally:
         services.close()
-    [row] = csv.DictReader(io.StringIO(contacts_csv(queries.ContactFilter())().decode("utf-8")))
+    [row] = csv.DictReader(io.StringIO(contacts_csv(queries.ContactFilter())().decode("utf-8-sig")))
     assert (row["email"], row["first_name"], row["business_name"]) == (
         "'=1+2@example.com", '\'=HYPERLINK("http://evil/","click")', "'+cmd|calc")
 
