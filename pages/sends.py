@@ -12,10 +12,12 @@ from ui.text import literal
 from ui.widgets import ago, my_requests, page_picker, selection_follows, step_title, when
 
 PAGE_SIZE = 50
+# The worker changes the queue by itself: the summary and the lists it fills are redrawn this often.
+# Not Failed, whose selection and Retry buttons work through full reruns (the confirmation dialog).
+REFRESH_SECONDS = 10
 
 frame.begin()
 st.title("Sends")
-counts = read(queries.queue_counts, now())
 
 
 def _queue_summary(c: dict) -> str:
@@ -26,14 +28,20 @@ def _queue_summary(c: dict) -> str:
             f"{c['due_now']:,} due now, {soon} more within the hour")
 
 
-st.caption(f"{_queue_summary(counts)} · {counts['sending']:,} being sent · {counts['failed']:,} failed · "
-           f"{counts['sent']:,} sent in the last 24 h · times in UTC")
+@st.fragment(run_every=REFRESH_SECONDS)
+def _summary() -> None:
+    counts = read(queries.queue_counts, now())
+    st.caption(f"{_queue_summary(counts)} · {counts['sending']:,} being sent · {counts['failed']:,} failed · "
+               f"{counts['sent']:,} sent in the last 24 h · times in UTC")
 
 
-def _page(name: str, total: int):
+_summary()
+
+
+def _page(name: str):
     """A container for the list, with its pager drawn below it, and the list's rows for the chosen page."""
     area = st.container()
-    offset = page_picker(total, PAGE_SIZE, key=f"sends_{name}_page")
+    offset = page_picker(read(queries.queue_length, name, now()), PAGE_SIZE, key=f"sends_{name}_page")
     return area, read(queries.queue_list, name, now=now(), offset=offset, limit=PAGE_SIZE)
 
 
@@ -41,8 +49,9 @@ def _who(r: dict) -> dict:
     return {"email": r["email"], "step": f"{r['step']} · {step_title(r['step'])}", "segment": r["segment"]}
 
 
+@st.fragment(run_every=REFRESH_SECONDS)
 def _due() -> None:
-    area, rows = _page("due", counts["due"])
+    area, rows = _page("due")
     with area:
         if not rows:
             st.info("Nothing is waiting to be sent.")
@@ -52,8 +61,9 @@ def _due() -> None:
                      hide_index=True, width="stretch")
 
 
+@st.fragment(run_every=REFRESH_SECONDS)
 def _sending() -> None:
-    area, rows = _page("sending", counts["sending"])
+    area, rows = _page("sending")
     with area:
         if not rows:
             st.info("No email is being sent right now.")
@@ -65,7 +75,7 @@ def _sending() -> None:
 
 
 def _failed() -> None:
-    area, rows = _page("failed", counts["failed"])
+    area, rows = _page("failed")
     with area:
         if not rows:
             st.success("No failed sends.")
@@ -120,8 +130,9 @@ def _retry(rows: list[dict]) -> Command:
                    f"Retry of {len(rows)} send{'s' if len(rows) != 1 else ''} requested.")
 
 
+@st.fragment(run_every=REFRESH_SECONDS)
 def _sent() -> None:
-    area, rows = _page("sent", counts["sent"])
+    area, rows = _page("sent")
     with area:
         if not rows:
             st.info("Nothing was sent in the last 24 hours.")

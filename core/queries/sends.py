@@ -61,6 +61,11 @@ def _order(name: str):
     }[name]
 
 
+def queue_length(conn: sa.Connection, name: str, now: datetime) -> int:
+    """How long one list is: the Sends page redraws each list on its own (see queue_counts)."""
+    return conn.scalar(sa.select(sa.func.count()).select_from(send_t).where(_where(name, now)))
+
+
 def queue_list(conn: sa.Connection, name: str, *, now: datetime, offset: int = 0, limit: int = 50) -> list[dict]:
     """One page of a queue list: 'due' (soonest first), 'sending', 'failed' or 'sent' in the last 24 h."""
     query = (

@@ -231,6 +231,22 @@ def test_a_pause_from_elsewhere_redraws_the_settings_page_not_only_the_sidebar(t
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_sends_page_follows_the_worker_without_a_reload(tmp_path):
+    env = clean_env(tmp_path)
+    _enroll(env, email="queued@example.com", red_systems=2)  # its welcome email is due now
+    port = free_port()
+    with serve_dashboard(port, env), browser_page() as page:
+        page.goto(f"http://127.0.0.1:{port}/sends")
+        _settle(page)
+        page.get_by_text("0 sent in the last 24 h", exact=False).wait_for()
+        once = subprocess.run([sys.executable, "scheduler.py", "--once"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert once.returncode == 0, once.stderr
+        # The worker sent it (a dry run): the summary says so within a refresh, with no click or reload.
+        page.get_by_text("1 sent in the last 24 h", exact=False).wait_for(timeout=25_000)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
 def test_every_overview_figure_reads_in_full_from_a_laptop_to_a_narrow_window(tmp_path):
     env = clean_env(tmp_path, API_PORT=str(free_port()))
     worker_up = f"http://127.0.0.1:{env['API_PORT']}/health"
