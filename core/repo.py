@@ -73,7 +73,7 @@ class KnownEnrollment:
     id: str
     segment: str
     any_sent: bool
-    stopped: bool = False  # cancelled, unsubscribed or bounced
+    stopped: bool  # cancelled, unsubscribed or bounced
 
     @property
     def settled(self) -> bool:

@@ -134,7 +134,8 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     def shut_down(signum) -> None:
         log.info("stopping on signal %s", signum, extra={"action": "shutdown"})
         _stop_jobs(jobs)
-        scheduler.shutdown(wait=False)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
 
     def stop(signum, _frame):
         # Ctrl-C in a terminal reaches the worker, and then the runner's SIGTERM does too: stop once.
@@ -142,8 +143,7 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
             return
         outcome["stopping"] = True
         if not scheduler.running:
-            log.info("stopping on signal %s", signum, extra={"action": "shutdown"})
-            _stop_jobs(jobs)
+            shut_down(signum)
             raise KeyboardInterrupt  # still starting up: unwind it
         # Not in the handler itself: it runs in the main thread between two of its steps, perhaps while
         # that thread holds a lock the shutdown takes (the executor's, while it submits a job), and
