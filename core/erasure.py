@@ -106,6 +106,7 @@ class Erased:
 def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> Erased:
     """Erase a contact's personal data and stop their sends."""
     from core.controls import suppress_contact  # controls imports repo; keep the erasure module light
+    from core.notion import store as notion_store
 
     _wait_for_enrolments(conn)  # before the contact is looked up, so it sees what they committed
     email = email.strip().lower()
@@ -116,7 +117,10 @@ def forget(conn: sa.Connection, email: str, *, actor: str, now: datetime) -> Era
             raise AlreadyErased(email, erased_at)
         raise NotFound(f"no contact with the address {email}")
     digest = email_hash(erasure_salt(conn, now), email)
-    suppress_contact(conn, contact_id, "erased", actor=actor, now=now, status=EnrollmentStatus.CANCELLED)
+    if not suppress_contact(conn, contact_id, "erased", actor=actor, now=now, status=EnrollmentStatus.CANCELLED):
+        # Already suppressed (a bounce or complaint), so nothing queued their pages: they must still lose the
+        # real address and names they show.
+        notion_store.queue_resync(conn, now, contact_id=contact_id)
     held = _hold_sends_in_flight(conn, contact_id, now)  # before the scrub: what those were rendered from
     conn.execute(contact_t.update().where(contact_t.c.id == contact_id).values(
         email=f"erased-{digest[:16]}@{ERASED_DOMAIN}", first_name=None, business_name=None, updated_at=now))

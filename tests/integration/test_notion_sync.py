@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from core import db, erasure, repo, side_status
 from core.bootstrap import build_services
-from core.controls import unsubscribe_contact
+from core.controls import suppress_contact, unsubscribe_contact
 from core.dispatch import Dispatcher
 from core.intake import enroll_now
 from core.models import Outbox
@@ -327,3 +327,22 @@ def test_a_conflict_on_one_page_retries_that_page_soon_without_pausing_the_mirro
     sync.run_pass()
     assert notion.pages_for("one@example.com") and notion.pages_for("two@example.com")
     assert pending(services) == []
+
+
+def test_someone_who_bounced_and_is_then_erased_has_their_page_overwritten_too(services, notion):
+    result = enroll(services, email="gone@example.com", first_name="Greta")
+    sync = make_sync(services, notion)
+    sync.run_pass()
+    [page_id] = notion.pages_for("gone@example.com")
+    with db.write_transaction(services.engine) as conn:
+        suppress_contact(conn, result.contact_id, "bounce", actor="resend", now=services.clock())
+    sync.run_pass()
+    assert notion.values(page_id)["Status"] == "bounced"
+    with db.write_transaction(services.engine) as conn:
+        erasure.forget(conn, "gone@example.com", actor="cli", now=services.clock())
+
+    sync.run_pass()
+
+    values = notion.values(page_id)
+    assert "gone" not in values["Email"] and values["First Name"] in ("", None)
+    assert "Greta" not in values["Name"] and pending(services) == []
