@@ -92,8 +92,9 @@ class AlertService:
             except ChannelDownError as exc:  # this alert too goes back untried: nothing of it was refused
                 self._pause(items[index:], exc, backoff(self._outages + 1, None, base=5, cap=300))
                 return posted
-            except TransientAlertError as exc:
-                self._pause(items[index + 1:], exc, backoff(1, exc.retry_after, base=1, cap=60))
+            except TransientAlertError as exc:  # a rate-limited alert goes back untried too: Discord refused it unread
+                rest = items[index:] if _rate_limited(exc) else items[index + 1:]
+                self._pause(rest, exc, backoff(1, exc.retry_after, base=1, cap=60))
                 return posted
             except PermanentAlertError:
                 continue  # recorded on its row; the next alert may still go
@@ -105,11 +106,12 @@ class AlertService:
     def _pause(self, rest: list[outbox.OutboxItem], exc: AlertError, delay: timedelta) -> None:
         """The webhook as a whole is failing or rate limited: give the rest back and wait. A rate limit
         is business as usual; anything else is shown on Settings and /health as an outage."""
-        self._outages += 1
+        if not _rate_limited(exc):
+            self._outages += 1
         self._paused_until = self.services.clock() + delay
         with db.write_transaction(self.services.engine) as conn:
             outbox.release(conn, [i.id for i in rest], self._paused_until)
-        if exc.status != 429:
+        if not _rate_limited(exc):
             self._outage.show(f"{exc} (retrying {self._paused_until:%H:%M:%S} UTC)")
 
     def _post(self, item: outbox.OutboxItem) -> int:
@@ -121,6 +123,10 @@ class AlertService:
                 self.sink.post(message)
         except ChannelDownError:
             raise  # not this alert's failure: it keeps its attempts
+        except TransientAlertError as exc:
+            if not _rate_limited(exc):  # a rate limit is a wait, never a failure: no attempt counted toward giving up
+                self._record_failure(item, exc, now)
+            raise
         except AlertError as exc:
             self._record_failure(item, exc, now)
             raise
@@ -153,6 +159,10 @@ class AlertService:
             else:
                 outbox.back_off(conn, [item.id], str(exc), now, backoff(attempts, exc.retry_after, base=5))
         log.warning("discord alert failed: %s", exc, extra={"action": "alert", "outbox": item.id})
+
+
+def _rate_limited(exc: AlertError) -> bool:
+    return exc.status == 429
 
 
 def build_message(conn: sa.Connection, payload: dict, dashboard_url: str, *, lock: bool = False) -> dict | None:

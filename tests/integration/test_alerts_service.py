@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from core import db, outbox, side_jobs
-from core.alerts import AlertPolicy, AlertService, PermanentAlertError, SignatureFailureWatch, note_signature_failure, \
-    queue_ops_alert
+from core.alerts import AlertPolicy, AlertService, PermanentAlertError, SignatureFailureWatch, TransientAlertError, \
+    note_signature_failure, queue_ops_alert
 from core.bootstrap import build_services
 from core.discord import DiscordWebhook
 from core.enrollments import SignupRequest
@@ -362,3 +362,38 @@ def test_an_alert_for_a_test_signup_says_it_is_a_test(services, alerts, discord_
                                         source="test_signup", is_test=True, force_test_timing=True)])
     assert alerts.run_pass() == 1
     assert discord_api.messages[0]["embeds"][0]["title"] == "[TEST] CRITICAL lead: Me"
+
+
+@sqlite_only
+def test_a_rate_limit_is_a_wait_not_a_failure_of_the_alert_nor_of_the_channel(services, alerts, discord_api, clock):
+    enroll(services, "a@example.com")
+    enroll(services, "b@example.com")
+    discord_api.fail(429, retry_after=2)
+
+    assert alerts.run_pass() == 0
+
+    # Nothing was refused: neither alert is counted as failing, and Settings and /health stay green.
+    assert pending(services) == [{"attempts": 0, "last_error": None}] * 2
+    with services.engine.connect() as conn:
+        shown = backlog(conn, "discord", clock()).as_dict()
+    assert (shown["failing"], shown["outage"], shown["healthy"]) == (0, None, True)
+    clock.advance(seconds=2)
+    assert alerts.run_pass() == 2 and pending(services) == []
+
+
+@sqlite_only
+def test_rate_limits_do_not_bring_an_alert_closer_to_being_given_up(services, clock):
+    enroll(services, "a@example.com")
+    sink = FakeDiscord()
+    sink.fail_next(*[TransientAlertError("Discord 429 rate limited", status=429, retry_after=1)] * 3,
+                   PermanentAlertError("Discord 400: Invalid Form Body", status=400))
+    service = AlertService(services, sink, "worker-a", AlertPolicy(max_attempts=2))
+
+    for _ in range(5):
+        service.run_pass()
+        clock.advance(minutes=5)
+
+    # One refusal of the two allowed: posted on the next try, not given up for three rate limits.
+    assert len(sink.messages) == 1
+    [row] = rows(services.engine, "SELECT attempts, last_error FROM outbox WHERE channel = 'discord'")
+    assert row == {"attempts": 1, "last_error": None}
