@@ -193,29 +193,36 @@ def _lead(conn: sa.Connection, enrollment_id: str, lock: bool = False):
 _MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#:<-])")
 
 
-def plain(text: str) -> str:
+def plain(text: str, limit: int | None = None) -> str:
     """A stranger's text as Discord shows it literally: every markdown character escaped, so a name
-    like "[Verify your account](https://…)" cannot plant a link in the team's channel."""
-    return _MARKDOWN.sub(r"\\\1", text)
+    like "[Verify your account](https://…)" cannot plant a link in the team's channel. Longer than
+    `limit`, it is cut and ends in "…"; never inside an escape, whose lone backslash would show."""
+    escaped = _MARKDOWN.sub(r"\\\1", text)
+    if limit is None or len(escaped) <= limit:
+        return escaped
+    cut = escaped[:limit - 1]
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:
+        cut = cut[:-1]
+    return cut + "…"
 
 
 def critical_lead_message(lead, dashboard_url: str) -> dict:
     """An embed with who it is, their business, the red/orange counts and a link to their dashboard page."""
     link = f"{dashboard_url.rstrip('/')}/signups?contact={lead.contact_id}"
-    name = plain(lead.first_name or lead.email)
-    fields = [("Name", plain(lead.first_name) if lead.first_name else "—", True),
-              ("Business", plain(lead.business_name) if lead.business_name else "—", True),
-              ("Email", plain(lead.email), False), ("Red systems", str(lead.red_systems or 0), True),
+    # A lead from the Test signup page says so: the channel must not chase a marketer's test.
+    title = f"{'[TEST] ' if lead.is_test else ''}CRITICAL lead: "
+    fields = [("Name", plain(lead.first_name, 1024) if lead.first_name else "—", True),
+              ("Business", plain(lead.business_name, 1024) if lead.business_name else "—", True),
+              ("Email", plain(lead.email, 1024), False), ("Red systems", str(lead.red_systems or 0), True),
               ("Orange systems", str(lead.orange_systems or 0), True)]
     return {
         "username": "Nurture",
         "allowed_mentions": {"parse": []},  # a signup's name must never ping @everyone
         "embeds": [{
-            # A lead from the Test signup page says so: the channel must not chase a marketer's test.
-            "title": f"{'[TEST] ' if lead.is_test else ''}CRITICAL lead: {name}"[:256],
+            "title": title + plain(lead.first_name or lead.email, 256 - len(title)),
             "url": link, "color": RED,
             "description": f"[Open in the dashboard]({link})",
-            "fields": [{"name": n, "value": v[:1024], "inline": i} for n, v, i in fields],
+            "fields": [{"name": n, "value": v, "inline": i} for n, v, i in fields],
         }],
     }
 

@@ -73,3 +73,17 @@ def test_failures_spread_wider_than_the_window_never_fire():
     start = datetime(2025, 12, 1, 9, tzinfo=UTC)
 
     assert not any(watch.record(start + timedelta(minutes=4 * i)) for i in range(10))
+
+
+@pytest.mark.parametrize("name", ["_" * 200, "a" + "*" * 199, "Zoë " + "[x]" * 60])
+def test_a_long_name_is_cut_whole_escapes_first_never_leaving_a_stray_backslash(name):
+    lead = SimpleNamespace(**{**LEAD.__dict__, "first_name": name, "business_name": name})
+
+    embed = critical_lead_message(lead, "http://d")["embeds"][0]
+    texts = [embed["title"], *(f["value"] for f in embed["fields"])]
+
+    assert len(embed["title"]) <= 256 and embed["title"].endswith("…")
+    for text in texts:
+        body = text.removesuffix("…")
+        trailing = len(body) - len(body.rstrip("\\"))
+        assert trailing % 2 == 0, text[-10:]  # a lone "\" would show, or escape the "…"
