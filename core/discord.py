@@ -6,6 +6,7 @@ The webhook URL carries its token, so it is never logged or put in an error mess
 import httpx
 
 from core.alerts import AlertError, AlertSink, ChannelDownError, PermanentAlertError, TransientAlertError
+from core.ratelimit import retry_after_seconds
 
 
 class DiscordWebhook(AlertSink):
@@ -61,10 +62,9 @@ def _message(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Discord's JSON `retry_after` (seconds, may be fractional), else the Retry-After header."""
-    for value in (_body(response).get("retry_after"), response.headers.get("retry-after")):
-        try:
-            return max(float(value), 0.0)
-        except (TypeError, ValueError):
-            continue
-    return None
+    """Discord's JSON `retry_after` (seconds, may be fractional), else the Retry-After header (seconds or
+    an HTTP-date, as a proxy in front of Discord may send)."""
+    said = retry_after_seconds(_body(response).get("retry_after"))
+    if said is not None:
+        return said
+    return retry_after_seconds(response.headers.get("retry-after"), date=response.headers.get("date"))

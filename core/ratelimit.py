@@ -1,12 +1,16 @@
-"""A thread-safe token bucket that paces calls to a provider's per-second request limit.
+"""A thread-safe token bucket that paces calls to a provider's per-second request limit, and the
+reading of a provider's Retry-After.
 
 Pure logic: time is read from an injected monotonic `clock` and waiting goes through an
 injected `sleep`, so tests drive it with a fake clock and never really wait.
 """
 
+import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 
 # Float arithmetic can leave a bucket at 0.9999999 after exactly the computed wait.
 _EPSILON = 1e-9
@@ -123,3 +127,30 @@ class TokenBucket:
 def _capacity_for(rate: float, capacity: float | None) -> float:
     # Below one token the bucket could never grant a call, so a burst is at least one call.
     return max(1.0, float(capacity if capacity is not None else rate))
+
+
+def retry_after_seconds(value: str | float | None, *, date: str | None = None,
+                        now: float | None = None) -> float | None:
+    """Seconds a Retry-After asks to wait: delay-seconds, or an HTTP-date (RFC 9110 §10.2.3) counted from
+    the response's own `date` header when given (so our clock's skew does not matter), else from `now`
+    (Unix time, default the wall clock). None when it says nothing usable."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        until = _http_date(text)
+        since = _http_date(date) if date else None
+        if until is None:
+            return None
+        seconds = until - (since if since is not None else time.time() if now is None else now)
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _http_date(text: str) -> float | None:
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()

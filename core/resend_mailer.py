@@ -7,7 +7,6 @@ so one API key per process is assumed.
 """
 
 import logging
-import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +19,7 @@ from resend.exceptions import ResendError
 from core.errors import (AccountMailerError, MailerError, PermanentMailerError, TransientMailerError, safe_cause,
                          without_secret)
 from core.mailers import Delivery, OutgoingEmail
-from core.ratelimit import TokenBucket
+from core.ratelimit import TokenBucket, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +123,7 @@ class ResendMailer:
         except ResendError as error:
             self._observe(error.headers, started)
             if str(error.code) == "429":
-                retry_after = _number(_lower(error.headers).get("retry-after"))
-                if retry_after is not None and math.isnan(retry_after):
-                    retry_after = None  # "nan" says nothing: paused as for a 429 without the header
+                retry_after = _retry_after(error.headers)
                 # Held here only briefly: a daily quota's hours are waited out by the batch's backoff,
                 # not by a sleep that would outlast a claimed batch's lease and hang a --once run.
                 self.bucket.pause(min(retry_after if retry_after is not None else 1.0, LONGEST_PAUSE))
@@ -153,7 +150,7 @@ def translate_error(error: ResendError, api_key: str = "") -> MailerError:
     code = str(error.code)
     status = int(code) if code.isdigit() else 500
     message = f"Resend {status} {error.error_type}: {said}"
-    retry_after = _number(_lower(error.headers).get("retry-after"))
+    retry_after = _retry_after(error.headers)
     if status == 429:
         return TransientMailerError(message, retry_after, status)
     if status >= 500 or status == 408:
@@ -206,6 +203,11 @@ def _describe(domains: Mapping[str, str]) -> str:
 
 def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {str(k).lower(): v for k, v in (headers or {}).items()}
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    headers = _lower(headers)
+    return retry_after_seconds(headers.get("retry-after"), date=headers.get("date"))
 
 
 def _number(value: str | None) -> float | None:

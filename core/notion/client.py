@@ -21,7 +21,7 @@ from core.errors import safe_cause, without_secret
 from core.notion import properties as P
 from core.notion.errors import NotionAccessError, NotionError, NotionPageConflict, NotionRequestError, NotionUnavailable
 from core.notion.port import NotionMirror, NotionPage
-from core.ratelimit import TokenBucket
+from core.ratelimit import TokenBucket, retry_after_seconds
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -217,10 +217,7 @@ def translate(exc: HTTPResponseError, *, subject: str = "page") -> NotionError:
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
-    try:
-        return max(float(headers.get("retry-after", "")), 0.0)
-    except ValueError:
-        return None
+    return retry_after_seconds(headers.get("retry-after"), date=headers.get("date"))
 
 
 def _page(obj: dict) -> NotionPage:

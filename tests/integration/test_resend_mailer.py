@@ -2,6 +2,8 @@
 
 import logging
 import socket
+import time
+from email.utils import formatdate
 
 import pytest
 import resend
@@ -184,6 +186,20 @@ def test_a_429_whose_retry_after_is_nan_pauses_the_next_call_as_one_without_it(a
 
     mailer.send([email(2)], "kafter")
     assert sum(fake.slept) == pytest.approx(1.0)
+
+
+def test_a_retry_after_given_as_an_http_date_is_honoured_as_the_seconds_until_then(api, mailer, fake):
+    # RFC 9110 allows an HTTP-date; the stand-in's own Date header is what it is counted from.
+    api.fail(503, retry_after=formatdate(time.time() + 120, usegmt=True))
+    with pytest.raises(TransientMailerError) as caught:
+        mailer.send([email(1)], "kdate")
+    assert caught.value.retry_after == pytest.approx(120, abs=2)
+
+    api.fail(429, retry_after=formatdate(time.time() + 5, usegmt=True))
+    with pytest.raises(TransientMailerError):
+        mailer.send([email(1)], "kdate")
+    mailer.send([email(1)], "kdate")
+    assert sum(fake.slept) == pytest.approx(5, abs=2)
 
 
 def test_the_standins_own_rate_limit_answer_is_transient_with_retry_after(start, fake):

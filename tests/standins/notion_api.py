@@ -30,7 +30,7 @@ VERSION = "2025-09-03"
 class Fault:
     status: int = 503
     code: str = "service_unavailable"
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # seconds, or a string sent as it is (an HTTP-date)
     path: str | None = None    # only requests whose path starts with this, e.g. "/v1/pages"
     method: str | None = None
     apply: bool = False        # carry the request out, then answer with the fault: a lost response
@@ -142,7 +142,9 @@ class NotionStandIn(JsonStandIn):
             return self._fault(fault) if fault is not None else answer
 
     def _fault(self, fault: Fault) -> Answer:
-        headers = {} if fault.retry_after is None else {"retry-after": f"{fault.retry_after:g}"}
+        retry_after = fault.retry_after
+        headers = {} if retry_after is None else {
+            "retry-after": retry_after if isinstance(retry_after, str) else f"{retry_after:g}"}
         return error(fault.status, fault.code, f"Scripted fault {fault.status}.", headers)
 
     def _take_token(self) -> bool:

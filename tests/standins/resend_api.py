@@ -128,7 +128,7 @@ class ResendStandIn(JsonStandIn):
     def _fault_answer(self, fault: Fault, limit_headers: dict[str, str]) -> Answer | None:
         if fault.status is None:
             return None
-        extra = {} if fault.retry_after is None else {"retry-after": f"{fault.retry_after:g}"}
+        extra = {} if fault.retry_after is None else {"retry-after": _header(fault.retry_after)}
         return error(fault.status, fault.message, fault.name, {**limit_headers, **extra})
 
     def _authorise(self, authorization: str) -> Answer | None:
@@ -199,6 +199,10 @@ class ResendStandIn(JsonStandIn):
         self._sent.append(sent)
         self._stats["accepted"] += 1
         return sent.id
+
+
+def _header(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 def main(argv: list[str] | None = None) -> None:

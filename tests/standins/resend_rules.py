@@ -23,7 +23,7 @@ class Fault:
     """A scripted answer for the next API call (to `path` only, when given)."""
 
     status: int | None = 500  # None drops the connection without answering
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # seconds, or a string sent as it is (an HTTP-date)
     message: str = "Scripted failure from the Resend stand-in."
     name: str | None = None
     path: str | None = None

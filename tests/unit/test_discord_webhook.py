@@ -47,6 +47,16 @@ def test_a_429_without_a_body_falls_back_to_the_retry_after_header():
     assert caught.value.retry_after == 3.0
 
 
+def test_a_503_retry_after_given_as_an_http_date_counts_from_the_answers_date():
+    answer = httpx.Response(503, headers={"Retry-After": "Mon, 01 Dec 2025 09:00:45 GMT",
+                                          "Date": "Mon, 01 Dec 2025 09:00:00 GMT"})
+
+    with pytest.raises(TransientAlertError) as caught:
+        webhook(answer).post({"content": "x"})
+
+    assert caught.value.retry_after == 45.0
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_server_errors_are_transient(status):
     with pytest.raises(TransientAlertError):

@@ -166,6 +166,18 @@ def test_a_pause_longer_than_max_wait_is_raised_at_once_instead_of_slept_through
     assert caught.value.retry_after == pytest.approx(60)
 
 
+def test_a_retry_after_given_as_an_http_date_counts_from_the_answers_date():
+    api, time = Api(), FakeTime()
+    notion = client(api, time, max_wait=5)
+    api.answers.append(error(429, "rate_limited", "slow down", {"Retry-After": "Mon, 01 Dec 2025 09:01:30 GMT",
+                                                                  "Date": "Mon, 01 Dec 2025 09:00:00 GMT"}))
+
+    with pytest.raises(NotionUnavailable) as caught:
+        notion.schema()
+
+    assert caught.value.retry_after == pytest.approx(90)
+
+
 def test_requests_are_paced_to_about_three_a_second():
     api, time = Api(), FakeTime()
     notion = client(api, time)

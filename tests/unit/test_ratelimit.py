@@ -1,9 +1,10 @@
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 
-from core.ratelimit import TokenBucket
+from core.ratelimit import TokenBucket, retry_after_seconds
 
 
 class FakeTime:
@@ -131,3 +132,27 @@ def test_concurrent_callers_never_start_faster_than_the_rate():
     for thread in threads:
         thread.join()
     assert time.monotonic() - start >= 19 / 200 - 0.005
+
+
+@pytest.mark.parametrize("value, expected", [("7", 7.0), ("0.5", 0.5), (" 3 ", 3.0), (2, 2.0), ("-4", 0.0)])
+def test_retry_after_in_seconds_is_read_as_seconds(value, expected):
+    assert retry_after_seconds(value) == expected
+
+
+def test_retry_after_as_an_http_date_counts_from_the_responses_own_date():
+    # RFC 9110 §10.2.3 allows either form; the server's Date header makes it immune to our clock's skew.
+    said = retry_after_seconds("Wed, 21 Oct 2026 07:30:00 GMT", date="Wed, 21 Oct 2026 07:28:00 GMT", now=0.0)
+
+    assert said == 120.0
+
+
+def test_retry_after_as_an_http_date_without_a_date_header_counts_from_now():
+    now = datetime(2026, 10, 21, 7, 29, 30, tzinfo=UTC).timestamp()
+
+    assert retry_after_seconds("Wed, 21 Oct 2026 07:30:00 GMT", now=now) == 30.0
+    assert retry_after_seconds("Wed, 21 Oct 2026 07:00:00 GMT", now=now) == 0.0  # already past: go now
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "nan", "inf", "Wed, 99 Oct 2026 07:30:00 GMT"])
+def test_a_retry_after_that_says_nothing_usable_is_none(value):
+    assert retry_after_seconds(value) is None
