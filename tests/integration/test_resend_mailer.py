@@ -2,6 +2,7 @@
 
 import logging
 import socket
+import threading
 import time
 from email.utils import formatdate
 
@@ -155,6 +156,24 @@ def test_the_same_key_with_a_different_payload_is_a_permanent_error(api, mailer)
     assert caught.value.status == 409 and "different request payload" in str(caught.value)
     # Recorded on the sends as it is: the first call got through, so the emails most likely went.
     assert str(caught.value).startswith("outcome unknown: Resend already took this batch under its key")
+
+
+def test_the_same_key_while_its_first_call_is_still_in_flight_is_transient_and_sends_nothing_twice(start, fake):
+    api = start(latency_ms=400)
+    first: list = []
+    slow = threading.Thread(target=lambda: first.extend(mailer_for(fake).send([email(1)], "in-flight")))
+    slow.start()
+    time.sleep(0.15)  # the first call is now inside the stand-in
+
+    with pytest.raises(TransientMailerError) as caught:
+        mailer_for(fake).send([email(1)], "in-flight")
+    slow.join()
+    [again] = mailer_for(fake).send([email(1)], "in-flight")
+
+    assert caught.value.status == 409 and "concurrent_idempotent_requests" in str(caught.value)
+    assert not caught.value.refused  # the first call may yet send it: the retry window counts
+    [sent] = api.sent
+    assert first[0].provider_id == again.provider_id == sent.id
 
 
 def test_a_429_is_transient_carries_retry_after_and_pauses_the_next_call(api, mailer, fake):

@@ -48,6 +48,7 @@ class ResendStandIn(JsonStandIn):
         self._sent: list[SentEmail] = []
         self._faults: list[Fault] = []
         self._replies: dict[str, tuple[str, Answer]] = {}
+        self._in_flight: set[str] = set()
         self._stats = dict.fromkeys(("requests", "accepted", "rate_limited", "replayed", "faulted"), 0)
 
     @property
@@ -83,6 +84,22 @@ class ResendStandIn(JsonStandIn):
         return self._api(method, path, headers, raw)
 
     def _api(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Answer | None:
+        # A key is in flight from arrival to answer; the same key again meanwhile is refused, as Resend does.
+        key = headers.get("idempotency-key") if method == "POST" else None
+        with self._lock:
+            if key is not None and key in self._in_flight:
+                self._stats["requests"] += 1
+                return error(409, "Same idempotency key used while original request is still in progress.",
+                             "concurrent_idempotent_requests")
+            if key is not None:
+                self._in_flight.add(key)
+        try:
+            return self._answer(method, path, headers, raw)
+        finally:
+            with self._lock:
+                self._in_flight.discard(key)
+
+    def _answer(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Answer | None:
         time.sleep(self.latency)
         with self._lock:
             self._stats["requests"] += 1
@@ -159,7 +176,8 @@ class ResendStandIn(JsonStandIn):
         fingerprint = hashlib.sha256(path.encode() + json.dumps(body, sort_keys=True).encode()).hexdigest()
         if key in self._replies:
             if self._replies[key][0] != fingerprint:
-                return error(409, "Same idempotency key used with a different request payload.")
+                return error(409, "Same idempotency key used with a different request payload.",
+                             "invalid_idempotent_request")
             self._stats["replayed"] += 1
             return self._replies[key][1]
         permissive = headers.get("x-batch-validation", "strict").lower() == "permissive"
