@@ -19,7 +19,8 @@ from core import controls, db, outbox, repo
 from core.bootstrap import Services
 from core.erasure import is_erased_address
 from core.notion import store
-from core.notion.errors import NotionAccessError, NotionError, NotionPageConflict, NotionRequestError
+from core.notion.errors import NotionAccessError, NotionError, NotionPageConflict, NotionRequestError, \
+    NotionUnavailable
 from core.notion.port import NotionMirror, NotionPage
 from core.outages import OutageNote
 from core.notion.properties import ACTIVE, BUSINESS, EnrollmentState, fingerprint, page_properties, parse_row
@@ -209,6 +210,9 @@ class NotionSync:
             return None, now
 
     def _fail(self, groups: list[_Group], exc: NotionError, report: SyncReport) -> None:
+        if _rate_limited(exc):  # nothing was refused: the rows wait out Retry-After unattempted, not failing
+            self._give_back(groups, self.services.clock() + _rate_limit_wait(exc))
+            return
         now, reason = self.services.clock(), str(exc)[:2000]
         permanent = isinstance(exc, NotionRequestError) and not isinstance(exc, NotionPageConflict)
         retry_after = getattr(exc, "retry_after", None)
@@ -224,19 +228,27 @@ class NotionSync:
         log.warning("notion mirror failed for %d enrollment(s): %s", len(groups), reason,
                     extra={"action": "notion_sync", "enrollments": [g.enrollment_id for g in groups]})
 
-    def _give_back(self, groups: list[_Group]) -> None:
-        """Rows this pass claimed but did not reach go back unattempted, due at once."""
+    def _give_back(self, groups: list[_Group], at: datetime | None = None) -> None:
+        """Rows this pass claimed but did not reach go back unattempted, due at once (or `at`)."""
         if not groups:
             return
-        now = self.services.clock()
+        at = at or self.services.clock()
         with db.write_transaction(self.services.engine) as conn:
             for group in groups:
                 if group.state is not None:
                     store.drop_lease(conn, group.enrollment_id, self.worker_id)
-                outbox.release(conn, group.item_ids, now)
+                outbox.release(conn, group.item_ids, at)
+                group.done = True
 
     def _pause(self, exc: NotionError) -> None:
-        """Notion as a whole is failing: leave it alone for a while rather than hammer it."""
+        """Notion as a whole is failing: leave it alone for a while rather than hammer it. A rate limit
+        (Notion's per-minute window asks for up to 60 s, a workspace's for more) is only waited out: it
+        says Notion is answering, so Settings and /health show no outage for it."""
+        if _rate_limited(exc):
+            self._paused_until = self.services.clock() + _rate_limit_wait(exc)
+            log.info("notion mirror waits %ss for Notion's rate limit", _rate_limit_wait(exc).total_seconds(),
+                     extra={"action": "notion_sync"})
+            return
         self._outages += 1
         delay = backoff(self._outages, getattr(exc, "retry_after", None), base=5, cap=300)
         self._paused_until = self.services.clock() + delay
@@ -271,6 +283,14 @@ class NotionSync:
         repo.insert_outbox(conn, [repo.outbox_row(CHANNEL, contact_id, {"enrollment_id": enrollment_id}, now)])
         log.info("sequence stopped from Notion", extra={"action": "notion_stop", "enrollment": enrollment_id,
                                                          "cancelled_sends": cancelled})
+
+
+def _rate_limited(exc: NotionError) -> bool:
+    return isinstance(exc, NotionUnavailable) and exc.status == 429
+
+
+def _rate_limit_wait(exc: NotionError) -> timedelta:
+    return backoff(1, getattr(exc, "retry_after", None), base=1)
 
 
 def _coalesce(items: list[outbox.OutboxItem]) -> list[_Group]:

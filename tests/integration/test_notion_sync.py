@@ -346,3 +346,26 @@ def test_someone_who_bounced_and_is_then_erased_has_their_page_overwritten_too(s
     values = notion.values(page_id)
     assert "gone" not in values["Email"] and values["First Name"] in ("", None)
     assert "Greta" not in values["Name"] and pending(services) == []
+
+
+@pytest.mark.parametrize("fails_on", ["create_page", "find_pages", "stopped_pages"])
+def test_a_long_rate_limit_waits_quietly_it_is_neither_an_outage_nor_a_failing_contact(services, notion, clock,
+                                                                                          fails_on):
+    # Notion's per-minute window answers 429 with a Retry-After of up to 60 s: routine, not Notion being down.
+    result = enroll(services)
+    notion.fail_next(NotionUnavailable("Notion asked for a pause; 60s left", retry_after=60, status=429),
+                     on=fails_on)
+    sync = make_sync(services, notion)
+
+    report = sync.run_pass()
+
+    assert (report.paused, report.failed) == (True, 0)
+    with services.engine.connect() as conn:
+        health = side_status.health_fields(conn, services.settings, clock())["notion_sync"]
+        contact = side_status.contact_notion_states(conn, [result.contact_id])[result.contact_id]
+    assert (health["outage"], health["failing"], contact.state) == (None, 0, "pending")
+    assert [(r["attempts"], r["last_error"]) for r in pending(services)] == [(0, None)]
+    clock.advance(seconds=59)
+    assert sync.run_pass().paused  # Retry-After is waited out in full
+    clock.advance(seconds=1)
+    assert sync.run_pass().created == 1 and pending(services) == []
