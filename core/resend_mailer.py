@@ -164,6 +164,10 @@ def translate_error(error: ResendError, api_key: str = "") -> MailerError:
         return PermanentMailerError(
             f"outcome unknown: Resend already took this batch under its key, before its emails changed, so they "
             f"were most likely delivered; check Resend's log before retrying ({message})", status)
+    if status in (404, 405):
+        # The endpoints we call always exist: the API address is wrong (or a proxy is in the way), for
+        # every email alike, so the breaker holds them rather than each lead's email failing for good.
+        return AccountMailerError(f"{message} (check RESEND_API_URL)", status)
     # Resend answers 400 "API key is invalid" on non-sending endpoints, so check() sees it there.
     if status in (401, 403) or "api key" in error.message.lower():
         return AccountMailerError(message, status)

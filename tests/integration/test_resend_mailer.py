@@ -230,6 +230,16 @@ def test_the_standins_own_rate_limit_answer_is_transient_with_retry_after(start,
     assert caught.value.status == 429 and caught.value.retry_after == 1.0
 
 
+@pytest.mark.parametrize("status, name", [(404, "not_found"), (405, "method_not_allowed")])
+def test_an_api_address_without_the_send_endpoint_is_an_account_error_not_the_emails_fault(api, mailer, status, name):
+    # A wrong RESEND_API_URL (or a proxy in the way) answers every send alike: the breaker must hold the
+    # emails, not fail each lead's email for good.
+    api.fail(status, message="The requested endpoint does not exist.", name=name)
+    with pytest.raises(AccountMailerError) as caught:
+        mailer.send([email(1)], "k-endpoint")
+    assert caught.value.status == status and "RESEND_API_URL" in str(caught.value)
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_a_server_error_is_transient(api, mailer, status):
     api.fail(status)
