@@ -1,7 +1,12 @@
 """The AlertSink adapter for a Discord webhook: one httpx POST, Discord's answers translated into ours.
 
-The webhook URL carries its token, so it is never logged or put in an error message.
+The webhook URL carries its token, so it is never logged or put in an error message. Discord says in
+X-RateLimit-* headers when a webhook's window is spent; the next post waits for it rather than be
+refused (Discord asks clients to, and bans addresses that collect too many refusals).
 """
+
+import time
+from collections.abc import Callable
 
 import httpx
 
@@ -14,24 +19,40 @@ class DiscordWebhook(AlertSink):
 
     name = "discord"
 
-    def __init__(self, url: str, *, timeout: float = 10.0, http: httpx.Client | None = None):
+    def __init__(self, url: str, *, timeout: float = 10.0, http: httpx.Client | None = None, max_wait: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self._url = url
         self._http = http or httpx.Client()
         self._timeout = timeout
+        self._max_wait, self._clock, self._sleep = max_wait, clock, sleep
+        self._window_ends = float("-inf")  # when the webhook's spent rate-limit window resets
 
     def close(self) -> None:
         self._http.close()
 
     def post(self, message: dict) -> None:
+        wait = self._window_ends - self._clock()
+        if wait > self._max_wait:  # not slept through: the alert job waits instead, holding no thread
+            raise TransientAlertError(f"Discord rate limit: the webhook's window resets in {wait:.0f}s",
+                                      status=429, retry_after=wait)
+        if wait > 0:
+            self._sleep(wait)
         try:
             response = self._http.post(self._url, json=message, timeout=self._timeout)
         except httpx.TimeoutException as exc:
             raise TransientAlertError("Discord did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise TransientAlertError(f"cannot reach Discord: {exc.__class__.__name__}") from exc
+        self._observe(response.headers)
         if response.is_success:
             return
         raise translate(response)
+
+    def _observe(self, headers: httpx.Headers) -> None:
+        if headers.get("x-ratelimit-remaining", "").strip() == "0":
+            reset_after = retry_after_seconds(headers.get("x-ratelimit-reset-after"))
+            if reset_after is not None:
+                self._window_ends = max(self._window_ends, self._clock() + reset_after)
 
 
 def translate(response: httpx.Response) -> AlertError:

@@ -397,3 +397,31 @@ def test_rate_limits_do_not_bring_an_alert_closer_to_being_given_up(services, cl
     assert len(sink.messages) == 1
     [row] = rows(services.engine, "SELECT attempts, last_error FROM outbox WHERE channel = 'discord'")
     assert row == {"attempts": 1, "last_error": None}
+
+
+def test_the_webhook_keeps_within_discords_rate_limit_headers_and_is_never_refused():
+    with DiscordStandIn(rate_limit=(2, 0.5)) as api:
+        webhook = DiscordWebhook(api.webhook_url)
+        try:
+            for i in range(5):
+                webhook.post({"content": f"alert {i}"})
+        finally:
+            webhook.close()
+
+        # X-RateLimit-Remaining 0 said to wait X-RateLimit-Reset-After before the next post: no 429 came.
+        assert len(api.messages) == 5 and api.rate_limited == 0
+
+
+def test_a_wait_longer_than_the_webhook_sleeps_through_is_a_rate_limit_that_pauses_the_alerts(services, clock):
+    with DiscordStandIn(rate_limit=(1, 30.0)) as api:
+        webhook = DiscordWebhook(api.webhook_url)
+        service = AlertService(services, webhook, "worker-a")
+        enroll(services, "a@example.com")
+        enroll(services, "b@example.com")
+        try:
+            assert service.run_pass() == 1
+        finally:
+            webhook.close()
+
+        assert api.requests == 1 and api.rate_limited == 0  # the second alert was not even tried
+        assert pending(services) == [{"attempts": 0, "last_error": None}]

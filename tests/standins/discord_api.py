@@ -6,11 +6,15 @@
 Answers 204 and keeps the message, as Discord does without `?wait=true`. Checks what Discord
 checks (a message needs content or embeds; embed limits). `fail(429, retry_after=0.2)` answers
 a rate limit with Discord's JSON body (`retry_after` in seconds); `fail(503)` a server error.
+`DiscordStandIn(rate_limit=(5, 2.0))` enforces a webhook's own limit, 5 posts per 2 s; every answer
+then carries Discord's X-RateLimit-* headers, and a post beyond it gets Discord's 429.
 """
 
 import json
+import math
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +30,16 @@ class Fault:
 
 
 class DiscordStandIn(JsonStandIn):
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, rate_limit: tuple[int, float] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__(host, port)
         self._lock = threading.Lock()
         self._messages: list[dict] = []
         self._faults: list[Fault] = []
+        self._limit, self._clock = rate_limit, clock
+        self._window_start, self._used = float("-inf"), 0
         self.requests = 0
+        self.rate_limited = 0
 
     @property
     def webhook_url(self) -> str:
@@ -58,20 +66,46 @@ class DiscordStandIn(JsonStandIn):
                 return 404, {"message": "Unknown Webhook", "code": 10015}, {}
             if self._faults:
                 return self._fault(self._faults.pop(0))
-            try:
-                message = json.loads(body)
-            except ValueError:
-                return 400, {"message": "The request body contains invalid JSON.", "code": 50109}, {}
-            problem = _problem(message)
-            if problem:
-                return 400, {"message": problem, "code": 50035}, {}
-            self._messages.append(message)
-            return 204, None, {}
+            allowed, limits = self._take()
+            if not allowed:
+                self.rate_limited += 1
+                wait = float(limits["x-ratelimit-reset-after"])
+                return 429, {"message": "You are being rate limited.", "retry_after": wait, "global": False}, {
+                    **limits, "retry-after": str(math.ceil(wait)), "x-ratelimit-scope": "user"}
+            status, answer, extra = self._accept(body)
+            return status, answer, {**limits, **extra}
+
+    def _take(self) -> tuple[bool, dict[str, str]]:
+        """One post against the webhook's window, and the headers Discord sends about it."""
+        if self._limit is None:
+            return True, {}
+        count, per = self._limit
+        now = self._clock()
+        if now >= self._window_start + per:
+            self._window_start, self._used = now, 0
+        allowed = self._used < count
+        self._used += int(allowed)
+        reset_after = self._window_start + per - now
+        return allowed, {"x-ratelimit-limit": str(count), "x-ratelimit-remaining": str(count - self._used),
+                         "x-ratelimit-reset-after": f"{reset_after:.3f}",
+                         "x-ratelimit-reset": f"{time.time() + reset_after:.3f}", "x-ratelimit-bucket": "standin"}
+
+    def _accept(self, body: bytes) -> Answer:
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return 400, {"message": "The request body contains invalid JSON.", "code": 50109}, {}
+        problem = _problem(message)
+        if problem:
+            return 400, {"message": problem, "code": 50035}, {}
+        self._messages.append(message)
+        return 204, None, {}
 
     def _fault(self, fault: Fault) -> Answer:
         if fault.status == 429:
             retry_after = fault.retry_after if fault.retry_after is not None else 0.5
-            return 429, {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}, {}
+            return 429, {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}, {
+                "retry-after": str(math.ceil(retry_after)), "x-ratelimit-scope": "user"}
         return fault.status, {"message": "Service unavailable", "code": 0}, {}
 
 
