@@ -14,6 +14,10 @@ from core.notion.importer import run_import
 from core.notion.port import NotionMirror
 from core.notion.schema import check_schema
 
+# Someone at a terminal can wait out Notion's rate limit (its per-minute window asks for up to 60 s);
+# the worker's jobs cannot hold a thread that long and give the rows back instead.
+COMMAND_MAX_WAIT = 60.0
+
 
 def register(subparsers) -> None:
     """Add the `notion` command and its subcommands to core.cli's parser."""
@@ -59,7 +63,7 @@ def import_rows(services: Services, mirror: NotionMirror, *, apply: bool) -> int
 def _with_mirror(services: Services, use) -> int:
     if not services.settings.notion_configured:
         raise NotionNotConfigured("NOTION_TOKEN and NOTION_EMAIL_SEQUENCE_DB_ID must be set to use the Notion mirror.")
-    mirror = notion_from_settings(services.settings)
+    mirror = notion_from_settings(services.settings, max_wait=COMMAND_MAX_WAIT)
     try:
         return use(mirror)
     finally:

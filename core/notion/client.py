@@ -225,7 +225,9 @@ def _page(obj: dict) -> NotionPage:
                       properties=obj.get("properties") or {})
 
 
-def notion_from_settings(settings: Settings, *, http: httpx.Client | None = None) -> NotionClient:
+def notion_from_settings(settings: Settings, *, http: httpx.Client | None = None,
+                         max_wait: float = 5.0) -> NotionClient:
     """The adapter for the configured database; NOTION_API_URL overrides Notion's base URL (tests)."""
     return NotionClient(settings.notion_token, settings.notion_email_sequence_db_id,
-                        businessx_db_id=settings.notion_businessx_db_id, base_url=settings.notion_api_url, http=http)
+                        businessx_db_id=settings.notion_businessx_db_id, base_url=settings.notion_api_url, http=http,
+                        max_wait=max_wait)

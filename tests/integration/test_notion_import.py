@@ -88,6 +88,17 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(services, capsys):
     assert intake_counts(services.engine) == before
 
 
+@sqlite_only  # the wait is the client's; nothing backend-specific
+def test_the_import_waits_out_a_rate_limit_longer_than_a_worker_job_would(services, notion_api, capsys):
+    # 6 s is past the 5 s a worker job sleeps through; a command at a terminal waits rather than fail.
+    notion_api.fail(status=429, code="rate_limited", retry_after=6, path="/v1/data_sources")
+
+    assert run(services, "import", "--apply") == 0
+
+    assert "Imported 3 contact(s); skipped 1." in capsys.readouterr().out
+    assert notion_api.stats["faulted"] == 1
+
+
 def test_half_finished_sequences_are_imported_without_sending_any_step_twice(services, clock, notion_api, database):
     assert run(services, "import", "--apply") == 0
     casey, uma, otto = (sends(services, e) for e in ("casey@example.com", "uma@example.com", "otto@example.com"))
