@@ -12,6 +12,9 @@ from ui.text import literal
 from ui.widgets import ago, my_requests, page_picker, selection_follows, step_title, when
 
 PAGE_SIZE = 50
+# px: the provider's message as wide as leaves room for every other Failed column in a 1366-pixel window
+# ("large", 400 px, pushed attempts past the edge); the selected rows' messages are shown in full below.
+MESSAGE_WIDTH = 300
 # The worker changes the queue by itself: the summary and the lists it fills are redrawn this often.
 # Not Failed, whose selection and Retry buttons work through full reruns (the confirmation dialog).
 REFRESH_SECONDS = 10
@@ -83,20 +86,19 @@ def _failed() -> None:
         selection_follows("failed_table", [r["send_id"] for r in rows])
         picked = st.dataframe(
             # The message right after whom and which step: placed last, it was out of view at 1024 px. Its
-            # end may still be cut at the edge; the selected rows' messages are shown in full below.
+            # end may still be cut; the selected rows' messages are shown in full below.
             pd.DataFrame([{"failed": when(r["finished_at"]), **_who(r), "attempts": r["attempts"],
                            "provider's message": r["last_error"] or ""} for r in rows])
             .reindex(columns=["failed", "email", "step", "provider's message", "segment", "attempts"]),
             key="failed_table", on_select="rerun", selection_mode="multi-row", hide_index=True, width="stretch",
-            column_config={"provider's message": st.column_config.TextColumn(width="large"),
+            column_config={"provider's message": st.column_config.TextColumn(width=MESSAGE_WIDTH),
                            "attempts": st.column_config.NumberColumn(width="small")})
         chosen = [rows[i] for i in picked.selection.rows if i < len(rows)]
         _full_messages(chosen)
-        one, page = st.columns(2)
-        with one:
+        # Side by side at their own widths: in two columns, the second button floated mid-page.
+        with st.container(horizontal=True):
             confirm.button(f"Retry selected ({len(chosen)})", _retry(chosen), key="retry_selected",
                            disabled=not chosen, primary=True, icon=":material/replay:")
-        with page:
             confirm.button(f"Retry all {len(rows)} on this page", _retry(rows), key="retry_page",
                            icon=":material/replay:")
 
@@ -125,7 +127,8 @@ def _retry(rows: list[dict]) -> Command:
     payloads = tuple({"send_id": r["send_id"], "contact_id": r["contact_id"]} for r in rows)
     subject = (f"step {rows[0]['step']} to **{literal(rows[0]['email'])}**" if len(rows) == 1
                else f"**{len(rows)}** sends")
-    return Command("retry_send", payloads, f"Retry {subject}? Each goes next, after any earlier step of its sequence still to "
+    each = "It goes" if len(rows) == 1 else "Each goes"
+    return Command("retry_send", payloads, f"Retry {subject}? {each} next, after any earlier step of its sequence still to "
                    f"come, once sending is not paused.{_may_go_twice(rows)}", "Yes, retry",
                    f"Retry of {len(rows)} send{'s' if len(rows) != 1 else ''} requested.")
 

@@ -119,6 +119,17 @@ def test_failed_sends_can_be_retried_one_by_one_or_in_bulk(seeded, open_app):
     assert {a["payload"]["send_id"] for a in found} == {failed_id}
 
 
+def test_the_retry_question_speaks_of_one_email_or_of_each(seeded, open_app):
+    at = open_app("pages/sends.py")
+    assert "It goes next, after any earlier step" in ask_then_confirm(at, "retry_page")
+    uma = seeded["contacts"]["uma@example.com"]
+    with db.write_transaction(seeded["services"].engine) as conn:
+        conn.execute(sa.text("UPDATE send SET status = 'failed', finished_at = :now, last_error = 'refused' "
+                             "WHERE enrollment_id = :e AND step = 1"), {"now": utcnow(), "e": uma.enrollment_id})
+    at = open_app("pages/sends.py")
+    assert "Each goes next, after any earlier step" in ask_then_confirm(at, "retry_page")
+
+
 def test_a_retry_in_the_request_list_names_the_step_it_sends_again(seeded, open_app):
     at = open_app("pages/sends.py")
     ask_then_confirm(at, "retry_page")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from core.settings import Settings
 from tests.e2e.processes import free_port
@@ -346,3 +347,37 @@ def test_the_integration_cards_stack_rather_than_break_their_words_in_a_narrow_w
                                    return new Set([...lines.getClientRects()].map(x => Math.round(x.top))).size > 1; })
                 .map(label => label.textContent.trim())""")
             assert broken == [], f"at {width} px these labels break over lines: {broken}"
+
+
+def _fail_first_step(env: dict, error: str) -> None:
+    """Leave the welcome email of every contact failed, as the dispatcher leaves a permanent refusal."""
+    from core import db
+    from core.timeutil import utcnow
+
+    engine = db.create_db_engine(env["DATABASE_URL"])
+    try:
+        with db.write_transaction(engine) as conn:
+            conn.execute(sa.text("UPDATE send SET status = 'failed', attempts = 3, last_error = :error, "
+                                 "finished_at = :now WHERE step = 1"), {"error": error, "now": utcnow()})
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_every_column_of_the_failed_sends_fits_a_laptops_width(tmp_path):
+    env = clean_env(tmp_path)
+    _enroll(env, email="someone.long@example.com", red_systems=2)
+    _fail_first_step(env, "422 validation_error: The `to` field must be a valid email address; the receiving "
+                          "server answered 550 5.1.1 mailbox unavailable")
+    port = free_port()
+    with serve_dashboard(port, env), browser_page() as page:
+        page.set_viewport_size({"width": 1366, "height": 768})
+        page.goto(f"http://127.0.0.1:{port}/sends")
+        _settle(page)
+        page.get_by_role("tab", name="Failed").click()
+        table = page.locator('[data-testid="stDataFrame"]:visible')
+        table.wait_for()
+        _settle(page)
+        # The grid scrolls sideways when its columns are wider than it: attempts, last, was out of view.
+        wider, shown = table.locator(".dvn-scroller").evaluate("s => [s.scrollWidth, s.clientWidth]")
+        assert wider <= shown + 1, f"the Failed table's columns need {wider} px, it shows {shown}"
