@@ -31,20 +31,32 @@ def _queue_summary(c: dict) -> str:
             f"{c['due_now']:,} due now, {soon} more within the hour")
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
-def _summary() -> None:
+def _counted_once() -> dict:
+    """The queue counts of a whole run, for the summary and for each list's pager. Each takes its figure out,
+    so a fragment's own rerun, which is handed this same dict again, finds it gone and counts afresh: every
+    list was counted twice a load, once for the summary and once for its pager."""
     counts = read(queries.queue_counts, now())
+    return {"summary": counts, **{name: counts[name] for name in queries.LISTS}}
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def _summary(counted: dict) -> None:
+    counts = counted.pop("summary", None) or read(queries.queue_counts, now())
     st.caption(f"{_queue_summary(counts)} · {counts['sending']:,} being sent · {counts['failed']:,} failed · "
                f"{counts['sent']:,} sent in the last 24 h · times in UTC")
 
 
-_summary()
+counted = _counted_once()
+_summary(counted)
 
 
-def _page(name: str):
+def _page(name: str, counted: dict):
     """A container for the list, with its pager drawn below it, and the list's rows for the chosen page."""
     area = st.container()
-    offset = page_picker(read(queries.queue_length, name, now()), PAGE_SIZE, key=f"sends_{name}_page")
+    total = counted.pop(name, None)
+    if total is None:
+        total = read(queries.queue_length, name, now())
+    offset = page_picker(total, PAGE_SIZE, key=f"sends_{name}_page")
     return area, read(queries.queue_list, name, now=now(), offset=offset, limit=PAGE_SIZE)
 
 
@@ -53,8 +65,8 @@ def _who(r: dict) -> dict:
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def _due() -> None:
-    area, rows = _page("due")
+def _due(counted: dict) -> None:
+    area, rows = _page("due", counted)
     with area:
         if not rows:
             st.info("Nothing is waiting to be sent.")
@@ -65,8 +77,8 @@ def _due() -> None:
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def _sending() -> None:
-    area, rows = _page("sending")
+def _sending(counted: dict) -> None:
+    area, rows = _page("sending", counted)
     with area:
         if not rows:
             st.info("No email is being sent right now.")
@@ -77,8 +89,8 @@ def _sending() -> None:
                      hide_index=True, width="stretch")
 
 
-def _failed() -> None:
-    area, rows = _page("failed")
+def _failed(counted: dict) -> None:
+    area, rows = _page("failed", counted)
     with area:
         if not rows:
             st.success("No failed sends.")
@@ -134,8 +146,8 @@ def _retry(rows: list[dict]) -> Command:
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def _sent() -> None:
-    area, rows = _page("sent")
+def _sent(counted: dict) -> None:
+    area, rows = _page("sent", counted)
     with area:
         if not rows:
             st.info("Nothing was sent in the last 24 hours.")
@@ -148,11 +160,11 @@ def _sent() -> None:
 # Labels without counts: a label that changes makes a new tab set, and the page jumped back to the first.
 due, sending, failed, sent = st.tabs(["Queued", "Sending", "Failed", "Sent, last 24 h"], key="sends_tab")
 with due:
-    _due()
+    _due(counted)
 with sending:
-    _sending()
+    _sending(counted)
 with failed:
-    _failed()
+    _failed(counted)
 with sent:
-    _sent()
+    _sent(counted)
 my_requests()

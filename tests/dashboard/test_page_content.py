@@ -229,6 +229,24 @@ def test_the_sends_caption_says_the_queue_holds_each_persons_next_email_of_all_t
             "0 due now, none more within the hour") in text
 
 
+def test_one_load_of_the_sends_page_counts_each_list_once(seeded, open_app):
+    at = open_app("pages/sends.py")
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(" ".join(statement.split()))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        at.run()
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    counts = [s for s in statements if s.startswith("SELECT count(") and "FROM send" in s]
+    twice = sorted({s for s in counts if counts.count(s) > 1})
+    assert twice == [], f"counted more than once: {twice}"
+    assert not at.exception and at.dataframe(key="failed_table").value["email"].tolist() == ["broken@example.com"]
+
+
 def test_the_templates_page_previews_every_step_for_every_segment(open_app):
     at = open_app("pages/templates.py")
     subjects = set()
