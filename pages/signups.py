@@ -15,6 +15,7 @@ PAGE_SIZE = 50
 SIGNED_UP_WIDTH = 132  # px: "29 Nov 10:31 UTC" in full
 DATES_WIDTH = 250  # px: "yyyy-mm-dd – yyyy-mm-dd" in full
 TABLE = "signups_table"
+TOOLBAR_ROOM = 20  # px, on top of the two 16 px gaps around it
 
 frame.begin()
 st.title("Signups")
@@ -81,6 +82,8 @@ head.caption(f"{matches} · newest first · {glyphs.legend()}", unsafe_allow_htm
 export.download_button("Export CSV", data=contacts_csv(where), file_name="nurture-signups.csv", mime="text/csv",
                        on_click="ignore", icon=":material/download:", disabled=total == 0)
 
+# Room for the toolbar a table shows above its top edge on hover (44 px): it covered "Export CSV".
+st.space(TOOLBAR_ROOM)
 table_area = st.container()  # the pager is drawn under the table but read before it
 offset = page_picker(total, PAGE_SIZE, key="signups_page")
 rows = read(queries.contact_page, where, offset=offset, limit=PAGE_SIZE)

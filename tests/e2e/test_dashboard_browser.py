@@ -381,3 +381,21 @@ def test_every_column_of_the_failed_sends_fits_a_laptops_width(tmp_path):
         # The grid scrolls sideways when its columns are wider than it: attempts, last, was out of view.
         wider, shown = table.locator(".dvn-scroller").evaluate("s => [s.scrollWidth, s.clientWidth]")
         assert wider <= shown + 1, f"the Failed table's columns need {wider} px, it shows {shown}"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_signups_tables_hover_toolbar_leaves_the_export_button_clear(tmp_path):
+    env = clean_env(tmp_path)
+    _enroll(env, email="ada@example.com", first_name="Ada")
+    port = free_port()
+    with serve_dashboard(port, env), browser_page() as page:
+        for width in (1366, 1920):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/signups")
+            _settle(page)
+            page.locator('[data-testid="stDataFrame"]').hover(position={"x": 200, "y": 60})
+            toolbar = page.locator('[data-testid="stElementToolbar"]')
+            toolbar.wait_for()
+            page.wait_for_timeout(400)  # it fades in
+            bar, button = toolbar.bounding_box(), page.locator('[data-testid="stDownloadButton"]').bounding_box()
+            assert bar["y"] >= button["y"] + button["height"], f"at {width} px the toolbar covers Export CSV"
