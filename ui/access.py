@@ -13,6 +13,7 @@ import streamlit as st
 
 ALLOWED = "_nurture_allowed"
 _PASSWORD_OK = "_nurture_password_ok"
+_SIGNED_OUT = "_nurture_signed_out"
 ANONYMOUS_ACTOR = "dashboard"
 WRONG_PASSWORD_DELAY_SECONDS = 1.0
 # One for the whole process: every new browser tab (or a script's websocket) is a new session, so
@@ -69,6 +70,7 @@ def refuse_unless_allowed() -> None:
 def sign_out() -> None:
     st.session_state[_PASSWORD_OK] = False
     st.session_state[ALLOWED] = False
+    st.session_state[_SIGNED_OUT] = True
     if _oidc_logged_in():
         st.logout()
 
@@ -90,6 +92,8 @@ def _check_password(expected: str) -> None:
         with _WRONG_GUESSES:
             time.sleep(WRONG_PASSWORD_DELAY_SECONDS)
     st.session_state[_PASSWORD_OK] = ok
+    if ok:
+        st.session_state.pop(_SIGNED_OUT, None)
     st.session_state["password_refused"] = not ok
     st.session_state["password_input"] = ""
 
@@ -97,6 +101,9 @@ def _check_password(expected: str) -> None:
 def _sign_in_form(password: str) -> None:
     st.title("Nurture")
     st.caption("The marketer's dashboard. Please sign in.")
+    if st.session_state.get(_SIGNED_OUT):
+        st.info("You have signed out. Sign in again below.", icon=":material/logout:")
+    _signed_out_sidebar(password)
     if oidc_configured():
         for provider in _providers():
             label = f"Log in with {provider.title()}" if provider else "Log in with your company account"
@@ -108,3 +115,12 @@ def _sign_in_form(password: str) -> None:
             st.form_submit_button("Sign in", on_click=_check_password, args=(password,))
         if st.session_state.get("password_refused"):
             st.error("That password is not right.")
+
+
+def _signed_out_sidebar(password: str) -> None:
+    """What the app is and how to get in: after a sign-out the browser keeps the sidebar open, and it stood empty."""
+    ways = [way for way, on in (("your company account", oidc_configured()), ("the dashboard password", password)) if on]
+    with st.sidebar:
+        st.markdown("**Nurture** · Christmas 2025")
+        st.caption("Signups, sends and settings of the email nurture campaign. Sign in on this page with "
+                   f"{' or '.join(ways)}; whoever runs Nurture can give you access.")

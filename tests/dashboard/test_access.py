@@ -20,8 +20,19 @@ AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret":
 
 def shows_no_data(at, seeded) -> bool:
     text = page_text(at)
-    return (not at.dataframe and not at.metric and not at.sidebar.children
+    return (not at.dataframe and not at.metric and sidebar_only_says_how_to_sign_in(at)
             and not any(email in text for email in seeded["contacts"]) and "Worker" not in text)
+
+
+def sidebar_only_says_how_to_sign_in(at) -> bool:
+    """Nothing in the sidebar but what the app is and how to sign in: no status, no menu, no button."""
+    kinds = {child.type for child in at.sidebar.children.values()}
+    text = sidebar_text(at)
+    return kinds <= {"markdown", "caption"} and "Sign in on this page" in text and "Worker" not in text
+
+
+def sidebar_text(at) -> str:
+    return " ".join(str(m.value) for m in at.sidebar.markdown) + " " + " ".join(str(c.value) for c in at.sidebar.caption)
 
 
 def sign_in(at, password: str):
@@ -56,6 +67,21 @@ def test_signing_out_locks_the_dashboard_again(seeded, app_env, open_app):
     assert at.metric
     at.button(key="sign_out").click().run()
     assert shows_no_data(at, seeded)
+
+
+def test_after_signing_out_the_page_and_the_sidebar_say_what_this_is_and_how_to_get_back_in(
+        seeded, app_env, open_app):
+    app_env(dashboard_password=PASSWORD)
+    at = open_app()
+    sign_in(at, PASSWORD)
+    at.button(key="sign_out").click().run()
+    sidebar = sidebar_text(at)
+    assert "Nurture" in sidebar and "Sign in on this page with the dashboard password" in sidebar
+    assert "You have signed out." in page_text(at)
+    sign_in(at, PASSWORD)
+    at.button(key="sign_out").click().run()
+    at = open_app()
+    assert "You have signed out." not in page_text(at), "a new visit is no sign-out"
 
 
 def test_with_oidc_configured_a_signed_out_visitor_sees_only_the_login_button(seeded, open_app):
