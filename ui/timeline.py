@@ -65,7 +65,8 @@ def _badges(contact: dict, enrollment: dict | None, failed_steps: int) -> None:
     counts = ""
     if enrollment and enrollment["red_systems"] is not None:
         counts = f" · {enrollment['red_systems']} red, {enrollment['orange_systems'] or 0} orange systems"
-    reason = f" · {literal(enrollment['status_reason'])}" if enrollment and enrollment["status_reason"] else ""
+    reason = (f" · {literal(queries.humane(enrollment['status_reason']))}"
+              if enrollment and enrollment["status_reason"] else "")
     st.caption(f"Signed up {when(contact['created_at'])} ({ago(contact['created_at'])}){counts}{reason}")
 
 

@@ -1,7 +1,8 @@
 """One contact's story: who they are, where each of their 7 steps stands and why, and the audit trail."""
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -28,6 +29,16 @@ class StepLine:
 def when(value: datetime | None) -> str:
     """A timestamp as '1 Dec 09:00 UTC' (the dashboard shows UTC throughout)."""
     return f"{value.day} {value:%b %H:%M} UTC" if value else "—"
+
+
+# How core writes a moment into a stored reason ("unsubscribed on 2025-12-01 09:00 UTC"): unambiguous in the
+# database, but beside the dashboard's "1 Dec 09:00 UTC" it read as raw data.
+_STORED_TIME = re.compile(r"\b(\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC\b")
+
+
+def humane(reason: str) -> str:
+    """A reason core wrote, with its times in the dashboard's format: 'unsubscribed on 1 Dec 09:00 UTC'."""
+    return _STORED_TIME.sub(lambda m: when(datetime.strptime(m[1], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)), reason)
 
 
 def relative(value: datetime, now: datetime) -> str:
@@ -75,6 +86,8 @@ def describe_step(number: int, send: dict | None, earlier: dict[int, dict], now:
     if status == "failed":
         return f"failed: {reason or 'no reason recorded'}", tuple(facts)
     if status == "cancelled":
+        # Stops store "cancelled: " and their reason, itself "cancelled by a marketer" when a marketer cancelled.
+        reason = humane(reason.removeprefix("cancelled: ") if reason.startswith("cancelled: cancelled") else reason)
         headline = reason if reason.startswith("cancelled") else f"cancelled: {reason or 'no reason recorded'}"
         return headline, tuple(facts)
     return f"skipped: {reason}" if reason else "skipped", tuple(facts)

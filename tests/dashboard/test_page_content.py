@@ -195,6 +195,15 @@ def test_the_timeline_says_why_a_sequence_stopped(seeded, open_app):
     assert at.button(key="unsubscribe").disabled
 
 
+def test_the_timeline_gives_the_time_of_an_unsubscribe_as_it_gives_every_other_time(seeded, open_app):
+    at = open_app("pages/signups.py")
+    at.query_params["contact"] = seeded["contacts"]["leaver@example.com"].contact_id
+    text = page_text(at.run())
+    assert not re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", text), "a raw date, unlike the other times shown"
+    assert re.search(r"· unsubscribed on \d{1,2} [A-Z][a-z]{2} \d{2}:\d{2} UTC", text), "the sequence's reason"
+    assert re.search(r"cancelled: unsubscribed on \d{1,2} [A-Z][a-z]{2} \d{2}:\d{2} UTC", text), "each later step's"
+
+
 def test_the_sends_page_shows_the_providers_message_for_a_failed_send(seeded, open_app):
     at = open_app("pages/sends.py")
     failed = at.dataframe(key="failed_table").value

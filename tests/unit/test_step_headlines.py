@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from core.queries.timeline import describe_step
+from core.queries.timeline import describe_step, humane
 
 NOW = datetime(2025, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -27,3 +27,27 @@ def test_a_step_moved_later_by_the_order_rule_says_when_it_was_planned_and_why_i
 
     assert headline.startswith("due 7 Dec 08:00 UTC (in 20 h); planned for 4 Dec 12:00 UTC")
     assert "half its planned gap after the email before it" in headline
+
+
+def cancelled(reason: str) -> dict:
+    return {"status": "cancelled", "ready": True, "planned_at": NOW, "due_at": NOW, "sent_at": None,
+            "provider_id": None, "generation": 1, "last_error": reason, "finished_at": NOW}
+
+
+def test_a_step_cancelled_by_an_unsubscribe_says_when_in_the_dashboards_format():
+    headline, facts = describe_step(7, cancelled("cancelled: unsubscribed on 2025-12-06 12:00 UTC"), {}, NOW,
+                                    paused=False)
+
+    assert headline == "cancelled: unsubscribed on 6 Dec 12:00 UTC"
+    assert facts == ("cancelled 6 Dec 12:00 UTC",)
+
+
+def test_a_step_a_marketer_cancelled_says_so_once():
+    headline, _ = describe_step(4, cancelled("cancelled: cancelled by a marketer"), {}, NOW, paused=False)
+
+    assert headline == "cancelled by a marketer"
+
+
+def test_only_the_times_core_writes_are_reformatted():
+    assert humane("bounced on 2025-12-24 08:05 UTC") == "bounced on 24 Dec 08:05 UTC"
+    assert humane("order 2025-12-24 or 08:05 UTC") == "order 2025-12-24 or 08:05 UTC"
