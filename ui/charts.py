@@ -34,6 +34,8 @@ _KPI_HELP = {
     "failed": "Emails that failed and still need attention: not replaced by a resend, and not of someone "
               "who was stopped since. The Sends page lists them.",
     "unsubscribed": "People who unsubscribed (those who also bounced count under Bounced).",
+    "scheduled": "Emails planned and not yet sent, the later steps of every running sequence included; below it, "
+                 "how many of them are due within the next 24 hours (any overdue included).",
 }
 
 
@@ -43,10 +45,15 @@ KPI_WIDTH = 168
 
 
 def kpi_grid(kpis: list[dict]) -> None:
-    """The headline metrics, each with its change over the last 24 hours."""
+    """The headline metrics, each with its change over the last 24 hours (Scheduled: what is due within them)."""
     with st.container(horizontal=True, gap="small", key="kpis"):
         for kpi in kpis:
-            color = "inverse" if kpi["key"] in _BAD_WHEN_UP else "off" if kpi["key"] == "scheduled" else "normal"
+            if kpi["key"] == "scheduled":
+                st.metric(kpi["label"], f"{kpi['value']:,}", delta=f"{kpi['delta']:,} due within 24 h",
+                          delta_color="off", delta_arrow="off", width=KPI_WIDTH, border=True,
+                          help=_KPI_HELP["scheduled"])
+                continue
+            color = "inverse" if kpi["key"] in _BAD_WHEN_UP else "normal"
             st.metric(kpi["label"], f"{kpi['value']:,}", delta=kpi["delta"], delta_color=color, width=KPI_WIDTH,
                       delta_description="vs yesterday", border=True, help=_KPI_HELP.get(kpi["key"]))
 

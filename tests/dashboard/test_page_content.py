@@ -11,6 +11,7 @@ from datetime import timedelta
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from streamlit.proto.Metric_pb2 import Metric
 
 from core import db, queries
 from core.bootstrap import build_services
@@ -33,6 +34,15 @@ def test_the_empty_overview_says_so_instead_of_drawing_empty_charts(open_app):
     at = open_app()
     assert {m.label: m.value for m in at.metric}["Signups"] == "0"
     assert "No signups yet." in [i.value for i in at.info]
+
+
+def test_the_scheduled_card_says_how_many_go_within_a_day_instead_of_a_change_since_yesterday(seeded, open_app):
+    cards = {m.label: m.proto for m in open_app().metric}
+    scheduled = cards["Scheduled"]
+    assert re.fullmatch(r"\d+ due within 24 h", scheduled.delta), scheduled.delta
+    assert not scheduled.delta_description, "it is no change since yesterday"
+    assert scheduled.direction == Metric.MetricDirection.NONE, "no arrow, as if the queue had grown"
+    assert cards["Signups"].delta_description == "vs yesterday"
 
 
 def test_the_overview_funnel_draws_failed_and_stopped_emails_in_its_legend(seeded, open_app):

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from core import controls, db, heartbeat, queries
 from core.heartbeat import HEARTBEAT_SECONDS
 from core.intake import enroll_now
+from core.tables import send_t
 from core.timeutil import utcnow
 from tests.support import signup_request
 
@@ -24,6 +25,18 @@ def test_kpis_count_everything_and_what_changed_in_the_last_24_hours(seeded):
     assert figures["unsubscribed"] == (1, 1) and figures["bounced"] == (0, 0)
     later = {k["key"]: k["delta"] for k in read(seeded, queries.kpis, utcnow() + timedelta(days=2))}
     assert later["signups"] == 0 and later["sent"] == 0, "a day later nothing is new"
+
+
+def test_the_scheduled_figure_comes_with_how_many_of_them_are_due_within_a_day_not_a_change(seeded):
+    now = utcnow()
+    with db.read_transaction(seeded["services"].engine) as conn:
+        due_at = list(conn.scalars(sa.select(send_t.c.due_at).where(send_t.c.status == "scheduled")))
+    figures = {k["key"]: (k["value"], k["delta"]) for k in read(seeded, queries.kpis, now)}
+    soon = sum(at <= now + timedelta(hours=24) for at in due_at)
+    assert 0 < soon < len(due_at), "the seeded sequences have steps due within a day and later"
+    assert figures["scheduled"] == (len(due_at), soon)
+    later = {k["key"]: k["delta"] for k in read(seeded, queries.kpis, now + timedelta(days=30))}
+    assert later["scheduled"] == len(due_at), "all of them are due by then"
 
 
 def test_the_funnel_counts_each_stage_per_step(seeded):
