@@ -18,6 +18,9 @@ _KEEP = 100  # a whole page of retries (50) and more, so no refusal among them d
 # Requests that put an email in the queue: while sending is paused, it waits there until the resume.
 QUEUES_AN_EMAIL = frozenset({"resend_step", "retry_send"})
 PAUSED_NOTE = "Sending is paused: it goes when you resume."
+# Commands the dashboard carries out itself, at once; every other kind waits for a worker.
+SWITCHES = frozenset({"pause", "resume", "test_mode"})
+NO_WORKER_NOTE = "No worker is running: this is recorded now and carried out once the worker runs again."
 
 
 @dataclass(frozen=True)

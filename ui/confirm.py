@@ -9,8 +9,9 @@ from collections.abc import Callable
 import streamlit as st
 
 from core import queries
+from core.heartbeat import HEARTBEAT_SECONDS
 from ui import access
-from ui.commands import PAUSED_NOTE, QUEUES_AN_EMAIL, Command, perform
+from ui.commands import NO_WORKER_NOTE, PAUSED_NOTE, QUEUES_AN_EMAIL, SWITCHES, Command, perform
 from ui.services import now, read
 from ui.text import literal
 
@@ -44,10 +45,15 @@ def render() -> None:
 @st.dialog("Please confirm", on_dismiss=forget)
 def _dialog(command: Command) -> None:
     st.markdown(command.question)
-    if command.kind in QUEUES_AN_EMAIL and read(queries.system_state, now()).paused:
+    state = read(queries.system_state, now())
+    if command.kind in QUEUES_AN_EMAIL and state.paused:
         st.warning(f"**{PAUSED_NOTE}**", icon=":material/pause_circle:")
-    st.caption(f"Recorded in the audit trail as **{literal(access.actor())}**. "
-               "Sequence actions are carried out by the worker within a few seconds.")
+    carried_out = "Sequence actions are carried out by the worker within a few seconds."
+    if command.kind not in SWITCHES and not queries.heartbeat(state.worker_last_seen, now(), HEARTBEAT_SECONDS)[0]:
+        # "Within a few seconds" beside a sidebar saying no worker runs: the request would wait unseen.
+        st.warning(f"**{NO_WORKER_NOTE}**", icon=":material/heart_broken:")
+        carried_out = ""
+    st.caption(f"Recorded in the audit trail as **{literal(access.actor())}**. {carried_out}")
     yes, no = st.columns(2)
     if yes.button(command.confirm_label, type="primary", key="confirm_yes", width="stretch"):
         forget()

@@ -37,8 +37,11 @@ def _live_status() -> None:
         st.badge("Worker not running", icon=":material/heart_broken:", color="red")
     if age is None:
         st.caption("no worker has ever reported in: start it with `python scheduler.py`")
-    else:
+    elif alive:
         st.caption(f"last seen {_seconds(age)} ago")
+    else:  # what it means for the marketer, not only since when
+        st.caption(f"last seen {_seconds(age)} ago. Until it runs again nothing is sent, and requests from this "
+                   "dashboard wait.")
     if state.paused:
         st.error(f"**Sending paused.** Resume it on the Settings page.\n\n{_reason(state.pause_reason)}",
                  icon=":material/pause_circle:")

@@ -130,6 +130,27 @@ def test_the_retry_question_speaks_of_one_email_or_of_each(seeded, open_app):
     assert "Each goes next, after any earlier step" in ask_then_confirm(at, "retry_page")
 
 
+def test_with_no_worker_running_a_sequence_action_says_it_waits_for_one_not_a_few_seconds(seeded, timeline_of):
+    at = timeline_of("casey@example.com")
+    at.button(key="cancel_sequence").click().run()
+    assert "carried out by the worker within a few seconds" in page_text(at) and "No worker is running" not in page_text(at)
+    with db.write_transaction(seeded["services"].engine) as conn:
+        conn.execute(sa.text("DELETE FROM worker"))
+    at = timeline_of("casey@example.com")
+    at.button(key="cancel_sequence").click().run()
+    asked = page_text(at)
+    assert "No worker is running: this is recorded now and carried out once the worker runs again." in asked
+    assert "within a few seconds" not in asked
+
+
+def test_a_switch_flips_at_once_so_its_question_never_waits_for_a_worker(seeded, open_app):
+    with db.write_transaction(seeded["services"].engine) as conn:
+        conn.execute(sa.text("DELETE FROM worker"))
+    at = open_app("pages/settings.py")
+    at.button(key="pause").click().run()
+    assert "No worker is running" not in page_text(at)
+
+
 def test_a_retry_in_the_request_list_names_the_step_it_sends_again(seeded, open_app):
     at = open_app("pages/sends.py")
     ask_then_confirm(at, "retry_page")

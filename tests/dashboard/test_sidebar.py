@@ -40,6 +40,11 @@ def test_a_silent_worker_is_shown_down_with_how_long_ago_it_was_seen(seeded, ope
     at = open_app()
     assert "Worker not running" in badges(at)
     assert "last seen 15 s ago" in sidebar_text(at)
+    assert "Until it runs again nothing is sent, and requests from this dashboard wait." in sidebar_text(at)
+
+
+def test_a_running_worker_is_not_said_to_hold_anything_up(seeded, open_app):
+    assert "Until it runs again" not in sidebar_text(open_app())
 
 
 def test_with_no_worker_ever_the_sidebar_says_how_to_start_one(open_app):
