@@ -71,7 +71,8 @@ def _due(counted: dict) -> None:
         if not rows:
             st.info("Nothing is waiting to be sent.")
             return
-        st.dataframe(pd.DataFrame([{"due": when(r["due_at"]), "in": ago(r["due_at"]), **_who(r),
+        # "when", not "in": an overdue email's "2 min ago" read "in 2 min ago".
+        st.dataframe(pd.DataFrame([{"due": when(r["due_at"]), "when": ago(r["due_at"]), **_who(r),
                                     "attempts": r["attempts"], "last error": r["last_error"] or ""} for r in rows]),
                      hide_index=True, width="stretch")
 

@@ -266,6 +266,15 @@ def test_one_load_of_the_sends_page_counts_each_list_once(seeded, open_app):
     assert not at.exception and at.dataframe(key="failed_table").value["email"].tolist() == ["broken@example.com"]
 
 
+def test_an_overdue_queued_email_reads_as_overdue_not_in_so_long_ago(seeded, open_app):
+    with db.write_transaction(seeded["services"].engine) as conn:
+        conn.execute(sa.text("UPDATE send SET due_at = :due WHERE status = 'scheduled' AND ready"),
+                     {"due": utcnow() - timedelta(minutes=5)})
+    queued = open_app("pages/sends.py").dataframe[0].value
+    assert list(queued.columns[:2]) == ["due", "when"]
+    assert set(queued["when"]) == {"5 min ago"}
+
+
 def test_the_templates_page_previews_every_step_for_every_segment(open_app):
     at = open_app("pages/templates.py")
     subjects = set()
