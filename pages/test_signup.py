@@ -2,14 +2,14 @@
 
 import streamlit as st
 
-from core import switches
+from core import queries
 from core.enrollments import SignupRequest
 from core.errors import InvalidSignup
 from core.intake import enroll_now
 from core.sequencing import segment_for
 from core.signups import parse_signup
 from ui import frame
-from ui.services import act, read
+from ui.services import act, now, read, worker_running
 from ui.text import literal
 from ui.widgets import SEGMENT_BADGE
 
@@ -63,6 +63,15 @@ def _submit() -> None:
                                 "outcome": result.outcome.value}
 
 
+def _when_the_welcome_goes() -> str:
+    state = read(queries.system_state, now())
+    if state.paused:
+        return "Sending is paused: the welcome email goes once sending is resumed (Settings)."
+    if not worker_running(state):
+        return "No worker is running: the welcome email goes once the worker runs again."
+    return "The worker sends the welcome email within seconds."
+
+
 st.button("Sign up", type="primary", on_click=_submit, key="ts_submit", icon=":material/send:")
 
 outcome = st.session_state.get(RESULT)
@@ -76,8 +85,7 @@ elif outcome:
         st.error(f"{email} was erased (`forget`): signups from this address are refused, and nothing was stored.")
     else:
         if outcome["outcome"] == "enrolled":
-            when_sent = ("Sending is paused: the welcome email goes once sending is resumed (Settings)."
-                         if read(switches.read).paused else "The worker sends the welcome email within seconds.")
+            when_sent = _when_the_welcome_goes()
             st.success(f"Enrolled **{email}** as **{outcome['segment']}**, on test timing. {when_sent}")
         elif outcome["outcome"] == "updated":
             st.info(f"{email} already had a sequence with nothing sent yet: it is now **{outcome['segment']}**. "

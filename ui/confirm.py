@@ -9,10 +9,9 @@ from collections.abc import Callable
 import streamlit as st
 
 from core import queries
-from core.heartbeat import HEARTBEAT_SECONDS
 from ui import access
 from ui.commands import NO_WORKER_NOTE, PAUSED_NOTE, QUEUES_AN_EMAIL, SWITCHES, Command, perform
-from ui.services import now, read
+from ui.services import now, read, worker_running
 from ui.text import literal
 
 PENDING = "_nurture_pending_command"
@@ -49,7 +48,7 @@ def _dialog(command: Command) -> None:
     if command.kind in QUEUES_AN_EMAIL and state.paused:
         st.warning(f"**{PAUSED_NOTE}**", icon=":material/pause_circle:")
     carried_out = "Sequence actions are carried out by the worker within a few seconds."
-    if command.kind not in SWITCHES and not queries.heartbeat(state.worker_last_seen, now(), HEARTBEAT_SECONDS)[0]:
+    if command.kind not in SWITCHES and not worker_running(state):
         # "Within a few seconds" beside a sidebar saying no worker runs: the request would wait unseen.
         st.warning(f"**{NO_WORKER_NOTE}**", icon=":material/heart_broken:")
         carried_out = ""

@@ -14,9 +14,10 @@ from typing import NoReturn, TypeVar
 import sqlalchemy as sa
 import streamlit as st
 
-from core import db
+from core import db, queries
 from core.bootstrap import Services, build_services
 from core.errors import ConfigError, first_line
+from core.heartbeat import HEARTBEAT_SECONDS
 from ui import access
 from ui.text import literal
 
@@ -65,6 +66,11 @@ def _stop(sentence: str) -> NoReturn:
 
 def now() -> datetime:
     return services().clock()
+
+
+def worker_running(state: queries.SystemState) -> bool:
+    """Whether a worker beat recently: without one, nothing the dashboard asks for is carried out."""
+    return queries.heartbeat(state.worker_last_seen, now(), HEARTBEAT_SECONDS)[0]
 
 
 def read(query: Callable[..., T], *args, **kwargs) -> T:

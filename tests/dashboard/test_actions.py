@@ -320,6 +320,19 @@ def _test_signup(open_app, email: str, red: int = 0):
     return at
 
 
+def test_a_test_signup_says_when_its_welcome_email_goes(seeded, open_app):
+    enrolled = "\n".join(s.value for s in _test_signup(open_app, "first@example.com").success)
+    assert "The worker sends the welcome email within seconds." in enrolled
+    with db.write_transaction(seeded["services"].engine) as conn:
+        conn.execute(sa.text("DELETE FROM worker"))
+    enrolled = "\n".join(s.value for s in _test_signup(open_app, "second@example.com").success)
+    assert "No worker is running: the welcome email goes once the worker runs again." in enrolled
+    with db.write_transaction(seeded["services"].engine) as conn:
+        switches.set_paused(conn, True, actor="test", now=utcnow())
+    enrolled = "\n".join(s.value for s in _test_signup(open_app, "third@example.com").success)
+    assert "Sending is paused: the welcome email goes once sending is resumed" in enrolled
+
+
 def test_a_test_signup_of_an_erased_address_says_it_was_refused_and_links_no_timeline(seeded, open_app):
     services = seeded["services"]
     with db.write_transaction(services.engine) as conn:
