@@ -51,12 +51,14 @@ def live() -> None:
     else:
         st.info("Nothing scheduled or sent yet.")
     st.subheader("Next sends due")
-    _next_due(data["next_due"])
+    _next_due(data["next_due"], anyone=any(k["value"] for k in data["kpis"] if k["key"] == "signups"))
 
 
-def _next_due(rows: list[dict]) -> None:
+def _next_due(rows: list[dict], *, anyone: bool) -> None:
     if not rows:
-        st.info("Nothing is due: every sequence is waiting, finished or stopped.")
+        # With nobody signed up there is no sequence to be waiting, finished or stopped.
+        st.info("Nothing is due: every sequence is waiting, finished or stopped." if anyone
+                else "Nothing is due: nobody has signed up yet.")
         return
     table = pd.DataFrame([{
         "due": when(r["due_at"]), "email": r["email"], "step": f"{r['step']} · {step_title(r['step'])}",

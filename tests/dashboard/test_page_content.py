@@ -34,6 +34,7 @@ def test_the_empty_overview_says_so_instead_of_drawing_empty_charts(open_app):
     at = open_app()
     assert {m.label: m.value for m in at.metric}["Signups"] == "0"
     assert "No signups yet." in [i.value for i in at.info]
+    assert "Nothing is due: nobody has signed up yet." in [i.value for i in at.info]
 
 
 def test_the_scheduled_card_says_how_many_go_within_a_day_instead_of_a_change_since_yesterday(seeded, open_app):
