@@ -239,8 +239,12 @@ class Dispatcher:
                 # lives, so it is tried once more an hour before that ends, not given up as "outcome unknown"
                 # untried. (Refused again after that, it waits out its backoff as before.)
                 delay = min(delay, last_replay - now)
-            outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay, refused=exc.refused,
-                                  uncertain_since=uncertain_since)
+            held = outcomes.mark_backoff(conn, batch.id, reason, self.worker_id, now, delay, refused=exc.refused,
+                                         uncertain_since=uncertain_since)
+            if not held:  # the lease ran out during the call and another worker has the batch: its retry is theirs
+                log.info("provider call failed after this worker's lease ran out; the batch is another's: %s",
+                         reason, extra={"action": "send", "batch": batch.id})
+                return
             repo.insert_events(conn, [repo.event_row(
                 now, self.worker_id, "send_retry_scheduled", contact_id=m.contact_id, enrollment_id=m.enrollment_id,
                 send_id=m.id, detail={"error": reason, "retry_in_seconds": delay.total_seconds(),

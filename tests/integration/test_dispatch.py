@@ -347,6 +347,31 @@ def test_a_forged_unsubscribe_token_is_refused_and_changes_nothing(services, dis
 
 # ---------------------------------------------------------------- failures and retries
 
+class LeaseLostMidCall(FakeMailer):
+    """A provider call so slow that the lease runs out and another worker takes the batch over, then fails."""
+
+    def __init__(self, services):
+        super().__init__()
+        self.services = services
+
+    def send(self, emails, idempotency_key):
+        with db.write_transaction(self.services.engine) as conn:
+            conn.execute(send_t.update().where(send_t.c.idempotency_key == idempotency_key)
+                         .values(lease_owner="the-other-worker"))
+        raise TransientMailerError("Resend 503: try later", status=503)
+
+
+def test_a_failure_reported_after_the_lease_was_lost_schedules_no_retry_in_the_audit_trail(services):
+    person = enroll(services)
+    services.mailer = LeaseLostMidCall(services)
+
+    Dispatcher(services, "slow-worker").run_pass()
+
+    send = step_send(services, person.enrollment_id, 1)
+    assert (send["status"], send["lease_owner"]) == ("sending", "the-other-worker"), "the new holder's claim stands"
+    assert events_of(services, "send_retry_scheduled") == [], "no retry was scheduled: the batch is another's"
+
+
 def test_a_transient_failure_replays_the_same_batch_with_the_same_key_after_retry_after(
         services, dispatcher, mailer, clock):
     people = [enroll(services) for _ in range(2)]
