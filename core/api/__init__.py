@@ -2,6 +2,7 @@
 (or `uvicorn core.api:create_app --factory`)."""
 
 import logging
+import sys
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.requests import ClientDisconnect
+from uvicorn.config import STARTUP_FAILURE
 
 from svix.webhooks import Webhook
 
@@ -37,10 +39,23 @@ def __getattr__(name: str) -> FastAPI:
 
 def create_app(services: Services | None = None) -> FastAPI:
     """Build the API around existing services (the worker, tests) or fresh ones (uvicorn --factory)."""
-    own_process = services is None  # uvicorn --factory: this API is the whole process
-    # Started on its own (uvicorn), it may be the first process to meet a new database, as the worker and the
-    # dashboard may: it migrates as they do (under a lock, so several uvicorn workers at once are safe).
-    services = services or build_services(migrate=True)
+    if services is not None:
+        return _build_app(services, own_process=False)
+    # uvicorn: this API is the whole process. Started on its own, it may be the first process to meet a new
+    # database, as the worker and the dashboard may: it migrates as they do (under a lock, so several
+    # uvicorn workers at once are safe).
+    try:
+        return _build_app(build_services(migrate=True), own_process=True)
+    except ConfigError as exc:
+        print(f"nurture: {exc}", file=sys.stderr, flush=True)
+    except sa.exc.SQLAlchemyError as exc:
+        print(f"nurture: the API cannot use the database: {first_line(exc)}", file=sys.stderr, flush=True)
+    # One sentence, as the worker gives, not uvicorn's traceback; and uvicorn's own start-up failure code,
+    # the one exit its --workers supervisor does not answer by starting the process again, for ever.
+    raise SystemExit(STARTUP_FAILURE)
+
+
+def _build_app(services: Services, *, own_process: bool) -> FastAPI:
     if own_process:  # LOG_FORMAT and LOG_LEVEL apply here as in the worker
         configure_logging(services.settings.log_format, services.settings.log_level)
     writer = GroupCommitWriter(services)
