@@ -34,6 +34,13 @@ def _instant(text: str) -> datetime:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return _start(args)
+    except KeyboardInterrupt:  # Ctrl-C during start-up, the second or so of imports included (`make run`'s Ctrl-C)
+        return 130
+
+
+def _start(args: argparse.Namespace) -> int:
     import sqlalchemy as sa  # after argparse, so --help stays instant
 
     from core.entrypoints import start_worker
@@ -46,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     except sa.exc.SQLAlchemyError as exc:  # unreachable, missing or refusing database: one line, not a traceback
         print(f"nurture: the worker cannot use the database: {first_line(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C during start-up
-        return 130
 
 
 if __name__ == "__main__":

@@ -126,8 +126,12 @@ def _send_test(services, args) -> int:
     payload = {"to": args.email, "step": args.step, "segment": args.segment, "request_id": new_id()}
     with db.write_transaction(services.engine) as conn:
         action_id = actions.request_action(conn, "send_test", payload, requested_by="cli", now=services.clock())
-    print(f"queued a test of step {args.step} ({args.segment}) to {args.email}; waiting for the worker…")
-    result = actions.wait_for(services, action_id, timeout=args.wait)
+    try:
+        print(f"queued a test of step {args.step} ({args.segment}) to {args.email}; waiting for the worker…")
+        result = actions.wait_for(services, action_id, timeout=args.wait)
+    except KeyboardInterrupt:  # Ctrl-C ends the wait, not the request, which is already committed
+        print("nurture: interrupted; the test email stays queued and goes once scheduler.py runs", file=sys.stderr)
+        return 130
     if result is None:
         print("no worker picked it up yet; it will be sent once scheduler.py runs")
         return 1
@@ -224,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         code = _run_command(args)
         sys.stdout.flush()  # a full disk or a closed pipe shows up here, while it can still be reported
         return code
+    except KeyboardInterrupt:  # Ctrl-C: what was committed stays, the rest was rolled back; not a traceback
+        print("nurture: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (`export | head -1`): stop quietly, as Unix tools do. Standard output
         # now points at /dev/null so that Python's own flush at exit has nothing to complain about.

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import timedelta
@@ -313,6 +314,25 @@ def test_send_test_refuses_a_wait_that_is_not_a_number_of_seconds_before_queuein
     result = cli("send-test", "pat@example.com", "--wait", wait)
     assert result.returncode == 2 and "--wait: must be a number of seconds" in result.stderr, result.stderr
     assert rows(services.engine, "SELECT kind FROM action") == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_ctrl_c_while_send_test_waits_for_the_worker_ends_in_one_line_and_leaves_the_email_queued(services, tmp_path):
+    # send-test waits 30 s by default for a worker, and Ctrl-C is the natural way out of that wait.
+    env = cli_env(services.settings.database_url, tmp_path)
+    waiting = subprocess.Popen([sys.executable, "-m", "core", "send-test", "pat@example.com", "--wait", "120"],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "waiting for the worker" in waiting.stdout.readline()
+        waiting.send_signal(signal.SIGINT)
+        _, stderr = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 130, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("nurture: interrupted") and "stays queued" in stderr
+    assert rows(services.engine, "SELECT kind FROM action") == [{"kind": "send_test"}]
 
 
 def test_processes_migrating_a_new_database_at_once_all_succeed(database_url, tmp_path):

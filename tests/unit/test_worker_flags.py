@@ -16,3 +16,23 @@ def test_a_now_at_the_edge_of_the_calendar_is_refused_as_a_usage_error(now, caps
 
 def test_a_now_in_a_plausible_year_is_taken_as_given():
     assert parse_args(["--now", "2025-12-01T09:00:00Z"]).now.isoformat() == "2025-12-01T09:00:00+00:00"
+
+
+class _InterruptedImport:
+    """A finder that stands for Ctrl-C arriving while scheduler.py is still importing the worker."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "core.entrypoints":
+            raise KeyboardInterrupt
+        return None
+
+
+def test_ctrl_c_while_the_worker_is_still_importing_exits_130_without_a_traceback(monkeypatch):
+    import sys
+
+    import scheduler
+
+    monkeypatch.delitem(sys.modules, "core.entrypoints", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_InterruptedImport(), *sys.meta_path])
+
+    assert scheduler.main(["--once"]) == 130
