@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core import db, output_files, switches
@@ -54,7 +55,16 @@ def build_services(
     engine = db.create_db_engine(settings.database_url, pool_size=pool_size)
     clock = clock or system_clock
     if migrate:
-        prepare_database(engine, settings, clock)
+        try:
+            prepare_database(engine, settings, clock)
+        except sa.exc.OperationalError as exc:
+            if not db.cannot_open(exc):
+                raise
+            # SQLite says only "unable to open database file": name the setting and the file, and the likely cause.
+            path = db.sqlite_path(settings.database_url)
+            why = ("it is a folder" if path.is_dir() else "this user may not create it there, or not read it "
+                   "(check the permissions of the file and its folder)")
+            raise ConfigError(f"DATABASE_URL names the SQLite file {path}, which cannot be opened: {why}.") from None
     composer = Composer(public_base_url=settings.public_base_url, secret_key=secret_key,
                         postal_address=settings.postal_address, booking_url=settings.booking_url)
     services = Services(

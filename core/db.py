@@ -57,8 +57,18 @@ def missing_sqlite_file(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None
-    path = Path(parsed.database).resolve()
+    path = sqlite_path(url)
     return None if path.exists() else path
+
+
+def sqlite_path(url: str) -> Path:
+    """The absolute path of the file a SQLite URL names."""
+    return Path(make_url(url).database).resolve()
+
+
+def cannot_open(exc: BaseException) -> bool:
+    """SQLite could not open (or create) the database file: permissions, or a path it cannot use."""
+    return getattr(getattr(exc, "orig", None), "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN
 
 
 def _postgresql_lock_timeout(dbapi_conn, _record) -> None:

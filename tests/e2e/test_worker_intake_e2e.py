@@ -135,16 +135,19 @@ def test_a_taken_api_port_stops_the_worker_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("database_url", [
-    "postgresql+psycopg://nurture:s3cret-pw@127.0.0.1:1/nurture",  # nothing listens on port 1
-    "sqlite:///{tmp_path}",  # a folder, not a file
+@pytest.mark.parametrize(("database_url", "code", "saying"), [
+    # nothing listens on port 1: an outage, exit 1
+    ("postgresql+psycopg://nurture:s3cret-pw@127.0.0.1:1/nurture", 1, "nurture: the worker cannot use the database: "),
+    # a folder, not a file: a setting to correct, exit 2, naming it
+    ("sqlite:///{tmp_path}", 2, "nurture: DATABASE_URL names the SQLite file {tmp_path}, which cannot be opened: "
+                                "it is a folder."),
 ], ids=["unreachable", "not-a-file"])
-def test_a_database_the_worker_cannot_use_stops_it_in_one_line(tmp_path, database_url):
+def test_a_database_the_worker_cannot_use_stops_it_in_one_line(tmp_path, database_url, code, saying):
     env = worker_env(tmp_path, DATABASE_URL=database_url.format(tmp_path=tmp_path), PGCONNECT_TIMEOUT="5")
     result = run(["scheduler.py", "--once"], env, timeout=60)
 
-    assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("nurture: the worker cannot use the database: ")
+    assert result.returncode == code, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(saying.format(tmp_path=tmp_path))
     assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr
 
 

@@ -491,6 +491,17 @@ def test_a_sqlite_folder_that_is_a_file_exits_2_with_one_line_naming_database_ur
     assert _one_line(result).startswith(f"nurture: DATABASE_URL names a SQLite file in {tmp_path / 'data'}")
 
 
+def test_a_sqlite_file_that_cannot_be_created_exits_2_with_one_line_naming_database_url_and_the_file(tmp_path):
+    # A folder this user may not write to (the service user's data/ owned by root, say); as root, /proc.
+    folder = Path("/proc") if os.geteuid() == 0 else tmp_path / "read-only"
+    folder.mkdir(mode=0o500, exist_ok=True)
+    result = run_cli("db", "upgrade", database_url=f"sqlite:///{folder}/nurture.db", data_dir=tmp_path,
+                     SECRET_KEY="k" * 32)
+    assert result.returncode == 2
+    assert _one_line(result).startswith(f"nurture: DATABASE_URL names the SQLite file {folder / 'nurture.db'}, "
+                                        "which cannot be opened")
+
+
 @pytest.mark.parametrize("secret_key", [{}, {"SECRET_KEY": "k" * 32}])
 def test_a_data_folder_linked_to_a_volume_not_mounted_is_named_as_such(tmp_path, secret_key):
     # data -> /mnt/volume/nurture before the volume is mounted: "is a file, not a folder" sent people astray.
