@@ -143,6 +143,13 @@ class Settings(BaseSettings):
                              "e.g. https://nurture.example.org")
         return parsed.scheme + value[len(parsed.scheme):]  # urlparse lower-cased the scheme
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        # Starlette matches the Origin header exactly, and browsers send scheme://host[:port], lower-case, and
+        # nothing more: an entry with a path or a trailing slash matched no request, failing every preflight.
+        return ",".join(_origin(o.strip()) for o in value.split(",") if o.strip())
+
     @field_validator("resend_rate_limit")
     @classmethod
     def _positive_rate(cls, value: float) -> float:
@@ -211,6 +218,25 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def _origin(entry: str) -> str:
+    """One CORS_ORIGINS entry as a browser's Origin header writes it ("*" stands for any site)."""
+    if entry == "*":
+        return entry
+    parsed = urlparse(entry)
+    scheme = parsed.scheme.lower()
+    try:  # browsers leave the scheme's own port out
+        port = f":{parsed.port}" if parsed.port and parsed.port != {"http": 80, "https": 443}.get(scheme) else ""
+    except ValueError:
+        port = None
+    if (scheme not in {"http", "https"} or not parsed.hostname or port is None or parsed.path
+            or parsed.params or parsed.query or parsed.fragment or "@" in parsed.netloc
+            or any(c.isspace() for c in entry)):
+        raise ValueError(f"{entry!r} is not an origin as a browser sends it, which is a scheme and host such as "
+                         "https://www.example.com (a port may follow), without a path or a trailing slash")
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    return f"{scheme}://{host}{port}"
 
 
 def _in_memory(url) -> bool:

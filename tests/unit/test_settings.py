@@ -326,6 +326,22 @@ def test_cors_origins_are_a_comma_separated_list(env):
         "https://a.example", "https://b.example"]
 
 
+@pytest.mark.parametrize("origin", ["https://site.example/", "https://site.example/signup", "site.example",
+                                    "ftp://site.example", "https://site.example?x=1", "https://"])
+def test_a_cors_origin_a_browser_never_sends_stops_start_up_naming_it(env, origin):
+    # A browser's Origin header is scheme://host[:port] only; an entry copied from the address bar with its
+    # trailing slash matched no request, so every signup from the site failed its preflight, unsaid.
+    with pytest.raises(ConfigError) as caught:
+        load(cors_origins=f"https://other.example,{origin}")
+    assert_one_sentence_naming(str(caught.value), "CORS_ORIGINS")
+    assert repr(origin) in str(caught.value)
+
+
+def test_cors_origins_are_compared_as_browsers_write_them(env):
+    assert load(cors_origins="HTTPS://Site.Example:8443,https://site.example:443,http://[::1]:3000,*").cors_origin_list \
+        == ["https://site.example:8443", "https://site.example", "http://[::1]:3000", "*"]
+
+
 def test_a_production_deployment_without_secret_key_stops_start_up(env):
     env.setenv("PUBLIC_BASE_URL", "https://nurture.example.com")
     with pytest.raises(ConfigError) as caught:
