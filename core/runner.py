@@ -25,6 +25,12 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in {"", "0.0.0.0", "::"} else host
 
 
+def base_url(host: str, port: int) -> str:
+    """Where to reach a server bound to host:port; an IPv6 address in brackets, so the printed URL works as typed."""
+    address = _reachable(host)
+    return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
+
+
 def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
@@ -94,8 +100,8 @@ def run_all() -> int:
     # them; SIGINT is set explicitly because a shell starts background jobs with it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    api = f"http://{_reachable(settings.api_host)}:{settings.api_port}/health"
-    dashboard = f"http://{_reachable(settings.dashboard_host)}:{settings.dashboard_port}"
+    api = f"{base_url(settings.api_host, settings.api_port)}/health"
+    dashboard = base_url(settings.dashboard_host, settings.dashboard_port)
     children = _start_children(settings)
     print(f"Nurture is starting: API {api}, dashboard {dashboard} ...", flush=True)
     started = stopped_by_signal = False
