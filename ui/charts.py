@@ -45,17 +45,27 @@ KPI_WIDTH = 168
 
 
 def kpi_grid(kpis: list[dict]) -> None:
-    """The headline metrics, each with its change over the last 24 hours (Scheduled: what is due within them)."""
-    with st.container(horizontal=True, gap="small", key="kpis"):
-        for kpi in kpis:
-            if kpi["key"] == "scheduled":
-                st.metric(kpi["label"], f"{kpi['value']:,}", delta=f"{kpi['delta']:,} due within 24 h",
-                          delta_color="off", delta_arrow="off", width=KPI_WIDTH, border=True,
-                          help=_KPI_HELP["scheduled"])
-                continue
-            color = "inverse" if kpi["key"] in _BAD_WHEN_UP else "normal"
-            st.metric(kpi["label"], f"{kpi['value']:,}", delta=kpi["delta"], delta_color=color, width=KPI_WIDTH,
-                      delta_description="vs yesterday", border=True, help=_KPI_HELP.get(kpi["key"]))
+    """The headline metrics, each with its change over the last 24 hours (Scheduled: what is due within them).
+
+    People on one row, their emails on the next: nine cards in one wrapping row left "Bounced" alone on a
+    second line at 1920 pixels, and split the emails across the rows at 1366."""
+    people = [k for k in kpis if k["key"] == "signups" or k["key"].startswith("segment_")]
+    emails = [k for k in kpis if k not in people]
+    with st.container(key="kpis"):
+        for row, cards in (("people", people), ("emails", emails)):
+            with st.container(horizontal=True, gap="small", key=f"kpis_{row}"):
+                for kpi in cards:
+                    _kpi_card(kpi)
+
+
+def _kpi_card(kpi: dict) -> None:
+    if kpi["key"] == "scheduled":
+        st.metric(kpi["label"], f"{kpi['value']:,}", delta=f"{kpi['delta']:,} due within 24 h",
+                  delta_color="off", delta_arrow="off", width=KPI_WIDTH, border=True, help=_KPI_HELP["scheduled"])
+        return
+    color = "inverse" if kpi["key"] in _BAD_WHEN_UP else "normal"
+    st.metric(kpi["label"], f"{kpi['value']:,}", delta=kpi["delta"], delta_color=color, width=KPI_WIDTH,
+              delta_description="vs yesterday", border=True, help=_KPI_HELP.get(kpi["key"]))
 
 
 def segment_mix(kpis: list[dict]) -> alt.LayerChart:

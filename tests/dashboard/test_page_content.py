@@ -46,6 +46,24 @@ def test_the_scheduled_card_says_how_many_go_within_a_day_instead_of_a_change_si
     assert cards["Signups"].delta_description == "vs yesterday"
 
 
+def test_the_overview_cards_are_people_on_one_row_and_their_emails_on_the_next(seeded, open_app):
+    at = open_app()
+    rows = {key: [m.label for m in block.metric] for key in ("kpis_people", "kpis_emails")
+            for block in [_block(at.main, key)]}
+    assert rows == {"kpis_people": ["Signups", "Critical", "Urgent", "Optimize"],
+                    "kpis_emails": ["Emails sent", "Scheduled", "Failed", "Unsubscribed", "Bounced"]}
+
+
+def _block(node, key: str):
+    """The container with this key, anywhere under `node`."""
+    if getattr(node, "key", None) == key:
+        return node
+    for child in (node.children.values() if isinstance(getattr(node, "children", None), dict) else ()):
+        if (found := _block(child, key)) is not None:
+            return found
+    return None
+
+
 def test_the_overview_funnel_draws_failed_and_stopped_emails_in_its_legend(seeded, open_app):
     at = open_app()
     [funnel] = [c for c in at.get("vega_lite_chart") if '"xOffset"' in c.proto.spec]
