@@ -14,6 +14,9 @@ Targets: throughput ratio real/storage-free >= 0.6 and p99 latency <= 30 ms.
 
 `--baseline` also serves the real webhook with group commit swapped out for one transaction per
 request (the design the intake issue calls naive), to show what the batching itself buys here.
+`--minimal-schema` (SQLite) also serves it with the same group-commit writer storing only what the
+prototype of DESIGN §10 stored (contact, enrollment, 7 sends, plain executemany): the ceiling of
+the write path itself on this machine, without the audit trail, raw signup, tally and indexes.
 """
 
 import argparse
@@ -100,6 +103,75 @@ def one_transaction_per_request_app():
     app = create_app()
     app.state.writer = OneTransactionPerRequest(app.state.services)
     return app
+
+
+# --- the reference: the same writer, storing only what DESIGN §10's prototype stored ------------------
+
+MINIMAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS contact (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, first_name TEXT,
+                                    business_name TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS enrollment (id TEXT PRIMARY KEY, contact_id TEXT NOT NULL REFERENCES contact (id),
+                                       campaign TEXT NOT NULL, segment TEXT NOT NULL, created_at TEXT NOT NULL,
+                                       UNIQUE (contact_id, campaign));
+CREATE TABLE IF NOT EXISTS send (id TEXT PRIMARY KEY, enrollment_id TEXT NOT NULL REFERENCES enrollment (id),
+                                 step INTEGER NOT NULL, status TEXT NOT NULL, due_at TEXT NOT NULL,
+                                 UNIQUE (enrollment_id, step));
+CREATE INDEX IF NOT EXISTS ix_send_status_due ON send (status, due_at);
+"""
+
+
+class MinimalStorage:
+    """Contact, enrollment and 7 sends per signup in one transaction per batch, with plain executemany;
+    no audit event, raw signup, tally or outbox. Only the writer thread calls it."""
+
+    def __init__(self, path: str):
+        import sqlite3
+
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON"):
+            self.conn.execute(f"PRAGMA {pragma}")
+        self.conn.executescript(MINIMAL_SCHEMA)
+
+    def enroll(self, services, requests) -> list:
+        from core.campaign import CHRISTMAS_2025, Timing
+        from core.enrollments import EnrollResult
+        from core.ids import new_id
+        from core.sequencing import plan_schedule, segment_for
+        from core.statuses import SignupOutcome
+
+        now = services.clock()
+        stamp, plan = now.isoformat(), plan_schedule(CHRISTMAS_2025, now, Timing.PRODUCTION)
+        emails = [r.signup.email for r in requests]
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("INSERT OR IGNORE INTO contact VALUES (?, ?, ?, ?, ?)",
+                                  [(new_id(), r.signup.email, r.signup.first_name, r.signup.business_name, stamp)
+                                   for r in requests])
+            ids = dict(self.conn.execute(f"SELECT email, id FROM contact WHERE email IN ({','.join('?' * len(emails))})",
+                                         emails).fetchall())
+            results, enrollments, sends = [], [], []
+            for r in requests:
+                segment, enrollment_id = segment_for(r.signup.red_systems, r.signup.orange_systems).value, new_id()
+                enrollments.append((enrollment_id, ids[r.signup.email], CHRISTMAS_2025.name, segment, stamp))
+                sends += [(new_id(), enrollment_id, p.step, "scheduled", p.planned_at.isoformat()) for p in plan]
+                results.append(EnrollResult(r.signup.email, segment, SignupOutcome.ENROLLED, ids[r.signup.email],
+                                            enrollment_id))
+            self.conn.executemany("INSERT INTO enrollment VALUES (?, ?, ?, ?, ?)", enrollments)
+            self.conn.executemany("INSERT INTO send VALUES (?, ?, ?, ?, ?)", sends)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return results
+
+
+def minimal_schema_app():
+    import core.intake
+    from core.api import create_app
+
+    # The group-commit writer calls core.intake.enroll_now for each batch: the same writer, less to store.
+    core.intake.enroll_now = MinimalStorage(os.environ["NURTURE_BENCH_MINIMAL_DB"]).enroll
+    return create_app()
 
 
 # --- the load generator (runs in its own process) ----------------------------------------------------
@@ -368,7 +440,12 @@ def bench_main(args) -> int:
             if args.baseline:
                 servers.append(serve("intake:one_transaction_per_request_app",
                                      {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}"}, folder / "baseline.log"))
-            free, real, *baseline = measure([base for _, base in servers], args)
+            if args.minimal_schema and not database.url.startswith("postgresql"):
+                servers.append(serve("intake:minimal_schema_app",
+                                     {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}",
+                                      "NURTURE_BENCH_MINIMAL_DB": str(folder / "minimal.db")}, folder / "minimal.log"))
+            free, real, *others = measure([base for _, base in servers], args)
+            baseline, minimal = (others[:1], others[1:]) if args.baseline else ([], others)
         finally:
             for proc, _ in servers:
                 stop(proc)
@@ -387,6 +464,7 @@ def bench_main(args) -> int:
     print(f"{'':28}{'signups/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-202':>9}{'client CPU':>12}")
     rows = [("storage-free FastAPI", free), ("real webhook (committed)", real)]
     rows += [("one transaction per request", b) for b in baseline]
+    rows += [("minimal schema, same writer", m) for m in minimal]
     for label, r in rows:
         print(f"{label:28}{r['rate']:>10.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['failures']:>9}"
               f"{r['client_cpu']:>11.0%}")
@@ -400,6 +478,11 @@ def bench_main(args) -> int:
     for b in baseline:
         print(f"{'ratio per-request / free':28}{b['rate'] / free['rate']:>10.2f}   "
               f"(group commit: {real['rate'] / b['rate']:.1f}x the throughput of one transaction per request)")
+    for m in minimal:
+        print(f"{'ratio minimal schema / free':28}{m['rate'] / free['rate']:>10.2f}   "
+              "(the write path's own ceiling here: DESIGN §10's prototype schema, nothing else stored)")
+    if args.minimal_schema and not minimal:
+        print("note: --minimal-schema runs on SQLite only")
     print(f"{'p99 real webhook':28}{real['p99_ms']:>10.1f}   target <= {TARGET_P99_MS:.0f} ms  "
           f"{verdict(real['p99_ms'] <= TARGET_P99_MS)}")
     if max(r["client_cpu"] for _, r in rows) > 0.8:
@@ -426,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per app (default 4)")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure the webhook with one transaction per request instead of group commit")
+    parser.add_argument("--minimal-schema", action="store_true",
+                        help="also measure the same writer storing only contact, enrollment and 7 sends (SQLite)")
     parser.add_argument("--load", metavar="BASE_URL", action="append", help=argparse.SUPPRESS)  # load generator
     args = parser.parse_args(argv)
     if args.load:
