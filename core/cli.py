@@ -273,6 +273,8 @@ def _run_command(args) -> int:
         print(f"nurture: {exc}", file=sys.stderr)
         return 1
     except sa.exc.SQLAlchemyError as exc:
-        print(f"nurture: the database refused the command: {first_line(exc)}", file=sys.stderr)
+        # Unreachable (PostgreSQL down, a wrong host) is not a refusal: the server never answered.
+        what = "cannot use the database" if db.storage_unavailable(exc) else "the database refused the command"
+        print(f"nurture: {what}: {first_line(exc)}", file=sys.stderr)
         return 1
 

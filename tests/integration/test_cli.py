@@ -79,6 +79,15 @@ def test_stats_json_prints_exactly_the_designed_document(cli, services, clock):
     }
 
 
+def test_a_database_server_that_does_not_answer_is_named_as_unreachable_not_as_refusing(tmp_path):
+    # Port 1: nothing listens there, so the connection is refused before any server could answer.
+    result = run_cli("stats", "--json", database_url="postgresql+psycopg://postgres@127.0.0.1:1/nurture",
+                     data_dir=tmp_path)
+
+    assert_one_line_error(result, 1, "nurture: cannot use the database:")
+    assert "refused the command" not in result.stderr
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_stats_on_a_brand_new_database_reports_zero_everywhere(database_url, tmp_path):
     db.missing_sqlite_file(database_url).touch()  # created empty, as `createdb` makes an empty PostgreSQL one
