@@ -3,6 +3,7 @@
 import ipaddress
 import math
 import re
+import tomllib
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
@@ -378,12 +379,22 @@ def load_settings(**overrides) -> Settings:
 
 
 def _oidc_configured() -> bool:
-    # Streamlit reads OIDC settings from its secrets file; core only needs to know it is there.
+    """Whether Streamlit's secrets file holds an `auth` table, as the dashboard's gate asks `"auth" in st.secrets`.
+
+    Parsed as Streamlit parses it (tomllib), not searched for the text "[auth]": a commented-out "# [auth]"
+    made start-up take an exposed dashboard as locked by OIDC while the gate, finding no auth table, let
+    anyone in. A file that is not TOML holds no sign-in either.
+    """
     path = Path(".streamlit/secrets.toml")
     if not path.is_file():
         return False
     try:
-        # As bytes: a file not in UTF-8 is Streamlit's to complain about, not a traceback for every command.
-        return b"[auth]" in path.read_bytes()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"The Streamlit secrets file {path} cannot be read: {exc.strerror or exc}.") from None
+    try:
+        # Bytes not in UTF-8 are Streamlit's to complain about, not a traceback for every command.
+        secrets = tomllib.loads(raw.decode("utf-8", errors="replace"))
+    except tomllib.TOMLDecodeError:
+        return False
+    return isinstance(secrets.get("auth"), dict)

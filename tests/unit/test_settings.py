@@ -433,6 +433,42 @@ def test_a_streamlit_secrets_file_not_in_utf8_still_counts_its_oidc_section(env,
     assert load().is_production
 
 
+# Text that names [auth] without making one: Streamlit's st.secrets then has no "auth", so the dashboard's
+# gate (ui/access.py) lets anyone in, and start-up must not take the dashboard as locked by OIDC.
+NO_AUTH_SECTION = {
+    "commented out": '# [auth]\n# redirect_uri = "https://nurture.example.org/oauth2callback"\n',
+    "inside a value": 'note = "sign-in moved to [auth] later"\n',
+    "a table named like it": '[authors]\nname = "x"\n',
+    "not TOML at all": '[auth]\nredirect_uri = \n',
+}
+
+
+@pytest.mark.parametrize("text", NO_AUTH_SECTION.values(), ids=NO_AUTH_SECTION.keys())
+def test_a_secrets_file_that_only_mentions_auth_does_not_let_an_open_dashboard_listen_beyond_this_machine(
+        env, tmp_path, text):
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(text, encoding="utf-8")
+    env.chdir(tmp_path)
+    env.setenv("DASHBOARD_HOST", "0.0.0.0")
+
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert "DASHBOARD_HOST" in str(caught.value)
+
+
+@pytest.mark.parametrize("text", [
+    '[auth]\nredirect_uri = "https://nurture.example.org/oauth2callback"\n',
+    '[auth.google]\nclient_id = "x"\n',  # providers only: TOML makes the [auth] table all the same
+], ids=["auth", "named provider only"])
+def test_a_real_auth_table_counts_as_the_dashboard_lock(env, tmp_path, text):
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(text, encoding="utf-8")
+    env.chdir(tmp_path)
+    env.setenv("DASHBOARD_HOST", "0.0.0.0")
+
+    assert load().dashboard_host == "0.0.0.0"
+
+
 @pytest.mark.parametrize(("variable", "value"), [
     ("DISCORD_WEBHOOK_URL", "discord.com/api/webhooks/1/tok3n"), ("DISCORD_WEBHOOK_URL", "https:///api/webhooks/1/tok3n"),
     ("NOTION_API_URL", "localhost:3000"),
