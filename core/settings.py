@@ -316,11 +316,18 @@ def exposure_problems(settings: Settings, *, dashboard_oidc: bool = False) -> li
         problems.append(f"API_HOST {settings.api_host} lets other machines reach the intake, so Nurture refuses to "
                         "start without a WEBHOOK_SECRET that is not a sample such as 'changeme' (or set "
                         "API_HOST=127.0.0.1 behind a proxy).")
-    if not _is_loopback(settings.dashboard_host) and _dashboard_open(settings, dashboard_oidc):
-        problems.append(f"DASHBOARD_HOST {settings.dashboard_host} lets other machines reach the dashboard, so Nurture "
-                        "refuses to start without a DASHBOARD_PASSWORD that is not a sample such as 'password' "
-                        "(or [auth] in .streamlit/secrets.toml).")
+    if problem := dashboard_exposure(settings, settings.dashboard_host, dashboard_oidc=dashboard_oidc):
+        problems.append(problem)
     return problems
+
+
+def dashboard_exposure(settings: Settings, host: str, *, dashboard_oidc: bool,
+                       named: str = "DASHBOARD_HOST") -> str | None:
+    """Why a dashboard listening on `host` must not start: reachable from other machines and open to all."""
+    if _is_loopback(host) or not _dashboard_open(settings, dashboard_oidc):
+        return None
+    return (f"{named} {host} lets other machines reach the dashboard, so Nurture refuses to start without a "
+            "DASHBOARD_PASSWORD that is not a sample such as 'password' (or [auth] in .streamlit/secrets.toml).")
 
 
 def _is_loopback(host: str) -> bool:

@@ -17,6 +17,7 @@ import streamlit as st
 from core import db, queries
 from core.bootstrap import Services, build_services
 from core.errors import ConfigError, first_line
+from core.settings import Settings, dashboard_exposure
 from core.heartbeat import HEARTBEAT_SECONDS
 from ui import access
 from ui.text import literal
@@ -35,9 +36,26 @@ def services() -> Services:
     """The dashboard's services, or the run stopped with one sentence saying what is wrong."""
     with database_trouble_stops_the_run():
         try:
-            return _built_services()
+            built = _built_services()
         except ConfigError as exc:  # bad settings, or a database migrated by a newer Nurture
             _stop(str(exc))
+    if problem := _exposed_unlocked(built.settings):
+        _stop(problem)
+    return built
+
+
+def _exposed_unlocked(settings: Settings) -> str | None:
+    """Why this dashboard must not show anything: Streamlit serves it beyond this machine with no lock.
+
+    Start-up checks DASHBOARD_HOST, which only `make run` hands to Streamlit; `streamlit run dashboard.py
+    --server.address 0.0.0.0` (config.toml's advice behind a proxy) listens where Streamlit is told, whatever
+    DASHBOARD_HOST says. An address left unset is not judged: AppTest has none, and the units and `make run`
+    always give one.
+    """
+    address = st.get_option("server.address")
+    if not address:
+        return None
+    return dashboard_exposure(settings, address, dashboard_oidc=access.oidc_configured(), named="server.address")
 
 
 @contextmanager
