@@ -36,7 +36,8 @@ def _send_me() -> None:
     st.session_state.pop("tpl_error", None)
     commands.request("send_test", {"to": to, "step": number, "segment": segment,
                                    "request_id": commands.new_request_id()})
-    commands.flash(f"Test of step {number} ({segment}) requested for {to}: the worker sends it within seconds.")
+    commands.flash(f"Test of step {number} ({segment}) requested for {literal(to)}: the worker sends it within "
+                   "seconds.")
 
 
 controls.text_input("Send me this one", key="tpl_to", placeholder="you@example.com", width=ADDRESS_WIDTH,

@@ -220,6 +220,14 @@ def test_send_me_this_one_asks_the_worker_to_send_a_test_email(seeded, open_app)
         "to": "me@example.com", "step": 4, "segment": "URGENT"}
 
 
+def test_the_test_send_confirmation_shows_the_address_as_typed_not_as_markdown(seeded, open_app):
+    at = open_app("pages/templates.py")
+    at.text_input(key="tpl_to").input("a*b*c@example.com").run()  # asterisks are valid in an address
+    at.button(key="tpl_send").click().run()
+    [toast] = at.toast
+    assert r"a\*b\*c@example" in toast.value, "escaped: shown as typed, never as 'a<em>b</em>c'"
+
+
 def test_a_test_send_to_yourself_is_the_one_action_without_a_dialog_and_the_readme_says_so(seeded, open_app):
     at = open_app("pages/templates.py")
     at.text_input(key="tpl_to").input("me@example.com").run()
