@@ -14,6 +14,9 @@ import threading
 
 from sqlalchemy.engine import Engine
 
+from core import db
+from core.errors import first_line
+
 log = logging.getLogger(__name__)
 # Commits this close together share one checkpoint and its syncs. Busy intake takes about
 # half a second to fill the 1,000-page log, so the copy stays well ahead of SQLite's own.
@@ -32,6 +35,7 @@ class WalCheckpointer:
         self._thread: threading.Thread | None = None
         self.enabled = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
         self.checkpoints = 0
+        self._failing = False
 
     def start(self) -> None:
         if self.enabled and self._thread is None:
@@ -66,8 +70,15 @@ class WalCheckpointer:
         try:
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
-        except Exception:  # never fatal: SQLite's commit-time checkpoint still runs
-            log.warning("background WAL checkpoint failed", exc_info=True, extra={"action": "checkpoint"})
+        except Exception as exc:  # never fatal: SQLite's commit-time checkpoint still runs
+            # Once per run of failures: a database that cannot be written (a read-only file, a full disk) fails
+            # every checkpoint, and its cause is already reported where writes fail. A traceback only for the
+            # unexpected, not for the database's own trouble.
+            if not self._failing:
+                log.warning("background WAL checkpoint failed: %s", first_line(exc),
+                            exc_info=not db.storage_unavailable(exc), extra={"action": "checkpoint"})
+            self._failing = True
             return False
+        self._failing = False
         self.checkpoints += 1
         return True

@@ -120,6 +120,27 @@ def test_a_failing_checkpoint_is_logged_and_the_next_nudge_still_works(sqlite_en
     assert "background WAL checkpoint failed" in caplog.text
 
 
+def test_a_database_that_cannot_be_written_is_reported_once_without_a_traceback(sqlite_engine, caplog, monkeypatch):
+    add_notes(sqlite_engine, 1)  # a log to copy
+    read_only = sa.create_engine(f"sqlite:///file:{sqlite_engine.url.database}?mode=ro&uri=true")
+    checkpointer = WalCheckpointer(read_only)
+    checkpointer.enabled = True  # the URI form names the file too
+    monkeypatch.setattr(checkpointer_module, "RETRY_AFTER_FAILURE_SECONDS", 0.01)
+    checkpointer.start()
+    try:
+        for _ in range(3):
+            checkpointer.nudge()
+            time.sleep(0.1)
+    finally:
+        checkpointer.stop()  # the last checkpoint at stop fails too
+        read_only.dispose()
+
+    failures = [r for r in caplog.records if r.getMessage().startswith("background WAL checkpoint failed")]
+    assert len(failures) == 1, [r.getMessage() for r in failures]
+    assert not failures[0].exc_info, "the database's own trouble, not a bug: no traceback"
+    assert checkpointer.checkpoints == 0
+
+
 def test_only_a_sqlite_file_gets_a_checkpointer(tmp_path):
     memory = sa.create_engine("sqlite://")
     postgres = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/never_connected")
