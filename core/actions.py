@@ -26,9 +26,12 @@ log = logging.getLogger(__name__)
 
 KINDS = ("resend_step", "skip_step", "cancel_sequence", "unsubscribe", "retry_send", "send_test",
          "check_connection")
-# Requests that stop sends: the dispatcher carries these out itself before every pass, so none of
-# them can wait behind a pass that would still send what they stop.
-STOPS = ("cancel_sequence", "unsubscribe")
+# Requests that change sequences. The dispatcher carries these out itself before every pass, in the
+# order they were asked: a stop (unsubscribe, cancel, skip) then never waits behind a pass that would
+# still send what it stops, and never overtakes an earlier request either (a resend, then a skip of it).
+# A skip left to the action job, which runs beside dispatch, lost to a step falling due as it arrived
+# (a worker starting up after downtime), and the email went.
+SEQUENCE_CHANGES = ("resend_step", "skip_step", "cancel_sequence", "unsubscribe", "retry_send")
 # Requests that call the email provider and write nothing but their own result.
 PROVIDER_CALLS = ("send_test", "check_connection")
 
@@ -71,6 +74,12 @@ class ActionRunner:
     def __init__(self, services: Services, worker_id: str):
         self.services = services
         self.worker_id = worker_id
+
+    def run_all_pending(self, kinds: tuple[str, ...], page: int = 50) -> None:
+        """Carry out every pending action of these kinds, a page at a time, in the order asked: a stop
+        asked after a page of retries is still carried out before the pass that would send what it stops."""
+        while self.run_pending(page, kinds=kinds) == page:
+            pass
 
     def run_pending(self, limit: int = 50, *, kinds: tuple[str, ...] = KINDS) -> int:
         """Carry out pending actions (of these kinds) in the order they were requested."""
@@ -126,8 +135,15 @@ class ActionRunner:
                                            seen_generation=None if seen is None else int(seen))
             return f"queued send {send_id}"
         if kind == "skip_step":
-            done = controls.skip_step(conn, p["enrollment_id"], int(p["step"]), actor=actor, now=now)
-            return "skipped" if done else "nothing to skip: the step was already claimed or finished"
+            step = int(p["step"])
+            if controls.skip_step(conn, p["enrollment_id"], step, actor=actor, now=now):
+                return "skipped"
+            # A skip that changed nothing is a refusal unless the step stands skipped: reported "done",
+            # it hid from the marketer that the email they meant to hold back had gone.
+            refusal = controls.why_not_skipped(conn, p["enrollment_id"], step)
+            if refusal is None:
+                return "already skipped"
+            raise NurtureError(f"step {step} was not skipped: {refusal}")
         if kind == "cancel_sequence":
             cancelled = controls.cancel_sequence(conn, p["enrollment_id"], actor=actor, now=now)
             if cancelled is None:

@@ -98,6 +98,22 @@ def skip_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str,
     return bool(skipped)
 
 
+_NOT_SKIPPED = {SendStatus.SENDING: "it was already being sent", SendStatus.SENT: "it had already been sent",
+                SendStatus.FAILED: "it had already failed (retry or resend it instead)",
+                SendStatus.CANCELLED: "it had been cancelled with the rest of the sequence"}
+
+
+def why_not_skipped(conn: sa.Connection, enrollment_id: str, step: int) -> str | None:
+    """Why skip_step changed nothing, in words for the marketer; None when the step stands skipped
+    already (a colleague's skip, a second click), which is what was asked."""
+    status = conn.scalar(sa.select(send_t.c.status).where(send_t.c.enrollment_id == enrollment_id,
+                                                          send_t.c.step == step)
+                         .order_by(send_t.c.generation.desc()).limit(1))
+    if status == SendStatus.SKIPPED:
+        return None
+    return _NOT_SKIPPED.get(status, "the sequence has no such step")
+
+
 def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: str, now: datetime,
                 seen_generation: int | None = None) -> str:
     """Queue a step again as a new generation (its own idempotency key). It goes in its turn:

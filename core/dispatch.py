@@ -57,7 +57,7 @@ class Dispatcher:
         # Set when the provider asks for a longer wait than the policy's longest_wait: both lanes then
         # claim no more this pass. Cleared as each pass starts.
         self._told_to_wait = threading.Event()
-        self._stops = actions.ActionRunner(services, worker_id)
+        self._requests = actions.ActionRunner(services, worker_id)
 
     def run_until_idle(self, budget_seconds: float = 0.9) -> None:
         """The interval job: dispatch, then stay for new enrollments until the next tick is near."""
@@ -72,9 +72,9 @@ class Dispatcher:
     def run_pass(self) -> int:
         """Send everything due now, a batch at a time in each lane; return how many emails were handled.
 
-        Stops the marketer has requested (unsubscribe, cancel) are carried out first.
+        What the marketer has asked of sequences (stops, skips, resends, retries) is carried out first, in order.
         """
-        self._stops.run_pending(kinds=actions.STOPS)
+        self._requests.run_all_pending(actions.SEQUENCE_CHANGES)
         self._told_to_wait.clear()
         if self.policy.lanes <= 1:
             return self._drain()

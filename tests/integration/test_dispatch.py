@@ -1210,6 +1210,91 @@ def test_a_stop_requested_from_the_dashboard_is_carried_out_before_the_next_pass
     assert rows(services.engine, "SELECT status FROM action") == [{"status": "done"}]
 
 
+def test_a_skip_requested_from_the_dashboard_is_carried_out_before_the_next_pass_sends_the_step(
+        services, dispatcher, mailer, clock):
+    """As for stops: no separate action job has run (a worker just restarted, say), yet the step never goes."""
+    result = enroll(services, email="skip-first@example.com")
+    dispatcher.run_pass()
+    clock.advance(hours=24)  # step 2 is due
+    with db.write_transaction(services.engine) as conn:
+        request_action(conn, "skip_step", {"contact_id": result.contact_id, "enrollment_id": result.enrollment_id,
+                                           "step": 2}, requested_by="marketer@example.com", now=clock())
+
+    assert dispatcher.run_pass() == 0
+    assert steps_sent_to(mailer, "skip-first@example.com") == [1]
+    assert step_send(services, result.enrollment_id, 2)["status"] == "skipped"
+    assert rows(services.engine, "SELECT status, result FROM action") == [{"status": "done", "result": "skipped"}]
+
+
+def test_requests_waiting_for_a_worker_are_carried_out_in_the_order_they_were_asked(services, dispatcher, mailer, clock):
+    """A resend and then a skip of it (a change of mind while the worker was down): the skip must not jump the queue,
+    find the step already sent and be refused, and leave the resend to go out after it."""
+    result = enroll(services, email="changed-mind@example.com")
+    dispatcher.run_pass()
+    target = {"contact_id": result.contact_id, "enrollment_id": result.enrollment_id, "step": 1}
+    with db.write_transaction(services.engine) as conn:
+        request_action(conn, "resend_step", {**target, "generation": 1}, requested_by="marketer@example.com",
+                       now=clock())
+        clock.advance(seconds=1)
+        request_action(conn, "skip_step", target, requested_by="marketer@example.com", now=clock())
+
+    dispatcher.run_pass()
+    ActionRunner(services, "worker-a").run_pending()
+    dispatcher.run_pass()
+
+    assert steps_sent_to(mailer, "changed-mind@example.com") == [1]
+    assert rows(services.engine, "SELECT kind, status, result FROM action ORDER BY requested_at")[1] == {
+        "kind": "skip_step", "status": "done", "result": "skipped"}
+
+
+def test_a_stop_asked_after_a_long_queue_of_requests_is_still_carried_out_before_the_next_pass_sends(
+        services, dispatcher, mailer, clock):
+    """A page of retries (50) asked before an unsubscribe: the pass carries out all of them, not the first 50 only."""
+    result = enroll(services, email="behind-the-queue@example.com")
+    dispatcher.run_pass()
+    clock.advance(hours=24)  # step 2 is due
+    with db.write_transaction(services.engine) as conn:
+        for n in range(50):
+            request_action(conn, "retry_send", {"send_id": f"gone-{n}"}, requested_by="marketer@example.com",
+                           now=clock())
+        clock.advance(seconds=1)
+        request_action(conn, "unsubscribe", {"contact_id": result.contact_id}, requested_by="marketer@example.com",
+                       now=clock())
+
+    assert dispatcher.run_pass() == 0
+    assert steps_sent_to(mailer, "behind-the-queue@example.com") == [1]
+    assert rows(services.engine, "SELECT status FROM action WHERE kind = 'unsubscribe'") == [{"status": "done"}]
+
+
+def test_a_skip_that_reaches_the_worker_after_its_step_went_is_refused_with_the_reason(
+        services, dispatcher, mailer, clock):
+    result = enroll(services, email="too-late@example.com")
+    dispatcher.run_pass()
+    clock.advance(hours=24)
+    assert dispatcher.run_pass() == 1  # step 2 went before the skip reached the worker
+
+    action = act(services, "skip_step", {"contact_id": result.contact_id, "enrollment_id": result.enrollment_id,
+                                         "step": 2})
+
+    assert action["status"] == "failed"
+    assert action["result"] == "step 2 was not skipped: it had already been sent"
+    [event] = events_of(services, "skip_step_failed")
+    assert event["detail"] == {"error": "step 2 was not skipped: it had already been sent"}
+    assert steps_sent_to(mailer, "too-late@example.com") == [1, 2]
+
+
+def test_a_second_skip_of_the_same_step_reports_it_already_skipped(services, dispatcher, clock):
+    result = enroll(services, email="skipped-twice@example.com")
+    dispatcher.run_pass()
+    target = {"contact_id": result.contact_id, "enrollment_id": result.enrollment_id, "step": 3}
+
+    first, second = act(services, "skip_step", target), act(services, "skip_step", target)
+
+    assert (first["status"], first["result"]) == ("done", "skipped")
+    assert (second["status"], second["result"]) == ("done", "already skipped")
+    assert len(events_of(services, "step_skipped")) == 1
+
+
 def test_an_action_that_breaks_unexpectedly_fails_plainly_and_the_next_ones_still_run(services, monkeypatch):
     result = enroll(services, email="next-in-line@example.com")
 
