@@ -2,12 +2,13 @@
 
 import streamlit as st
 
+from core import queries
 from core.campaign import CHRISTMAS_2025, Segment
 from core.emails import render_step, sample_context
 from core.errors import InvalidSignup
 from core.signups import parse_signup
 from ui import commands, frame
-from ui.services import now, services
+from ui.services import now, read, services, worker_running
 from ui.text import literal
 from ui.widgets import STEP_PICKER_WIDTH, my_requests, step_title
 
@@ -36,8 +37,10 @@ def _send_me() -> None:
     st.session_state.pop("tpl_error", None)
     commands.request("send_test", {"to": to, "step": number, "segment": segment,
                                    "request_id": commands.new_request_id()})
-    commands.flash(f"Test of step {number} ({segment}) requested for {literal(to)}: the worker sends it within "
-                   "seconds.")
+    # "Within seconds" beside a sidebar saying no worker runs: the test would wait unseen, and go whenever one starts.
+    when = ("the worker sends it within seconds." if worker_running(read(queries.system_state, now()))
+            else "No worker is running: it is sent once the worker runs again.")
+    commands.flash(f"Test of step {number} ({segment}) requested for {literal(to)}: {when}")
 
 
 controls.text_input("Send me this one", key="tpl_to", placeholder="you@example.com", width=ADDRESS_WIDTH,

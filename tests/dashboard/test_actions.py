@@ -238,6 +238,22 @@ def test_a_test_send_to_yourself_is_the_one_action_without_a_dialog_and_the_read
     assert "Every action asks for confirmation (all but a Templates test send to yourself" in readme
 
 
+def test_a_test_send_to_yourself_says_when_it_goes(seeded, open_app):
+    def send_me() -> str:
+        at = open_app("pages/templates.py")
+        at.text_input(key="tpl_to").input("me@example.com").run()
+        at.button(key="tpl_send").click().run()
+        return "\n".join(t.value for t in at.toast)
+
+    assert "the worker sends it within seconds" in send_me()
+    with db.write_transaction(seeded["services"].engine) as conn:
+        conn.execute(sa.text("DELETE FROM worker"))
+    told = send_me()
+    assert "No worker is running: it is sent once the worker runs again." in told
+    assert "within seconds" not in told
+    assert [a["kind"] for a in actions(seeded["services"].engine)] == ["send_test", "send_test"]
+
+
 def test_a_bad_test_address_is_refused_before_anything_is_queued(seeded, open_app):
     at = open_app("pages/templates.py")
     at.text_input(key="tpl_to").input("not an address").run()
