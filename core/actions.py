@@ -19,7 +19,7 @@ from core.errors import MailerError, NurtureError
 from core.ids import new_id
 from core.mailers import OutgoingEmail
 from core.statuses import ActionStatus
-from core.tables import action_t
+from core.tables import action_t, send_t
 from core.unsubscribe import unsubscribe_headers, unsubscribe_url_of_test_emails
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,14 @@ class ActionRunner:
             cancelled = controls.cancel_sequence(conn, p["enrollment_id"], actor=actor, now=now)
             if cancelled is None:
                 return "nothing to cancel: the sequence had already stopped"
-            return f"cancelled {cancelled} sends"
+            still_going = _still_going(conn, send_t.c.enrollment_id == p["enrollment_id"])
+            return f"cancelled {cancelled} sends{still_going}"
         if kind == "unsubscribe":
             done = controls.unsubscribe_contact(conn, p["contact_id"], actor=actor, now=now,
                                                 detail={"via": "dashboard"})
-            return "unsubscribed" if done else "already unsubscribed"
+            if not done:
+                return "already unsubscribed"
+            return "unsubscribed" + _still_going(conn, send_t.c.contact_id == p["contact_id"])
         if kind == "retry_send":
             done = controls.retry_send(conn, p["send_id"], actor=actor, now=now)
             return "queued again" if done else "not failed any more; nothing to retry"
@@ -185,3 +188,13 @@ class ActionRunner:
             return f"{self.services.mailer.name}: {self.services.mailer.check()}"
         except MailerError as exc:
             raise NurtureError(f"{self.services.mailer.name}: {exc}") from exc
+
+
+def _still_going(conn: sa.Connection, where) -> str:
+    """What a stop could not catch. Reported "done" alone, a cancel or unsubscribe was followed by an
+    email the marketer had been told was stopped."""
+    steps = controls.steps_still_going(conn, where)
+    if not steps:
+        return ""
+    which = f"step {steps[0]} was" if len(steps) == 1 else f"steps {', '.join(map(str, steps))} were"
+    return f"; {which} already handed to Resend and may still arrive (a sent email cannot be recalled)"

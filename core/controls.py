@@ -10,7 +10,7 @@ from core.errors import NotFound, NurtureError, StoppedContact
 from core.ids import new_id
 from core.outcomes import Finished, release_next_steps
 from core.statuses import STOPPABLE, EnrollmentStatus, SendStatus
-from core.tables import contact_t, enrollment_t, send_t
+from core.tables import batch_t, contact_t, enrollment_t, send_t
 
 
 def _cancel_pending(conn: sa.Connection, where, reason: str, now: datetime) -> int:
@@ -30,6 +30,18 @@ def _stop_contact(conn, contact_id, status: EnrollmentStatus, reason: str, now) 
         enrollment_t.c.status.in_([EnrollmentStatus.ACTIVE, EnrollmentStatus.COMPLETED]),
     ).values(status=status, status_reason=reason, updated_at=now))
     return _cancel_pending(conn, send_t.c.contact_id == contact_id, f"cancelled: {reason}", now)
+
+
+def steps_still_going(conn: sa.Connection, where) -> list[int]:
+    """Steps (of the sends `where` picks) already handed to the provider when a stop came: replayed as they
+    were (DESIGN §4.3), so they may still arrive. A batch the provider refused at every attempt sent
+    nothing, and its next claim drops the stopped members, so it is left out."""
+    refused_throughout = sa.and_(send_t.c.lease_owner.is_(None), sa.func.coalesce(batch_t.c.refused_attempts, 0)
+                                 >= sa.func.coalesce(batch_t.c.attempts, 1))
+    with_batch = send_t.outerjoin(batch_t, batch_t.c.id == send_t.c.batch_id)
+    found = conn.execute(sa.select(send_t.c.step).select_from(with_batch).where(
+        where, send_t.c.status == SendStatus.SENDING, sa.not_(refused_throughout))).scalars()
+    return sorted(set(found))
 
 
 def unsubscribe_contact(conn: sa.Connection, contact_id: str, *, actor: str, now: datetime,

@@ -100,6 +100,10 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
     # The resend names the generation on screen, so a second click on a stale page never sends a third copy.
     seen = {"generation": line.send["generation"]} if line.send else {}
     who = literal(contact["email"])
+    # A stop cannot recall an email already handed to Resend (DESIGN §4.3): say so before, not after it arrives.
+    in_flight = [s.step for s in steps if s.state == "sending"]
+    still_going = (f" Only step {in_flight[0]}, already handed to Resend, may still arrive (a sent email cannot be "
+                   "recalled)." if in_flight else "")
     question = (f"Send step {number} to **{who}** after all?" if line.state == "skipped"
                 else f"Send step {number} to **{who}** again, as a new email?")
     with row:
@@ -114,12 +118,12 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
             disabled=line.state not in ("waiting", "due"), help="Only a step not yet sent can be skipped.")
         confirm.button("Cancel sequence", Command(
             "cancel_sequence", ({"enrollment_id": enrollment["id"], "contact_id": contact["id"]},),
-            f"Cancel every email still to come for **{who}**? {_FOR_GOOD}", "Yes, cancel for good",
+            f"Cancel every email still to come for **{who}**?{still_going} {_FOR_GOOD}", "Yes, cancel for good",
             "Cancellation requested."),
             key="cancel_sequence", disabled=enrollment["status"] != "active")
         confirm.button("Unsubscribe", Command(
             "unsubscribe", ({"contact_id": contact["id"]},),
-            f"Unsubscribe **{who}**? Nothing more is ever sent to them.", "Yes, unsubscribe",
+            f"Unsubscribe **{who}**? Nothing more is ever sent to them.{still_going}", "Yes, unsubscribe",
             "Unsubscribe requested."), key="unsubscribe", disabled=bool(contact["unsubscribed_at"]))
 
 

@@ -10,7 +10,7 @@ from core import db, erasure, switches
 from core.actions import ActionRunner
 from core.intake import enroll_now
 from core.timeutil import utcnow
-from tests.dashboard.conftest import page_text
+from tests.dashboard.conftest import back_off, page_text
 from tests.support import rows, signup_request
 
 
@@ -82,6 +82,19 @@ def test_the_cancel_dialog_says_a_cancelled_sequence_cannot_be_resumed(seeded, t
     at.button(key="cancel_sequence").click().run()
     text = page_text(at)
     assert "This cannot be undone from the dashboard" in text and "cannot be resumed" in text
+
+
+@pytest.mark.parametrize("key", ["cancel_sequence", "unsubscribe"])
+def test_a_stop_dialog_says_an_email_already_being_sent_may_still_arrive(seeded, timeline_of, key):
+    uma = seeded["contacts"]["uma@example.com"]
+    at = timeline_of("uma@example.com")
+    at.button(key=key).click().run()
+    assert "already handed to Resend" not in page_text(at)
+
+    back_off(seeded["services"].engine, uma.enrollment_id, 2, "Resend 503: try later")
+    at = timeline_of("uma@example.com")
+    at.button(key=key).click().run()
+    assert "Only step 2, already handed to Resend, may still arrive (a sent email cannot be recalled)." in page_text(at)
 
 
 @pytest.mark.parametrize("key, kind", [("skip_step", "skip_step"), ("cancel_sequence", "cancel_sequence"),

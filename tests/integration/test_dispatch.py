@@ -1295,6 +1295,37 @@ def test_a_second_skip_of_the_same_step_reports_it_already_skipped(services, dis
     assert len(events_of(services, "step_skipped")) == 1
 
 
+@pytest.mark.parametrize("stop, done", [("cancel_sequence", "cancelled 6 sends"), ("unsubscribe", "unsubscribed")])
+def test_a_stop_that_finds_an_email_already_handed_to_resend_says_it_may_still_arrive(
+        services, dispatcher, mailer, clock, stop, done):
+    """DESIGN 4.3 replays such a batch as it was; the marketer told only "done" learned of it from the inbox."""
+    result = enroll(services, email="in-flight@example.com")
+    mailer.fail_next(TransientMailerError("Resend 503: try later", status=503))
+    dispatcher.run_pass()  # step 1 may have got through: it is replayed as it was
+
+    action = act(services, stop, {"contact_id": result.contact_id, "enrollment_id": result.enrollment_id})
+    clock.advance(minutes=10)
+    dispatcher.run_pass()
+
+    assert (action["status"], action["result"]) == (
+        "done", f"{done}; step 1 was already handed to Resend and may still arrive (a sent email cannot be recalled)")
+    assert steps_sent_to(mailer, "in-flight@example.com") == [1]
+
+
+def test_a_stop_says_nothing_of_an_email_resend_refused_outright_since_it_never_goes(
+        services, dispatcher, mailer, clock):
+    result = enroll(services, email="refused@example.com")
+    mailer.fail_next(TransientMailerError("Resend 429 rate_limit_exceeded: slow down", retry_after=30, status=429))
+    dispatcher.run_pass()
+
+    action = act(services, "unsubscribe", {"contact_id": result.contact_id})
+    clock.advance(minutes=10)
+    dispatcher.run_pass()
+
+    assert (action["status"], action["result"]) == ("done", "unsubscribed")
+    assert steps_sent_to(mailer, "refused@example.com") == []
+
+
 def test_an_action_that_breaks_unexpectedly_fails_plainly_and_the_next_ones_still_run(services, monkeypatch):
     result = enroll(services, email="next-in-line@example.com")
 
