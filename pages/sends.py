@@ -9,7 +9,7 @@ from ui import confirm, frame
 from ui.commands import Command
 from ui.services import now, read
 from ui.text import literal
-from ui.widgets import ago, my_requests, page_picker, selection_follows, step_title, when
+from ui.widgets import MAY_GO_TWICE, ago, my_requests, page_picker, selection_follows, step_title, when
 
 PAGE_SIZE = 50
 # px: the provider's message as wide as leaves room for every other Failed column in a 1366-pixel window
@@ -130,8 +130,7 @@ def _may_go_twice(rows: list[dict]) -> str:
     if not uncertain:
         return ""
     if len(rows) == 1:
-        return (" **It may already have been delivered** (outcome unknown): check Resend's log first, or the "
-                "person may get it twice.")
+        return f" {MAY_GO_TWICE}"
     return (f" **{uncertain} of them may already have been delivered** (outcome unknown): check Resend's log first, "
             "or those people may get them twice.")
 

@@ -4,12 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from core import queries, side_status
+from core.outcomes import may_have_been_delivered
 from ui import confirm, glyphs
 from ui.text import literal
 from ui.commands import Command
 from ui.services import now, read, services
-from ui.widgets import (SEGMENT_BADGE, STEP_PICKER_WIDTH, ago, event_detail, my_requests, sequence_status, step_title,
-                        when)
+from ui.widgets import (MAY_GO_TWICE, SEGMENT_BADGE, STEP_PICKER_WIDTH, ago, event_detail, my_requests,
+                        sequence_status, step_title, when)
 
 
 # A step still waiting or under way would go twice if it were resent as well.
@@ -106,6 +107,9 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
                    "recalled)." if in_flight else "")
     question = (f"Send step {number} to **{who}** after all?" if line.state == "skipped"
                 else f"Send step {number} to **{who}** again, as a new email?")
+    if line.state == "failed" and may_have_been_delivered(line.send["last_error"]):
+        # As the Sends page's Retry warns: without it, resending from here was the unwarned road to a second copy.
+        question += f" {MAY_GO_TWICE}"
     with row:
         confirm.button("Resend step", Command(
             "resend_step", ({**target, **seen},), f"{question} {_IN_TURN}", "Yes, resend", f"Resend of step {number} requested."),

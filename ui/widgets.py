@@ -28,6 +28,10 @@ def sequence_status(status: str, failed_steps: int) -> tuple[str, str]:
     return f"{status} · {failed_steps} failed", "orange"
 
 
+# A failure that may have reached the person anyway (core.outcomes.may_have_been_delivered): a retry or a
+# resend is a new email, not a replay, so both ask the marketer to check first.
+MAY_GO_TWICE = ("**It may already have been delivered** (outcome unknown): check Resend's log first, or the person "
+                "may get it twice.")
 STEP_PICKER_WIDTH = 190  # px: a step picker showing "6 · New year plan" in full
 
 

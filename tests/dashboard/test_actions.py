@@ -84,6 +84,21 @@ def test_the_cancel_dialog_says_a_cancelled_sequence_cannot_be_resumed(seeded, t
     assert "This cannot be undone from the dashboard" in text and "cannot be resumed" in text
 
 
+def test_resending_a_step_whose_outcome_is_unknown_warns_it_may_arrive_twice_as_retry_does(seeded, timeline_of):
+    at = timeline_of("broken@example.com")
+    at.button(key="resend_step").click().run()
+    assert "may already have been delivered" not in page_text(at), "a 422 certainly sent nothing"
+
+    with db.write_transaction(seeded["services"].engine) as conn:
+        conn.execute(sa.text("UPDATE send SET last_error = :e WHERE contact_id = :c AND step = 1"),
+                     {"e": "gave up after 3 attempts over 6.0 h: Resend 503 application_error: down",
+                      "c": seeded["contacts"]["broken@example.com"].contact_id})
+    at = timeline_of("broken@example.com")
+    at.button(key="resend_step").click().run()
+    assert ("**It may already have been delivered** (outcome unknown): check Resend's log first, or the person may "
+            "get it twice.") in page_text(at)
+
+
 @pytest.mark.parametrize("key", ["cancel_sequence", "unsubscribe"])
 def test_a_stop_dialog_says_an_email_already_being_sent_may_still_arrive(seeded, timeline_of, key):
     uma = seeded["contacts"]["uma@example.com"]
