@@ -75,6 +75,40 @@ def set_paused(conn: sa.Connection, paused: bool, *, actor: str, now: datetime, 
     repo.insert_events(conn, [repo.event_row(now, actor, kind, detail={"reason": reason} if reason else None)])
 
 
+def resume_seen(conn: sa.Connection, seen_reason: str | None, *, actor: str, now: datetime) -> str | None:
+    """Lift the pause a marketer saw; None once resumed, else why not (in words for them).
+
+    A page drawn before a newer pause (the circuit breaker's, a colleague's) must not lift that one unseen:
+    its reason may be the very thing to read first.
+    """
+    state = _locked(conn)
+    if not state.paused:
+        return "Sending was already resumed."
+    if state.pause_reason != seen_reason:
+        return (f"Sending was paused again after this page was drawn ({state.pause_reason or 'no reason given'}), "
+                "so it stays paused: read the reason on Settings, then resume if you still want to.")
+    set_paused(conn, False, actor=actor, now=now)
+    return None
+
+
+def pause_unless_paused(conn: sa.Connection, reason: str | None, *, actor: str, now: datetime) -> str | None:
+    """Pause sending; None once paused, else why not. A pause already in place keeps its own reason (the
+    circuit breaker's, say): a page drawn before it would otherwise write over it."""
+    state = _locked(conn)
+    if state.paused:
+        return (f"Sending was already paused ({state.pause_reason or 'no reason given'}); that pause and its "
+                "reason stand.")
+    set_paused(conn, True, actor=actor, now=now, reason=reason)
+    return None
+
+
+def _locked(conn: sa.Connection) -> Switches:
+    """The switches, with the pause switch locked until the transaction ends (PostgreSQL; a SQLite write
+    transaction holds the whole database already): no pause can land between this read and the write after it."""
+    conn.execute(sa.select(setting_t.c.value).where(setting_t.c.key == PAUSED).with_for_update())
+    return read(conn)
+
+
 def set_test_mode(conn: sa.Connection, enabled: bool, *, actor: str, now: datetime) -> None:
     set_value(conn, TEST_MODE, _bool(enabled), actor=actor, now=now)
     repo.insert_events(conn, [repo.event_row(now, actor, "test_mode_on" if enabled else "test_mode_off")])

@@ -38,7 +38,9 @@ with sending:
     st.subheader("Sending")
     if state.paused:
         st.error(f"**Paused.** {literal(state.pause_reason or 'No reason given.')}", icon=":material/pause_circle:")
-        confirm.button("Resume sending", Command("resume", (), "Resume sending? Everything due goes out at once.",
+        # With the pause it resumes: one that came after this page was drawn is not lifted unseen.
+        confirm.button("Resume sending", Command("resume", ({"seen_reason": state.pause_reason},),
+                                                 "Resume sending? Everything due goes out at once.",
                                                  "Yes, resume", "Sending resumed."),
                        key="resume", primary=True, icon=":material/play_arrow:")
     elif state.retrying:

@@ -43,20 +43,20 @@ def request(kind: str, payload: dict) -> str:
     return action_id
 
 
-def set_paused(paused: bool, reason: str | None = None) -> None:
-    write(switches.set_paused, paused, actor=access.actor(), now=now(), reason=reason)
-
-
 def set_test_mode(enabled: bool) -> None:
     write(switches.set_test_mode, enabled, actor=access.actor(), now=now())
 
 
 def perform(command: Command) -> None:
     """Carry out a confirmed command and leave a message for the next run."""
-    if command.kind == "pause":
-        set_paused(True, command.payloads[0].get("reason") if command.payloads else None)
-    elif command.kind == "resume":
-        set_paused(False)
+    if command.kind in ("pause", "resume"):
+        payload = command.payloads[0] if command.payloads else {}
+        refusal = (write(switches.pause_unless_paused, payload.get("reason"), actor=access.actor(), now=now())
+                   if command.kind == "pause" else
+                   write(switches.resume_seen, payload.get("seen_reason"), actor=access.actor(), now=now()))
+        if refusal:
+            flash(refusal, icon=":material/warning:")
+            return
     elif command.kind == "test_mode":
         set_test_mode(bool(command.payloads[0]["enabled"]))
     else:
@@ -69,11 +69,11 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def flash(message: str) -> None:
-    st.session_state.setdefault(FLASH, []).append(message)
+def flash(message: str, *, icon: str = ":material/check_circle:") -> None:
+    st.session_state.setdefault(FLASH, []).append((message, icon))
 
 
 def show_flash() -> None:
     """Toast the messages left by the previous run's commands."""
-    for message in st.session_state.pop(FLASH, []):
-        st.toast(message, icon=":material/check_circle:")
+    for message, icon in st.session_state.pop(FLASH, []):
+        st.toast(message, icon=icon)

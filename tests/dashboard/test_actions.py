@@ -312,6 +312,57 @@ def test_pausing_and_resuming_sending_is_audited_and_shown_in_the_sidebar(seeded
                      {"kind": "sending_resumed", "actor": "dashboard"}]
 
 
+BREAKER = "circuit breaker: 3 consecutive provider account errors; last: Resend 401 invalid_api_key"
+
+
+def pause_elsewhere(services, reason: str) -> None:
+    """A pause that comes while the page is open: the worker's circuit breaker, or a colleague."""
+    with db.write_transaction(services.engine) as conn:
+        switches.set_paused(conn, True, actor="worker-1", now=utcnow(), reason=reason)
+
+
+def test_a_resume_asked_on_a_page_drawn_before_a_newer_pause_leaves_that_pause_and_says_why(seeded, open_app):
+    services = seeded["services"]
+    at = open_app("pages/settings.py")
+    at.text_input(key="pause_reason").input("checking step 3 copy").run()
+    confirm(at, "pause")
+    at.button(key="resume").click().run()  # the dialog is open…
+    with db.write_transaction(services.engine) as conn:  # …while the marketer's pause is lifted and the breaker trips
+        switches.set_paused(conn, False, actor="colleague", now=utcnow())
+    pause_elsewhere(services, BREAKER)
+    at.button(key="confirm_yes").click().run()
+
+    with db.read_transaction(services.engine) as conn:
+        assert switches.read(conn).paused and switches.read(conn).pause_reason == BREAKER
+    [toast] = at.toast
+    assert "paused again after this page was drawn" in toast.value and "consecutive provider" in toast.value
+    assert "Sending resumed." not in page_text(at)
+
+
+def test_a_pause_asked_on_a_stale_page_keeps_the_pause_already_in_place_and_its_reason(seeded, open_app):
+    services = seeded["services"]
+    at = open_app("pages/settings.py")
+    at.button(key="pause").click().run()
+    pause_elsewhere(services, BREAKER)
+    at.button(key="confirm_yes").click().run()
+
+    with db.read_transaction(services.engine) as conn:
+        assert switches.read(conn).pause_reason == BREAKER, "the breaker's reason was not written over"
+    [toast] = at.toast
+    assert "already paused" in toast.value
+
+
+def test_a_resume_of_the_pause_on_screen_still_resumes(seeded, open_app):
+    services = seeded["services"]
+    pause_elsewhere(services, BREAKER)
+    at = open_app("pages/settings.py")
+    confirm(at, "resume")
+
+    with db.read_transaction(services.engine) as conn:
+        assert not switches.read(conn).paused
+    assert [t.value for t in at.toast] == ["Sending resumed."]
+
+
 def test_a_pause_reason_typed_without_enter_is_the_one_stored_and_the_dialog_shows_it(seeded, open_app):
     at = open_app("pages/settings.py")
     at.text_input(key="pause_reason").input("checking step 3 copy")  # no run: the click sends it

@@ -267,3 +267,22 @@ def test_a_sqlite_backup_is_a_readable_copy(services, tmp_path, backend):
         assert conn.execute(sa.text("SELECT email FROM contact")).scalars().all() == ["kept@example.com"]
     copy.dispose()
     assert Path(target).stat().st_size > 0
+
+
+def test_a_resume_lifts_only_the_pause_it_saw_and_a_pause_keeps_the_one_in_place(services, clock):
+    def write(command, *args):
+        with db.write_transaction(services.engine) as conn:
+            return command(conn, *args, actor="dashboard", now=clock())
+
+    def state():
+        with db.read_transaction(services.engine) as conn:
+            return switches.read(conn)
+
+    assert write(switches.pause_unless_paused, "checking copy") is None
+    assert "already paused (checking copy)" in write(switches.pause_unless_paused, "another reason")
+    assert "paused again" in write(switches.resume_seen, "an older pause")
+    assert (state().paused, state().pause_reason) == (True, "checking copy")
+
+    assert write(switches.resume_seen, "checking copy") is None
+    assert not state().paused
+    assert write(switches.resume_seen, "checking copy") == "Sending was already resumed."
