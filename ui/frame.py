@@ -11,7 +11,7 @@ import streamlit as st
 
 from ui import access, confirm, sidebar
 from ui.commands import show_flash
-from ui.services import services
+from ui.services import refuse_if_exposed, services
 
 PAGE_CONFIG = {"page_title": "Nurture", "page_icon": "🎄", "layout": "wide"}
 _ENTERED = "_nurture_entered_via_dashboard"
@@ -52,6 +52,7 @@ def begin() -> None:
     if not st.session_state.pop(_ENTERED, False):
         st.set_page_config(**PAGE_CONFIG)
         _navigation()  # this page is already running: only the menu is replaced
+    refuse_if_exposed()  # once a run, before the gate: an exposed, unlocked dashboard shows nothing at all
     if not access.gate(dashboard_password()):
         st.stop()
     sidebar.render()

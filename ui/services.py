@@ -17,7 +17,7 @@ import streamlit as st
 from core import db, queries
 from core.bootstrap import Services, build_services
 from core.errors import ConfigError, first_line
-from core.settings import Settings, dashboard_exposure
+from core.settings import dashboard_exposure
 from core.heartbeat import HEARTBEAT_SECONDS
 from ui import access
 from ui.text import literal
@@ -36,26 +36,27 @@ def services() -> Services:
     """The dashboard's services, or the run stopped with one sentence saying what is wrong."""
     with database_trouble_stops_the_run():
         try:
-            built = _built_services()
+            return _built_services()
         except ConfigError as exc:  # bad settings, or a database migrated by a newer Nurture
             _stop(str(exc))
-    if problem := _exposed_unlocked(built.settings):
-        _stop(problem)
-    return built
 
 
-def _exposed_unlocked(settings: Settings) -> str | None:
-    """Why this dashboard must not show anything: Streamlit serves it beyond this machine with no lock.
+# Where Streamlit listens when no address is set (config.toml not read: `streamlit run` from another folder).
+ALL_INTERFACES = "0.0.0.0"
+
+
+def refuse_if_exposed() -> None:
+    """Stop the run, before anything is drawn, when Streamlit serves this dashboard beyond this machine unlocked.
 
     Start-up checks DASHBOARD_HOST, which only `make run` hands to Streamlit; `streamlit run dashboard.py
     --server.address 0.0.0.0` (config.toml's advice behind a proxy) listens where Streamlit is told, whatever
-    DASHBOARD_HOST says. An address left unset is not judged: AppTest has none, and the units and `make run`
-    always give one.
+    DASHBOARD_HOST says, and with no address set at all it listens on every interface.
     """
-    address = st.get_option("server.address")
-    if not address:
-        return None
-    return dashboard_exposure(settings, address, dashboard_oidc=access.oidc_configured(), named="server.address")
+    settings = services().settings
+    address = st.get_option("server.address") or ALL_INTERFACES
+    if problem := dashboard_exposure(settings, address, dashboard_oidc=access.oidc_configured(),
+                                     named="server.address"):
+        _stop(problem)
 
 
 @contextmanager

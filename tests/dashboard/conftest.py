@@ -55,6 +55,18 @@ def back_off(engine, enrollment_id: str, step: int, error: str) -> None:
 
 
 @pytest.fixture(autouse=True)
+def served_on_this_machine_only():
+    """Streamlit's address as the project's config.toml sets it (AppTest reads none, and none means every
+    interface, which the dashboard refuses to serve unlocked)."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    yield
+    config.set_option("server.address", before)
+
+
+@pytest.fixture(autouse=True)
 def fresh_streamlit_caches():
     st.cache_data.clear()
     st.cache_resource.clear()

@@ -150,6 +150,16 @@ def test_served_beyond_this_machine_by_streamlits_own_address_an_open_dashboard_
     assert not at.dataframe and not at.metric and not any(email in text for email in seeded["contacts"])
 
 
+def test_with_no_address_set_streamlit_listens_everywhere_so_an_open_dashboard_shows_nothing(
+        seeded, open_app, streamlit_address):
+    # `streamlit run /elsewhere/dashboard.py` reads no config.toml: no address, and Streamlit binds every interface.
+    streamlit_address(None)
+    at = open_app()
+    text = page_text(at)
+    assert "server.address 0.0.0.0 lets other machines reach the dashboard" in text
+    assert not at.dataframe and not at.metric and not any(email in text for email in seeded["contacts"])
+
+
 def test_served_beyond_this_machine_with_a_password_the_dashboard_asks_for_it(seeded, app_env, open_app,
                                                                                streamlit_address):
     streamlit_address("0.0.0.0")
