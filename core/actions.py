@@ -26,14 +26,14 @@ log = logging.getLogger(__name__)
 
 KINDS = ("resend_step", "skip_step", "cancel_sequence", "unsubscribe", "retry_send", "send_test",
          "check_connection")
-# Requests that change sequences. The dispatcher carries these out itself before every pass, in the
-# order they were asked: a stop (unsubscribe, cancel, skip) then never waits behind a pass that would
-# still send what it stops, and never overtakes an earlier request either (a resend, then a skip of it).
-# A skip left to the action job, which runs beside dispatch, lost to a step falling due as it arrived
-# (a worker starting up after downtime), and the email went.
-SEQUENCE_CHANGES = ("resend_step", "skip_step", "cancel_sequence", "unsubscribe", "retry_send")
 # Requests that call the email provider and write nothing but their own result.
 PROVIDER_CALLS = ("send_test", "check_connection")
+# Requests that change sequences: every other kind, so a new one cannot slip past. The dispatcher carries
+# these out itself before every pass, in the order they were asked: a stop (unsubscribe, cancel, skip) then
+# never waits behind a pass that would still send what it stops, and never overtakes an earlier request
+# either (a resend, then a skip of it). A skip left to the action job, which runs beside dispatch, lost to
+# a step falling due as it arrived (a worker starting up after downtime), and the email went.
+SEQUENCE_CHANGES = tuple(kind for kind in KINDS if kind not in PROVIDER_CALLS)
 
 
 def _claim(conn: sa.Connection, action_id: str, now: datetime) -> bool:
