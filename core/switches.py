@@ -75,16 +75,21 @@ def set_paused(conn: sa.Connection, paused: bool, *, actor: str, now: datetime, 
     repo.insert_events(conn, [repo.event_row(now, actor, kind, detail={"reason": reason} if reason else None)])
 
 
-def resume_seen(conn: sa.Connection, seen_reason: str | None, *, actor: str, now: datetime) -> str | None:
-    """Lift the pause a marketer saw; None once resumed, else why not (in words for them).
+def paused_since(conn: sa.Connection) -> datetime | None:
+    """When sending was paused, if it is: what tells one pause from the next, reason or none."""
+    return conn.scalar(sa.select(setting_t.c.updated_at).where(setting_t.c.key == PAUSED, setting_t.c.value == "true"))
+
+
+def resume_seen(conn: sa.Connection, seen: datetime | None, *, actor: str, now: datetime) -> str | None:
+    """Lift the pause a marketer saw (`seen`: its paused_since); None once resumed, else why not, in words.
 
     A page drawn before a newer pause (the circuit breaker's, a colleague's) must not lift that one unseen:
-    its reason may be the very thing to read first.
+    its reason may be the very thing to read first. Told apart by time, as two pauses may give one reason.
     """
     state = _locked(conn)
     if not state.paused:
         return "Sending was already resumed."
-    if state.pause_reason != seen_reason:
+    if paused_since(conn) != seen:
         return (f"Sending was paused again after this page was drawn ({state.pause_reason or 'no reason given'}), "
                 "so it stays paused: read the reason on Settings, then resume if you still want to.")
     set_paused(conn, False, actor=actor, now=now)

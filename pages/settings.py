@@ -39,7 +39,7 @@ with sending:
     if state.paused:
         st.error(f"**Paused.** {literal(state.pause_reason or 'No reason given.')}", icon=":material/pause_circle:")
         # With the pause it resumes: one that came after this page was drawn is not lifted unseen.
-        confirm.button("Resume sending", Command("resume", ({"seen_reason": state.pause_reason},),
+        confirm.button("Resume sending", Command("resume", ({"seen": state.paused_since},),
                                                  "Resume sending? Everything due goes out at once.",
                                                  "Yes, resume", "Sending resumed."),
                        key="resume", primary=True, icon=":material/play_arrow:")

@@ -53,7 +53,7 @@ def perform(command: Command) -> None:
         payload = command.payloads[0] if command.payloads else {}
         refusal = (write(switches.pause_unless_paused, payload.get("reason"), actor=access.actor(), now=now())
                    if command.kind == "pause" else
-                   write(switches.resume_seen, payload.get("seen_reason"), actor=access.actor(), now=now()))
+                   write(switches.resume_seen, payload.get("seen"), actor=access.actor(), now=now()))
         if refusal:
             flash(refusal, icon=":material/warning:")
             return

@@ -21,6 +21,7 @@ class SystemState:
     worker_last_seen: datetime | None
     retrying: int = 0  # emails held in backoff after the provider failed to answer (outage, rate limit)
     retry_reason: str | None = None  # the provider's latest such answer
+    paused_since: datetime | None = None  # which pause it is: a Resume lifts only the one it was shown
 
 
 def system_state(conn: sa.Connection, now: datetime) -> SystemState:
@@ -39,6 +40,7 @@ def system_state(conn: sa.Connection, now: datetime) -> SystemState:
     return SystemState(
         paused=state.paused,
         pause_reason=state.pause_reason,
+        paused_since=switches.paused_since(conn) if state.paused else None,
         test_mode=state.test_mode,
         worker_last_seen=conn.scalar(sa.select(sa.func.max(worker_t.c.last_seen)).where(
             worker_t.c.last_seen <= now + timedelta(seconds=2 * HEARTBEAT_SECONDS))),

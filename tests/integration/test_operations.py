@@ -279,10 +279,19 @@ def test_a_resume_lifts_only_the_pause_it_saw_and_a_pause_keeps_the_one_in_place
             return switches.read(conn)
 
     assert write(switches.pause_unless_paused, "checking copy") is None
+    with db.read_transaction(services.engine) as conn:
+        first = switches.paused_since(conn)
+    assert first == clock()
     assert "already paused (checking copy)" in write(switches.pause_unless_paused, "another reason")
-    assert "paused again" in write(switches.resume_seen, "an older pause")
+
+    write(switches.resume_seen, first)
+    clock.advance(minutes=5)
+    write(switches.pause_unless_paused, "checking copy")  # paused again, for the same reason
+    assert "paused again" in write(switches.resume_seen, first), "told apart by time, not by reason"
     assert (state().paused, state().pause_reason) == (True, "checking copy")
 
-    assert write(switches.resume_seen, "checking copy") is None
+    with db.read_transaction(services.engine) as conn:
+        second = switches.paused_since(conn)
+    assert write(switches.resume_seen, second) is None
     assert not state().paused
-    assert write(switches.resume_seen, "checking copy") == "Sending was already resumed."
+    assert write(switches.resume_seen, second) == "Sending was already resumed."
