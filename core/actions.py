@@ -193,8 +193,5 @@ class ActionRunner:
 def _still_going(conn: sa.Connection, where) -> str:
     """What a stop could not catch. Reported "done" alone, a cancel or unsubscribe was followed by an
     email the marketer had been told was stopped."""
-    steps = controls.steps_still_going(conn, where)
-    if not steps:
-        return ""
-    which = f"step {steps[0]} was" if len(steps) == 1 else f"steps {', '.join(map(str, steps))} were"
-    return f"; {which} already handed to Resend and may still arrive (a sent email cannot be recalled)"
+    clause = controls.still_going_clause(controls.steps_still_going(conn, where))
+    return f"; {clause}" if clause else ""

@@ -44,6 +44,14 @@ def steps_still_going(conn: sa.Connection, where) -> list[int]:
     return sorted(set(found))
 
 
+def still_going_clause(steps: list[int]) -> str:
+    """The words for steps_still_going, as a clause ('' for none): the same in the dialog and in the result."""
+    if not steps:
+        return ""
+    which = f"step {steps[0]} was" if len(steps) == 1 else f"steps {', '.join(map(str, steps))} were"
+    return f"{which} already handed to Resend and may still arrive (a sent email cannot be recalled)"
+
+
 def unsubscribe_contact(conn: sa.Connection, contact_id: str, *, actor: str, now: datetime,
                         detail: dict | None = None) -> bool:
     """Unsubscribe at once; returns False when the contact had already unsubscribed."""

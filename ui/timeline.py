@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from core import queries, side_status
+from core import controls, queries, side_status
 from core.outcomes import may_have_been_delivered
 from ui import confirm, glyphs
 from ui.text import literal
@@ -102,9 +102,9 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
     seen = {"generation": line.send["generation"]} if line.send else {}
     who = literal(contact["email"])
     # A stop cannot recall an email already handed to Resend (DESIGN §4.3): say so before, not after it arrives.
-    in_flight = [s.step for s in steps if s.state == "sending"]
-    still_going = (f" Only step {in_flight[0]}, already handed to Resend, may still arrive (a sent email cannot be "
-                   "recalled)." if in_flight else "")
+    # Core's rule and words: a batch refused at every attempt sent nothing, and its next claim drops the stopped.
+    clause = controls.still_going_clause(read(queries.steps_still_going, enrollment["id"]))
+    still_going = f" {clause[:1].upper()}{clause[1:]}." if clause else ""
     question = (f"Send step {number} to **{who}** after all?" if line.state == "skipped"
                 else f"Send step {number} to **{who}** again, as a new email?")
     if line.state == "failed" and may_have_been_delivered(line.send["last_error"]):

@@ -11,11 +11,11 @@ from core.queries.overview import FUNNEL_STAGES, funnel, kpis, overview_data, si
 from core.queries.sends import LISTS, queue_counts, queue_length, queue_list
 from core.queries.steps import STATES
 from core.queries.system import SystemState, heartbeat, system_state
-from core.queries.timeline import StepLine, contact_detail, humane, relative, when
+from core.queries.timeline import StepLine, contact_detail, humane, relative, steps_still_going, when
 
 __all__ = [
     "AUDIENCES", "EXPORT_COLUMNS", "FUNNEL_STAGES", "LISTS", "STATES", "ContactFilter", "StepLine", "SystemState",
     "actions_by_ids", "as_iso", "audit_count", "audit_page", "contact_detail", "contact_page",
     "count_contacts", "export_rows", "funnel", "heartbeat", "humane", "kpis", "latest_action", "overview_data",
-    "pending_actions", "queue_counts", "queue_length", "queue_list", "relative", "signups_per_day", "stats", "system_state", "when",
+    "pending_actions", "queue_counts", "queue_length", "queue_list", "relative", "signups_per_day", "stats", "steps_still_going", "system_state", "when",
 ]

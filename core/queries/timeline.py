@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from core import controls
 from core.queries.steps import failed_steps, latest_by_enrollment, sends_of, step_state
 from core.queries.tables import CAMPAIGN, STEP_NUMBERS, rows_as_dicts
 from core.sequencing import TERMINAL
-from core.tables import contact_t, enrollment_t, event_t
+from core.tables import contact_t, enrollment_t, event_t, send_t
 
 EVENT_LIMIT = 200
 
@@ -138,3 +139,8 @@ def contact_detail(conn: sa.Connection, contact_id: str, now: datetime, *, pause
         "sends": sends,
         "events": events,
     }
+
+
+def steps_still_going(conn: sa.Connection, enrollment_id: str) -> list[int]:
+    """Steps of this sequence a stop could no longer catch (controls.steps_still_going)."""
+    return controls.steps_still_going(conn, send_t.c.enrollment_id == enrollment_id)

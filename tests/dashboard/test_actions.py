@@ -109,7 +109,7 @@ def test_a_stop_dialog_says_an_email_already_being_sent_may_still_arrive(seeded,
     back_off(seeded["services"].engine, uma.enrollment_id, 2, "Resend 503: try later")
     at = timeline_of("uma@example.com")
     at.button(key=key).click().run()
-    assert "Only step 2, already handed to Resend, may still arrive (a sent email cannot be recalled)." in page_text(at)
+    assert "Step 2 was already handed to Resend and may still arrive (a sent email cannot be recalled)." in page_text(at)
 
 
 @pytest.mark.parametrize("key, kind", [("skip_step", "skip_step"), ("cancel_sequence", "cancel_sequence"),

@@ -27,6 +27,7 @@ from core.dispatch import Dispatcher, DispatchPolicy
 from core.errors import AccountMailerError, PermanentMailerError, TransientMailerError
 from core.intake import enroll_now
 from core.models import Contact, Send
+from core import queries
 from core.queries import actions_by_ids, kpis
 from core.queries.sends import queue_counts, queue_list
 from core.sequencing import planned_gap
@@ -1324,6 +1325,19 @@ def test_a_stop_says_nothing_of_an_email_resend_refused_outright_since_it_never_
 
     assert (action["status"], action["result"]) == ("done", "unsubscribed")
     assert steps_sent_to(mailer, "refused@example.com") == []
+
+
+@pytest.mark.parametrize("error, still_going", [
+    (TransientMailerError("Resend 503: try later", status=503), [1]),
+    (TransientMailerError("Resend 429 rate_limit_exceeded: slow down", retry_after=30, status=429), [])])
+def test_the_dashboards_stop_dialogs_read_the_steps_still_going_by_the_rule_the_result_uses(
+        services, dispatcher, mailer, error, still_going):
+    result = enroll(services)
+    mailer.fail_next(error)
+    dispatcher.run_pass()
+
+    with db.read_transaction(services.engine) as conn:
+        assert queries.steps_still_going(conn, result.enrollment_id) == still_going
 
 
 def test_an_action_that_breaks_unexpectedly_fails_plainly_and_the_next_ones_still_run(services, monkeypatch):
