@@ -176,7 +176,9 @@ def test_a_switch_flips_at_once_so_its_question_never_waits_for_a_worker(seeded,
         conn.execute(sa.text("DELETE FROM worker"))
     at = open_app("pages/settings.py")
     at.button(key="pause").click().run()
-    assert "No worker is running" not in page_text(at)
+    asked = page_text(at)
+    assert "Pause the campaign?" in asked and "confirm_yes" in [b.key for b in at.button], "the dialog is open"
+    assert "No worker is running" not in asked
 
 
 def test_a_retry_in_the_request_list_names_the_step_it_sends_again(seeded, open_app):
