@@ -123,12 +123,9 @@ class AlertService:
                 self.sink.post(message)
         except ChannelDownError:
             raise  # not this alert's failure: it keeps its attempts
-        except TransientAlertError as exc:
+        except AlertError as exc:
             if not _rate_limited(exc):  # a rate limit is a wait, never a failure: no attempt counted toward giving up
                 self._record_failure(item, exc, now)
-            raise
-        except AlertError as exc:
-            self._record_failure(item, exc, now)
             raise
         if message is None:
             return self._close_silent(item, now)
