@@ -44,14 +44,17 @@ def render() -> None:
 @st.dialog("Please confirm", on_dismiss=forget)
 def _dialog(command: Command) -> None:
     st.markdown(command.question)
-    state = read(queries.system_state, now())
-    if command.kind in QUEUES_AN_EMAIL and state.paused:
-        st.warning(f"**{PAUSED_NOTE}**", icon=":material/pause_circle:")
-    carried_out = "Sequence actions are carried out by the worker within a few seconds."
-    if command.kind not in SWITCHES and not worker_running(state):
-        # "Within a few seconds" beside a sidebar saying no worker runs: the request would wait unseen.
-        st.warning(f"**{NO_WORKER_NOTE}**", icon=":material/heart_broken:")
-        carried_out = ""
+    if command.kind in SWITCHES:  # the dashboard flips these itself: no worker, queue or pause to wait for
+        carried_out = "It takes effect at once."
+    else:
+        state = read(queries.system_state, now())
+        if command.kind in QUEUES_AN_EMAIL and state.paused:
+            st.warning(f"**{PAUSED_NOTE}**", icon=":material/pause_circle:")
+        carried_out = "Sequence actions are carried out by the worker within a few seconds."
+        if not worker_running(state):
+            # "Within a few seconds" beside a sidebar saying no worker runs: the request would wait unseen.
+            st.warning(f"**{NO_WORKER_NOTE}**", icon=":material/heart_broken:")
+            carried_out = ""
     st.caption(f"Recorded in the audit trail as **{literal(access.actor())}**. {carried_out}")
     yes, no = st.columns(2)
     if yes.button(command.confirm_label, type="primary", key="confirm_yes", width="stretch"):

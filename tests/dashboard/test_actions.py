@@ -178,7 +178,8 @@ def test_a_switch_flips_at_once_so_its_question_never_waits_for_a_worker(seeded,
     at.button(key="pause").click().run()
     asked = page_text(at)
     assert "Pause the campaign?" in asked and "confirm_yes" in [b.key for b in at.button], "the dialog is open"
-    assert "No worker is running" not in asked
+    assert "No worker is running" not in asked and "carried out by the worker" not in asked
+    assert "It takes effect at once." in asked
 
 
 def test_a_retry_in_the_request_list_names_the_step_it_sends_again(seeded, open_app):
