@@ -1,9 +1,7 @@
 """One validated Settings. Every environment variable Nurture reads is declared here."""
 
-import ipaddress
 import math
 import re
-import tomllib
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from core import deployment_checks
 from core.errors import ConfigError
 
 # Values of these variables may hold credentials, so errors never echo them.
@@ -23,7 +22,6 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 DEFAULT_DATA_DIR = "data"
 MIN_RESEND_RATE = 0.1  # requests a second: one every ten seconds
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 # A sender as Resend takes it: "team@acme.com" or "Acme Team <team@acme.com>", one address only.
 _SENDER = re.compile(r"\s*(?:(?P<name>[^<>]*?)\s*<(?P<address>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*")
 
@@ -246,105 +244,6 @@ def _in_memory(url) -> bool:
     return database in {"", ":memory:"} or database.startswith("file::memory:") or url.query.get("mode") == "memory"
 
 
-PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "password", "test", "dev"}
-PLACEHOLDER_SENDER_DOMAINS = ("example.com", "example.org", "example.net", "resend.dev", "localhost")
-
-
-def _unset_or_sample(secret: str) -> bool:
-    """A sample secret is the first guess anyone makes: it locks nothing."""
-    return not secret or secret.lower() in PLACEHOLDER_SECRETS
-
-
-def _dashboard_open(settings: Settings, dashboard_oidc: bool) -> bool:
-    """Neither a password nor OIDC, or a sample password (which lets anyone in even beside OIDC)."""
-    password = settings.dashboard_password
-    return (not password and not dashboard_oidc) or (bool(password) and _unset_or_sample(password))
-
-
-def production_problems(settings: Settings, *, dashboard_oidc: bool = False) -> list[str]:
-    """What a public deployment (PUBLIC_BASE_URL not localhost) still lacks; empty when it is safe."""
-    if not settings.is_production:
-        return []
-    problems = []
-    if not settings.secret_key or settings.secret_key.lower() in PLACEHOLDER_SECRETS or len(settings.secret_key) < 16:
-        problems.append("SECRET_KEY (at least 16 random characters)")
-    if _unset_or_sample(settings.webhook_secret):
-        problems.append("WEBHOOK_SECRET")
-    if _dashboard_open(settings, dashboard_oidc):
-        problems.append("dashboard authentication (a DASHBOARD_PASSWORD that is not a sample such as 'password', "
-                        "or [auth] in .streamlit/secrets.toml)")
-    sender = settings.resend_from_email.rpartition("<")[2].rstrip(">").strip()
-    domain = sender.rpartition("@")[2].lower()
-    if "@" not in sender or any(domain == d or domain.endswith("." + d) for d in PLACEHOLDER_SENDER_DOMAINS):
-        problems.append("RESEND_FROM_EMAIL (a real sender on your verified domain)")
-    # The defaults are samples: every footer would carry a made-up address and every button a dead link.
-    if settings.postal_address == Settings.model_fields["postal_address"].default:
-        problems.append("POSTAL_ADDRESS (your real postal address, which every email's footer must show)")
-    booking_host = (urlparse(settings.booking_url).hostname or "").lower()
-    if any(booking_host == d or booking_host.endswith("." + d) for d in PLACEHOLDER_SENDER_DOMAINS):
-        problems.append("BOOKING_URL (where the emails' booking buttons lead)")
-    return problems
-
-
-def conflicts(settings: Settings) -> list[str]:
-    """Values that are each valid but cannot work together."""
-    found = []
-    if settings.resend_api_key and not settings.resend_from_email:
-        found.append("RESEND_FROM_EMAIL is empty while RESEND_API_KEY is set: every email needs a sender, "
-                     "such as 'Acme Team <team@yourdomain.com>'.")
-    if bool(settings.notion_token) != bool(settings.notion_email_sequence_db_id):
-        given, missing = (("NOTION_TOKEN", "NOTION_EMAIL_SEQUENCE_DB_ID") if settings.notion_token
-                          else ("NOTION_EMAIL_SEQUENCE_DB_ID", "NOTION_TOKEN"))
-        found.append(f"{missing} is empty while {given} is set: the Notion mirror needs both (or neither, "
-                     "to run without Notion).")
-    elif settings.notion_businessx_db_id and not settings.notion_token:
-        # Read only by the mirror, to link each lead to its BusinessX row: alone it would do nothing, unsaid.
-        found.append("NOTION_BUSINESSX_DB_ID is set while NOTION_TOKEN and NOTION_EMAIL_SEQUENCE_DB_ID are empty: "
-                     "the BusinessX link is part of the Notion mirror, which needs both.")
-    hosts = {_loopback(settings.api_host), _loopback(settings.dashboard_host)}
-    if settings.api_port == settings.dashboard_port and (len(hosts) == 1 or hosts & WILDCARD_HOSTS):
-        found.append(f"API_PORT and DASHBOARD_PORT are both {settings.api_port}: the intake API and the dashboard "
-                     "need a port each.")
-    return found
-
-
-def exposure_problems(settings: Settings, *, dashboard_oidc: bool = False) -> list[str]:
-    """A server listening beyond this machine must not be open to whoever reaches it, even when
-    PUBLIC_BASE_URL still says localhost (a cloud VM with API_HOST=0.0.0.0, say)."""
-    problems = []
-    if not _is_loopback(settings.api_host) and _unset_or_sample(settings.webhook_secret):
-        problems.append(f"API_HOST {settings.api_host} lets other machines reach the intake, so Nurture refuses to "
-                        "start without a WEBHOOK_SECRET that is not a sample such as 'changeme' (or set "
-                        "API_HOST=127.0.0.1 behind a proxy).")
-    if problem := dashboard_exposure(settings, settings.dashboard_host, dashboard_oidc=dashboard_oidc):
-        problems.append(problem)
-    return problems
-
-
-def dashboard_exposure(settings: Settings, host: str, *, dashboard_oidc: bool,
-                       named: str = "DASHBOARD_HOST") -> str | None:
-    """Why a dashboard listening on `host` must not start: reachable from other machines and open to all."""
-    if _is_loopback(host) or not _dashboard_open(settings, dashboard_oidc):
-        return None
-    return (f"{named} {host} lets other machines reach the dashboard, so Nurture refuses to start without a "
-            "DASHBOARD_PASSWORD that is not a sample such as 'password' (or [auth] in .streamlit/secrets.toml).")
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip().lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name or a wildcard: reachable from elsewhere
-
-
-def _loopback(host: str) -> str:
-    """One name for this machine's IPv4 loopback, so "localhost" and "127.0.0.1" are seen to clash."""
-    return "127.0.0.1" if host.strip().lower() == "localhost" else host.strip()
-
-
 def _check_env_file(path) -> None:
     """A line of .env that cannot be parsed is skipped by the reader with a warning; refuse it instead,
     since a lost RESEND_API_KEY or WEBHOOK_SECRET would quietly change what Nurture does."""
@@ -376,32 +275,6 @@ def load_settings(**overrides) -> Settings:
         raise ConfigError(f"The settings file {env_file} is not UTF-8 text (line {line}): save it as UTF-8.") from None
     except OSError as exc:  # another user's .env (chmod 600): a sentence, not the worker's traceback
         raise ConfigError(f"The settings file {env_file} cannot be read: {exc.strerror or exc}.") from None
-    if found := conflicts(settings) + exposure_problems(settings, dashboard_oidc=_oidc_configured()):
-        raise ConfigError(found[0])
-    problems = production_problems(settings, dashboard_oidc=_oidc_configured())
-    if problems:
-        raise ConfigError(f"PUBLIC_BASE_URL {settings.public_base_url} is public, so Nurture refuses to start "
-                          f"without: {'; '.join(problems)}.")
+    if refusal := deployment_checks.refusal(settings):
+        raise ConfigError(refusal)
     return settings
-
-
-def _oidc_configured() -> bool:
-    """Whether Streamlit's secrets file holds an `auth` table, as the dashboard's gate asks `"auth" in st.secrets`.
-
-    Parsed as Streamlit parses it (tomllib), not searched for the text "[auth]": a commented-out "# [auth]"
-    made start-up take an exposed dashboard as locked by OIDC while the gate, finding no auth table, let
-    anyone in. A file that is not TOML holds no sign-in either.
-    """
-    path = Path(".streamlit/secrets.toml")
-    if not path.is_file():
-        return False
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"The Streamlit secrets file {path} cannot be read: {exc.strerror or exc}.") from None
-    try:
-        # Bytes not in UTF-8 are Streamlit's to complain about, not a traceback for every command.
-        secrets = tomllib.loads(raw.decode("utf-8", errors="replace"))
-    except tomllib.TOMLDecodeError:
-        return False
-    return isinstance(secrets.get("auth"), dict)

@@ -17,7 +17,7 @@ import streamlit as st
 from core import db, queries
 from core.bootstrap import Services, build_services
 from core.errors import ConfigError, first_line
-from core.settings import dashboard_exposure
+from core.deployment_checks import dashboard_exposure
 from core.heartbeat import HEARTBEAT_SECONDS
 from ui import access
 from ui.text import literal

@@ -383,7 +383,7 @@ def test_a_public_base_url_is_tidied_and_its_host_decides_production(env, url, p
     ("no-address", True), ("hello@notexample.com", False), ("Acme <hi@example.com.au>", False),
 ])
 def test_only_placeholder_sender_domains_are_refused_in_production(env, sender, placeholder):
-    from core.settings import production_problems
+    from core.deployment_checks import production_problems
 
     set_production_env(env)
     settings = load().model_copy(update={"resend_from_email": sender})
@@ -408,7 +408,7 @@ def test_a_production_deployment_refuses_the_sample_footer_address_and_booking_l
 @pytest.mark.parametrize(("password", "refused"), [("password", True), ("ChangeMe", True),
                                                    ("a long dashboard password", False)])
 def test_a_production_deployment_refuses_a_placeholder_dashboard_password(env, password, refused):
-    from core.settings import production_problems
+    from core.deployment_checks import production_problems
 
     set_production_env(env)
     settings = load().model_copy(update={"dashboard_password": password})
