@@ -94,7 +94,8 @@ def build_mailer(settings: Settings) -> Mailer:
         return DryRunMailer()
     from core.resend_mailer import ResendMailer  # only import the SDK when it will be used
 
-    return ResendMailer(settings.resend_api_key, settings.resend_from_email, rate_limit=settings.resend_rate_limit)
+    return ResendMailer(settings.resend_api_key, settings.resend_from_email, rate_limit=settings.resend_rate_limit,
+                        api_url=settings.resend_api_url)
 
 
 def resolve_secret_key(settings: Settings) -> str:

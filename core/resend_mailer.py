@@ -1,9 +1,10 @@
 """The Resend adapter for the Mailer port: SDK calls, pacing, and Resend's errors translated into ours.
 
 The SDK keeps its configuration in module globals (`resend.api_key`, `resend.api_url`,
-`resend.default_http_client`). `resend.api_url` comes from RESEND_API_URL at import and is never
-set here; the key and the HTTP client (which carries our timeout) are set before every call,
-so one API key per process is assumed.
+`resend.default_http_client`). The SDK takes `resend.api_url` from RESEND_API_URL in the process
+environment at import; Settings reads the same variable from there or from `.env`, and a value it
+found is set with the key and the HTTP client (which carries our timeout) before every call, so
+one account per process is assumed.
 """
 
 import logging
@@ -43,6 +44,7 @@ class ResendMailer:
         api_key: str,
         from_email: str,
         rate_limit: float = 2.0,
+        api_url: str = "",
         timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -50,6 +52,7 @@ class ResendMailer:
         if not api_key:
             raise ValueError("ResendMailer needs an API key; use DryRunMailer without one")
         self._api_key = api_key
+        self._api_url = api_url  # empty: whatever the SDK read at import (Resend's own, or a test's)
         self.from_email = from_email
         # The SDK's public transport hook; its default RequestsClient, given our timeout
         # (annotated int, but requests takes float seconds).
@@ -118,6 +121,8 @@ class ResendMailer:
         started = self._clock()  # local: several dispatch lanes share this mailer
         resend.api_key = self._api_key
         resend.default_http_client = self._http
+        if self._api_url:
+            resend.api_url = self._api_url
         try:
             response = operation(*args)
         except ResendError as error:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     resend_from_email: str = ""
     resend_rate_limit: float = 2.0
     resend_webhook_secret: str = ""
+    # The SDK reads RESEND_API_URL from the process environment only; declared here so that a .env line
+    # reaches it too (ResendMailer hands it over), as it did under the original stack's load_dotenv.
+    resend_api_url: str = ""
 
     notion_token: str = ""
     notion_email_sequence_db_id: str = ""
@@ -122,7 +125,7 @@ class Settings(BaseSettings):
                              "'Acme Team <team@yourdomain.com>'")
         return value
 
-    @field_validator("public_base_url", "dashboard_url", "discord_webhook_url", "notion_api_url")
+    @field_validator("public_base_url", "dashboard_url", "discord_webhook_url", "notion_api_url", "resend_api_url")
     @classmethod
     def _web_address(cls, value: str, info) -> str:
         # It starts every unsubscribe link (or alert link), and its host decides whether the production checks apply.

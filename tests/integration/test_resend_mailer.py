@@ -9,9 +9,11 @@ from email.utils import formatdate
 import pytest
 import resend
 
+from core.bootstrap import build_mailer
 from core.errors import AccountMailerError, PermanentMailerError, TransientMailerError
 from core.mailers import OutgoingEmail
 from core.resend_mailer import ResendMailer, sanitize_tag
+from core.settings import load_settings
 from tests.standins.resend_api import ResendStandIn
 
 KEY = "re_test_0123456789"
@@ -380,3 +382,21 @@ def test_a_key_that_requests_refuses_as_a_header_is_never_quoted_in_the_error(ap
     assert KEY not in str(caught.value) and "RESEND_API_KEY" in str(caught.value)
     chain = [caught.value.__cause__, caught.value.__context__ if not caught.value.__suppress_context__ else None]
     assert not any(KEY in str(link) for link in chain if link is not None)
+
+
+def test_a_resend_api_url_in_the_dot_env_file_reaches_the_sdk(start, monkeypatch, tmp_path):
+    # The SDK reads only the process environment: a .env line used to be ignored, and every email went to
+    # Resend itself instead of the proxy or stand-in the operator named.
+    api = start()
+    resend.api_url = "http://127.0.0.1:9/never-called"  # what the SDK took from an environment without it
+    monkeypatch.delenv("RESEND_API_URL", raising=False)
+    dot_env = tmp_path / ".env"
+    dot_env.write_text(f"RESEND_API_KEY={KEY}\nRESEND_FROM_EMAIL=hello@example.com\nRESEND_API_URL={api.url}\n",
+                       encoding="utf-8")
+    for name in ("RESEND_API_KEY", "RESEND_FROM_EMAIL", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+    mailer = build_mailer(load_settings(_env_file=dot_env))
+    [delivery] = mailer.send([email(1)], idempotency_key="send-1/gen-0")
+
+    assert [sent.id for sent in api.sent] == [delivery.provider_id]

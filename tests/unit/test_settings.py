@@ -471,7 +471,7 @@ def test_a_real_auth_table_counts_as_the_dashboard_lock(env, tmp_path, text):
 
 @pytest.mark.parametrize(("variable", "value"), [
     ("DISCORD_WEBHOOK_URL", "discord.com/api/webhooks/1/tok3n"), ("DISCORD_WEBHOOK_URL", "https:///api/webhooks/1/tok3n"),
-    ("NOTION_API_URL", "localhost:3000"),
+    ("NOTION_API_URL", "localhost:3000"), ("RESEND_API_URL", "api.resend.com"),
 ])
 def test_a_side_channel_url_that_is_no_web_address_stops_start_up_without_echoing_it(env, variable, value):
     # Accepted, it failed only later, in every Notion sync or Discord alert, as "cannot reach" an outage.
@@ -482,7 +482,7 @@ def test_a_side_channel_url_that_is_no_web_address_stops_start_up_without_echoin
     assert value not in str(caught.value)
 
 
-@pytest.mark.parametrize("variable", ["DISCORD_WEBHOOK_URL", "NOTION_API_URL"])
+@pytest.mark.parametrize("variable", ["DISCORD_WEBHOOK_URL", "NOTION_API_URL", "RESEND_API_URL"])
 def test_an_empty_side_channel_url_means_off_or_the_default(env, variable):
     env.setenv(variable, "")
     assert getattr(load(), variable.lower()) == ""
