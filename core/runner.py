@@ -69,25 +69,34 @@ def _wait_until_answering(children: dict[str, subprocess.Popen], probes: list[st
     return True
 
 
-def _start_children(settings: Settings) -> dict[str, subprocess.Popen]:
+def _start_children(settings: Settings, children: dict[str, subprocess.Popen]) -> None:
+    """Start the worker and the dashboard, each recorded in `children` as soon as it exists (so a
+    signal arriving between the two still stops the first)."""
+    # Each child in a process group of its own: a terminal's Ctrl-C (or hang-up) reaches the whole
+    # foreground group, and Streamlit, interrupted while still importing, printed a traceback of its
+    # own. The runner alone hears the terminal and stops both children with SIGTERM.
     python = sys.executable
-    return {
-        "worker": subprocess.Popen([python, "scheduler.py"]),
-        "dashboard": subprocess.Popen([python, "-m", "streamlit", "run", "dashboard.py",
-                                       "--server.address", settings.dashboard_host,
-                                       "--server.port", str(settings.dashboard_port)]),
-    }
+    children["worker"] = subprocess.Popen([python, "scheduler.py"], process_group=0)
+    children["dashboard"] = subprocess.Popen([python, "-m", "streamlit", "run", "dashboard.py",
+                                              "--server.address", settings.dashboard_host,
+                                              "--server.port", str(settings.dashboard_port)], process_group=0)
 
 
 def _stop(children: list[subprocess.Popen]) -> None:
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            child.kill()
+    try:
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    except KeyboardInterrupt:  # Ctrl-C again while stopping: wait no longer
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 def run_all() -> int:
@@ -96,16 +105,18 @@ def run_all() -> int:
     # no raw data export) then apply to all three processes alike.
     os.chdir(PROJECT)
     settings = load_settings()  # fail fast, with one sentence, before starting anything
-    # SIGTERM (a supervisor, `kill`) stops the children like Ctrl-C does, instead of orphaning
-    # them; SIGINT is set explicitly because a shell starts background jobs with it ignored.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    # SIGTERM (a supervisor, `kill`) and SIGHUP (the terminal closed) stop the children like Ctrl-C
+    # does, instead of orphaning them in their own process groups; SIGINT is set explicitly because
+    # a shell starts background jobs with it ignored.
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(stop_signal, _interrupt)
     api = f"{base_url(settings.api_host, settings.api_port)}/health"
     dashboard = base_url(settings.dashboard_host, settings.dashboard_port)
-    children = _start_children(settings)
-    print(f"Nurture is starting: API {api}, dashboard {dashboard} ...", flush=True)
+    children: dict[str, subprocess.Popen] = {}
     started = stopped_by_signal = False
     try:
+        _start_children(settings, children)
+        print(f"Nurture is starting: API {api}, dashboard {dashboard} ...", flush=True)
         started = _wait_until_answering(children, [api, f"{dashboard}/_stcore/health"])
         if started:
             print(f"Nurture is running: API {api}, dashboard {dashboard} (Ctrl-C stops both)", flush=True)

@@ -5,10 +5,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from core.runner import _stop
 from core.settings import Settings
 from tests.e2e.processes import alive, answers, free_port, healthy, wait_for
 
@@ -93,3 +96,46 @@ def test_with_the_dashboard_port_taken_the_runner_never_says_running_and_exits_1
     assert "the dashboard stopped while starting" in output
     assert "Traceback" not in output
     assert not healthy(f"http://127.0.0.1:{api_port}")  # the worker was stopped with it
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGHUP], ids=["Ctrl-C", "terminal closed"])
+def test_a_signal_to_the_terminal_while_starting_stops_everything_without_a_traceback(tmp_path, stop_signal):
+    # The terminal signals its whole foreground group. Streamlit, still importing, printed its own
+    # KeyboardInterrupt traceback; the runner alone now hears the terminal and stops its children.
+    env = runner_env(tmp_path, free_port(), free_port())
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        runner = subprocess.Popen([sys.executable, "-m", "core", "run"], cwd=tmp_path, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    children: list[int] = []
+    try:
+        children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, 20, "two children", log,
+                            interval=0.05)
+        os.killpg(runner.pid, stop_signal)
+        assert runner.wait(timeout=30) == 0, log.read_text()[-3000:]
+        wait_for(lambda: not any(alive(pid) for pid in children), 10, "the children to stop", log)
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+        assert "Nurture is running" not in log.read_text()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+
+def test_ctrl_c_again_while_stopping_kills_a_slow_child_at_once():
+    # A second Ctrl-C used to raise out of the runner's wait with a traceback, leaving a child that was
+    # slow to stop running on in its own process group.
+    with subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                           "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True) as slow:
+        try:
+            assert slow.stdout.readline().strip() == "ready"
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+            started = time.monotonic()
+            _stop([slow])
+            assert slow.returncode == -signal.SIGKILL and time.monotonic() - started < 10
+        finally:
+            if slow.poll() is None:
+                slow.kill()
