@@ -15,6 +15,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
 
 from core import db, queries
 from core.tables import (
@@ -215,3 +218,24 @@ def test_an_older_releases_campaign_survives_the_upgrade_and_carries_on(older_re
     assert sent["s_dee_1"] == "batch_dee_1"
     after = _assert_counts_agree(engine)
     assert after["sends"] == {**stats["sends"], "scheduled": 15, "sending": 0, "sent": 13}
+
+
+def test_a_database_migrated_by_the_first_form_of_0008_gets_the_column_it_lacks(database_url):
+    """Revision 0008 first added only send_batch.refused_attempts (7928f61); uncertain_since was added to it in
+    place later (a05f629), so a database migrated in between says 0008 without that column, and every dispatch
+    pass on it failed ("no such column: send_batch.uncertain_since") after a successful upgrade."""
+    engine = db.create_db_engine(database_url)
+    cfg = db.alembic_config(database_url)
+    try:
+        with db.write_transaction(engine) as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0007")
+            conn.execute(sa.text("ALTER TABLE send_batch ADD COLUMN refused_attempts INTEGER DEFAULT '0' NOT NULL"))
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0008'"))
+
+        assert db.upgrade(engine) is True
+
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    finally:
+        engine.dispose()
