@@ -239,3 +239,41 @@ def test_a_database_migrated_by_the_first_form_of_0008_gets_the_column_it_lacks(
             assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
     finally:
         engine.dispose()
+
+
+# An upgrade that stops, as if the machine lost power, just before migration 0009's first statement.
+_UPGRADE_THAT_STOPS = """
+import sys, time
+import sqlalchemy as sa
+from core import db
+engine = db.create_db_engine(sys.argv[1])
+@sa.event.listens_for(engine, "before_cursor_execute")
+def stop(conn, cursor, statement, *_):
+    if "CREATE TABLE erasure_hold" in statement:
+        print("stopped", flush=True)
+        time.sleep(120)
+db.upgrade(engine)
+"""
+
+
+@pytest.mark.parametrize("older_release", ["0004"], indirect=True)
+def test_an_upgrade_killed_midway_leaves_the_older_database_whole_and_runs_again(older_release, database_url):
+    """Every pending migration runs in one transaction: SIGKILL after 0005-0008 ran leaves 0004 as it was."""
+    engine, old_tables = older_release
+    before = _snapshot(engine, old_tables)
+    upgrading = subprocess.Popen([sys.executable, "-c", _UPGRADE_THAT_STOPS, database_url], cwd=ROOT,
+                                 stdout=subprocess.PIPE, text=True)
+    try:
+        assert upgrading.stdout.readline().strip() == "stopped"
+    finally:
+        upgrading.kill()
+        upgrading.wait(timeout=30)
+        upgrading.stdout.close()
+
+    assert db.current_revision(engine) == "0004"
+    with engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("tally")
+    assert _snapshot(engine, old_tables) == before
+    assert db.upgrade(engine) is True
+    assert _snapshot(engine, old_tables) == before
+    _assert_counts_agree(engine)
