@@ -292,3 +292,27 @@ def test_an_upgrade_killed_midway_leaves_the_older_database_whole_and_runs_again
     assert db.upgrade(engine) is True
     assert _snapshot(engine, old_tables) == before
     _assert_counts_agree(engine)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_undoing_0005_on_a_database_from_its_first_form_leaves_no_trigger_behind(database_url):
+    """0005's first form (until 7590074) gave SQLite one insert trigger per table, named tally_<table>_insert;
+    undoing 0005 dropped only today's names, and the one left made every signup fail (no such table: tally)."""
+    engine = db.create_db_engine(database_url)
+    cfg = db.alembic_config(database_url)
+    try:
+        with db.write_transaction(engine) as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0005")
+            for table in ("send", "enrollment"):  # the first form's name; its body only matters in that it reads tally
+                conn.execute(sa.text(f"CREATE TRIGGER tally_{table}_insert AFTER INSERT ON {table} "
+                                     "BEGIN UPDATE tally SET n = n WHERE kind = ''; END"))
+            command.downgrade(cfg, "0004")
+        with db.write_transaction(engine) as conn:
+            tables = {t.name: _as_of(conn, t) for t in (contact_t, enrollment_t, send_t)}
+            rows = campaign_in_flight()
+            for name in ("contact", "enrollment"):
+                conn.execute(tables[name].insert(), rows[name])
+            conn.execute(tables["send"].insert(), [row for row in rows["send"] if row["batch_id"] is None])
+    finally:
+        engine.dispose()

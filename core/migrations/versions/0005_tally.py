@@ -94,7 +94,8 @@ def _sqlite_triggers() -> None:
 def _trigger_names(table: str, dialect: str) -> list[str]:
     if dialect == "sqlite":
         inserts = [f"tally_{table}_insert_{n}" for n in range(len(_counts(table, "NEW", dialect)))]
-        return [*inserts, f"tally_{table}_update", f"tally_{table}_delete"]
+        # tally_<table>_insert: this revision's first form had one insert trigger, and databases keep it.
+        return [*inserts, f"tally_{table}_insert", f"tally_{table}_update", f"tally_{table}_delete"]
     return [f"tally_{table}_{event}" for event in EVENTS]
 
 
