@@ -8,7 +8,7 @@ from core import repo
 from core.notion import store as notion_store
 from core.errors import NotFound, NurtureError, StoppedContact
 from core.ids import new_id
-from core.outcomes import Finished, release_next_steps
+from core.outcomes import Finished, may_have_been_delivered, release_next_steps
 from core.statuses import STOPPABLE, EnrollmentStatus, SendStatus
 from core.tables import batch_t, contact_t, enrollment_t, send_t
 
@@ -155,13 +155,7 @@ def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: st
         raise NurtureError(f"step {step} was already sent again since this request was made (generation "
                            f"{latest.generation}); resending it once more would send a copy nobody asked for")
     generation = (latest.generation if latest else 0) + 1
-    send_id = new_id()
-    _reopen(conn, enrollment, now)
-    conn.execute(send_t.insert().values(
-        id=send_id, enrollment_id=enrollment_id, contact_id=enrollment.contact_id, step=step, generation=generation,
-        status=SendStatus.SCHEDULED, ready=False, planned_at=now, due_at=now, attempts=0, created_at=now,
-        updated_at=now))
-    _take_turn(conn, enrollment, step, now)
+    send_id = _queue_generation(conn, enrollment, step, generation, now)
     repo.insert_events(conn, [repo.event_row(now, actor, "step_resend_requested", contact_id=enrollment.contact_id,
                                              enrollment_id=enrollment_id, send_id=send_id,
                                              detail={"step": step, "generation": generation})])
@@ -172,8 +166,8 @@ def resend_step(conn: sa.Connection, enrollment_id: str, step: int, *, actor: st
 def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) -> bool:
     """Put a failed send back in the queue with fresh attempts and a fresh batch. Like a resend, it
     goes in its turn. A failure that a newer generation of its step replaced is not retried."""
-    row = conn.execute(sa.select(send_t.c.contact_id, send_t.c.enrollment_id, send_t.c.step, send_t.c.generation)
-                       .where(send_t.c.id == send_id)).first()
+    row = conn.execute(sa.select(send_t.c.contact_id, send_t.c.enrollment_id, send_t.c.step, send_t.c.generation,
+                                 send_t.c.status, send_t.c.last_error).where(send_t.c.id == send_id)).first()
     if row is None:
         raise NotFound(f"no send {send_id}")
     _lock_sequence(conn, row.enrollment_id)  # before reading the enrollment, as in resend_step
@@ -185,17 +179,38 @@ def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) 
     if newer is not None:
         raise NurtureError(f"step {row.step} was queued again after this failure (generation {newer}); "
                            "retrying this one would send it twice")
-    retried = conn.execute(send_t.update().where(send_t.c.id == send_id, send_t.c.status == SendStatus.FAILED).values(
-        status=SendStatus.SCHEDULED, ready=False, due_at=now, attempts=0, batch_id=None, idempotency_key=None,
-        lease_owner=None, lease_expires_at=None, finished_at=None, last_error=None, updated_at=now)).rowcount
+    if row.status == SendStatus.FAILED and may_have_been_delivered(row.last_error):
+        # The failure may have reached the person: it stays on record as such, and the retry is a new copy of the
+        # step (as a resend is). Revived in place, the row lost the only sign that the sequence may have begun,
+        # and a resubmission could then re-segment a sequence whose first email the person may already hold.
+        _queue_generation(conn, enrollment, row.step, row.generation + 1, now)
+        retried = 1
+    else:
+        retried = conn.execute(send_t.update().where(
+            send_t.c.id == send_id, send_t.c.status == SendStatus.FAILED).values(
+            status=SendStatus.SCHEDULED, ready=False, due_at=now, attempts=0, batch_id=None, idempotency_key=None,
+            lease_owner=None, lease_expires_at=None, finished_at=None, last_error=None, updated_at=now)).rowcount
+        if retried:
+            _reopen(conn, enrollment, now)
+            _take_turn(conn, enrollment, row.step, now)
     if retried:
-        _reopen(conn, enrollment, now)
-        _take_turn(conn, enrollment, row.step, now)
         repo.insert_events(conn, [repo.event_row(now, actor, "send_retry_requested", contact_id=row.contact_id,
                                                  enrollment_id=row.enrollment_id, send_id=send_id,
                                                  detail={"step": row.step})])
         notion_store.queue_resync(conn, now, enrollment_id=row.enrollment_id)
     return bool(retried)
+
+
+def _queue_generation(conn: sa.Connection, enrollment, step: int, generation: int, now: datetime) -> str:
+    """A new copy of a step, with its own idempotency key, going in its turn; its send id."""
+    send_id = new_id()
+    _reopen(conn, enrollment, now)
+    conn.execute(send_t.insert().values(
+        id=send_id, enrollment_id=enrollment.id, contact_id=enrollment.contact_id, step=step, generation=generation,
+        status=SendStatus.SCHEDULED, ready=False, planned_at=now, due_at=now, attempts=0, created_at=now,
+        updated_at=now))
+    _take_turn(conn, enrollment, step, now)
+    return send_id
 
 
 def _lock_sequence(conn: sa.Connection, enrollment_id: str) -> None:

@@ -970,6 +970,33 @@ def test_retry_send_requeues_a_failed_send_which_then_goes_under_a_fresh_key(ser
     assert [e["send_id"] for e in events_of(services, "send_retry_requested")] == [failed["id"]]
 
 
+def test_retrying_a_failure_that_may_have_been_delivered_sends_a_new_copy_and_keeps_the_failure(
+        services, dispatcher, mailer, clock):
+    # The failure is the only sign that step 1 may have reached the person; the retry is a new generation
+    # under its own key, as a resend is, and the failure leaves the Sends page's Failed list all the same.
+    result = enroll(services, email="unsure@example.com")
+    reason = "outcome unknown: first handed to the provider over 23 hours ago"
+    step_1_of_it = sa.and_(send_t.c.enrollment_id == result.enrollment_id, send_t.c.step == 1)
+    with db.write_transaction(services.engine) as conn:  # as the dispatcher leaves it: handed over, then given up
+        conn.execute(send_t.update().where(step_1_of_it).values(status="sending", idempotency_key="old-key"))
+        conn.execute(send_t.update().where(step_1_of_it).values(status="failed", attempts=5, finished_at=clock(),
+                                                                last_error=reason))
+    failed = step_send(services, result.enrollment_id, 1)
+
+    action = act(services, "retry_send", {"send_id": failed["id"], "contact_id": result.contact_id})
+    assert action["status"] == "done" and action["result"] == "queued again"
+    assert dispatcher.run_pass() == 1
+
+    step_1 = sorted((s for s in sends_of(services, result.enrollment_id) if s["step"] == 1),
+                    key=lambda s: s["generation"])
+    assert [(s["generation"], s["status"]) for s in step_1] == [(1, "failed"), (2, "sent")]
+    assert step_1[0]["last_error"] == reason and step_1[1]["idempotency_key"] not in (None, "old-key")
+    assert steps_sent_to(mailer, "unsure@example.com") == [1]
+    assert [e["send_id"] for e in events_of(services, "send_retry_requested")] == [failed["id"]]
+    with db.read_transaction(services.engine) as conn:
+        assert queue_list(conn, "failed", now=clock()) == []
+
+
 def test_a_retried_step_and_the_next_step_never_go_to_one_person_in_the_same_pass(
         services, dispatcher, mailer, clock):
     result = enroll(services, email="burst@example.com")

@@ -403,3 +403,21 @@ def test_a_signup_that_loses_the_enrollment_race_is_recorded_as_a_duplicate(serv
         email="loser@example.com",
     )]
     assert sorted(outcomes) in (["enrolled", "skipped"], ["enrolled", "updated"])
+
+
+def test_a_retried_failure_that_may_have_been_delivered_still_counts_as_begun(services, clock):
+    # Revived in place, the retried row lost the only sign that step 1 may have reached the person, and a
+    # resubmission then re-segmented the sequence (DESIGN §1: once an email went, a duplicate is skipped).
+    first = enroll(services, email="retried@example.com", red_systems=0)
+    with db.write_transaction(services.engine) as conn:
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == first.enrollment_id, send_t.c.step == 1)
+                     .values(status="failed", attempts=5, finished_at=clock(),
+                             last_error="outcome unknown: first handed to the provider over 23 hours ago"))
+        failed_id = conn.scalar(sa.select(send_t.c.id).where(send_t.c.enrollment_id == first.enrollment_id,
+                                                             send_t.c.step == 1))
+        assert controls.retry_send(conn, failed_id, actor="marketer", now=clock())
+
+    again = enroll(services, email="retried@example.com", red_systems=2)
+
+    assert again.outcome is SignupOutcome.SKIPPED and again.segment == "OPTIMIZE"
+    assert enrollment_of(services, first.enrollment_id)["segment"] == "OPTIMIZE"

@@ -272,11 +272,9 @@ class History:
             step = pick(finished, c) if finished and c < 0.8 else step
             payload.update(step=step, generation=latest[step].generation)
         if kind == "retry_send":
-            # Only a failure that certainly did not go, as the dashboard's warning advises: a retry of one that may
-            # have been delivered is a second copy the marketer chose, and it is the subject of a known gap
-            # (the retried row no longer says the sequence may have begun, so a resubmission re-segments it).
-            failed = sorted((s for s in sends if s.status == "failed" and not may_have_been_delivered(s.last_error)),
-                            key=lambda s: (s.step, s.generation))
+            # A failure that may have been delivered too: its retry is a new copy the marketer chose (the dashboard
+            # warns), and the sequence must still count as begun (a resubmission re-segmented it once).
+            failed = sorted((s for s in sends if s.status == "failed"), key=lambda s: (s.step, s.generation))
             if not failed:
                 return f"{address}: no failed send to retry"
             payload = {"send_id": pick(failed, c).id, "contact_id": contact_id}
