@@ -100,6 +100,8 @@ class Settings(BaseSettings):
         if driver == "sqlite" and _in_memory(url):
             raise ValueError("needs a file path such as sqlite:///data/nurture.db, not an in-memory database, "
                              "because the worker, the API and the dashboard are separate processes sharing it")
+        if driver == "sqlite" and (problem := _sqlite_option_problem(make_url(value))):
+            raise ValueError(f"its options after '?' cannot be used ({problem})")
         if driver.startswith("postgresql") and not url.host and "host" not in url.query:
             raise ValueError("a PostgreSQL URL needs a host, e.g. postgresql+psycopg://user@127.0.0.1/nurture")
         if url.port is not None and not 1 <= url.port <= 65535:
@@ -245,6 +247,16 @@ def _in_memory(url) -> bool:
     """Whether a SQLite URL names a database that lives only inside the one process that opens it."""
     database = url.database or ""
     return database in {"", ":memory:"} or database.startswith("file::memory:") or url.query.get("mode") == "memory"
+
+
+def _sqlite_option_problem(url) -> str | None:
+    """Why the SQLite driver cannot read the URL's options (?timeout=abc), if it cannot: it converts them
+    only when it connects, which would end every command and the worker in a ValueError traceback."""
+    try:
+        url.get_dialect()().create_connect_args(url)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 def _check_env_file(path) -> None:

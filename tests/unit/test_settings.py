@@ -85,6 +85,9 @@ def test_libpqs_short_postgres_scheme_from_a_hosting_provider_is_accepted(env, s
     *((url, "file path.*separate processes")
       for url in ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true",
                   "sqlite:///file:nurture?mode=memory&cache=shared&uri=true", " SQLITE:///:memory: "]),
+    # Options the SQLite driver converts when it connects: a bad value was a ValueError traceback from every command.
+    *((f"sqlite:////srv/n.db?{option}", "options after")
+      for option in ["timeout=abc", "check_same_thread=maybe", "detect_types=x", "cached_statements=many"]),
 ])
 def test_a_database_url_that_cannot_work_stops_start_up_with_one_sentence_naming_it(env, url, reason):
     env.setenv("DATABASE_URL", url)
