@@ -106,12 +106,31 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def strict_json(body: bytes):
-    """Decode a request body as standard JSON; ValueError when it is not (too deep included)."""
+def strict_json(body: bytes, *, max_depth: int | None = None):
+    """Decode a request body as standard JSON; ValueError when it is not (too deep included).
+
+    The decoder itself takes nesting nearly as deep as Python's recursion limit, which code that walks
+    the result recursively cannot: max_depth refuses a body nested deeper than that.
+    """
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        data = json.loads(body, parse_constant=_reject_constant)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    if max_depth is not None and _depth(data) > max_depth:
+        raise ValueError("nested too deeply")
+    return data
+
+
+def _depth(value) -> int:
+    """How many arrays and objects deep a decoded JSON value goes (walked without recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _secret_ok(request: Request, expected: str) -> bool:

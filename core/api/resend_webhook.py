@@ -13,6 +13,8 @@ from core.provider_events import record_provider_event
 log = logging.getLogger(__name__)
 router = APIRouter()
 MAX_MESSAGE_ID = 100  # provider_event.svix_id
+# Resend's events go 4 levels deep; the redaction and the audit detail walk them recursively.
+MAX_EVENT_DEPTH = 32
 
 
 @router.post("/webhook/resend")
@@ -35,7 +37,7 @@ async def resend_events(request: Request) -> JSONResponse:
     if len(message_id) > MAX_MESSAGE_ID:  # cut short, two ids could pass for one and drop an event
         return error_response(400, f"svix-id longer than {MAX_MESSAGE_ID} characters")
     try:  # signed, so from Resend: a body it cannot parse is a fault to log, not someone probing
-        event = strict_json(body)
+        event = strict_json(body, max_depth=MAX_EVENT_DEPTH)
     except ValueError as exc:
         log.warning("a signed Resend webhook is not valid JSON: %s", exc, extra={"action": "resend_webhook"})
         return error_response(400, "body is not valid JSON")

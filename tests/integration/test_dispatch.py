@@ -1816,6 +1816,20 @@ def test_a_signed_body_that_is_not_standard_json_is_refused_as_such_not_as_a_bad
 
 
 @with_webhook_secret
+def test_a_signed_event_nested_hundreds_deep_is_refused_rather_than_failing_with_a_500(services, client, sent_welcome):
+    result, send = sent_welcome
+    # Within what the JSON decoder takes, but deeper than the event's redaction can walk without a RecursionError.
+    raw = json.dumps(resend_event("bounced", send["provider_id"], bounce={"type": "Permanent"}))
+    raw = raw.replace('"Permanent"}', '"Permanent", "x": ' + "[" * 900 + "]" * 900 + "}")
+
+    answer = client.post("/webhook/resend", **signed(None, raw=raw))
+
+    assert (answer.status_code, answer.json()["message"]) == (400, "body is not valid JSON")
+    assert rows(services.engine, "SELECT COUNT(*) AS n FROM provider_event") == [{"n": 0}]
+    assert contact_row(services, result.contact_id)["suppressed_at"] is None
+
+
+@with_webhook_secret
 def test_a_svix_id_longer_than_its_column_is_refused_rather_than_cut_short(services, client, sent_welcome):
     _, send = sent_welcome
     answer = client.post("/webhook/resend", **signed(resend_event("opened", send["provider_id"]),
