@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the machine-readable document")
     p.set_defaults(handler=_stats)
     p = sub.add_parser("pause", help="pause all sending (the dashboard's switch)")
-    p.add_argument("--reason", help="why, for the audit trail")
+    p.add_argument("--reason", type=_text, help="why, for the audit trail")
     p.set_defaults(handler=_pause)
     sub.add_parser("resume", help="resume sending").set_defaults(handler=_resume)
     p = sub.add_parser("export", help="CSV of contacts with segment and per-step status")
@@ -194,6 +194,16 @@ def _file_name(value: str) -> str:
 def _folder_name(value: str) -> str:
     if not value.strip():  # as for `-o ""`: an unset shell variable must not quietly mean the default folder
         raise argparse.ArgumentTypeError("needs a folder name; leave --output-dir out for DATA_DIR/backups")
+    return value
+
+
+def _text(value: str) -> str:
+    # Bytes that are not UTF-8 (a Latin-1 terminal, a pasted binary) reach Python as lone surrogates, which
+    # no database stores: refused here, in one line, rather than as the driver's traceback.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("is not UTF-8 text: retype it in a UTF-8 terminal") from None
     return value
 
 

@@ -317,6 +317,16 @@ def test_an_invalid_address_is_a_usage_error_and_nothing_is_queued_or_erased(cli
     assert rows(services.engine, "SELECT kind FROM event WHERE kind IN ('requested_send_test', 'contact_erased')") == []
 
 
+def test_a_pause_reason_that_is_not_utf8_text_is_a_usage_error_and_nothing_is_paused(cli, services):
+    # A reason typed in a Latin-1 terminal (or pasted bytes) reaches Python as "\udcff": no database stores it.
+    result = cli("pause", "--reason", "caf\udce9 closed")
+
+    assert result.returncode == 2 and "--reason" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    with db.read_transaction(services.engine) as conn:
+        assert switches.read(conn).paused is False
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize("wait", ["-1", "nan", "inf", "soon"])
 def test_send_test_refuses_a_wait_that_is_not_a_number_of_seconds_before_queueing(cli, services, wait):
