@@ -127,13 +127,15 @@ class Settings(BaseSettings):
                              "'Acme Team <team@yourdomain.com>'")
         return value
 
-    @field_validator("public_base_url", "dashboard_url", "discord_webhook_url", "notion_api_url", "resend_api_url")
+    @field_validator("public_base_url", "booking_url", "dashboard_url", "discord_webhook_url", "notion_api_url",
+                     "resend_api_url")
     @classmethod
     def _web_address(cls, value: str, info) -> str:
         # It starts every unsubscribe link (or alert link), and its host decides whether the production checks apply.
         # The side channels' URLs are checked too: a typo would otherwise show only as an endless "cannot reach".
+        # The booking link is every email's button: a relative or schemeless one would be dead in every mail client.
         value = value.strip()
-        if info.field_name != "public_base_url" and not value:
+        if info.field_name not in {"public_base_url", "booking_url"} and not value:
             return value  # the dashboard's is filled in from DASHBOARD_PORT below; the others mean off or the default
         parsed = urlparse(value)
         try:

@@ -111,6 +111,15 @@ def test_spaces_around_a_discord_webhook_url_are_dropped(env):
     assert load().discord_webhook_url == "https://discord.com/api/webhooks/1/tok3n"
 
 
+@pytest.mark.parametrize("url", ["book.example.org/call", "javascript:alert(1)", "/book", "", "https://book.example.org/a b"])
+def test_a_booking_url_that_is_no_web_address_stops_start_up_with_one_sentence_naming_it(env, url):
+    # It is every email's call-to-action link: anything but an absolute http(s) address is a dead button.
+    env.setenv("BOOKING_URL", url)
+    with pytest.raises(ConfigError, match="https:// address with a host and no spaces") as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "BOOKING_URL")
+
+
 @pytest.mark.parametrize("url", [" sqlite:////srv/n.db", "sqlite:////srv/n.db ", "\tsqlite:////srv/n.db\n"])
 def test_spaces_around_the_database_url_are_dropped_rather_than_naming_another_file(env, url):
     env.setenv("DATABASE_URL", url)
