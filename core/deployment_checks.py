@@ -59,7 +59,8 @@ def production_problems(settings: "Settings", *, dashboard_oidc: bool = False) -
     if "@" not in sender or any(domain == d or domain.endswith("." + d) for d in PLACEHOLDER_SENDER_DOMAINS):
         problems.append("RESEND_FROM_EMAIL (a real sender on your verified domain)")
     # The defaults are samples: every footer would carry a made-up address and every button a dead link.
-    if settings.postal_address == type(settings).model_fields["postal_address"].default:
+    postal_address = settings.postal_address.strip()
+    if not postal_address or postal_address == type(settings).model_fields["postal_address"].default:
         problems.append("POSTAL_ADDRESS (your real postal address, which every email's footer must show)")
     booking_host = (urlparse(settings.booking_url).hostname or "").lower()
     if any(booking_host == d or booking_host.endswith("." + d) for d in PLACEHOLDER_SENDER_DOMAINS):

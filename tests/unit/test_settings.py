@@ -404,6 +404,7 @@ def test_only_placeholder_sender_domains_are_refused_in_production(env, sender, 
 
 @pytest.mark.parametrize(("variable", "value", "refused"), [
     ("POSTAL_ADDRESS", None, True), ("POSTAL_ADDRESS", "Acme Ltd, 2 High Street, York YO1 7HH", False),
+    ("POSTAL_ADDRESS", "", True), ("POSTAL_ADDRESS", "  ", True),  # an empty footer is no more lawful than the sample
     ("BOOKING_URL", None, True), ("BOOKING_URL", "https://www.example.com/book", True),
     ("BOOKING_URL", "https://acme.org/book", False),
 ])
