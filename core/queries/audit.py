@@ -13,6 +13,8 @@ def _event_filter(kind: str, actor: str) -> list[sa.ColumnElement]:
     """Events whose kind or actor contains what was typed, in any case. Kinds are typed as the page
     shows them ("send retry") or as stored ("send_retry"); "retry" finds every kind of retry. The
     page walks the events newest first and stops at a page of matches; only the count reads them all."""
+    if "\x00" in kind + actor:  # no kind or actor holds NUL; PostgreSQL refuses it, SQLite's LIKE stops reading at it
+        return [sa.false()]
     clauses = []
     if kind:
         clauses.append(event_t.c.kind.contains("_".join(kind.lower().split()), autoescape=True))

@@ -98,6 +98,8 @@ def _search(term: str, dialect: str) -> sa.ColumnElement:
     each side case-folded by the connection's own function instead. PostgreSQL needs ILIKE.
     """
     columns = (contact_t.c.email, contact_t.c.first_name, contact_t.c.business_name)
+    if "\x00" in term:  # no stored text holds NUL; PostgreSQL refuses it, SQLite's LIKE stops reading at it
+        return sa.false()
     if dialect != "sqlite":
         return sa.or_(*(column.ilike(f"%{_escape_like(term)}%", escape="\\") for column in columns))
     if term.isascii():

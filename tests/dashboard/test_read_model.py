@@ -93,6 +93,15 @@ def test_the_search_ignores_case_in_every_alphabet_not_only_in_ascii(seeded):
     assert read(seeded, queries.count_contacts, queries.ContactFilter(search="ø%_")) == 0, "wildcards stay literal"
 
 
+def test_a_search_or_audit_filter_holding_a_nul_finds_nothing_instead_of_failing(seeded):
+    # PostgreSQL refuses NUL in any text it is sent, and nothing stored holds one: the page showed an exception.
+    nul = queries.ContactFilter(search="casey\x00")
+    assert read(seeded, queries.count_contacts, nul) == 0
+    assert read(seeded, queries.contact_page, nul, offset=0, limit=10) == []
+    assert read(seeded, queries.audit_count, kind="unsub\x00scribed") == 0
+    assert read(seeded, queries.audit_page, offset=0, limit=5, actor="\x00") == []
+
+
 def test_people_with_a_failed_step_are_found_until_a_resend_replaces_it(seeded):
     failing = queries.ContactFilter(failed_step=True)
     assert read(seeded, queries.count_contacts, failing) == 1
