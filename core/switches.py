@@ -69,6 +69,8 @@ def set_value(conn: sa.Connection, key: str, value: str, *, actor: str, now: dat
 
 def set_paused(conn: sa.Connection, paused: bool, *, actor: str, now: datetime, reason: str | None = None) -> None:
     """Flip the global sending switch and record it in the audit trail."""
+    # A reason is typed or pasted by a person: NUL, which PostgreSQL refuses in any text, is dropped from it.
+    reason = reason.replace("\x00", "") if reason else reason
     set_value(conn, PAUSED, _bool(paused), actor=actor, now=now)
     set_value(conn, PAUSE_REASON, reason or "", actor=actor, now=now)
     kind = "sending_paused" if paused else "sending_resumed"

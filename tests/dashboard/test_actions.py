@@ -377,6 +377,19 @@ def test_a_pause_reason_typed_without_enter_is_the_one_stored_and_the_dialog_sho
         == [{"value": "checking step 3 copy"}]
 
 
+def test_a_pause_reason_holding_a_nul_still_pauses_and_stores_the_reason_without_it(seeded, open_app):
+    # PostgreSQL refuses NUL in any text it is sent: the confirmed pause failed with a DataError.
+    at = open_app("pages/settings.py")
+    at.text_input(key="pause_reason").input("checking\x00 step 3")
+    at.button(key="pause").click().run()
+    at.button(key="confirm_yes").click().run()
+
+    assert not at.exception
+    with db.read_transaction(seeded["services"].engine) as conn:
+        state = switches.read(conn)
+    assert state.paused and state.pause_reason == "checking step 3"
+
+
 def test_the_pause_question_says_test_sends_still_go_as_they_do(seeded, open_app):
     services = seeded["services"]
     at = open_app("pages/settings.py")

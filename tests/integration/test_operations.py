@@ -295,6 +295,18 @@ def test_a_sqlite_backup_is_a_readable_copy(services, tmp_path, backend):
     assert Path(target).stat().st_size > 0
 
 
+def test_a_pause_reason_holding_a_nul_pauses_and_keeps_the_reason_without_it(services, clock):
+    # Typed or pasted into the dashboard's reason box; PostgreSQL refuses NUL in any text it is sent.
+    with db.write_transaction(services.engine) as conn:
+        assert switches.pause_unless_paused(conn, "checking\x00 step 3", actor="dashboard", now=clock()) is None
+    with db.read_transaction(services.engine) as conn:
+        state = switches.read(conn)
+    assert state.paused and state.pause_reason == "checking step 3"
+    with db.read_transaction(services.engine) as conn:
+        detail = conn.scalar(sa.text("SELECT detail FROM event WHERE kind = 'sending_paused'"))
+    assert json.loads(detail) == {"reason": "checking step 3"}
+
+
 def test_a_resume_lifts_only_the_pause_it_saw_and_a_pause_keeps_the_one_in_place(services, clock):
     def write(command, *args):
         with db.write_transaction(services.engine) as conn:
