@@ -9,6 +9,7 @@ the outbox, which retries with backoff.
 Never use `with Client(...)`: it swaps in a fresh httpx client and drops a custom transport.
 """
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -187,6 +188,10 @@ class NotionClient(NotionMirror):
                 retries -= 1
             except RequestTimeoutError as exc:
                 raise NotionUnavailable("Notion did not answer in time") from exc
+            except json.JSONDecodeError:
+                # Not Notion answering (NOTION_API_URL at a web page, a proxy's sign-in form): retried as an outage.
+                raise NotionUnavailable("Notion's address answered with something that is not JSON; "
+                                        "check NOTION_API_URL") from None
             except httpx.HTTPError as exc:
                 said = without_secret(str(exc), self._token, "NOTION_TOKEN")
                 raise NotionUnavailable(f"cannot reach Notion: {exc.__class__.__name__}: {said}") \

@@ -200,6 +200,16 @@ def test_server_errors_are_transient(answer):
         client(api).update_page("page-1", {})
 
 
+def test_a_success_answer_that_is_not_json_is_unavailable_not_a_crash():
+    # A NOTION_API_URL pointing at a web page or a proxy's sign-in form answers 200 with HTML: the notion
+    # command ended in a JSONDecodeError traceback, and the worker's sync job in one per run.
+    api = Api()
+    api.answers.append(httpx.Response(200, text="<html>sign in</html>"))
+
+    with pytest.raises(NotionUnavailable, match="not JSON"):
+        client(api).schema()
+
+
 def test_a_conflict_is_this_pages_alone_not_an_outage_of_notion():
     api = Api()
     api.answers.append(error(409, "conflict_error", "collision"))
