@@ -114,6 +114,8 @@ def _scheduled_headline(number, send, earlier, now, paused) -> str:
 
 def contact_detail(conn: sa.Connection, contact_id: str, now: datetime, *, paused: bool = False) -> dict | None:
     """Everything the timeline shows for one contact, or None when there is no such contact."""
+    if "\x00" in contact_id:  # from the page's URL: no id holds NUL, and PostgreSQL refuses it in any text
+        return None
     contact = conn.execute(sa.select(contact_t).where(contact_t.c.id == contact_id)).first()
     if contact is None:
         return None

@@ -128,6 +128,11 @@ def test_the_filtered_export_streams_only_matching_contacts_with_their_step_stat
     assert list(broken) == queries.EXPORT_COLUMNS
 
 
+def test_a_contact_id_holding_a_nul_is_no_contact_rather_than_an_error(seeded):
+    # It comes from the page's URL (?contact=%00); PostgreSQL refuses NUL in any text it is sent.
+    assert read(seeded, queries.contact_detail, "\x00", utcnow()) is None
+
+
 def test_a_timeline_explains_each_step(seeded):
     contact = seeded["contacts"]["casey@example.com"].contact_id
     detail = read(seeded, queries.contact_detail, contact, utcnow())
