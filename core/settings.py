@@ -1,6 +1,7 @@
 """One validated Settings. Every environment variable Nurture reads is declared here."""
 
 import math
+import os
 import re
 from functools import cached_property
 from pathlib import Path
@@ -264,7 +265,17 @@ def _sqlite_option_problem(url) -> str | None:
 def _check_env_file(path) -> None:
     """A line of .env that cannot be parsed is skipped by the reader with a warning; refuse it instead,
     since a lost RESEND_API_KEY or WEBHOOK_SECRET would quietly change what Nurture does."""
-    if not isinstance(path, str | Path) or not Path(path).is_file():
+    if not isinstance(path, str | Path):
+        return
+    path = Path(path)
+    # Skipped by the reader as if there were no file, which would start with every default (no WEBHOOK_SECRET,
+    # the dry-run mailer, another database): a .env that is there but cannot be a file is refused instead.
+    if path.is_dir():
+        raise ConfigError(f"The settings file {path} cannot be read: it is a folder.")
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"The settings file {path} cannot be read: it links to {os.readlink(path)}, which does "
+                          "not exist.")
+    if not path.is_file():
         return
     with open(path, encoding="utf-8") as stream:
         for binding in parse_stream(stream):

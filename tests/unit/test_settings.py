@@ -288,6 +288,20 @@ def test_a_dot_env_file_that_cannot_be_read_stops_start_up_with_one_sentence_nam
     assert "cannot be read" in str(caught.value) and caught.value.__cause__ is None
 
 
+@pytest.mark.parametrize("kind", ["folder", "link to nothing"])
+def test_a_dot_env_that_is_a_folder_or_a_broken_link_stops_start_up_with_one_sentence_naming_it(env, tmp_path, kind):
+    # Read as no file at all, it started with every default: no WEBHOOK_SECRET, the dry-run mailer, another database.
+    dot_env = tmp_path / ".env"
+    if kind == "folder":
+        dot_env.mkdir()
+    else:
+        dot_env.symlink_to(tmp_path / "secrets" / "nurture.env")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=dot_env)
+    assert_one_sentence_naming(str(caught.value), str(dot_env))
+    assert "cannot be read" in str(caught.value)
+
+
 def test_integrations_count_as_configured_only_with_their_credentials(env):
     s = load(notion_token="secret_x", notion_email_sequence_db_id="db1", discord_webhook_url="https://discord/x",
              resend_api_key="re_test", resend_from_email="team@acme.co.uk")
