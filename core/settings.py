@@ -82,6 +82,16 @@ class Settings(BaseSettings):
             raise ValueError("is only blank space: leave it empty, or give it a real value")
         return value
 
+    @field_validator("resend_api_key", "notion_token")
+    @classmethod
+    def _header_token(cls, value: str) -> str:
+        # Each travels in an Authorization header: a space, a line break or a letter beyond ASCII inside it
+        # failed every call before it left the machine, which the adapters took for an outage, for hours.
+        value = value.strip()
+        if not (value.isascii() and value.isprintable()) or any(c.isspace() for c in value):
+            raise ValueError("must be the key exactly as issued: printable ASCII, with no spaces or line breaks")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -302,6 +302,29 @@ def test_a_dot_env_that_is_a_folder_or_a_broken_link_stops_start_up_with_one_sen
     assert "cannot be read" in str(caught.value)
 
 
+@pytest.mark.parametrize("variable", ["RESEND_API_KEY", "NOTION_TOKEN"])
+@pytest.mark.parametrize("key", ["re_abc\ndef", "re_abc def", "re_abc\u20ac", "re_abc\x7f"])
+def test_an_api_key_that_cannot_travel_in_a_header_stops_start_up_without_echoing_it(env, variable, key):
+    # Sent as it was, every call failed before leaving the machine, and each was taken for an outage and
+    # retried for hours ("Resend unreachable", "cannot reach Notion") instead of naming the key.
+    env.setenv(variable, key)
+    env.setenv("RESEND_FROM_EMAIL", "team@acme.org")
+    env.setenv("NOTION_EMAIL_SEQUENCE_DB_ID", "db1")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), variable)
+    assert "abc" not in str(caught.value)
+
+
+@pytest.mark.parametrize("variable", ["resend_api_key", "notion_token"])
+def test_spaces_and_a_line_break_around_an_api_key_are_dropped(env, variable):
+    env.setenv(variable.upper(), " re_abc123\n")
+    env.setenv("RESEND_FROM_EMAIL", "team@acme.org")
+    if variable == "notion_token":
+        env.setenv("NOTION_EMAIL_SEQUENCE_DB_ID", "db1")
+    assert getattr(load(), variable) == "re_abc123"
+
+
 def test_integrations_count_as_configured_only_with_their_credentials(env):
     s = load(notion_token="secret_x", notion_email_sequence_db_id="db1", discord_webhook_url="https://discord/x",
              resend_api_key="re_test", resend_from_email="team@acme.co.uk")
