@@ -158,6 +158,10 @@ class Settings(BaseSettings):
         if parsed.scheme not in {"http", "https"} or not parsed.hostname or not port_ok or inside:
             raise ValueError("must be an http:// or https:// address with a host and no spaces, "
                              "e.g. https://nurture.example.org")
+        if info.field_name == "public_base_url" and ("?" in value or "#" in value):
+            # Every unsubscribe link is this address, then /unsubscribe/<token>: after a query or fragment that
+            # path would be no path, and each link would open the site's front page instead of unsubscribing.
+            raise ValueError("must have no query or fragment ('?' or '#'), since every unsubscribe link is built on it")
         return parsed.scheme + value[len(parsed.scheme):]  # urlparse lower-cased the scheme
 
     @field_validator("cors_origins")

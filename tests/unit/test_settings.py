@@ -427,6 +427,17 @@ def test_a_public_base_url_is_tidied_and_its_host_decides_production(env, url, p
     assert s.is_production is production
 
 
+@pytest.mark.parametrize("url", ["https://nurture.acme.org/?utm=1", "https://nurture.acme.org/#top",
+                                 "http://localhost:8000/?x", "https://nurture.acme.org/base?"])
+def test_a_public_base_url_with_a_query_or_fragment_stops_start_up_since_every_unsubscribe_link_would_be_dead(
+        env, url):
+    # Links are the base, then /unsubscribe/<token>: after a '?' or '#' that path is no path, and the link opens '/'.
+    set_production_env(env, PUBLIC_BASE_URL=url)
+    with pytest.raises(ConfigError, match="query or fragment") as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "PUBLIC_BASE_URL")
+
+
 @pytest.mark.parametrize(("sender", "placeholder"), [
     ("Nurture <hello@example.com>", True), ("hello@mail.example.org", True), ("onboarding@resend.dev", True),
     ("no-address", True), ("hello@notexample.com", False), ("Acme <hi@example.com.au>", False),
