@@ -103,7 +103,7 @@ def resolve_secret_key(settings: Settings) -> str:
     if settings.secret_key:
         return settings.secret_key
     folder = Path(settings.data_dir)
-    path = folder / "secret_key"
+    path = folder / output_files.SECRET_KEY_FILE
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"DATA_DIR {folder} is a file, not a folder.")
     if reason := output_files.broken_link(folder):  # mkdir would say only "File exists"

@@ -55,6 +55,7 @@ def _export(services, args) -> int:
         return 0
     target = Path(args.output)
     output_files.refuse_database_files(target, services.settings.database_url)
+    output_files.refuse_secret_key_file(target, services.settings.data_dir)
     with output_files.replacing(target) as out, db.read_transaction(services.engine) as conn:
         count = csv_export.write_contacts(out, queries.export_rows(conn))
     print(f"wrote {count} contacts to {args.output}", file=sys.stderr)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from core.errors import NurtureError, UsageError
 
 SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+SECRET_KEY_FILE = "secret_key"  # in DATA_DIR: the key generated for local use (core.bootstrap)
 
 
 def refuse_database_files(target: Path, database_url: str) -> None:
@@ -23,6 +24,14 @@ def refuse_database_files(target: Path, database_url: str) -> None:
     if target.resolve() in {Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS}:
         raise UsageError(f"refusing to write {target}: that would overwrite the database {database}; "
                          "choose another file name")
+
+
+def refuse_secret_key_file(target: Path, data_dir: str) -> None:
+    """Refuse the key generated into DATA_DIR: written over, every unsubscribe link already sent stops working."""
+    key_file = (Path(data_dir) / SECRET_KEY_FILE).resolve()
+    if target.resolve() == key_file:
+        raise UsageError(f"refusing to write {target}: that would overwrite the secret key {key_file}, which signs "
+                         "the unsubscribe links already sent; choose another file name")
 
 
 def broken_link(path: Path) -> str | None:

@@ -188,6 +188,19 @@ def test_export_refuses_to_write_over_the_database_and_its_journal_files(cli, se
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+def test_export_refuses_to_write_over_the_generated_secret_key(cli, services, tmp_path):
+    # Written over, the key would become the CSV's text: every unsubscribe link already sent would stop working.
+    assert cli("stats").returncode == 0  # generates DATA_DIR/secret_key
+    key_file = tmp_path / "secret_key"
+    key = key_file.read_text()
+
+    result = cli("export", "-o", str(key_file))
+
+    assert_one_line_error(result, 2, "refusing to write", str(key_file), "secret key")
+    assert key_file.read_text() == key
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_export_through_a_link_to_the_database_is_refused_too(cli, services, tmp_path):
     (tmp_path / "contacts.csv").symlink_to(tmp_path / "nurture.db")
     assert_one_line_error(cli("export", "-o", str(tmp_path / "contacts.csv")), 2, "database")
