@@ -2,6 +2,7 @@
 
 import math
 import re
+import unicodedata
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -69,7 +70,7 @@ class SignupIn(BaseModel):
             return None
         if _CONTROL.search(value):
             raise ValueError("must not contain control characters")
-        return value or None
+        return value if _visible(value) else None
 
     @model_validator(mode="after")
     def _check_extra_fields(self) -> "SignupIn":
@@ -106,8 +107,14 @@ def clean_name(value: str | None) -> str | None:
     instead of refused: control characters become spaces, and it is trimmed to MAX_NAME characters."""
     if value is None:
         return None
-    text = " ".join(_CONTROL.sub(" ", _LONE_SURROGATE.sub("", value)).split())
-    return text[:MAX_NAME].rstrip() or None
+    text = " ".join(_CONTROL.sub(" ", _LONE_SURROGATE.sub("", value)).split())[:MAX_NAME].rstrip()
+    return text if _visible(text) else None
+
+
+def _visible(name: str) -> bool:
+    """Whether a name shows anything: one of only zero-width or format characters (U+200B, U+FEFF…) is
+    no name, and counted as one the emails greeted "Hi ," instead of using their fallback."""
+    return any(unicodedata.category(c)[0] in "LNPS" for c in name)
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:

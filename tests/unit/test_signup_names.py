@@ -17,6 +17,7 @@ from core.signups import MAX_NAME, clean_name, parse_signup
     ("\u202eAnn\u2028Lee", "Ann Lee"),  # a bidi override and a line separator
     ("N" * 250, "N" * MAX_NAME),
     ("N" * 199 + " tail", "N" * 199),  # cut at the limit, no trailing space left
+    ("\u200b", None), ("\ufeff\u200d ", None), ("\u0301", None),  # nothing to see: no name
 ])
 def test_clean_name(raw, cleaned):
     assert clean_name(raw) == cleaned
@@ -26,3 +27,15 @@ def test_clean_name(raw, cleaned):
 def test_a_cleaned_name_is_one_the_webhook_accepts(raw):
     signup = parse_signup({"email": "a@example.com", "first_name": clean_name(raw)})
     assert signup.first_name == clean_name(raw)
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u2060\ufeff", " \u200d ", "\u00ad"])
+def test_a_name_of_only_invisible_characters_is_no_name_so_the_emails_use_their_fallback(invisible):
+    # Kept, it made every email greet "Hi ," with nothing a reader could see.
+    signup = parse_signup({"email": "a@example.com", "first_name": invisible, "business_name": invisible})
+    assert (signup.first_name, signup.business_name) == (None, None)
+
+
+@pytest.mark.parametrize("name", ["Zoë", "李", "O'Neil", "محمد", "Ṩ", "1st Choice Ltd", "-"])
+def test_a_name_with_anything_visible_is_kept_as_sent(name):
+    assert parse_signup({"email": "a@example.com", "first_name": name}).first_name == name
