@@ -25,6 +25,8 @@ MIN_RESEND_RATE = 0.1  # requests a second: one every ten seconds
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # A sender as Resend takes it: "team@acme.com" or "Acme Team <team@acme.com>", one address only.
 _SENDER = re.compile(r"\s*(?:(?P<name>[^<>]*?)\s*<(?P<address>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*")
+# The id at the end of a Notion link's last path segment ("…/Email-Sequence-0123…cdef?v=…"), plain or dashed.
+_NOTION_LINK_ID = re.compile(r"([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", re.I)
 
 
 class Settings(BaseSettings):
@@ -120,6 +122,20 @@ class Settings(BaseSettings):
         if driver == "postgresql":
             value = "postgresql+psycopg" + value[len("postgresql"):]
         return value
+
+    @field_validator("notion_email_sequence_db_id", "notion_businessx_db_id")
+    @classmethod
+    def _notion_database_id(cls, value: str) -> str:
+        # Notion's "Copy link" gives the database's address, not its id: the id is taken from it, where
+        # before every call asked Notion for a database named by the whole link, and failed.
+        value = value.strip()
+        if not value.lower().startswith(("http://", "https://")):
+            return value
+        found = _NOTION_LINK_ID.search(urlparse(value).path.rsplit("/", 1)[-1])
+        if not found:
+            raise ValueError("is a link with no database id at its end: open the database as a full page and "
+                             "copy its link again, or give the 32-character id alone")
+        return found.group(1)
 
     @field_validator("resend_from_email")
     @classmethod

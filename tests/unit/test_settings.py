@@ -558,3 +558,23 @@ def test_a_secret_of_blank_space_stops_start_up_rather_than_count_as_set(env, va
     with pytest.raises(ConfigError) as caught:
         load()
     assert_one_sentence_naming(str(caught.value), variable)
+
+
+@pytest.mark.parametrize(("given", "database_id"), [
+    ("https://www.notion.so/acme/Email-Sequence-0123456789abcdef0123456789abcdef?v=fedcba9876543210fedcba9876543210",
+     "0123456789abcdef0123456789abcdef"),
+    ("https://www.notion.so/0123456789ABCDEF0123456789abcdef", "0123456789ABCDEF0123456789abcdef"),
+    (" https://acme.notion.site/12345678-90ab-cdef-1234-567890abcdef ", "12345678-90ab-cdef-1234-567890abcdef"),
+    ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+])
+def test_a_notion_database_link_pasted_as_its_id_gives_the_id_at_its_end(env, given, database_id):
+    # Notion's "Copy link" gives an address; taken whole, every call asked for a database of that name.
+    s = load(notion_token="secret_x", notion_email_sequence_db_id=given, notion_businessx_db_id=given)
+    assert (s.notion_email_sequence_db_id, s.notion_businessx_db_id) == (database_id, database_id)
+
+
+def test_a_notion_link_with_no_database_id_stops_start_up_naming_the_variable(env):
+    env.setenv("NOTION_EMAIL_SEQUENCE_DB_ID", "https://www.notion.so/acme/Home")
+    with pytest.raises(ConfigError) as caught:
+        load(notion_token="secret_x")
+    assert_one_sentence_naming(str(caught.value), "NOTION_EMAIL_SEQUENCE_DB_ID")
