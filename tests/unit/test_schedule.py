@@ -96,6 +96,16 @@ def test_a_finished_step_of_any_kind_lets_the_next_one_go(status):
     assert due == (2, T0 + timedelta(hours=24))
 
 
+def test_the_half_gap_counts_from_the_latest_finished_step_not_the_one_just_before():
+    # Step 2 was skipped at hour 1, then step 1 went out late at hour 100: step 3 must not follow
+    # step 1 at once, as it would if only step 2's early finish were counted.
+    steps = fresh_steps(Timing.PRODUCTION)
+    finish(steps, 2, T0 + timedelta(hours=1), "skipped")
+    finish(steps, 1, T0 + timedelta(hours=100))
+    due = next_due(CHRISTMAS_2025, Timing.PRODUCTION, list(steps.values()), T0 + timedelta(hours=100))
+    assert due == (3, T0 + timedelta(hours=100 + 24))
+
+
 def test_a_sequence_with_every_step_finished_has_nothing_due():
     steps = fresh_steps(Timing.TEST)
     for n in range(1, 8):
