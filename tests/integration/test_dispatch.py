@@ -24,7 +24,7 @@ from core.campaign import CHRISTMAS_2025, Timing
 from core.alerts import build_message
 from core.controls import unsubscribe_contact
 from core.dispatch import Dispatcher, DispatchPolicy
-from core.errors import AccountMailerError, PermanentMailerError, TransientMailerError
+from core.errors import AccountMailerError, MailerError, PermanentMailerError, TransientMailerError
 from core.intake import enroll_now
 from core.models import Contact, Send
 from core import queries
@@ -221,16 +221,42 @@ def test_a_global_pause_stops_every_send_and_resume_continues_one_step_at_a_time
     assert [e["detail"] for e in events_of(services, "sending_paused")] == [{"reason": "checking the copy"}]
 
 
+def test_a_pause_that_lands_between_the_dispatchers_look_and_its_claim_still_wins(
+        services, mailer, monkeypatch):
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    look = claims.work_waiting
+
+    def look_then_pause(conn, now):  # the dispatcher has read "not paused"; a marketer's pause commits now
+        waiting = look(conn, now)
+        set_paused(services, True, reason="pressed right then")
+        return waiting
+
+    monkeypatch.setattr(claims, "work_waiting", look_then_pause)
+
+    assert dispatcher.run_pass() == 0
+    assert mailer.calls == []
+    assert step_send(services, result.enrollment_id, 1)["status"] == "scheduled"
+
+
 # ---------------------------------------------------------------- stops: unsubscribe
 
+SLIPPED_STOPS = {
+    "unsubscribe": "UPDATE contact SET unsubscribed_at = :now WHERE id = :contact",
+    "bounce": "UPDATE contact SET suppressed_at = :now, suppressed_reason = 'bounce' WHERE id = :contact",
+    "cancel": "UPDATE enrollment SET status = 'cancelled', updated_at = :now WHERE id = :enrollment",
+}
+
+
+@pytest.mark.parametrize("stop", list(SLIPPED_STOPS))
 def test_a_stop_that_slipped_past_the_controls_is_caught_at_the_claim_and_nothing_is_sent(
-        services, dispatcher, mailer):
+        services, dispatcher, mailer, stop):
     # Stops cancel pending sends as they happen; a stop written some other way (here, straight
-    # into the contact row) must still be caught by the check inside the claim.
+    # into the contact or enrollment row) must still be caught by the check inside the claim.
     result = enroll(services, email="slipped@example.com")
     with db.write_transaction(services.engine) as conn:
-        conn.execute(sa.text("UPDATE contact SET unsubscribed_at = :now WHERE id = :id"),
-                     {"now": services.clock(), "id": result.contact_id})
+        conn.execute(sa.text(SLIPPED_STOPS[stop]), {"now": services.clock(), "contact": result.contact_id,
+                                                    "enrollment": result.enrollment_id})
 
     assert dispatcher.run_pass() == 0
     assert mailer.sent == []
@@ -637,6 +663,58 @@ def test_a_batch_that_may_have_got_through_once_is_not_replayed_even_if_later_at
     send = step_send(services, result.enrollment_id, 1)
     assert send["status"] == "failed" and send["last_error"].startswith("outcome unknown:")
     assert len(mailer.calls) == 2, "the timed-out attempt may have been sent: never replayed past its key's life"
+
+
+@pytest.mark.parametrize(("key_age", "replayed"), [(timedelta(hours=23) - timedelta(seconds=1), True),
+                                                     (timedelta(hours=23), False)], ids=["just-inside", "23h"])
+def test_a_batch_that_may_have_got_through_is_replayed_only_while_its_key_is_under_23_hours_old(
+        services, mailer, clock, key_age, replayed):
+    """Resend recognises a replayed key for 24 hours; an hour of that is kept as a margin (DESIGN §4.3)."""
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    mailer.fail_next(TransientMailerError("timed out waiting for Resend"))
+    dispatcher.run_pass()  # the key's first use: now
+    set_paused(services, True)
+    clock.advance(key_age.total_seconds())
+    set_paused(services, False)
+
+    dispatcher.run_pass()
+
+    send = step_send(services, result.enrollment_id, 1)
+    if replayed:
+        assert send["status"] == "sent", send["last_error"]
+        assert len(mailer.calls) == 2 and mailer.calls[0] == mailer.calls[1], "replayed under its first key"
+    else:
+        assert send["status"] == "failed" and send["last_error"].startswith("outcome unknown:")
+        assert len(mailer.calls) == 1, "never replayed past its key's life"
+
+
+def test_a_fresh_batch_refused_with_a_long_retry_after_waits_all_of_it(services, mailer, clock):
+    """A 429 sent nothing, so its batch is in no hurry: it waits the day its quota asks for, not less."""
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    mailer.fail_next(TransientMailerError("Resend 429 daily_quota_exceeded", retry_after=86400, status=429))
+
+    dispatcher.run_pass()
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "sending" and "daily_quota_exceeded" in send["last_error"]
+    assert send["lease_expires_at"] == clock() + timedelta(days=1)
+
+
+def test_a_mailer_error_of_no_known_kind_is_retried_not_failed(services, mailer, clock):
+    """An adapter that cannot say whether a call may be retried is taken as transient: the emails wait."""
+    dispatcher = Dispatcher(services, "worker-a", DispatchPolicy(lanes=1))
+    result = enroll(services)
+    mailer.fail_next(MailerError("the adapter could not tell what happened"))
+
+    dispatcher.run_pass()
+
+    send = step_send(services, result.enrollment_id, 1)
+    assert send["status"] == "sending" and "could not tell" in send["last_error"]
+    clock.advance(minutes=1)
+    dispatcher.run_pass()
+    assert step_send(services, result.enrollment_id, 1)["status"] == "sent"
 
 
 REFUSALS = pytest.mark.parametrize("refusal", [
@@ -1132,6 +1210,64 @@ def test_a_claim_never_takes_a_second_email_of_a_person_with_one_in_flight(servi
                                     clock())
     step_2 = step_send(services, result.enrollment_id, 2)
     assert step_2["ready"] and step_2["due_at"] == clock() + timedelta(hours=24)
+
+
+def test_a_claim_that_meets_two_due_steps_of_one_person_takes_the_earlier_step(services, clock):
+    result = enroll(services)
+    with db.write_transaction(services.engine) as conn:  # step 2 made due beside step 1 by hand: the safety net
+        conn.execute(send_t.update().where(send_t.c.enrollment_id == result.enrollment_id, send_t.c.step == 2)
+                     .values(ready=True, due_at=clock() - timedelta(minutes=1)))
+    with db.write_transaction(services.engine) as conn:
+        batch = claims.claim_due(conn, "worker-a", clock(), timedelta(minutes=2), 100)
+
+    assert [m.step for m in batch.members] == [1]
+    step_2 = step_send(services, result.enrollment_id, 2)
+    assert (step_2["status"], step_2["ready"]) == ("scheduled", False)
+
+
+def test_a_claim_smaller_than_the_queue_takes_the_longest_waiting_sends_first(services, clock):
+    waiting = []
+    for _ in range(3):  # three welcomes, due a minute apart
+        waiting.append(enroll(services))
+        clock.advance(minutes=1)
+    with db.write_transaction(services.engine) as conn:
+        batch = claims.claim_due(conn, "worker-a", clock(), timedelta(minutes=2), 2)
+
+    assert sorted(m.enrollment_id for m in batch.members) == sorted(r.enrollment_id for r in waiting[:2])
+
+
+def test_a_worker_whose_lease_was_taken_over_records_nothing_for_those_sends(services, clock):
+    result = enroll(services)
+    lease = timedelta(minutes=2)
+    with db.write_transaction(services.engine) as conn:
+        claims.claim_due(conn, "worker-a", clock(), lease, 100)
+    clock.advance(minutes=3)  # worker-a stalled past its lease; worker-b takes the batch over
+    with db.write_transaction(services.engine) as conn:
+        taken = claims.reclaim_expired(conn, "worker-b", clock(), lease)
+    [member] = taken.members
+
+    with db.write_transaction(services.engine) as conn:
+        recorded = outcomes.mark_sent(conn, {member.id: "re_late"}, "worker-a", clock())
+        failed = outcomes.mark_failed(conn, {member.id: "late error"}, "worker-a", clock())
+
+    assert recorded == set() and failed == set()
+    send = step_send(services, result.enrollment_id, 1)
+    assert (send["status"], send["lease_owner"], send["provider_id"]) == ("sending", "worker-b", None)
+
+
+def test_a_sequence_stopped_while_its_last_email_was_in_flight_keeps_its_stop_as_its_status(services, clock):
+    result = enroll(services)
+    with db.write_transaction(services.engine) as conn:
+        [member] = claims.claim_due(conn, "worker-a", clock(), timedelta(minutes=2), 100).members
+    with db.write_transaction(services.engine) as conn:  # steps 2-7 are cancelled; step 1 is replayed as it was
+        unsubscribe_contact(conn, result.contact_id, actor="lead", now=clock())
+
+    with db.write_transaction(services.engine) as conn:
+        outcomes.mark_sent(conn, {member.id: "re_1"}, "worker-a", clock())
+        outcomes.release_next_steps(conn, [outcomes.Finished(result.enrollment_id, "Christmas 2025", "production")],
+                                    clock())
+
+    assert enrollment_status(services, result.enrollment_id) == "unsubscribed"
 
 
 def test_a_failure_replaced_by_a_newer_generation_cannot_be_retried(services, dispatcher, mailer):
