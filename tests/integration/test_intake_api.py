@@ -204,6 +204,35 @@ def test_every_malformed_signup_is_refused_and_nothing_is_stored(post, services,
             assert intake_counts(services.engine) == NOTHING
 
 
+# The largest (and smallest) values DESIGN §5 allows: each must be accepted and kept as it was sent.
+EMAIL_OF_254 = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com"
+AT_THE_LIMITS = [
+    ("email-of-254-chars", {"email": EMAIL_OF_254}),
+    ("first-name-of-200-chars", {"first_name": "N" * 200}),
+    ("business-name-of-200-chars", {"business_name": "B" * 200}),
+    ("counts-of-50", dict.fromkeys(("red_systems", "orange_systems", "yellow_systems", "green_systems"), 50)),
+    ("counts-of-0", dict.fromkeys(("red_systems", "orange_systems", "yellow_systems", "green_systems"), 0)),
+    ("score-of-100", {"assessment_score": 100}),
+    ("score-of-0", {"assessment_score": 0}),
+    ("extra-string-of-1000-chars", {"utm_campaign": "u" * 1000}),
+]
+
+
+def test_values_at_the_designed_limits_are_accepted_and_kept_as_sent(post, services, subtests):
+    assert len(EMAIL_OF_254) == 254
+    for case, fields in AT_THE_LIMITS:
+        with subtests.test(case=case):
+            body = signup(**{"email": f"{case}@example.com", **fields})
+            response = post(body)
+            assert response.status_code == 202, response.text[:300]
+            assert response.json()["duplicate"] is False
+            with services.engine.connect() as conn:
+                payload = json.loads(conn.scalar(sa.text(
+                    "SELECT s.payload FROM signup s JOIN contact c ON c.id = s.contact_id WHERE c.email = :e"),
+                    {"e": body["email"]}))
+            assert {k: payload[k] for k in fields} == fields
+
+
 def test_field_errors_name_each_bad_field(post):
     response = post(signup(email="nope", red_systems=-3, assessment_score=101))
     assert response.status_code == 422
