@@ -165,7 +165,11 @@ def test_the_same_key_while_its_first_call_is_still_in_flight_is_transient_and_s
     first: list = []
     slow = threading.Thread(target=lambda: first.extend(mailer_for(fake).send([email(1)], "in-flight")))
     slow.start()
-    time.sleep(0.15)  # the first call is now inside the stand-in
+    # Wait until the first call is inside the stand-in: a fixed sleep lost that race on a busy machine.
+    deadline = time.monotonic() + 5
+    while not api.in_flight("in-flight") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert api.in_flight("in-flight"), "the first call never reached the stand-in"
 
     with pytest.raises(TransientMailerError) as caught:
         mailer_for(fake).send([email(1)], "in-flight")

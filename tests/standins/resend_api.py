@@ -63,6 +63,11 @@ class ResendStandIn(JsonStandIn):
         with self._lock:
             return dict(self._stats)
 
+    def in_flight(self, key: str) -> bool:
+        """Whether a call under this idempotency key has arrived and is not answered yet."""
+        with self._lock:
+            return key in self._in_flight
+
     def fail(self, status: int | None = 500, times: int = 1, **fault: Any) -> None:
         """Answer the next `times` API calls with a scripted fault (see `Fault` for the options)."""
         with self._lock:
