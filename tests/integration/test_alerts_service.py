@@ -146,6 +146,7 @@ def test_leads_that_are_not_critical_never_alert(services, alerts, discord_api):
     enroll(services, "uma@example.com", red=1)
     enroll(services, "otto@example.com", red=0)
 
+    assert rows(services.engine, "SELECT count(*) AS n FROM outbox WHERE channel = 'discord'") == [{"n": 0}]
     assert alerts.run_pass() == 0 and discord_api.requests == 0
 
 

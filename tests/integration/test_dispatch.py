@@ -22,7 +22,7 @@ from core.actions import ActionRunner, request_action
 from core.bootstrap import build_services
 from core.campaign import CHRISTMAS_2025, Timing
 from core.alerts import build_message
-from core.controls import unsubscribe_contact
+from core.controls import cancel_sequence, suppress_contact, unsubscribe_contact
 from core.dispatch import Dispatcher, DispatchPolicy
 from core.errors import AccountMailerError, MailerError, PermanentMailerError, TransientMailerError
 from core.intake import enroll_now
@@ -986,6 +986,53 @@ def test_a_second_resend_asked_from_the_same_screen_after_the_first_went_sends_n
     assert first["status"] == "done" and second["status"] == "failed"
     assert "already sent again" in second["result"]
     assert dispatcher.run_pass() == 0 and steps_sent_to(mailer, "twice@example.com") == [1, 1]
+
+
+def test_a_step_still_being_sent_can_be_neither_resent_nor_skipped(services, clock):
+    # Skipped or sent again while the provider may have it, it would be recorded as skipped yet arrive,
+    # or arrive twice.
+    result = enroll(services)
+    with db.write_transaction(services.engine) as conn:
+        claims.claim_due(conn, "worker-a", clock(), timedelta(minutes=2), 100)
+    target = {"enrollment_id": result.enrollment_id, "contact_id": result.contact_id, "step": 1}
+
+    resend, skip = act(services, "resend_step", target), act(services, "skip_step", target)
+
+    assert resend["status"] == skip["status"] == "failed"
+    assert "has not gone out yet" in resend["result"] and "already being sent" in skip["result"]
+    assert [(s["generation"], s["status"]) for s in sends_of(services, result.enrollment_id) if s["step"] == 1] \
+        == [(1, "sending")]
+
+
+def test_nothing_can_be_resent_to_a_contact_who_bounced(services, dispatcher, clock):
+    result = enroll(services)
+    dispatcher.run_pass()
+    with db.write_transaction(services.engine) as conn:
+        suppress_contact(conn, result.contact_id, "bounce", actor="resend", now=clock())
+
+    action = act(services, "resend_step", {"enrollment_id": result.enrollment_id, "contact_id": result.contact_id,
+                                           "step": 1})
+
+    assert action["status"] == "failed" and "suppressed (bounce)" in action["result"]
+    assert len(sends_of(services, result.enrollment_id)) == 7
+
+
+@pytest.mark.parametrize("stop", ["unsubscribe", "bounce", "cancel"])
+def test_a_stop_after_the_sequence_completed_is_its_final_status(services, dispatcher, clock, stop):
+    result = enroll(services)
+    run_for(dispatcher, clock, hours=12 * 24, every_hours=12)
+    assert enrollment_status(services, result.enrollment_id) == "completed"
+
+    with db.write_transaction(services.engine) as conn:
+        if stop == "unsubscribe":
+            unsubscribe_contact(conn, result.contact_id, actor="lead", now=clock())
+        elif stop == "bounce":
+            suppress_contact(conn, result.contact_id, "bounce", actor="resend", now=clock())
+        else:
+            assert cancel_sequence(conn, result.enrollment_id, actor="marketer@example.com", now=clock()) == 0
+
+    assert enrollment_status(services, result.enrollment_id) == {"unsubscribe": "unsubscribed", "bounce": "bounced",
+                                                                 "cancel": "cancelled"}[stop]
 
 
 def test_skip_step_skips_it_and_the_sequence_goes_on_to_the_next_step(services, dispatcher, mailer, clock):

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from core import controls, db, repo, switches
+from core import claims, controls, db, repo, switches
 from core.enrollments import enroll_batch
 from core.ids import new_id
 from core.intake import enroll_now
@@ -139,6 +139,19 @@ def test_a_resubmission_after_an_email_went_out_is_recorded_but_changes_nothing(
     assert sends_of(services, first.enrollment_id) == sends_before
     assert signup_outcomes(services) == ["enrolled", "skipped"]
     assert intake_counts(services.engine) == {"contact": 1, "signup": 2, "enrollment": 1, "send": 7}
+
+
+def test_a_resubmission_while_the_welcome_email_is_being_sent_changes_nothing(services, clock):
+    # Claimed for sending, the welcome may already be with the provider: the sequence has begun.
+    first = enroll(services, email="in-flight@example.com", red_systems=0, orange_systems=0)
+    with db.write_transaction(services.engine) as conn:
+        claims.claim_due(conn, "worker-a", clock(), timedelta(minutes=2), 100)
+    enrollment_before = enrollment_of(services, first.enrollment_id)
+
+    again = enroll(services, email="in-flight@example.com", red_systems=3, orange_systems=3)
+
+    assert again.outcome is SignupOutcome.SKIPPED and again.segment == "OPTIMIZE"
+    assert enrollment_of(services, first.enrollment_id) == enrollment_before
 
 
 @pytest.mark.parametrize("stop", ["cancel", "unsubscribe"])
