@@ -104,6 +104,18 @@ def test_the_servers_remaining_count_caps_our_tokens(fake):
     assert b.acquire() == 0.0
 
 
+def test_what_accrued_since_the_server_counted_is_not_taken_away(fake):
+    b = bucket(fake, rate=2)
+    b.observe(remaining=0, elapsed=0.5)  # counted half a second ago, at two calls a second: one call since
+    assert b.tokens == pytest.approx(1.0)
+
+
+def test_a_limit_header_of_zero_is_ignored_not_taken_as_a_rate(fake):
+    b = bucket(fake, rate=2)
+    b.observe(limit=0)
+    assert (b.rate, b.capacity) == (2.0, 2.0)
+
+
 def test_nothing_remaining_holds_calls_for_one_interval_not_the_rounded_up_reset(fake):
     b = bucket(fake, rate=5)
     b.observe(limit=5, remaining=0, reset=1)

@@ -39,3 +39,9 @@ def test_a_name_of_only_invisible_characters_is_no_name_so_the_emails_use_their_
 @pytest.mark.parametrize("name", ["Zoë", "李", "O'Neil", "محمد", "Ṩ", "1st Choice Ltd", "-"])
 def test_a_name_with_anything_visible_is_kept_as_sent(name):
     assert parse_signup({"email": "a@example.com", "first_name": name}).first_name == name
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_name_in_a_signup_counts_as_no_name(blank):
+    signup = parse_signup({"email": "a@example.com", "first_name": blank, "business_name": blank})
+    assert (signup.first_name, signup.business_name) == (None, None)
