@@ -184,21 +184,18 @@ def retry_send(conn: sa.Connection, send_id: str, *, actor: str, now: datetime) 
         # step (as a resend is). Revived in place, the row lost the only sign that the sequence may have begun,
         # and a resubmission could then re-segment a sequence whose first email the person may already hold.
         _queue_generation(conn, enrollment, row.step, row.generation + 1, now)
-        retried = 1
-    else:
-        retried = conn.execute(send_t.update().where(
-            send_t.c.id == send_id, send_t.c.status == SendStatus.FAILED).values(
+    elif conn.execute(send_t.update().where(send_t.c.id == send_id, send_t.c.status == SendStatus.FAILED).values(
             status=SendStatus.SCHEDULED, ready=False, due_at=now, attempts=0, batch_id=None, idempotency_key=None,
-            lease_owner=None, lease_expires_at=None, finished_at=None, last_error=None, updated_at=now)).rowcount
-        if retried:
-            _reopen(conn, enrollment, now)
-            _take_turn(conn, enrollment, row.step, now)
-    if retried:
-        repo.insert_events(conn, [repo.event_row(now, actor, "send_retry_requested", contact_id=row.contact_id,
-                                                 enrollment_id=row.enrollment_id, send_id=send_id,
-                                                 detail={"step": row.step})])
-        notion_store.queue_resync(conn, now, enrollment_id=row.enrollment_id)
-    return bool(retried)
+            lease_owner=None, lease_expires_at=None, finished_at=None, last_error=None, updated_at=now)).rowcount:
+        _reopen(conn, enrollment, now)
+        _take_turn(conn, enrollment, row.step, now)
+    else:
+        return False  # not failed any more
+    repo.insert_events(conn, [repo.event_row(now, actor, "send_retry_requested", contact_id=row.contact_id,
+                                             enrollment_id=row.enrollment_id, send_id=send_id,
+                                             detail={"step": row.step})])
+    notion_store.queue_resync(conn, now, enrollment_id=row.enrollment_id)
+    return True
 
 
 def _queue_generation(conn: sa.Connection, enrollment, step: int, generation: int, now: datetime) -> str:
