@@ -1,6 +1,6 @@
 """The Overview's figures: KPI metrics and Altair charts. Each takes rows from core.queries."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import altair as alt
 import pandas as pd
@@ -88,15 +88,20 @@ def segment_mix(kpis: list[dict]) -> alt.LayerChart:
 def signups_per_day(rows: list[dict], first_day: date, last_day: date) -> alt.Chart:
     """Stacked daily bars by segment over the whole window, quiet days included as gaps."""
     data = pd.DataFrame(rows, columns=["day", "segment", "signups"])
-    domain = [first_day.isoformat(), (last_day + timedelta(days=1)).isoformat()]
+    end = last_day + timedelta(days=1)  # the window's right edge: midnight after its last day
+    end_ms = int(datetime(end.year, end.month, end.day, tzinfo=UTC).timestamp() * 1000)
     return alt.Chart(data).mark_bar().encode(
-        x=alt.X("utcyearmonthdate(day):T", title=None, scale=alt.Scale(domain=domain),
-                axis=alt.Axis(format="%d %b", labelAngle=0)),
+        x=alt.X("utcyearmonthdate(day):T", title=None, scale=alt.Scale(domain=[first_day.isoformat(), end.isoformat()]),
+                # A tick on that edge names a day the window does not hold, and its label hung off the chart.
+                axis=alt.Axis(format="%d %b", labelAngle=0, labelFlush=True,
+                              labelExpr=f"datum.value < {end_ms} ? datum.label : ''")),
         y=alt.Y("sum(signups):Q", title="signups", axis=alt.Axis(tickMinStep=1, format="d")),
         color=alt.Color("segment:N", scale=_SEGMENT_SCALE, legend=_bottom_legend(_SEGMENT_LEGEND)),
         tooltip=[alt.Tooltip("utcyearmonthdate(day):T", title="day", format="%d %b %Y"), "segment:N",
                  alt.Tooltip("signups:Q", format=",")],
-    ).properties(height=260)
+    # Room on the right: the plot fitted to its column ends a pixel or two past the drawing, which clipped
+    # whatever stood on its edge (the flush-right last label).
+    ).properties(height=260, padding={"left": 5, "top": 5, "right": 12, "bottom": 5})
 
 
 def funnel(rows: list[dict]) -> alt.Chart:
