@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.settings import Settings, load_settings
@@ -31,8 +32,37 @@ def base_url(host: str, port: int) -> str:
     return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
 
 
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
+class _StopSignals:
+    """The stop signals as KeyboardInterrupt, held back while a child is being started.
+
+    Popen forks, then waits for the exec: a signal raising in between left a running child that
+    Popen never returned, so nothing recorded it and nothing stopped it (Streamlit outlived the
+    runner). Held there, the signal is raised once the child is on record.
+    """
+
+    def __init__(self):
+        self._holding = False
+        self._pending = False
+
+    def handle(self, _signum, _frame) -> None:
+        if self._holding:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def held(self):
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+
+_stop_signals = _StopSignals()
 
 
 def _answers(url: str) -> bool:
@@ -76,10 +106,12 @@ def _start_children(settings: Settings, children: dict[str, subprocess.Popen]) -
     # foreground group, and Streamlit, interrupted while still importing, printed a traceback of its
     # own. The runner alone hears the terminal and stops both children with SIGTERM.
     python = sys.executable
-    children["worker"] = subprocess.Popen([python, "scheduler.py"], process_group=0)
-    children["dashboard"] = subprocess.Popen([python, "-m", "streamlit", "run", "dashboard.py",
-                                              "--server.address", settings.dashboard_host,
-                                              "--server.port", str(settings.dashboard_port)], process_group=0)
+    commands = {"worker": [python, "scheduler.py"],
+                "dashboard": [python, "-m", "streamlit", "run", "dashboard.py", "--server.address",
+                              settings.dashboard_host, "--server.port", str(settings.dashboard_port)]}
+    for name, command in commands.items():
+        with _stop_signals.held():
+            children[name] = subprocess.Popen(command, process_group=0)
 
 
 def _stop(children: list[subprocess.Popen]) -> None:
@@ -109,7 +141,7 @@ def run_all() -> int:
     # does, instead of orphaning them in their own process groups; SIGINT is set explicitly because
     # a shell starts background jobs with it ignored.
     for stop_signal in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(stop_signal, _interrupt)
+        signal.signal(stop_signal, _stop_signals.handle)
     api = f"{base_url(settings.api_host, settings.api_port)}/health"
     dashboard = base_url(settings.dashboard_host, settings.dashboard_port)
     children: dict[str, subprocess.Popen] = {}
