@@ -54,6 +54,10 @@ def production_problems(settings: "Settings", *, dashboard_oidc: bool = False) -
     if _dashboard_open(settings, dashboard_oidc):
         problems.append("dashboard authentication (a DASHBOARD_PASSWORD that is not a sample such as 'password', "
                         "or [auth] in .streamlit/secrets.toml)")
+    if dashboard_oidc and settings.dashboard_allow_list.empty:
+        # Google and most providers admit anyone with an account: every lead's details would be theirs to read.
+        problems.append("DASHBOARD_ALLOWED_EMAILS (who may sign in through [auth]: addresses, @yourdomain.com, "
+                        "or * for anyone your sign-in provider admits)")
     sender = settings.resend_from_email.rpartition("<")[2].rstrip(">").strip()
     domain = sender.rpartition("@")[2].lower()
     if "@" not in sender or any(domain == d or domain.endswith("." + d) for d in PLACEHOLDER_SENDER_DOMAINS):

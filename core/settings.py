@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from core import deployment_checks
+from core import allowlist, deployment_checks
 from core.errors import ConfigError
 
 # Values of these variables may hold credentials, so errors never echo them.
@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8501
     dashboard_password: str = ""
+    # Who may use the dashboard after an OIDC sign-in (core/allowlist.py); empty: anyone the provider admits.
+    dashboard_allowed_emails: str = ""
     postal_address: str = "Nurture Systems Ltd, 1 Example Street, London EC1A 1AA, United Kingdom"
     booking_url: str = "https://example.com/book"
     log_format: str = "text"
@@ -210,6 +212,12 @@ class Settings(BaseSettings):
             raise ValueError("must be a port number from 1 to 65535")
         return value
 
+    @field_validator("dashboard_allowed_emails")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        allowlist.parse(value)  # a typo would lock out the person it names, or let in the wrong one
+        return value.strip()
+
     @field_validator("log_format")
     @classmethod
     def _log_format(cls, value: str) -> str:
@@ -251,6 +259,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return urlparse(self.public_base_url).hostname not in LOCAL_HOSTS
+
+    @cached_property
+    def dashboard_allow_list(self) -> allowlist.AllowList:
+        return allowlist.parse(self.dashboard_allowed_emails)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -1,7 +1,8 @@
 """Who may see the dashboard: a shared password (DASHBOARD_PASSWORD) and/or OIDC via st.login.
 
 When either is configured, nothing but the sign-in form renders until it is satisfied. When
-both are, either one lets the marketer in.
+both are, either one lets the marketer in. An OIDC account must also be on DASHBOARD_ALLOWED_EMAILS
+when that list is set: the provider says who someone is, the list says whether they are the team.
 """
 
 import hmac
@@ -10,6 +11,9 @@ import time
 from collections.abc import Mapping
 
 import streamlit as st
+
+from core.allowlist import AllowList
+from ui.text import literal
 
 ALLOWED = "_nurture_allowed"
 _PASSWORD_OK = "_nurture_password_ok"
@@ -33,6 +37,11 @@ def _oidc_logged_in() -> bool:
     return oidc_configured() and bool(st.user.is_logged_in)
 
 
+def _oidc_member(allow: AllowList) -> bool:
+    """Signed in with OIDC as someone on the list (an empty list admits whoever the provider admits)."""
+    return _oidc_logged_in() and (allow.empty or allow.admits(st.user.get("email"), st.user.get("email_verified")))
+
+
 def actor() -> str:
     """Who the audit trail names for a dashboard action: the OIDC user's email, else 'dashboard'."""
     if _oidc_logged_in():
@@ -40,15 +49,15 @@ def actor() -> str:
     return ANONYMOUS_ACTOR
 
 
-def is_allowed(password: str) -> bool:
+def is_allowed(password: str, allow: AllowList) -> bool:
     if not password and not oidc_configured():
         return True
-    return _oidc_logged_in() or (bool(password) and bool(st.session_state.get(_PASSWORD_OK)))
+    return _oidc_member(allow) or (bool(password) and bool(st.session_state.get(_PASSWORD_OK)))
 
 
-def gate(password: str) -> bool:
+def gate(password: str, allow: AllowList) -> bool:
     """Decide access for this run; when refused, render only the sign-in form."""
-    allowed = is_allowed(password)
+    allowed = is_allowed(password, allow)
     st.session_state[ALLOWED] = allowed
     if not allowed:
         _sign_in_form(password)
@@ -104,7 +113,13 @@ def _sign_in_form(password: str) -> None:
     if st.session_state.get(_SIGNED_OUT):
         st.info("You have signed out. Sign in again below.", icon=":material/logout:")
     _signed_out_sidebar(password)
-    if oidc_configured():
+    if _oidc_logged_in():  # signed in, but not as anyone on DASHBOARD_ALLOWED_EMAILS
+        account = st.user.get("email") or st.user.get("name") or "an account"
+        st.error(f"You are signed in as {literal(account)}, which may not use this dashboard. Ask whoever runs "
+                 "Nurture to add it to DASHBOARD_ALLOWED_EMAILS, or log out and sign in with another account.",
+                 icon=":material/block:")
+        st.button("Log out", on_click=st.logout, key="oidc_logout", icon=":material/logout:")
+    elif oidc_configured():
         for provider in _providers():
             label = f"Log in with {provider.title()}" if provider else "Log in with your company account"
             st.button(label, type="primary", on_click=st.login, args=(provider,) if provider else (),

@@ -9,6 +9,7 @@ that skipped the entrypoint registers the dashboard's own menu, which ends the l
 
 import streamlit as st
 
+from core.allowlist import AllowList
 from ui import access, confirm, sidebar
 from ui.commands import show_flash
 from ui.services import refuse_if_exposed, services
@@ -28,15 +29,17 @@ def pages() -> list:
     ]
 
 
-def dashboard_password() -> str:
-    """The configured password (services() stops the run first if the configuration or database is at fault)."""
-    return services().settings.dashboard_password
+def _sign_in_rules() -> tuple[str, AllowList]:
+    """The password and the OIDC allow-list (services() stops the run first if the configuration or database
+    is at fault)."""
+    settings = services().settings
+    return settings.dashboard_password, settings.dashboard_allow_list
 
 
 def _navigation():
     # Every page is registered even when signed out (with the menu hidden), so no page URL
     # ever falls through to Streamlit's own page list.
-    shown = "sidebar" if access.is_allowed(dashboard_password()) else "hidden"
+    shown = "sidebar" if access.is_allowed(*_sign_in_rules()) else "hidden"
     return st.navigation(pages(), position=shown)
 
 
@@ -53,7 +56,7 @@ def begin() -> None:
         st.set_page_config(**PAGE_CONFIG)
         _navigation()  # this page is already running: only the menu is replaced
     refuse_if_exposed()  # once a run, before the gate: an exposed, unlocked dashboard shows nothing at all
-    if not access.gate(dashboard_password()):
+    if not access.gate(*_sign_in_rules()):
         st.stop()
     sidebar.render()
     show_flash()

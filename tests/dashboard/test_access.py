@@ -96,6 +96,50 @@ def test_with_oidc_a_logged_in_user_sees_the_dashboard(seeded, open_app):
     assert at.metric and not at.exception
 
 
+def test_with_an_allow_list_an_account_not_on_it_sees_no_data_and_can_log_out(seeded, app_env, open_app):
+    # Signed in with Google as a stranger: Google vouches for who they are, not that they are the team.
+    app_env(dashboard_allowed_emails="mia@acme.org, @crew.acme.org")
+    at = open_app("pages/overview.py", user={"is_logged_in": True, "email": "eve@gmail.com"}, secrets={"auth": AUTH})
+    assert shows_no_data(at, seeded)
+    assert [b.key for b in at.button] == ["oidc_logout"]  # already signed in: log out, not log in again
+    assert "eve@gmail\\.com" in at.error[0].value and "DASHBOARD_ALLOWED_EMAILS" in at.error[0].value
+    contacts = open_app("pages/signups.py", user={"is_logged_in": True, "email": "eve@gmail.com"},
+                        secrets={"auth": AUTH})
+    assert shows_no_data(contacts, seeded)
+
+
+@pytest.mark.parametrize("email", ["mia@acme.org", "Tom@Crew.Acme.org"])
+def test_with_an_allow_list_an_account_on_it_sees_the_dashboard(seeded, app_env, open_app, email):
+    app_env(dashboard_allowed_emails="mia@acme.org, @crew.acme.org")
+    at = open_app("pages/overview.py", user={"is_logged_in": True, "email": email}, secrets={"auth": AUTH})
+    assert at.metric and not at.exception and not at.error
+
+
+def test_an_address_the_provider_has_not_verified_is_not_let_in_by_the_list(seeded, app_env, open_app):
+    app_env(dashboard_allowed_emails="@acme.org")
+    at = open_app("pages/overview.py", user={"is_logged_in": True, "email": "mia@acme.org", "email_verified": False},
+                  secrets={"auth": AUTH})
+    assert shows_no_data(at, seeded)
+
+
+def test_a_stranger_signed_in_with_oidc_still_gets_in_with_the_password(seeded, app_env, open_app):
+    # Either way in lets the marketer in: the password is the team's too.
+    app_env(dashboard_allowed_emails="@acme.org", dashboard_password=PASSWORD)
+    at = open_app("pages/overview.py", user={"is_logged_in": True, "email": "mia@gmail.com"}, secrets={"auth": AUTH})
+    assert shows_no_data(at, seeded)
+    at.text_input(key="password_input").input(PASSWORD)
+    at = next(b for b in at.button if b.label == "Sign in").click().run()
+    assert at.metric and not at.exception
+
+
+def test_a_name_in_the_refusal_is_shown_as_typed_not_as_markdown(seeded, app_env, open_app):
+    app_env(dashboard_allowed_emails="@acme.org")
+    at = open_app("pages/overview.py", user={"is_logged_in": True, "email": "[click](https://evil.example)@x.io"},
+                  secrets={"auth": AUTH})
+    assert shows_no_data(at, seeded)
+    assert "\\[click\\]" in at.error[0].value  # escaped: no link rendered
+
+
 def test_without_a_password_or_oidc_the_dashboard_is_open(seeded, open_app):
     at = open_app()
     assert at.metric and "sign_out" not in [b.key for b in at.button]

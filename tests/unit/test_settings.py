@@ -487,7 +487,7 @@ def test_a_server_reachable_from_other_machines_is_not_locked_by_a_sample_secret
 
 def test_a_streamlit_secrets_file_not_in_utf8_still_counts_its_oidc_section(env, tmp_path):
     # Reading it as text stopped every command and the worker with a UnicodeDecodeError traceback.
-    set_production_env(env, DASHBOARD_PASSWORD=None)  # the [auth] section alone locks the dashboard
+    set_production_env(env, DASHBOARD_PASSWORD=None, DASHBOARD_ALLOWED_EMAILS="@acme.org")  # [auth] alone locks it
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_bytes(b'[auth]\nredirect_uri = "https://caf\xe9.acme.org"\n')
     env.chdir(tmp_path)
@@ -528,6 +528,40 @@ def test_a_real_auth_table_counts_as_the_dashboard_lock(env, tmp_path, text):
     env.setenv("DASHBOARD_HOST", "0.0.0.0")
 
     assert load().dashboard_host == "0.0.0.0"
+
+
+def oidc_secrets_in(folder) -> None:
+    (folder / ".streamlit").mkdir()
+    (folder / ".streamlit" / "secrets.toml").write_text('[auth]\nclient_id = "x"\n', encoding="utf-8")
+
+
+@pytest.mark.parametrize("password", [None, "a long dashboard password"], ids=["OIDC alone", "OIDC and a password"])
+def test_a_public_deployment_with_oidc_refuses_to_start_until_it_says_who_may_sign_in(env, tmp_path, password):
+    # Google and most providers admit anyone with an account: without a list, every lead's details were theirs.
+    set_production_env(env, DASHBOARD_PASSWORD=password)
+    oidc_secrets_in(tmp_path)
+    env.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert "DASHBOARD_ALLOWED_EMAILS" in str(caught.value) and "[auth]" in str(caught.value)
+
+    for allowed in ("mia@acme.org, @acme.org", "*"):
+        env.setenv("DASHBOARD_ALLOWED_EMAILS", allowed)
+        assert load().is_production
+
+
+def test_without_oidc_no_allow_list_is_asked_for(env, tmp_path):
+    set_production_env(env)
+    env.chdir(tmp_path)
+    assert load().dashboard_allow_list.empty
+
+
+@pytest.mark.parametrize("value", ["mia", "mia@acme.org; tom@acme.org", "@", "@localhost", "*.acme.org"])
+def test_an_allow_list_entry_that_is_no_address_or_domain_stops_start_up_naming_it(env, value):
+    env.setenv("DASHBOARD_ALLOWED_EMAILS", value)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "DASHBOARD_ALLOWED_EMAILS")
 
 
 @pytest.mark.parametrize(("variable", "value"), [
