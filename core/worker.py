@@ -21,6 +21,8 @@ from core.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 API_STARTUP_SECONDS = 30
+# How often the worker checks that it may run on: its API thread is alive, and its database's schema is
+# still the one this code was written for.
 API_WATCH_SECONDS = 5
 
 
@@ -114,6 +116,14 @@ def _listen(host: str, port: int) -> socket.socket:
                           f"{reason[:1].lower() + reason[1:]}.") from None
 
 
+def _schema_revision(jobs: WorkerJobs) -> str | None:
+    """The database's migration revision; None while it cannot be read (an outage the jobs report)."""
+    try:
+        return db.current_revision(jobs.services.engine)
+    except sa.exc.SQLAlchemyError:
+        return None
+
+
 def _stop_jobs(jobs: WorkerJobs) -> None:
     # Running jobs see the flag between batches; the wake lets a dispatcher waiting for signups return now.
     jobs.services.stopping.set()
@@ -150,16 +160,29 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
         # would then wait for itself for ever.
         threading.Thread(target=shut_down, args=(signum,), name="shutdown").start()
 
-    def watch_api() -> None:
-        if api and not api.alive() and not outcome["stopping"]:
-            log.error("the intake API stopped unexpectedly; stopping the worker so that its supervisor restarts it",
-                      extra={"action": "shutdown"})
-            outcome.update(code=1, stopping=True)
-            _stop_jobs(jobs)
-            scheduler.shutdown(wait=False)
+    def restart(reason: str, *args) -> None:
+        """Stop with exit code 1, for the supervisor to start the worker again."""
+        log.error(reason + "; stopping the worker so that its supervisor restarts it", *args,
+                  extra={"action": "shutdown"})
+        outcome.update(code=1, stopping=True)
+        _stop_jobs(jobs)
+        scheduler.shutdown(wait=False)
 
-    if api:
-        scheduler.add_job(watch_api, "interval", seconds=API_WATCH_SECONDS, id="watch_api")
+    revision_at_start = _schema_revision(jobs)
+
+    def watch() -> None:
+        if outcome["stopping"]:
+            return
+        if api and not api.alive():
+            restart("the intake API stopped unexpectedly")
+        # A newer release migrated the database while this one ran (`db upgrade`, or its worker started on another
+        # machine): this code would go on writing to tables it no longer knows. Restarted, the worker runs the
+        # release now installed, or refuses in one sentence if that is still this one.
+        elif revision_at_start and (revision := _schema_revision(jobs)) not in (None, revision_at_start):
+            restart("the database was migrated to revision %s while this worker ran on revision %s", revision,
+                    revision_at_start)
+
+    scheduler.add_job(watch, "interval", seconds=API_WATCH_SECONDS, id="watch")
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:

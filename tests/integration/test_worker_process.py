@@ -161,3 +161,58 @@ def test_a_signal_arriving_while_a_job_is_submitted_stops_the_worker_instead_of_
     assert run_forever(jobs, None) == 0
 
     assert not executors[0].deadlocked, "the signal handler waited for a lock its own thread held"
+
+
+def migrate_to_a_newer_release_once_running(services, revision: str = "0099_a_newer_release"):
+    """A job standing in for `db upgrade` from a newer release, run while this worker runs."""
+    def job() -> None:
+        with services.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+
+    return job
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_worker_whose_database_a_newer_release_migrated_stops_for_its_supervisor_to_restart_it(
+        services, monkeypatch, restored_signals, caplog):
+    # It went on writing to tables a newer release had changed under it: every migration so far only added, but
+    # a rename or a drop would have broken every pass, or worse, half of one.
+    monkeypatch.setattr(worker, "API_WATCH_SECONDS", 0.2)
+    jobs = WorkerJobs(services, "worker-old")
+    jobs.add(migrate_to_a_newer_release_once_running(services), 3600)
+    safety = threading.Timer(20, os.kill, (os.getpid(), signal.SIGTERM))  # a worker that never notices exits 0
+    safety.start()
+    try:
+        assert run_forever(jobs, None) == 1
+    finally:
+        safety.cancel()
+
+    [line] = [r for r in caplog.records if "migrated to revision" in r.getMessage()]
+    assert line.levelname == "ERROR" and "0099_a_newer_release" in line.getMessage()
+    assert "restarts it" in line.getMessage()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_worker_that_cannot_read_the_revision_for_a_moment_runs_on(services, monkeypatch, restored_signals):
+    # A database outage is the jobs' to report and wait out, not a reason to restart.
+    monkeypatch.setattr(worker, "API_WATCH_SECONDS", 0.05)
+    reads = []
+
+    def unreadable_now_and_then(_engine):
+        reads.append(1)
+        if len(reads) == 1:
+            return "0010_at_start"
+        if len(reads) == 8:
+            os.kill(os.getpid(), signal.SIGTERM)  # enough watches seen: stop as systemd would
+        if len(reads) % 2:
+            raise sa.exc.OperationalError("SELECT version_num FROM alembic_version", {}, Exception("server closed"))
+        return None  # no alembic_version to read just now
+
+    monkeypatch.setattr(worker.db, "current_revision", unreadable_now_and_then)
+    safety = threading.Timer(20, os.kill, (os.getpid(), signal.SIGTERM))
+    safety.start()
+    try:
+        assert run_forever(WorkerJobs(services, "worker-a"), None) == 0
+    finally:
+        safety.cancel()
+    assert len(reads) >= 8
