@@ -1,6 +1,7 @@
 """Files the CLI writes (`export -o`): never over the SQLite database, never left half-written."""
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,26 @@ def broken_link(path: Path) -> str | None:
     return None
 
 
+def refuse_planted_links(target: Path) -> None:
+    """Refuse a path through a symbolic link that another user planted in a shared folder such as /tmp.
+
+    The kernel would not follow it (fs.protected_symlinks), but `replacing` reads links to find the
+    file to rename over: someone else's /tmp/contacts.csv -> ~/.ssh/authorized_keys would otherwise
+    have an export written over the file it names. The kernel's rule: in a sticky, world-writable
+    folder, only a link owned by us or by the folder's owner is followed.
+    """
+    path = target.absolute()
+    for depth in range(1, len(path.parts)):
+        link = Path(*path.parts[:depth + 1])
+        if not link.is_symlink():
+            continue
+        folder, owner = link.parent.stat(), link.lstat().st_uid
+        shared = folder.st_mode & (stat.S_ISVTX | stat.S_IWOTH) == stat.S_ISVTX | stat.S_IWOTH
+        if shared and owner not in (os.geteuid(), folder.st_uid):
+            raise UsageError(f"refusing to write {target}: {link} is a link that another user made in a shared "
+                             "folder, so it may point at a file of yours; choose another file name")
+
+
 @contextmanager
 def replacing(target: Path) -> Iterator[TextIO]:
     """A UTF-8 text file that appears at `target` only once the block has finished without error.
@@ -50,6 +71,7 @@ def replacing(target: Path) -> Iterator[TextIO]:
     (/dev/stdout, a FIFO) cannot be renamed over, so they are written directly.
     """
     try:
+        refuse_planted_links(target)
         if target.exists() and not target.is_file():  # following links: /dev/stdout is a pipe or a terminal
             with open(target, "w", newline="", encoding="utf-8") as out:  # a folder fails here, with its reason
                 yield out

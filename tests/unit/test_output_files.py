@@ -37,6 +37,41 @@ def test_writing_through_a_link_replaces_the_file_it_points_at(tmp_path):
     assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "real.csv").read_text() == "new\n"
 
 
+SOMEONE_ELSE = 54321  # a uid that owns nothing here
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a link owned by another user needs root")
+@pytest.mark.parametrize(("planted", "points_at", "given"), [
+    ("contacts.csv", "authorized_keys", "contacts.csv"),  # a link to one of our files
+    ("exports", "private", "exports/contacts.csv"),  # a link to one of our folders
+])
+def test_a_link_another_user_planted_in_a_shared_folder_is_refused(tmp_path, planted, points_at, given):
+    shared, home = tmp_path / "tmp", tmp_path / "home"
+    shared.mkdir()
+    shared.chmod(0o1777)  # sticky and world-writable, as /tmp is
+    home.mkdir()
+    (home / "authorized_keys").write_text("ssh-ed25519 AAAA\n")
+    (home / "private").mkdir()
+    (home / "private" / "contacts.csv").write_text("mine\n")
+    (shared / planted).symlink_to(home / points_at)
+    os.lchown(shared / planted, SOMEONE_ELSE, SOMEONE_ELSE)
+    with pytest.raises(UsageError, match="another user"), replacing(shared / given) as out:
+        out.write("email\n")
+    assert (home / "authorized_keys").read_text() == "ssh-ed25519 AAAA\n"
+    assert (home / "private" / "contacts.csv").read_text() == "mine\n"
+
+
+def test_our_own_link_in_a_shared_folder_is_still_followed(tmp_path):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (tmp_path / "real.csv").write_text("old\n")
+    (shared / "link.csv").symlink_to(tmp_path / "real.csv")
+    with replacing(shared / "link.csv") as out:
+        out.write("new\n")
+    assert (tmp_path / "real.csv").read_text() == "new\n"
+
+
 def test_a_device_is_written_directly_and_its_error_names_the_path_given():
     with pytest.raises(OSError) as failed, replacing(Path("/dev/full")) as out:
         out.write("x" * 100_000)
