@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from core import switches
 from core.errors import ConfigError, NurtureError
-from core.output_files import broken_link, mode_open_would_give
+from core.output_files import PRIVATE, broken_link
 
 
 def backup_sqlite(database_url: str, target_dir: Path, now: datetime) -> Path:
@@ -34,7 +34,7 @@ def backup_sqlite(database_url: str, target_dir: Path, now: datetime) -> Path:
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=target_dir, prefix=".nurture-", suffix=".partial")
-        os.fchmod(fd, mode_open_would_give(target))
+        os.fchmod(fd, PRIVATE)  # a copy of every contact: readable by its owner only, whatever the umask
         os.close(fd)
     except OSError as exc:
         exc.filename, exc.filename2 = str(target_dir), None  # the folder asked for, not our temporary file

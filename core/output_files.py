@@ -81,7 +81,7 @@ def replacing(target: Path) -> Iterator[TextIO]:
             raise NurtureError(f"cannot write {target}: there is no folder {target.parent}")
         fd, partial = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".partial")
         try:
-            os.fchmod(fd, mode_open_would_give(real))
+            os.fchmod(fd, mode_for(real))
             with open(fd, "w", newline="", encoding="utf-8") as out:
                 yield out
                 out.flush()
@@ -94,10 +94,13 @@ def replacing(target: Path) -> Iterator[TextIO]:
         raise
 
 
-def mode_open_would_give(path: Path) -> int:
-    """Keep the permissions a plain open() would have left: the old file's, or the umask's for a new one."""
+# What a new export or backup may be read by: its owner only. Both hold every contact's address and
+# name, and a umask of 022 (the usual one) would have let every account on the host read them.
+PRIVATE = 0o600
+
+
+def mode_for(path: Path) -> int:
+    """An existing file keeps its permissions (someone chose them); a new one is private to its owner."""
     if path.exists():
         return path.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return PRIVATE

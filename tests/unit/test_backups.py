@@ -65,6 +65,18 @@ def test_the_pg_dump_line_names_the_server_however_the_url_gives_it(url, host):
     assert host in pg_dump_command(url, NOW).split()
 
 
+def test_a_backup_is_readable_by_its_owner_only_whatever_the_umask(tmp_path):
+    url = f"sqlite:///{tmp_path}/nurture.db"
+    with closing(sqlite3.connect(tmp_path / "nurture.db")) as conn:
+        conn.execute("create table contact (email text)")
+    old = os.umask(0o022)
+    try:
+        copy = backup_sqlite(url, tmp_path / "backups", NOW)
+    finally:
+        os.umask(old)
+    assert copy.stat().st_mode & 0o777 == 0o600
+
+
 def test_a_restored_backup_sends_nothing_until_a_person_resumes_it(tmp_path):
     """Emails sent after the backup are not in it: run as it is, the worker would send them again."""
     url = f"sqlite:///{tmp_path}/nurture.db"

@@ -29,6 +29,16 @@ def test_a_finished_write_replaces_the_file_and_keeps_its_permissions(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o640
 
 
+def test_a_new_file_is_readable_by_its_owner_only_whatever_the_umask(tmp_path):
+    old = os.umask(0o022)  # the usual umask, which leaves new files readable by every account
+    try:
+        with replacing(tmp_path / "contacts.csv") as out:
+            out.write("email,first_name\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "contacts.csv").stat().st_mode & 0o777 == 0o600
+
+
 def test_writing_through_a_link_replaces_the_file_it_points_at(tmp_path):
     (tmp_path / "real.csv").write_text("old\n")
     (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
