@@ -22,6 +22,8 @@ from core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 MIN_KEY_LENGTH = 16  # as production_problems asks of SECRET_KEY
+# A data folder Nurture creates holds the database, the secret key and backups: its owner's alone.
+PRIVATE_FOLDER = 0o700
 
 
 @dataclass
@@ -29,7 +31,7 @@ class Services:
     settings: Settings
     engine: Engine
     mailer: Mailer
-    secret_key: str
+    secret_key: str = field(repr=False)
     composer: Composer
     metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = system_clock
@@ -127,7 +129,7 @@ def resolve_secret_key(settings: Settings) -> str:
 
 
 def _write_new_key(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
     # Written whole and synced to a private file, then linked into place: a process starting at the
     # same moment, or a crash, leaves either no key yet or the complete one, never an empty file;
     # the first link wins.

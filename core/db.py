@@ -35,7 +35,7 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
         if path and path != ":memory:":
             folder = Path(path).parent
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the database's folder: its owner's alone
             except OSError as exc:
                 reason = (output_files.broken_link(folder) or "it is a file, not a folder"
                           if isinstance(exc, FileExistsError) else exc.strerror or exc)

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from dotenv.parser import parse_stream
 from email_validator import EmailNotValidError, validate_email
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -30,38 +30,40 @@ _NOTION_LINK_ID = re.compile(r"([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}
 
 
 class Settings(BaseSettings):
+    # Fields that hold credentials (a PostgreSQL password can sit in DATABASE_URL, Discord's webhook URL is
+    # its key) are left out of repr(), so a settings object in a log line or a traceback shows none of them.
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    database_url: str = "sqlite:///data/nurture.db"
+    database_url: str = Field("sqlite:///data/nurture.db", repr=False)
     testing_mode: bool = False
 
-    resend_api_key: str = ""
+    resend_api_key: str = Field("", repr=False)
     resend_from_email: str = ""
     resend_rate_limit: float = 2.0
-    resend_webhook_secret: str = ""
+    resend_webhook_secret: str = Field("", repr=False)
     # The SDK reads RESEND_API_URL from the process environment only; declared here so that a .env line
     # reaches it too (ResendMailer hands it over), as it did under the original stack's load_dotenv.
     resend_api_url: str = ""
 
-    notion_token: str = ""
+    notion_token: str = Field("", repr=False)
     notion_email_sequence_db_id: str = ""
     notion_businessx_db_id: str = ""
     notion_api_url: str = ""
 
-    discord_webhook_url: str = ""
+    discord_webhook_url: str = Field("", repr=False)
 
-    webhook_secret: str = ""
+    webhook_secret: str = Field("", repr=False)
     intake_rate_limit: int = 0
     cors_origins: str = ""
 
     public_base_url: str = "http://localhost:8000"
     dashboard_url: str = ""  # where Discord alerts link to; empty: http://localhost:DASHBOARD_PORT
-    secret_key: str = ""
+    secret_key: str = Field("", repr=False)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8501
-    dashboard_password: str = ""
+    dashboard_password: str = Field("", repr=False)
     # Who may use the dashboard after an OIDC sign-in (core/allowlist.py); empty: anyone the provider admits.
     dashboard_allowed_emails: str = ""
     postal_address: str = "Nurture Systems Ltd, 1 Example Street, London EC1A 1AA, United Kingdom"

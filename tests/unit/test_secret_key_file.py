@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.bootstrap import resolve_secret_key
+from core.db import create_db_engine
 from core.errors import ConfigError
 from core.settings import Settings
 
@@ -76,3 +77,18 @@ def test_an_empty_or_short_key_file_is_refused_rather_than_signing_forgeable_tok
     assert "SECRET_KEY" in _refusal(tmp_path) and "DATA_DIR" in _refusal(tmp_path)
     kept = (tmp_path / "secret_key").read_text(encoding="utf-8", errors="surrogateescape")
     assert kept == content  # left for a person to look at
+
+
+def test_data_folders_it_creates_are_private_and_one_that_exists_keeps_its_mode(tmp_path):
+    # They hold the database, this key and backups: with the usual umask 022 every account could list and read them.
+    previous = os.umask(0o022)
+    try:
+        _key_for(str(tmp_path / "fresh"))
+        create_db_engine(f"sqlite:///{tmp_path}/database/nurture.db").dispose()
+        (tmp_path / "shared").mkdir(mode=0o750)
+        _key_for(str(tmp_path / "shared"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "database").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "shared").stat().st_mode) == 0o750  # the operator's choice (systemd's UMask)

@@ -612,3 +612,19 @@ def test_a_notion_link_with_no_database_id_stops_start_up_naming_the_variable(en
     with pytest.raises(ConfigError) as caught:
         load(notion_token="secret_x")
     assert_one_sentence_naming(str(caught.value), "NOTION_EMAIL_SEQUENCE_DB_ID")
+
+
+def test_no_credential_shows_in_the_settings_repr(env):
+    # A Settings object in a log line or a traceback's locals must not carry the keys with it.
+    secrets = {"DATABASE_URL": "postgresql+psycopg://nurture:pg-pass-1@db.internal/nurture",
+               "RESEND_API_KEY": "re_key_2", "RESEND_FROM_EMAIL": "hello@acme.org", "RESEND_WEBHOOK_SECRET": "whsec_3",
+               "NOTION_TOKEN": "ntn_4", "NOTION_EMAIL_SEQUENCE_DB_ID": "a" * 32,
+               "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/tok5", "WEBHOOK_SECRET": "hook-6",
+               "SECRET_KEY": "key-7" * 4, "DASHBOARD_PASSWORD": "pass-8"}
+    for name, value in secrets.items():
+        env.setenv(name, value)
+    settings = load()
+    shown = repr(settings) + str(settings)
+    for value in ("pg-pass-1", "re_key_2", "whsec_3", "ntn_4", "tok5", "hook-6", "key-7", "pass-8"):
+        assert value not in shown
+    assert "hello@acme.org" in shown  # the rest is still there to read
