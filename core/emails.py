@@ -55,8 +55,8 @@ class RenderedEmail:
 
 def render_step(step: Step, ctx: EmailContext, *, unsubscribe_url: str, postal_address: str) -> RenderedEmail:
     """Render one campaign step for one contact: a subject, an HTML part and a text part."""
-    first_name = _clean(ctx.first_name)
-    business_name = _clean(ctx.business_name)
+    first_name = _mailable(_clean(ctx.first_name))
+    business_name = _mailable(_clean(ctx.business_name))
     variables = {
         "first_name": first_name or _FIRST_NAME_FALLBACK,
         "business_name": business_name or _BUSINESS_NAME_FALLBACK,
@@ -122,6 +122,16 @@ def _clean(value: str | None) -> str:
     # Names reach the Subject header: a CR/LF there could inject headers of its own.
     spaced = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value if ch not in _BIDI_CONTROLS)
     return " ".join(spaced.split())
+
+
+# What a mail client would turn into a link: a scheme, "www.", an address, or a dotted host name ("evil.com/refund",
+# "xn--…"). Anyone can sign anyone up, so a name like that would have our domain deliver a stranger's link.
+_LINKABLE = re.compile(r"://|www\.|@|[^\s.]\.(?:xn--|[^\W\d_]{2})", re.IGNORECASE)
+
+
+def _mailable(name: str) -> str:
+    """The name, or "" (the email's fallback) when it would show as a link; what is stored stays as it was."""
+    return "" if _LINKABLE.search(name) else name
 
 
 def _subject(template: str, first_name: str, business_name: str) -> str:

@@ -3,6 +3,7 @@
 from html.parser import HTMLParser
 
 import pytest
+from markupsafe import escape
 
 from core.campaign import CHRISTMAS_2025, Segment
 from core.emails import EmailContext, RenderedEmail, render_step, sample_context
@@ -169,7 +170,27 @@ def test_subject_never_contains_a_newline(hostile):
 
 
 def test_a_header_injection_attempt_is_flattened_into_one_harmless_line():
-    assert render(1, first_name="Eve\r\nBcc: victim@example.com").subject.endswith(", Eve Bcc: victim@example.com")
+    assert render(1, first_name="Eve\r\nBcc: victim").subject.endswith(", Eve Bcc: victim")
+
+
+@pytest.mark.parametrize("name", [
+    "https://evil.example/refund", "Visit evil.com/refund now", "www.evil.example", "EVIL.COM", "claim at bit.ly",
+    "victim@example.com", "Hi from xn--80ak6aa92e.com", "пример.рф", "Booking.com",
+])
+def test_a_name_a_mail_client_would_show_as_a_link_is_left_out_of_every_part(name):
+    # Anyone can sign anyone up: a link in a name would go out from our domain, under our good name.
+    for email in render_all(first_name=name, business_name=name):
+        for part in (email.subject, email.html, email.text):
+            assert name.lower() not in part.lower()
+    email = render(1, first_name=name, business_name=name)
+    assert "there" in email.html and "your business" in email.html + email.text
+
+
+@pytest.mark.parametrize("name", ["J. Smith", "Acme Co.", "Dr. Who & Sons Ltd.", "O'Brien", "Zoë", "株式会社 山田",
+                                  "Smith & Co. (UK)", "3.5 Stars Bakery"])
+def test_names_with_dots_that_are_no_link_are_kept(name):
+    email = render(1, first_name=name, business_name=name)
+    assert escape(name) in email.html and name in email.text
 
 
 def test_long_names_are_shortened_in_subjects_but_kept_whole_in_the_body():
