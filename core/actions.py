@@ -7,7 +7,7 @@ and the worker's action job performs it and writes the outcome back.
 import json
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -34,6 +34,9 @@ PROVIDER_CALLS = ("send_test", "check_connection")
 # either (a resend, then a skip of it). A skip left to the action job, which runs beside dispatch, lost to
 # a step falling due as it arrived (a worker starting up after downtime), and the email went.
 SEQUENCE_CHANGES = tuple(kind for kind in KINDS if kind not in PROVIDER_CALLS)
+# A test email asked for while no worker ran would reach the marketer whenever one next started, days later
+# perhaps, long after anyone watched for it; past this age it is not sent, and its request says so.
+TEST_EMAIL_EXPIRY = timedelta(hours=1)
 
 
 def _claim(conn: sa.Connection, action_id: str, now: datetime) -> bool:
@@ -102,6 +105,7 @@ class ActionRunner:
                 with db.write_transaction(self.services.engine) as conn:
                     if not _claim(conn, action.id, now):
                         return
+                _refuse_if_stale(action, now)
                 result = self._call_provider(action.kind, payload)
                 with db.write_transaction(self.services.engine) as conn:
                     conn.execute(action_t.update().where(action_t.c.id == action.id).values(result=result))
@@ -188,6 +192,13 @@ class ActionRunner:
             return f"{self.services.mailer.name}: {self.services.mailer.check()}"
         except MailerError as exc:
             raise NurtureError(f"{self.services.mailer.name}: {exc}") from exc
+
+
+def _refuse_if_stale(action, now: datetime) -> None:
+    if action.kind == "send_test" and now - action.requested_at > TEST_EMAIL_EXPIRY:
+        waited = int((now - action.requested_at).total_seconds() // 60)
+        raise NurtureError(f"test email not sent: it was asked for {waited} minutes before a worker could carry it "
+                           "out, so it would have arrived unexpected; ask for it again if it is still wanted")
 
 
 def _still_going(conn: sa.Connection, where) -> str:

@@ -39,7 +39,7 @@ def _send_me() -> None:
                                    "request_id": commands.new_request_id()})
     # "Within seconds" beside a sidebar saying no worker runs: the test would wait unseen, and go whenever one starts.
     when = ("the worker sends it within seconds." if worker_running(read(queries.system_state, now()))
-            else "No worker is running: it is sent once the worker runs again.")
+            else "No worker is running: it is sent if the worker runs again within the hour.")
     commands.flash(f"Test of step {number} ({segment}) requested for {literal(to)}: {when}")
 
 

@@ -280,7 +280,7 @@ def test_a_test_send_to_yourself_says_when_it_goes(seeded, open_app):
     with db.write_transaction(seeded["services"].engine) as conn:
         conn.execute(sa.text("DELETE FROM worker"))
     told = send_me()
-    assert "No worker is running: it is sent once the worker runs again." in told
+    assert "No worker is running: it is sent if the worker runs again within the hour." in told
     assert "within seconds" not in told
     assert [a["kind"] for a in actions(seeded["services"].engine)] == ["send_test", "send_test"]
 

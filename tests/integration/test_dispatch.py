@@ -2095,3 +2095,30 @@ def test_a_claim_that_puts_a_send_back_while_its_sibling_is_recorded_never_stran
 
     retried = step_send(services, result.enrollment_id, 1)
     assert (retried["status"], retried["ready"]) == ("scheduled", True), "released, not stranded"
+
+
+def test_a_test_email_asked_for_while_no_worker_ran_is_not_sent_once_it_is_over_an_hour_old(services, mailer, clock):
+    # It reached the marketer whenever a worker next started, days later perhaps, unexpected and unexplained.
+    with db.write_transaction(services.engine) as conn:
+        stale = request_action(conn, "send_test", {"step": 1, "segment": "URGENT", "to": "marketer@example.com",
+                                                   "request_id": "stale"}, requested_by="marketer@example.com",
+                               now=clock())
+    clock.advance(minutes=59)
+    fresh = act(services, "send_test", {"step": 2, "segment": "URGENT", "to": "marketer@example.com",
+                                        "request_id": "fresh"})
+    assert fresh["status"] == "done"  # the newer one, and...
+    [row] = rows(services.engine, "SELECT status FROM action WHERE id = :i", i=stale)
+    assert row["status"] == "done"  # ...one 59 minutes old still goes
+    assert [e.tags["step"] for e in mailer.sent_to("marketer@example.com")] == ["1", "2"]
+
+    with db.write_transaction(services.engine) as conn:
+        late = request_action(conn, "send_test", {"step": 3, "segment": "URGENT", "to": "marketer@example.com",
+                                                  "request_id": "late"}, requested_by="marketer@example.com",
+                              now=clock())
+    clock.advance(minutes=61)
+    ActionRunner(services, "worker-a").run_pending()
+
+    [row] = rows(services.engine, "SELECT status, result FROM action WHERE id = :i", i=late)
+    assert row["status"] == "failed" and "asked for 61 minutes before a worker could carry it out" in row["result"]
+    assert len(mailer.sent_to("marketer@example.com")) == 2
+    assert [e["detail"] for e in events_of(services, "send_test_failed")] != []
