@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from core import actions, backup, cli_notion, csv_export, csv_import, db, erasure, output_files, queries, switches
+from core import actions, backup, cli_notion, csv_export, db, erasure, output_files, queries, switches
 from core.bootstrap import build_services
 from core.campaign import Segment
 from core.errors import AlreadyErased, ConfigError, InvalidSignup, NurtureError, UsageError, first_line
@@ -101,6 +101,8 @@ def _forget(services, args) -> int:
 
 
 def _import(services, args) -> int:
+    from core import csv_import  # the intake's enrollment code: loaded for `import` alone, not at every start
+
     try:
         with open(args.csv, encoding="utf-8-sig", newline="") as fh:
             plan = csv_import.plan_import(services, fh)

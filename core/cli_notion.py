@@ -8,9 +8,7 @@ import argparse
 from core import db
 from core.bootstrap import Services
 from core.notion import store
-from core.notion.client import notion_from_settings
 from core.notion.errors import NotionNotConfigured
-from core.notion.importer import run_import
 from core.notion.port import NotionMirror
 from core.notion.schema import check_schema
 
@@ -48,6 +46,8 @@ def check(services: Services, mirror: NotionMirror, *, create_missing: bool) -> 
 
 def import_rows(services: Services, mirror: NotionMirror, *, apply: bool) -> int:
     """Print what the import does (or would do) row by row, then a summary."""
+    from core.notion.importer import run_import  # with the Notion sync it uses: for `notion import` alone
+
     plans = run_import(services, mirror, apply=apply)
     for plan in plans:
         print(plan.describe())
@@ -63,6 +63,8 @@ def import_rows(services: Services, mirror: NotionMirror, *, apply: bool) -> int
 def _with_mirror(services: Services, use) -> int:
     if not services.settings.notion_configured:
         raise NotionNotConfigured("NOTION_TOKEN and NOTION_EMAIL_SEQUENCE_DB_ID must be set to use the Notion mirror.")
+    from core.notion.client import notion_from_settings  # httpx and notion-client: for `notion` commands alone
+
     mirror = notion_from_settings(services.settings, max_wait=COMMAND_MAX_WAIT)
     try:
         return use(mirror)
