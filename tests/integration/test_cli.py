@@ -1,11 +1,21 @@
-"""`python -m core …` run as a real subprocess against the test database."""
+"""`python -m core …` against the test database.
+
+Most tests call core.cli.main in this process, as the process would (its environment without any Nurture
+variable, no .env, output read from the file descriptors): a real process spends over a second importing
+before it starts. Tests about the process itself run `python -m core` for real: Ctrl-C, a closed or broken
+standard output, processes migrating at once, what a start imports, the `stats --json` document (an outside
+contract), a usage error, and a bad DATABASE_URL that must reach the terminal as one line without its password.
+"""
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +24,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from core import claims, db, erasure, repo, switches
+from core.cli import main as cli_main
 from core.errors import DatabaseTooNew
 from core.intake import enroll_now
 from core.models import Contact, Send
@@ -41,8 +52,91 @@ def run_cli(*args: str, database_url: str, data_dir: Path, **extra_env: str) -> 
 
 
 @pytest.fixture
-def cli(services, tmp_path):
-    """Run the CLI on the same database as `services`."""
+def run_main(monkeypatch, capfd, tmp_path_factory):
+    """run_cli's twin, calling core.cli.main in this process; what main changes for its process (environment,
+    working folder, logging, engines) is undone after each run."""
+    cwd = tmp_path_factory.mktemp("cwd")  # main reads ./.env: here there is none, whatever the repository holds
+
+    def run(*args: str, database_url: str, data_dir: Path, **extra_env: str) -> subprocess.CompletedProcess:
+        capfd.readouterr()  # only this run's output
+        with monkeypatch.context() as patch, _logging_restored(), _engines_disposed(patch):
+            _use_environment(patch, cli_env(database_url, data_dir, **extra_env))
+            patch.chdir(cwd)
+            code = _exit_code(list(args))
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess([sys.executable, "-m", "core", *args], code, out, err)
+
+    return run
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return cli_main(argv)
+    except SystemExit as exc:  # argparse ends a usage error with sys.exit(2), which is then the process's code
+        return exc.code
+
+
+def _use_environment(patch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name in set(os.environ) - set(env):  # every Nurture variable (cli_env left them out)
+        patch.delenv(name)
+    for name, value in env.items():
+        patch.setenv(name, value)
+
+
+@contextmanager
+def _logging_restored() -> Iterator[None]:
+    """main's configure_logging rewires the root logger and a few named ones; in this process that would
+    last for the rest of the worker's tests (a handler on a closed capture), so they are put back."""
+    saved = {logger: _logger_state(logger) for logger in _loggers()}
+    try:
+        yield
+    finally:
+        for logger in _loggers():
+            handlers, level, filters, propagate, disabled = saved.get(logger, ([], logging.NOTSET, [], True, False))
+            logger.handlers[:], logger.filters[:] = handlers, filters
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
+
+
+def _loggers() -> list[logging.Logger]:
+    named = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(logger for logger in named if isinstance(logger, logging.Logger))]
+
+
+def _logger_state(logger: logging.Logger) -> tuple:
+    return logger.handlers[:], logger.level, logger.filters[:], logger.propagate, logger.disabled
+
+
+@contextmanager
+def _engines_disposed(patch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every engine a run creates is closed after it, as its process's exit would: build_services leaves
+    its engine open when preparing the database fails."""
+    engines, create = [], db.create_db_engine
+
+    def create_and_keep(*args, **kwargs) -> sa.Engine:
+        engines.append(create(*args, **kwargs))
+        return engines[-1]
+
+    patch.setattr(db, "create_db_engine", create_and_keep)
+    try:
+        yield
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+@pytest.fixture
+def cli(services, tmp_path, run_main):
+    """Run the CLI, in this process, on the same database as `services`."""
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
+        return run_main(*args, database_url=services.settings.database_url, data_dir=tmp_path, **extra_env)
+
+    return run
+
+
+@pytest.fixture
+def cli_process(services, tmp_path):
+    """Run `python -m core` as a real process on the same database as `services`."""
     def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
         return run_cli(*args, database_url=services.settings.database_url, data_dir=tmp_path, **extra_env)
 
@@ -53,7 +147,7 @@ def seed_contacts(services) -> list:
     return enroll_now(services, [signup_request(**body) for body, _ in SEED_SIGNUPS])
 
 
-def test_stats_json_prints_exactly_the_designed_document(cli, services, clock):
+def test_stats_json_prints_exactly_the_designed_document(cli_process, services, clock):
     critical, urgent, optimize = seed_contacts(services)
     now = clock()
     with db.write_transaction(services.engine) as conn:
@@ -66,7 +160,7 @@ def test_stats_json_prints_exactly_the_designed_document(cli, services, clock):
         conn.execute(contact_t.update().where(contact_t.c.id == optimize.contact_id)
                      .values(unsubscribed_at=now, suppressed_at=now, suppressed_reason="bounce"))
 
-    result = cli("stats", "--json")
+    result = cli_process("stats", "--json")
 
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -93,19 +187,19 @@ def test_stats_on_an_up_to_date_database_loads_neither_alembic_nor_the_notion_cl
     assert loaded & {"core.csv_import", "core.notion.client", "core.notion.importer"} == set()
 
 
-def test_a_database_server_that_does_not_answer_is_named_as_unreachable_not_as_refusing(tmp_path):
+def test_a_database_server_that_does_not_answer_is_named_as_unreachable_not_as_refusing(tmp_path, run_main):
     # Port 1: nothing listens there, so the connection is refused before any server could answer.
-    result = run_cli("stats", "--json", database_url="postgresql+psycopg://postgres@127.0.0.1:1/nurture",
-                     data_dir=tmp_path)
+    result = run_main("stats", "--json", database_url="postgresql+psycopg://postgres@127.0.0.1:1/nurture",
+                      data_dir=tmp_path)
 
     assert_one_line_error(result, 1, "nurture: cannot use the database:")
     assert "refused the command" not in result.stderr
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_stats_on_a_brand_new_database_reports_zero_everywhere(database_url, tmp_path):
+def test_stats_on_a_brand_new_database_reports_zero_everywhere(database_url, tmp_path, run_main):
     db.missing_sqlite_file(database_url).touch()  # created empty, as `createdb` makes an empty PostgreSQL one
-    result = run_cli("stats", "--json", database_url=database_url, data_dir=tmp_path)
+    result = run_main("stats", "--json", database_url=database_url, data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "contacts": 0, "enrollments": 0, "segments": {"CRITICAL": 0, "URGENT": 0, "OPTIMIZE": 0},
@@ -233,8 +327,8 @@ def test_export_to_a_path_it_cannot_write_says_so_in_one_line(cli, services, tmp
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_export_with_an_empty_output_name_is_a_usage_error(cli, services):
-    result = cli("export", "-o", "")
+def test_export_with_an_empty_output_name_is_a_usage_error(cli_process, services):
+    result = cli_process("export", "-o", "")
     assert result.returncode == 2 and result.stdout == ""
     assert "needs a file name" in result.stderr and "Traceback" not in result.stderr
 
@@ -290,11 +384,11 @@ def _revision(database_url: str) -> str:
         engine.dispose()
 
 
-def test_a_backup_before_an_upgrade_copies_the_database_as_the_old_release_left_it(database_url, tmp_path):
+def test_a_backup_before_an_upgrade_copies_the_database_as_the_old_release_left_it(database_url, tmp_path, run_main):
     command.upgrade(db.alembic_config(database_url), "0004")  # a database an older release made
 
-    result = run_cli("backup", "--output-dir", str(tmp_path / "backups"), database_url=database_url,
-                     data_dir=tmp_path)
+    result = run_main("backup", "--output-dir", str(tmp_path / "backups"), database_url=database_url,
+                      data_dir=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert _revision(database_url) == "0004", "backing up must not migrate the database it copies"
@@ -305,8 +399,8 @@ def test_a_backup_before_an_upgrade_copies_the_database_as_the_old_release_left_
         assert "pg_dump" in result.stdout
 
 
-def test_backup_of_an_in_memory_database_is_refused_without_a_traceback(tmp_path):
-    result = run_cli("backup", database_url="sqlite://", data_dir=tmp_path)
+def test_backup_of_an_in_memory_database_is_refused_without_a_traceback(tmp_path, run_main):
+    result = run_main("backup", database_url="sqlite://", data_dir=tmp_path)
     assert_one_line_error(result, 2, "DATABASE_URL")
 
 
@@ -390,9 +484,9 @@ def test_processes_migrating_a_new_database_at_once_all_succeed(database_url, tm
     assert [code for code, _, _ in results] == [0] * 4, [err for _, _, err in results]
 
 
-def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path):
-    first = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
-    second = run_cli("db", "upgrade", database_url=database_url, data_dir=tmp_path)
+def test_db_upgrade_on_an_empty_database_is_idempotent(database_url, tmp_path, run_main):
+    first = run_main("db", "upgrade", database_url=database_url, data_dir=tmp_path)
+    second = run_main("db", "upgrade", database_url=database_url, data_dir=tmp_path)
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     assert first.stdout == second.stdout
     engine = db.create_db_engine(database_url)
@@ -431,24 +525,24 @@ def test_commands_on_an_up_to_date_database_only_read_it(cli, services):
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
-def test_stats_and_export_work_for_a_read_only_postgresql_session(services, tmp_path):
+def test_stats_and_export_work_for_a_read_only_postgresql_session(services, tmp_path, run_main):
     seed_contacts(services)
     read_only = services.settings.database_url + "?options=-c%20default_transaction_read_only%3Don"
-    stats = run_cli("stats", "--json", database_url=read_only, data_dir=tmp_path)
-    export = run_cli("export", "-o", str(tmp_path / "contacts.csv"), database_url=read_only, data_dir=tmp_path)
+    stats = run_main("stats", "--json", database_url=read_only, data_dir=tmp_path)
+    export = run_main("export", "-o", str(tmp_path / "contacts.csv"), database_url=read_only, data_dir=tmp_path)
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)["contacts"] == 3
     assert export.returncode == 0, export.stderr
     with (tmp_path / "contacts.csv").open(encoding="utf-8") as exported:
         assert len(list(csv.DictReader(exported))) == 3
-    paused = run_cli("pause", database_url=read_only, data_dir=tmp_path)  # a write still fails plainly
+    paused = run_main("pause", database_url=read_only, data_dir=tmp_path)  # a write still fails plainly
     assert paused.returncode == 1 and "read-only transaction" in paused.stderr and "Traceback" not in paused.stderr
 
 
-def test_a_fresh_database_is_still_migrated_and_seeded_by_any_command(database_url, tmp_path):
+def test_a_fresh_database_is_still_migrated_and_seeded_by_any_command(database_url, tmp_path, run_main):
     if missing := db.missing_sqlite_file(database_url):
         missing.touch()  # an empty SQLite file, as an empty PostgreSQL database is
-    result = run_cli("stats", "--json", database_url=database_url, data_dir=tmp_path)
+    result = run_main("stats", "--json", database_url=database_url, data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     engine = db.create_db_engine(database_url)
     try:
@@ -461,20 +555,20 @@ def test_a_fresh_database_is_still_migrated_and_seeded_by_any_command(database_u
 
 @pytest.mark.parametrize("command", [["pause", "--reason", "emergency"], ["stats", "--json"], ["export"],
                                      ["resume"], ["forget", "jo@example.com"]], ids=lambda c: c[0])
-def test_a_command_given_where_there_is_no_database_creates_none_and_says_so(tmp_path, command):
+def test_a_command_given_where_there_is_no_database_creates_none_and_says_so(tmp_path, command, run_main):
     """Typed in the wrong folder, `pause` must not pause a new empty database and report success."""
     elsewhere = tmp_path / "elsewhere"
-    result = run_cli(*command, database_url=f"sqlite:///{elsewhere}/data/nurture.db", data_dir=elsewhere / "data")
+    result = run_main(*command, database_url=f"sqlite:///{elsewhere}/data/nurture.db", data_dir=elsewhere / "data")
     assert result.returncode == 2 and result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"nurture: no database at {elsewhere}/data/nurture.db.") and "db upgrade" in line
     assert not elsewhere.exists(), "nothing was created: no database, no data folder, no key file"
 
 
-def test_db_upgrade_creates_a_database_where_there_is_none(tmp_path):
+def test_db_upgrade_creates_a_database_where_there_is_none(tmp_path, run_main):
     url = f"sqlite:///{tmp_path}/new/nurture.db"
-    assert run_cli("db", "upgrade", database_url=url, data_dir=tmp_path / "new").returncode == 0
-    assert run_cli("pause", database_url=url, data_dir=tmp_path / "new").returncode == 0
+    assert run_main("db", "upgrade", database_url=url, data_dir=tmp_path / "new").returncode == 0
+    assert run_main("pause", database_url=url, data_dir=tmp_path / "new").returncode == 0
 
 
 def test_a_bad_database_url_exits_2_with_one_line_naming_it_and_no_traceback(tmp_path):
@@ -501,14 +595,14 @@ def test_a_database_migrated_by_a_newer_release_exits_2_with_one_line_naming_the
         "the upgrade."]
 
 
-def test_a_database_holding_another_applications_tables_is_refused_and_left_as_it_was(database_url, tmp_path):
+def test_a_database_holding_another_applications_tables_is_refused_and_left_as_it_was(database_url, tmp_path, run_main):
     # A DATABASE_URL pointing at the wrong database: `stats` must not install Nurture's tables in it.
     engine = db.create_db_engine(database_url)
     try:
         with db.write_transaction(engine) as conn:
             conn.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total NUMERIC)"))
         for command_line in (["stats"], ["db", "upgrade"]):
-            result = run_cli(*command_line, database_url=database_url, data_dir=tmp_path)
+            result = run_main(*command_line, database_url=database_url, data_dir=tmp_path)
             assert result.returncode == 2 and "invoices" in _one_line(result)
         with engine.connect() as conn:
             assert sa.inspect(conn).get_table_names() == ["invoices"]
@@ -522,48 +616,49 @@ def _one_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_a_data_dir_that_is_a_file_exits_2_with_one_line_naming_it(tmp_path):
+def test_a_data_dir_that_is_a_file_exits_2_with_one_line_naming_it(tmp_path, run_main):
     (tmp_path / "data").write_text("")
-    result = run_cli("db", "upgrade", database_url=f"sqlite:///{tmp_path}/nurture.db", data_dir=tmp_path / "data")
+    result = run_main("db", "upgrade", database_url=f"sqlite:///{tmp_path}/nurture.db", data_dir=tmp_path / "data")
     assert result.returncode == 2
     assert _one_line(result) == f"nurture: DATA_DIR {tmp_path / 'data'} is a file, not a folder."
 
 
-def test_a_sqlite_folder_that_is_a_file_exits_2_with_one_line_naming_database_url(tmp_path):
+def test_a_sqlite_folder_that_is_a_file_exits_2_with_one_line_naming_database_url(tmp_path, run_main):
     (tmp_path / "data").write_text("")
-    result = run_cli("db", "upgrade", database_url=f"sqlite:///{tmp_path}/data/nurture.db", data_dir=tmp_path,
-                     SECRET_KEY="k" * 32)
+    result = run_main("db", "upgrade", database_url=f"sqlite:///{tmp_path}/data/nurture.db", data_dir=tmp_path,
+                      SECRET_KEY="k" * 32)
     assert result.returncode == 2
     assert _one_line(result).startswith(f"nurture: DATABASE_URL names a SQLite file in {tmp_path / 'data'}")
 
 
-def test_a_sqlite_file_that_cannot_be_created_exits_2_with_one_line_naming_database_url_and_the_file(tmp_path):
+def test_a_sqlite_file_that_cannot_be_created_exits_2_with_one_line_naming_database_url_and_the_file(
+        tmp_path, run_main):
     # A folder this user may not write to (the service user's data/ owned by root, say); as root, /proc.
     folder = Path("/proc") if os.geteuid() == 0 else tmp_path / "read-only"
     folder.mkdir(mode=0o500, exist_ok=True)
-    result = run_cli("db", "upgrade", database_url=f"sqlite:///{folder}/nurture.db", data_dir=tmp_path,
-                     SECRET_KEY="k" * 32)
+    result = run_main("db", "upgrade", database_url=f"sqlite:///{folder}/nurture.db", data_dir=tmp_path,
+                      SECRET_KEY="k" * 32)
     assert result.returncode == 2
     assert _one_line(result).startswith(f"nurture: DATABASE_URL names the SQLite file {folder / 'nurture.db'}, "
                                         "which cannot be opened")
 
 
 @pytest.mark.parametrize("secret_key", [{}, {"SECRET_KEY": "k" * 32}])
-def test_a_data_folder_linked_to_a_volume_not_mounted_is_named_as_such(tmp_path, secret_key):
+def test_a_data_folder_linked_to_a_volume_not_mounted_is_named_as_such(tmp_path, secret_key, run_main):
     # data -> /mnt/volume/nurture before the volume is mounted: "is a file, not a folder" sent people astray.
     (tmp_path / "data").symlink_to(tmp_path / "volume" / "nurture")
-    result = run_cli("db", "upgrade", database_url=f"sqlite:///{tmp_path}/data/nurture.db", data_dir=tmp_path / "data",
-                     **secret_key)
+    result = run_main("db", "upgrade", database_url=f"sqlite:///{tmp_path}/data/nurture.db", data_dir=tmp_path / "data",
+                      **secret_key)
     assert result.returncode == 2
     assert f"is a link to {tmp_path / 'volume' / 'nurture'}, which does not exist" in _one_line(result)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL backups are pg_dump's job
-def test_a_backup_folder_that_cannot_be_made_exits_1_with_one_line(database_url, tmp_path):
+def test_a_backup_folder_that_cannot_be_made_exits_1_with_one_line(database_url, tmp_path, run_main):
     (tmp_path / "file").write_text("")
     db.missing_sqlite_file(database_url).touch()
-    result = run_cli("backup", "--output-dir", str(tmp_path / "file" / "backups"), database_url=database_url,
-                     data_dir=tmp_path)
+    result = run_main("backup", "--output-dir", str(tmp_path / "file" / "backups"), database_url=database_url,
+                      data_dir=tmp_path)
     assert result.returncode == 1
     assert _one_line(result).startswith(f"nurture: cannot write {tmp_path / 'file' / 'backups'}: ")
 
