@@ -133,10 +133,11 @@ def _send_test(services, args) -> int:
         print(f"queued a test of step {args.step} ({args.segment}) to {args.email}; waiting for the worker…")
         result = actions.wait_for(services, action_id, timeout=args.wait)
     except KeyboardInterrupt:  # Ctrl-C ends the wait, not the request, which is already committed
-        print("nurture: interrupted; the test email stays queued and goes once scheduler.py runs", file=sys.stderr)
+        print("nurture: interrupted; the test email stays queued and goes if scheduler.py runs within the hour",
+              file=sys.stderr)
         return 130
     if result is None:
-        print("no worker picked it up yet; it will be sent once scheduler.py runs")
+        print("no worker picked it up yet; it is sent if scheduler.py runs within the hour of asking")
         return 1
     status, text = result
     print(text)

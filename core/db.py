@@ -1,21 +1,20 @@
 """Engine construction and migrations. Nothing here runs at import time."""
 
-import ast
 import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 
 from core import output_files
 from core.errors import ConfigError, DatabaseTooNew
-
-if TYPE_CHECKING:
-    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -142,9 +141,7 @@ def _casefold(text: str | None) -> str | None:
     return text.casefold() if isinstance(text, str) else text
 
 
-def alembic_config(url: str) -> "Config":
-    from alembic.config import Config  # importing alembic is a tenth of a command's start: only when it is used
-
+def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -158,29 +155,21 @@ def upgrade(engine: Engine) -> bool:
     is only read, so `stats` or `export` neither queue behind the intake's writer for a write
     lock nor fail on a database they may only read (a read-only file or role).
     """
-    revisions = MigrationScripts.read()
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with read_transaction(engine) as conn:
-        current = _current_heads(conn)
-        _refuse_unknown_revisions(current, revisions)
-        _refuse_a_foreign_database(conn, current)
-        if set(current) == revisions.heads:
+        _refuse_unknown_revisions(conn, cfg)
+        _refuse_a_foreign_database(conn)
+        if _at_head(conn, cfg):
             return False
     # A write transaction from the start: two processes migrating one SQLite file at once
     # then queue on the lock instead of failing to upgrade a read lock ("database is locked").
     with write_transaction(engine) as conn:
         _hold_the_migration_lock(conn)
-        _refuse_unknown_revisions(_current_heads(conn), revisions)
-        _upgrade_to_head(conn, engine)
+        _refuse_unknown_revisions(conn, cfg)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
     log.info("database migrated", extra={"action": "migrate"})
     return True
-
-
-def _upgrade_to_head(conn: sa.Connection, engine: Engine) -> None:
-    from alembic import command  # only a database short of the latest revision needs alembic itself
-
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    cfg.attributes["connection"] = conn
-    command.upgrade(cfg, "head")
 
 
 # Any fixed number: the key of PostgreSQL's advisory lock that migrations take.
@@ -195,68 +184,25 @@ def _hold_the_migration_lock(conn: sa.Connection) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
 
 
-VERSION_TABLE = "alembic_version"  # alembic's default, which env.py keeps
+def _at_head(conn: sa.Connection, cfg: Config) -> bool:
+    current = set(MigrationContext.configure(conn).get_current_heads())
+    return current == set(ScriptDirectory.from_config(cfg).get_heads())
 
 
-def _current_heads(conn: sa.Connection) -> tuple[str, ...]:
-    """The revisions the database records, read as alembic's MigrationContext reads them (none without the table)."""
-    if not sa.inspect(conn).has_table(VERSION_TABLE):
-        return ()
-    return tuple(conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
-
-
-class MigrationScripts:
-    """The revisions the migration scripts in MIGRATIONS/versions declare, and which of them are heads.
-
-    Read from each script's `revision` and `down_revision` assignments without running it: alembic's
-    ScriptDirectory would import alembic and every script, a tenth of each command's start, only to learn
-    that the database is up to date. tests/unit/test_migration_scripts.py holds this to alembic's answer.
-    """
-
-    def __init__(self, parents: dict[str, tuple[str, ...]]) -> None:
-        self.known = frozenset(parents)
-        self.heads = set(parents) - {down for downs in parents.values() for down in downs}
-
-    @classmethod
-    def read(cls, folder: Path = MIGRATIONS / "versions") -> "MigrationScripts":
-        # The files alembic reads as revisions: no package marker, no editor's lock file.
-        scripts = [path for path in sorted(folder.glob("*.py")) if not path.name.startswith(("__init__", ".#"))]
-        return cls(dict(_declared_revision(path) for path in scripts))
-
-
-def _declared_revision(path: Path) -> tuple[str, tuple[str, ...]]:
-    names = {}
-    for statement in ast.parse(path.read_bytes(), filename=str(path)).body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
-            target, value = statement.targets[0], statement.value
-        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
-            target, value = statement.target, statement.value
-        else:
-            continue
-        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
-            names[target.id] = ast.literal_eval(value)
-    return names["revision"], _as_tuple(names.get("down_revision"))
-
-
-def _as_tuple(down_revision: str | tuple | list | None) -> tuple[str, ...]:
-    # One parent, none (the first revision), or several (a merge).
-    if down_revision is None:
-        return ()
-    return (down_revision,) if isinstance(down_revision, str) else tuple(down_revision)
-
-
-def _refuse_unknown_revisions(current: tuple[str, ...], scripts: MigrationScripts) -> None:
+def _refuse_unknown_revisions(conn: sa.Connection, cfg: Config) -> None:
     # Alembic would stop with a "Can't locate revision" traceback; say what happened instead.
-    if unknown := [revision for revision in current if revision not in scripts.known]:
-        raise DatabaseTooNew(f"The database at DATABASE_URL was migrated by a newer version of Nurture "
-                             f"(revision {unknown[0]!r} is unknown to this one), so run that version or newer, "
-                             f"or restore a backup from before the upgrade.")
+    known = {script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()}
+    for revision in MigrationContext.configure(conn).get_current_heads():
+        if revision not in known:
+            raise DatabaseTooNew(f"The database at DATABASE_URL was migrated by a newer version of Nurture "
+                                 f"(revision {revision!r} is unknown to this one), so run that version or newer, "
+                                 f"or restore a backup from before the upgrade.")
 
 
-def _refuse_a_foreign_database(conn: sa.Connection, current: tuple[str, ...]) -> None:
+def _refuse_a_foreign_database(conn: sa.Connection) -> None:
     # Tables but no alembic_version: DATABASE_URL names another application's database, in which
     # migrating would install Nurture's tables (Nurture's own first migration creates both at once).
-    if current:
+    if MigrationContext.configure(conn).get_current_heads():
         return
     if tables := sorted(sa.inspect(conn).get_table_names()):
         raise ConfigError(f"The database at DATABASE_URL holds tables ({', '.join(tables[:5])}) but no record of "

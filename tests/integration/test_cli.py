@@ -174,16 +174,16 @@ def test_stats_json_prints_exactly_the_designed_document(cli_process, services, 
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_stats_on_an_up_to_date_database_loads_neither_alembic_nor_the_notion_client(services, tmp_path):
-    # What every command's start no longer pays for: alembic (only a pending migration needs it), the
-    # Notion client and importer (the `notion` commands alone), the CSV import (`import` alone).
+def test_stats_loads_neither_the_notion_client_nor_the_csv_import(services, tmp_path):
+    # What every command's start no longer pays for: the Notion client and importer (the `notion` commands
+    # alone), the CSV import (`import` alone).
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "core", "stats", "--json"], cwd=ROOT,
                             env=cli_env(services.settings.database_url, tmp_path), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and json.loads(result.stdout)["contacts"] == 0, result.stderr
     loaded = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert {"core.cli", "core.db", "sqlalchemy"} <= loaded, "importtime's list is not the one expected"
-    assert {m for m in loaded if m.split(".")[0] in {"alembic", "notion_client", "httpx"}} == set()
+    assert {m for m in loaded if m.split(".")[0] in {"notion_client", "httpx"}} == set()
     assert loaded & {"core.csv_import", "core.notion.client", "core.notion.importer"} == set()
 
 
