@@ -47,7 +47,7 @@ def cli_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, database_url: str, data_dir: Path, **extra_env: str) -> subprocess.CompletedProcess:
     env = cli_env(database_url, data_dir, **extra_env)
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=data_dir, env=env, capture_output=True, text=True,
                           timeout=120)
 
 
@@ -177,7 +177,7 @@ def test_stats_json_prints_exactly_the_designed_document(cli_process, services, 
 def test_stats_loads_neither_the_notion_client_nor_the_csv_import(services, tmp_path):
     # What every command's start no longer pays for: the Notion client and importer (the `notion` commands
     # alone), the CSV import (`import` alone).
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "core", "stats", "--json"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "core", "stats", "--json"], cwd=tmp_path,
                             env=cli_env(services.settings.database_url, tmp_path), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and json.loads(result.stdout)["contacts"] == 0, result.stderr
@@ -345,7 +345,7 @@ def test_backup_with_an_empty_output_folder_is_a_usage_error_and_writes_nothing(
 def test_export_into_a_pipe_whose_reader_left_stops_quietly(services, tmp_path):
     seed_contacts(services)
     env = cli_env(services.settings.database_url, tmp_path)
-    export = subprocess.Popen([sys.executable, "-m", "core", "export"], cwd=ROOT, env=env,
+    export = subprocess.Popen([sys.executable, "-m", "core", "export"], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     export.stdout.close()  # like `| head -1` exiting before the export writes
     _, stderr = export.communicate(timeout=120)
@@ -359,7 +359,7 @@ def test_export_into_a_pipe_whose_reader_left_stops_quietly(services, tmp_path):
 def test_a_command_started_with_standard_output_closed_does_nothing_and_says_so(services, tmp_path, command):
     # `>&-` in a cron line: Python's sys.stdout is then None; each command acted, then ended in a traceback.
     env = cli_env(services.settings.database_url, tmp_path)
-    result = subprocess.run([sys.executable, "-m", "core", *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    result = subprocess.run([sys.executable, "-m", "core", *command], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: os.close(1))
     assert result.returncode == 1 and _one_line(result).startswith("nurture: standard output is closed")
     with db.read_transaction(services.engine) as conn:
@@ -461,7 +461,7 @@ def test_ctrl_c_while_send_test_waits_for_the_worker_ends_in_one_line_and_leaves
     # send-test waits 30 s by default for a worker, and Ctrl-C is the natural way out of that wait.
     env = cli_env(services.settings.database_url, tmp_path)
     waiting = subprocess.Popen([sys.executable, "-m", "core", "send-test", "pat@example.com", "--wait", "120"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert "waiting for the worker" in waiting.stdout.readline()
         waiting.send_signal(signal.SIGINT)
@@ -478,7 +478,7 @@ def test_ctrl_c_while_send_test_waits_for_the_worker_ends_in_one_line_and_leaves
 def test_processes_migrating_a_new_database_at_once_all_succeed(database_url, tmp_path):
     # The worker and the dashboard both migrate at start-up, and systemd starts them together.
     env = cli_env(database_url, tmp_path)
-    procs = [subprocess.Popen([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env, text=True,
+    procs = [subprocess.Popen([sys.executable, "-m", "core", "db", "upgrade"], cwd=tmp_path, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
     results = [(proc.wait(timeout=120), *proc.communicate()) for proc in procs]
     assert [code for code, _, _ in results] == [0] * 4, [err for _, _, err in results]
