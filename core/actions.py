@@ -195,10 +195,11 @@ class ActionRunner:
 
 
 def _refuse_if_stale(action, now: datetime) -> None:
-    if action.kind == "send_test" and now - action.requested_at > TEST_EMAIL_EXPIRY:
-        waited = int((now - action.requested_at).total_seconds() // 60)
-        raise NurtureError(f"test email not sent: it was asked for {waited} minutes before a worker could carry it "
-                           "out, so it would have arrived unexpected; ask for it again if it is still wanted")
+    waited = now - action.requested_at
+    if action.kind == "send_test" and waited > TEST_EMAIL_EXPIRY:
+        raise NurtureError(f"test email not sent: it was asked for {int(waited.total_seconds() // 60)} minutes before "
+                           "a worker could carry it out, so it would have arrived unexpected; ask for it again if it "
+                           "is still wanted")
 
 
 def _still_going(conn: sa.Connection, where) -> str:

@@ -30,7 +30,7 @@ class AllowList:
         """
         if self.anyone:
             return True
-        if not isinstance(email, str) or email_verified is False or str(email_verified).lower() == "false":
+        if not isinstance(email, str) or str(email_verified).lower() == "false":  # False, or "false" as text
             return False
         address = email.strip().lower()
         local, at, domain = address.rpartition("@")
