@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -79,6 +80,30 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port (taken, not this machine's address), or None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).rstrip(".")
+            return reason[:1].lower() + reason[1:]
+    return None
+
+
+def _taken_port(settings: Settings) -> str | None:
+    """The sentence for a port neither child could use. Checked before starting them: a port already
+    served by another Nurture (a second `make run`, the systemd worker) answered the probes for the
+    child that could not bind it, and "Nurture is running" was printed just before it failed."""
+    for server, host, port, names in (
+            ("The intake API", settings.api_host, settings.api_port, "API_HOST, API_PORT"),
+            ("The dashboard", settings.dashboard_host, settings.dashboard_port, "DASHBOARD_HOST, DASHBOARD_PORT")):
+        if reason := _cannot_listen(host, port):
+            return f"{server} cannot listen on {host}:{port} ({names}): {reason}."
+    return None
+
+
 def _wait_until_answering(children: dict[str, subprocess.Popen], probes: list[str]) -> bool:
     """True once every probe answers; False when a child exits first, or after STARTUP_SECONDS."""
     deadline = time.monotonic() + STARTUP_SECONDS
@@ -137,6 +162,9 @@ def run_all() -> int:
     # no raw data export) then apply to all three processes alike.
     os.chdir(PROJECT)
     settings = load_settings()  # fail fast, with one sentence, before starting anything
+    if taken := _taken_port(settings):
+        print(f"nurture: {taken}", file=sys.stderr, flush=True)
+        return 2
     # SIGTERM (a supervisor, `kill`) and SIGHUP (the terminal closed) stop the children like Ctrl-C
     # does, instead of orphaning them in their own process groups; SIGINT is set explicitly because
     # a shell starts background jobs with it ignored.

@@ -1,5 +1,6 @@
 """`python -m core run` (what `make run` starts): both children come up, and a signal to the parent stops them all."""
 
+import http.server
 import os
 import signal
 import socket
@@ -77,7 +78,7 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
 
 
 
-def test_with_the_dashboard_port_taken_the_runner_never_says_running_and_exits_1(tmp_path):
+def test_with_the_dashboard_port_taken_the_runner_says_so_in_one_line_and_starts_nothing(tmp_path):
     api_port, dashboard_port = free_port(), free_port()
     env = runner_env(tmp_path, api_port, dashboard_port)
     with socket.socket() as squatter:  # another program on the dashboard's port: it accepts, never answers
@@ -91,11 +92,39 @@ def test_with_the_dashboard_port_taken_the_runner_never_says_running_and_exits_1
             if runner.poll() is None:
                 runner.kill()
                 runner.wait()
-    assert runner.returncode == 1, output[-3000:]
-    assert "Nurture is starting: " in output and "Nurture is running" not in output
-    assert "the dashboard stopped while starting" in output
-    assert "Traceback" not in output
-    assert not healthy(f"http://127.0.0.1:{api_port}")  # the worker was stopped with it
+    assert runner.returncode == 2, output[-3000:]
+    assert "Nurture is running" not in output
+    assert output.strip() == (f"nurture: The dashboard cannot listen on 127.0.0.2:{dashboard_port} "
+                              "(DASHBOARD_HOST, DASHBOARD_PORT): address already in use.")
+    assert not healthy(f"http://127.0.0.1:{api_port}")  # no worker was started
+
+
+def test_with_the_api_port_served_by_another_nurture_the_runner_says_so_and_starts_nothing(tmp_path):
+    # A second `make run`, or the systemd worker, on API_PORT: its /health answered the runner's probe,
+    # so "Nurture is running" was printed, then the new worker failed to bind and everything stopped.
+    api_port, dashboard_port = free_port(), free_port()
+    env = runner_env(tmp_path, api_port, dashboard_port)
+
+    class Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", api_port), Healthy) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        try:
+            runner = subprocess.run([sys.executable, "-m", "core", "run"], cwd=tmp_path, env=env,
+                                    capture_output=True, text=True, timeout=60)
+        finally:
+            other.shutdown()
+    assert runner.returncode == 2, runner.stdout + runner.stderr
+    assert runner.stdout == ""  # neither "starting" nor "running": nothing was started
+    assert runner.stderr == (f"nurture: The intake API cannot listen on 127.0.0.1:{api_port} (API_HOST, API_PORT): "
+                             "address already in use.\n")
+    assert not answers(f"http://127.0.0.2:{dashboard_port}/_stcore/health")
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGHUP], ids=["Ctrl-C", "terminal closed"])
