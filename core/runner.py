@@ -180,6 +180,9 @@ def run_all() -> int:
         started = _wait_until_answering(children, [api, f"{dashboard}/_stcore/health"])
         if started:
             print(f"Nurture is running: API {api}, dashboard {dashboard} (Ctrl-C stops both)", flush=True)
+            if settings.dry_run:  # said where a newcomer looks first, not only in /health and the dashboard
+                print("Dry run: no RESEND_API_KEY, so emails are recorded as sent and none leaves this machine.",
+                      flush=True)
         while started and all(child.poll() is None for child in children.values()):
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -62,6 +62,8 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
                    f"dashboard http://127.0.0.2:{dashboard_port} (Ctrl-C stops both)")
         wait_for(lambda: running in log.read_text(), 20, "the running banner", log)
         assert log.read_text().index("Nurture is starting: ") < log.read_text().index(running)
+        # The runner's environment has no key: the terminal says so, just after the banner.
+        wait_for(lambda: "Dry run: no RESEND_API_KEY" in log.read_text(), 5, "the dry-run line", log)
         if to_group:
             os.killpg(runner.pid, stop_signal)
         else:
