@@ -28,12 +28,21 @@ def refusal(settings: "Settings") -> str | None:
 
 
 PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "password", "test", "dev"}
-PLACEHOLDER_SENDER_DOMAINS = ("example.com", "example.org", "example.net", "resend.dev", "localhost")
+# The README's samples too: its .env for a server is pasted, then edited, and a line left as written must not start.
+PLACEHOLDER_SENDER_DOMAINS = ("example.com", "example.org", "example.net", "resend.dev", "localhost",
+                              "yourdomain.com", "your-verified-domain.com", "your-site.com")
+README_POSTAL_ADDRESS = "Your Company, 1 High Street, Town, Postcode, Country"
 
 
 def _unset_or_sample(secret: str) -> bool:
-    """A sample secret is the first guess anyone makes: it locks nothing."""
-    return not secret or secret.lower() in PLACEHOLDER_SECRETS
+    """A sample secret is the first guess anyone makes, and "<a long passphrase>" is printed in the README:
+    neither locks anything."""
+    return not secret or secret.lower() in PLACEHOLDER_SECRETS or _left_as_written(secret)
+
+
+def _left_as_written(value: str) -> bool:
+    """A "<what to put here>" line of the README's .env, not filled in."""
+    return value.startswith("<") and value.endswith(">")
 
 
 def _dashboard_open(settings: "Settings", dashboard_oidc: bool) -> bool:
@@ -47,7 +56,7 @@ def production_problems(settings: "Settings", *, dashboard_oidc: bool = False) -
     if not settings.is_production:
         return []
     problems = []
-    if not settings.secret_key or settings.secret_key.lower() in PLACEHOLDER_SECRETS or len(settings.secret_key) < 16:
+    if _unset_or_sample(settings.secret_key) or len(settings.secret_key) < 16:
         problems.append("SECRET_KEY (at least 16 random characters)")
     if _unset_or_sample(settings.webhook_secret):
         problems.append("WEBHOOK_SECRET")
@@ -64,7 +73,8 @@ def production_problems(settings: "Settings", *, dashboard_oidc: bool = False) -
         problems.append("RESEND_FROM_EMAIL (a real sender on your verified domain)")
     # The defaults are samples: every footer would carry a made-up address and every button a dead link.
     postal_address = settings.postal_address.strip()
-    if not postal_address or postal_address == type(settings).model_fields["postal_address"].default:
+    if not postal_address or postal_address in {type(settings).model_fields["postal_address"].default,
+                                                README_POSTAL_ADDRESS}:
         problems.append("POSTAL_ADDRESS (your real postal address, which every email's footer must show)")
     booking_host = (urlparse(settings.booking_url).hostname or "").lower()
     if any(booking_host == d or booking_host.endswith("." + d) for d in PLACEHOLDER_SENDER_DOMAINS):

@@ -4,7 +4,11 @@ import configparser
 import re
 from pathlib import Path
 
+import pytest
+
 from core.api.intake import MAX_BODY
+from core.errors import ConfigError
+from core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = (ROOT / "deploy" / "nginx-nurture.conf").read_text()
@@ -95,3 +99,25 @@ def test_the_files_that_hold_secrets_are_never_committed_by_accident():
     # client secret and cookie key that the README has the operator write there.
     ignored = {line.strip() for line in (ROOT / ".gitignore").read_text().splitlines()}
     assert {".env", "data/", ".streamlit/secrets.toml"} <= ignored
+
+
+def readme_env_file() -> str:
+    """The .env the README's deployment steps write (its heredoc), as printed."""
+    section = (ROOT / "README.md").read_text().split("## Deploying to a Debian VPS", 1)[1]
+    return section.split("<<'ENV'\n", 1)[1].split("\nENV\n", 1)[0] + "\n"
+
+
+def test_the_readme_env_file_does_not_start_until_every_sample_in_it_is_replaced(tmp_path, monkeypatch):
+    # Pasted, then only partly edited: a "<a long passphrase>" left as written was taken for a real password,
+    # so the service started with secrets printed in the README. Only the Resend lines are filled in here
+    # (its "re_…" is refused on its own, as no key Resend issues).
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no .streamlit/secrets.toml: no OIDC
+    env_file = tmp_path / ".env"
+    env_file.write_text(readme_env_file().replace("re_…", "re_live_key").replace("whsec_…", "whsec_c2VjcmV0"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=str(env_file))
+    for sample in ("SECRET_KEY", "WEBHOOK_SECRET", "dashboard authentication", "RESEND_FROM_EMAIL", "POSTAL_ADDRESS",
+                   "BOOKING_URL"):
+        assert sample in str(caught.value)
