@@ -185,10 +185,12 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     scheduler.add_job(watch, "interval", seconds=API_WATCH_SECONDS, id="watch")
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    started = False
     try:
         if api:
             api.start()
         log.info("worker %s started", jobs.worker_id, extra={"action": "start"})
+        started = True
         scheduler.start()
     except KeyboardInterrupt:
         pass
@@ -199,5 +201,6 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
         executor.shutdown(wait=True)
         jobs.release_leases()
         jobs.services.close()
-        log.info("worker %s stopped", jobs.worker_id, extra={"action": "stop"})
+        if started:  # a worker that never started (its port taken) says only why, in one sentence
+            log.info("worker %s stopped", jobs.worker_id, extra={"action": "stop"})
     return outcome["code"]

@@ -3,6 +3,7 @@
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from apscheduler.executors.pool import ThreadPoolExecutor
 
 from core import singleton, worker
+from core.errors import ConfigError
 from core.worker import WorkerJobs, run_forever
 from tests.support import rows
 
@@ -41,6 +43,20 @@ def test_a_worker_whose_api_died_exits_1_so_its_supervisor_restarts_it(services,
     monkeypatch.setattr(worker, "API_WATCH_SECONDS", 0.2)
 
     assert run_forever(WorkerJobs(services, "worker-a"), DeadApi()) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_worker_whose_api_port_is_taken_says_only_why(services, restored_signals, caplog):
+    # A "worker … stopped" line came before the sentence, for a worker that had never said it started.
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with caplog.at_level(logging.INFO, logger="core.worker"), pytest.raises(ConfigError) as caught:
+            run_forever(WorkerJobs(services, "worker-a"), worker.ApiThread(services, "127.0.0.1", port))
+    assert str(caught.value) == (f"The intake API cannot listen on 127.0.0.1:{port} (API_HOST, API_PORT): "
+                                 "address already in use.")
+    assert [r.getMessage() for r in caplog.records if r.name == "core.worker"] == []
 
 
 def leases(services) -> list[dict]:
