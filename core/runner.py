@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.errors import ConfigError
+from core.listening import listen
 from core.settings import Settings, load_settings
 
 # The folder holding scheduler.py, dashboard.py and the `core` package.
@@ -80,18 +81,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _cannot_listen(host: str, port: int) -> str | None:
-    """Why a server could not listen on host:port (taken, not this machine's address), or None."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no obstacle
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).rstrip(".")
-            return reason[:1].lower() + reason[1:]
-    return None
-
-
 def _taken_port(settings: Settings) -> str | None:
     """The sentence for a port neither child could use. Checked before starting them: a port already
     served by another Nurture (a second `make run`, the systemd worker) answered the probes for the
@@ -99,8 +88,10 @@ def _taken_port(settings: Settings) -> str | None:
     for server, host, port, names in (
             ("The intake API", settings.api_host, settings.api_port, "API_HOST, API_PORT"),
             ("The dashboard", settings.dashboard_host, settings.dashboard_port, "DASHBOARD_HOST, DASHBOARD_PORT")):
-        if reason := _cannot_listen(host, port):
-            return f"{server} cannot listen on {host}:{port} ({names}): {reason}."
+        try:
+            listen(host, port, server=server, settings_named=names, backlog=1).close()
+        except ConfigError as exc:
+            return str(exc)
     return None
 
 

@@ -2,7 +2,6 @@
 
 import logging
 import signal
-import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from core import db, heartbeat, singleton
 from core.heartbeat import HEARTBEAT_SECONDS
+from core.listening import listen
 from core.api import create_app
 from core.bootstrap import Services
 from core.db_outages import guarded
@@ -82,7 +82,7 @@ class ApiThread:
         In its own thread uvicorn's failure to bind or start would end only that thread, and the
         worker would run on without an API and without failing for its supervisor to restart it.
         """
-        listener = _listen(self.host, self.port)
+        listener = listen(self.host, self.port, server="The intake API", settings_named="API_HOST, API_PORT")
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]}, name="api",
                                        daemon=True)
         self.thread.start()
@@ -100,20 +100,6 @@ class ApiThread:
         if self.thread is not None:
             self.server.should_exit = True
             self.thread.join(timeout=15)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts reuse the port
-    try:
-        listener.bind((host, port))
-        listener.listen(2048)
-        return listener
-    except OSError as exc:
-        listener.close()
-        reason = (exc.strerror or str(exc)).rstrip(".")
-        raise ConfigError(f"The intake API cannot listen on {host}:{port} (API_HOST, API_PORT): "
-                          f"{reason[:1].lower() + reason[1:]}.") from None
 
 
 def _schema_revision(jobs: WorkerJobs) -> str | None:
