@@ -98,6 +98,22 @@ class Settings(BaseSettings):
             raise ValueError("must be the key exactly as issued: printable ASCII, with no spaces or line breaks")
         return value
 
+    @field_validator("resend_webhook_secret")
+    @classmethod
+    def _signing_secret(cls, value: str) -> str:
+        # Checked where every process reads it, not only where the API is built: a "whsec_…" left as the README
+        # prints it let the dashboard and CLI start, and failed every Resend event later. svix's verifier is
+        # standardwebhooks' underneath; this imports that part alone (svix itself takes half a second).
+        from standardwebhooks.webhooks import Webhook
+
+        value = value.strip()
+        if value:
+            try:
+                Webhook(value)
+            except Exception:
+                raise ValueError("must be Resend's signing secret as issued (whsec_ then base64)") from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

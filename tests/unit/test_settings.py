@@ -617,7 +617,7 @@ def test_a_notion_link_with_no_database_id_stops_start_up_naming_the_variable(en
 def test_no_credential_shows_in_the_settings_repr(env):
     # A Settings object in a log line or a traceback's locals must not carry the keys with it.
     secrets = {"DATABASE_URL": "postgresql+psycopg://nurture:pg-pass-1@db.internal/nurture",
-               "RESEND_API_KEY": "re_key_2", "RESEND_FROM_EMAIL": "hello@acme.org", "RESEND_WEBHOOK_SECRET": "whsec_3",
+               "RESEND_API_KEY": "re_key_2", "RESEND_FROM_EMAIL": "hello@acme.org", "RESEND_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
                "NOTION_TOKEN": "ntn_4", "NOTION_EMAIL_SEQUENCE_DB_ID": "a" * 32,
                "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/tok5", "WEBHOOK_SECRET": "hook-6",
                "SECRET_KEY": "key-7" * 4, "DASHBOARD_PASSWORD": "pass-8"}
@@ -625,6 +625,20 @@ def test_no_credential_shows_in_the_settings_repr(env):
         env.setenv(name, value)
     settings = load()
     shown = repr(settings) + str(settings)
-    for value in ("pg-pass-1", "re_key_2", "whsec_3", "ntn_4", "tok5", "hook-6", "key-7", "pass-8"):
+    for value in ("pg-pass-1", "re_key_2", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "ntn_4", "tok5", "hook-6", "key-7", "pass-8"):
         assert value not in shown
     assert "hello@acme.org" in shown  # the rest is still there to read
+
+
+@pytest.mark.parametrize("value", ["whsec_…", "whsec_", "whsec_not base64!"])
+def test_a_resend_signing_secret_that_is_not_one_stops_start_up_without_echoing_it(env, value):
+    env.setenv("RESEND_WEBHOOK_SECRET", value)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert_one_sentence_naming(str(caught.value), "RESEND_WEBHOOK_SECRET")
+    assert "got" not in str(caught.value) and "not base64!" not in str(caught.value)
+
+
+def test_a_resend_signing_secret_as_issued_is_taken_as_is(env):
+    env.setenv("RESEND_WEBHOOK_SECRET", " whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw ")
+    assert load().resend_webhook_secret == "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
