@@ -239,6 +239,7 @@ class Settings(BaseSettings):
     @field_validator("log_format")
     @classmethod
     def _log_format(cls, value: str) -> str:
+        value = value.strip().lower()  # as LOG_LEVEL takes any case
         if value not in {"text", "json"}:
             raise ValueError("must be 'text' or 'json'")
         return value

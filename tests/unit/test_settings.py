@@ -642,3 +642,8 @@ def test_a_resend_signing_secret_that_is_not_one_stops_start_up_without_echoing_
 def test_a_resend_signing_secret_as_issued_is_taken_as_is(env):
     env.setenv("RESEND_WEBHOOK_SECRET", " whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw ")
     assert load().resend_webhook_secret == "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_log_format_takes_any_case_as_log_level_does(env):
+    env.setenv("LOG_FORMAT", " JSON ")
+    assert load().log_format == "json"
