@@ -82,9 +82,11 @@ def _answers(url: str) -> bool:
 
 
 def _taken_port(settings: Settings) -> str | None:
-    """The sentence for a port neither child could use. Checked before starting them: a port already
-    served by another Nurture (a second `make run`, the systemd worker) answered the probes for the
-    child that could not bind it, and "Nurture is running" was printed just before it failed."""
+    """Why a child could not take its port, in one sentence; None when both can.
+
+    Checked before starting them: a port already served by another Nurture (a second `make run`, the
+    systemd worker) answered the probes for the child that could not bind it, and "Nurture is running"
+    was printed just before it failed."""
     for server, host, port, names in (
             ("The intake API", settings.api_host, settings.api_port, "API_HOST, API_PORT"),
             ("The dashboard", settings.dashboard_host, settings.dashboard_port, "DASHBOARD_HOST, DASHBOARD_PORT")):
