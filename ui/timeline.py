@@ -9,8 +9,8 @@ from ui import confirm, glyphs
 from ui.text import literal
 from ui.commands import Command
 from ui.services import now, read, services
-from ui.widgets import (MAY_GO_TWICE, SEGMENT_BADGE, STEP_PICKER_WIDTH, ago, event_detail, my_requests,
-                        sequence_status, step_title, when)
+from ui.widgets import (MAY_GO_TWICE, REQUESTS_REFRESH_SECONDS, SEGMENT_BADGE, STEP_PICKER_WIDTH, ago,
+                        event_detail, my_requests, sequence_status, step_title, when)
 
 
 # A step still waiting or under way would go twice if it were resent as well.
@@ -38,6 +38,7 @@ def render(contact_id: str, *, on_close=None) -> None:
             if on_close:
                 st.button("Close", on_click=on_close, icon=":material/close:", key="close_timeline")
         _badges(contact, enrollment, detail["failed_steps"])
+        _waiting_requests(contact["id"])
         _notion(contact["id"])
         for line in detail["steps"]:
             _step(line)
@@ -69,6 +70,32 @@ def _badges(contact: dict, enrollment: dict | None, failed_steps: int) -> None:
     reason = (f" · {literal(queries.humane(enrollment['status_reason']))}"
               if enrollment and enrollment["status_reason"] else "")
     st.caption(f"Signed up {when(contact['created_at'])} ({ago(contact['created_at'])}){counts}{reason}")
+
+
+_SEEN_WAITING = "_nurture_timeline_waiting"
+
+
+@st.fragment(run_every=REQUESTS_REFRESH_SECONDS)
+def _waiting_requests(contact_id: str) -> None:
+    """Requests about this contact still waiting for a worker, whoever asked and whenever: "Your recent
+    requests" lists only this session's, so after a reload, or for a colleague, a pending cancel or
+    unsubscribe was nowhere on the timeline, which still read "active". Redraws the page once one is done."""
+    pending = read(queries.pending_actions_for, contact_id)
+    ids = {r["id"] for r in pending}
+    seen = st.session_state.get(_SEEN_WAITING, {})
+    st.session_state[_SEEN_WAITING] = {contact_id: ids}
+    if seen.get(contact_id, set()) - ids:
+        st.rerun()  # one was carried out: the steps above and below show its effect
+    if not pending:
+        return
+    asked = "; ".join(f"**{r['kind'].replace('_', ' ')}** ({_of_step(r)}asked {ago(r['requested_at'])} by "
+                      f"{literal(r['requested_by'])})" for r in pending)
+    st.info(f"Waiting for the worker: {asked}. The steps below do not show it until the worker has carried it out.",
+            icon=":material/hourglass_top:")
+
+
+def _of_step(request: dict) -> str:
+    return f"step {request['step']}, " if request.get("step") else ""
 
 
 def _notion(contact_id: str) -> None:

@@ -60,6 +60,18 @@ def actions_by_ids(conn: sa.Connection, ids: Iterable[str]) -> list[dict]:
             for r, p in zip(found, payloads, strict=True)]
 
 
+def pending_actions_for(conn: sa.Connection, contact_id: str) -> list[dict]:
+    """Requests about this contact that no worker has carried out yet, whoever asked, newest first (as
+    actions_by_ids gives them). Another marketer's, or one's own from before a reload, would otherwise
+    be invisible on the timeline until the worker got to it."""
+    if "\x00" in contact_id:  # from the page's URL: PostgreSQL refuses NUL in any text
+        return []
+    # The substring narrows the pending rows (ids are hex, nothing LIKE reads as a wildcard); the payload decides.
+    candidates = conn.execute(sa.select(action_t.c.id, action_t.c.payload).where(
+        action_t.c.status == "pending", action_t.c.payload.contains(contact_id, autoescape=True))).all()
+    return actions_by_ids(conn, [r.id for r in candidates if _payload(r.payload).get("contact_id") == contact_id])
+
+
 def _payload(text: str | None) -> dict:
     try:
         payload = json.loads(text or "{}")

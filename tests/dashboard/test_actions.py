@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core import db, erasure, switches
+from core import actions as actions_module, db, erasure, switches
 from core.actions import ActionRunner
 from core.intake import enroll_now
 from core.timeutil import utcnow
@@ -497,3 +497,22 @@ def test_an_oidc_user_is_named_in_the_audit_trail(seeded, timeline_of):
     confirm(at, "cancel_sequence")
     [action] = actions(seeded["services"].engine)
     assert action["requested_by"] == "mia@example.com"
+
+
+def test_a_request_still_waiting_for_the_worker_shows_on_the_timeline_in_any_session(seeded, timeline_of):
+    """'Your recent requests' is this session's only: after a reload, or for a colleague, a pending unsubscribe
+    left the timeline reading "active" with nothing waiting."""
+    services, otto = seeded["services"], seeded["contacts"]["otto@example.com"]
+    confirm(timeline_of("otto@example.com"), "unsubscribe")
+    uma = seeded["contacts"]["uma@example.com"].contact_id
+    with db.write_transaction(services.engine) as conn:  # someone else's request about another person
+        actions_module.request_action(conn, "unsubscribe", {"contact_id": uma}, requested_by="mia@acme.org",
+                                      now=utcnow())
+    fresh = timeline_of("otto@example.com")  # a new session: none of these requests is its own
+    waiting = "\n".join(i.value for i in fresh.info)
+    assert "Waiting for the worker: **unsubscribe**" in waiting and "by dashboard" in waiting
+    assert "mia@acme.org" not in waiting, "only requests about this contact"
+    ActionRunner(services, "test-worker").run_pending()
+    fresh.run()
+    assert not any("Waiting for the worker" in i.value for i in fresh.info), "gone once carried out"
+    assert "unsubscribed" in page_text(fresh)
