@@ -42,6 +42,7 @@ _KPI_HELP = {
 # Five cards to a row on a 1366-pixel screen; on a narrower one they wrap to fewer, and never shrink
 # until the figure itself is cut to "3,…" (five fixed columns did, from about 1,100 pixels down).
 KPI_WIDTH = 168
+CHANGE_OVER = "in 24 h"
 
 
 def kpi_grid(kpis: list[dict]) -> None:
@@ -64,8 +65,11 @@ def _kpi_card(kpi: dict) -> None:
                   delta_color="off", delta_arrow="off", width=KPI_WIDTH, border=True, help=_KPI_HELP["scheduled"])
         return
     color = "inverse" if kpi["key"] in _BAD_WHEN_UP else "normal"
-    st.metric(kpi["label"], f"{kpi['value']:,}", delta=kpi["delta"], delta_color=color, width=KPI_WIDTH,
-              delta_description="vs yesterday", border=True, help=_KPI_HELP.get(kpi["key"]))
+    # Grouped like the figure above it ("1,144", not "1144" under "28,345"); Streamlit still reads "0" as no
+    # change and a leading "-" as a fall. "in 24 h", what the change is: beside a four-figure change,
+    # "vs yesterday" was cut to "vs yester…" in the card's width.
+    st.metric(kpi["label"], f"{kpi['value']:,}", delta=f"{kpi['delta']:,}", delta_color=color, width=KPI_WIDTH,
+              delta_description=CHANGE_OVER, border=True, help=_KPI_HELP.get(kpi["key"]))
 
 
 def segment_mix(kpis: list[dict]) -> alt.LayerChart:

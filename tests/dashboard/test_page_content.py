@@ -43,7 +43,28 @@ def test_the_scheduled_card_says_how_many_go_within_a_day_instead_of_a_change_si
     assert re.fullmatch(r"\d+ due within 24 h", scheduled.delta), scheduled.delta
     assert not scheduled.delta_description, "it is no change since yesterday"
     assert scheduled.direction == Metric.MetricDirection.NONE, "no arrow, as if the queue had grown"
-    assert cards["Signups"].delta_description == "vs yesterday"
+    assert cards["Signups"].delta_description == "in 24 h"
+
+
+def test_a_change_since_yesterday_is_grouped_like_its_figure_and_keeps_its_arrow(monkeypatch, open_app):
+    """A busy day read "1144 vs yesterday" under "28,345"."""
+    real = queries.overview_data
+
+    def busy(conn, now, *, days):
+        data = real(conn, now, days=days)
+        change = {"sent": 1144, "failed": -1203, "bounced": 0}
+        data["kpis"] = [{**k, "value": k["value"] + 28345, "delta": change.get(k["key"], k["delta"])}
+                        for k in data["kpis"]]
+        return data
+
+    monkeypatch.setattr(queries, "overview_data", busy)
+    cards = {m.label: m.proto for m in open_app().metric}
+    assert (cards["Emails sent"].body, cards["Emails sent"].delta) == ("28,345", "1,144")
+    assert cards["Emails sent"].direction == Metric.MetricDirection.UP
+    assert (cards["Failed"].delta, cards["Failed"].direction) == ("-1,203", Metric.MetricDirection.DOWN)
+    assert cards["Failed"].color == Metric.MetricColor.GREEN, "fewer failures is good news"
+    assert (cards["Bounced"].delta, cards["Bounced"].direction) == ("0", Metric.MetricDirection.NONE)
+    assert cards["Bounced"].color == Metric.MetricColor.GRAY
 
 
 def test_the_overview_cards_are_people_on_one_row_and_their_emails_on_the_next(seeded, open_app):

@@ -6,6 +6,7 @@ to docs/screenshots/ when UPDATE_SCREENSHOTS=1 is set.
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -269,6 +270,24 @@ def test_every_overview_figure_reads_in_full_from_a_laptop_to_a_narrow_window(tm
                     .filter(e => e.getBoundingClientRect().right > svg.getBoundingClientRect().right + 1)
                     .map(e => e.textContent || 'a slice of the segment donut'))""")
             assert clipped == [], f"at {width} px the charts cut off: {clipped}"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_a_four_figure_change_since_yesterday_reads_in_full_on_every_card(tmp_path):
+    # 5,000 leads send over a thousand emails a day: "↑ 1,126 vs yesterday" was cut to "vs yester…".
+    env = clean_env(tmp_path)
+    subprocess.run([sys.executable, "bench/fill.py", "--database-url", env["DATABASE_URL"], "--contacts", "5000"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    port = free_port()
+    with serve_dashboard(port, env), browser_page() as page:
+        for width in _at_each_width(page, f"http://127.0.0.1:{port}/", lambda p: p.get_by_text("Funnel by step")):
+            deltas = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMetricDelta"]')]
+                .map(e => e.textContent)""")
+            assert any(re.search(r"\d,\d{3}", d) for d in deltas), f"no four-figure change to check: {deltas}"
+            cut = page.evaluate("""() => [...document.querySelectorAll(
+                '[data-testid="stMetricDelta"] *, [data-testid="stMetricDeltaDescription"] *')]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+            assert cut == [], f"at {width} px these are cut short: {cut}"
 
 
 def _enroll(env: dict, **fields: str) -> str:
