@@ -33,16 +33,26 @@ def _pause_command() -> Command:
                    "Yes, pause", "Sending paused.")
 
 
+def _resume_command(seen: datetime | None):
+    """Built at the click, with how many emails the resume lets go at once: after a long pause "everything
+    due" may be thousands, and the marketer should know that before saying yes."""
+    def build() -> Command:
+        due = read(queries.queue_counts, now())["due_now"]
+        what = (f"**{due:,} email{' is' if due == 1 else 's are'} due** and go{'es' if due == 1 else ''} out "
+                "straight away; later ones when they fall due." if due else
+                "No email is due yet: the next ones go when they fall due.")
+        # With the pause it resumes: one that came after this page was drawn is not lifted unseen.
+        return Command("resume", ({"seen": seen},), f"Resume sending? {what}", "Yes, resume", "Sending resumed.")
+    return build
+
+
 sending, mode = st.columns(2, gap="large")
 with sending:
     st.subheader("Sending")
     if state.paused:
         st.error(f"**Paused.** {literal(state.pause_reason or 'No reason given.')}", icon=":material/pause_circle:")
-        # With the pause it resumes: one that came after this page was drawn is not lifted unseen.
-        confirm.button("Resume sending", Command("resume", ({"seen": state.paused_since},),
-                                                 "Resume sending? Everything due goes out at once.",
-                                                 "Yes, resume", "Sending resumed."),
-                       key="resume", primary=True, icon=":material/play_arrow:")
+        confirm.button("Resume sending", _resume_command(state.paused_since), key="resume", primary=True,
+                       icon=":material/play_arrow:")
     elif state.retrying:
         st.warning(f"**Sending is retrying.** {provider_trouble(state.retrying)} Each goes once Resend answers, "
                    "with the same idempotency key, so none goes twice.", icon=":material/sync_problem:")

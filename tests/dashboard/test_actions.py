@@ -1,6 +1,7 @@
 """Every dashboard action asks first, then writes the row the worker carries out, naming who asked."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -516,3 +517,18 @@ def test_a_request_still_waiting_for_the_worker_shows_on_the_timeline_in_any_ses
     fresh.run()
     assert not any("Waiting for the worker" in i.value for i in fresh.info), "gone once carried out"
     assert "unsubscribed" in page_text(fresh)
+
+
+def test_the_resume_question_says_how_many_emails_go_straight_away(seeded, open_app):
+    """"Everything due goes out at once" said nothing of how much: after a long pause it can be thousands."""
+    services = seeded["services"]
+    pause_elsewhere(services, "checking the copy")
+    at = open_app("pages/settings.py")
+    at.button(key="resume").click().run()
+    assert "Resume sending? No email is due yet" in page_text(at)
+    with db.write_transaction(services.engine) as conn:  # two people's next emails fall due during the pause
+        conn.exec_driver_sql("UPDATE send SET due_at = :past WHERE id IN (SELECT id FROM send WHERE status = "
+                             "'scheduled' AND ready ORDER BY id LIMIT 2)", {"past": utcnow() - timedelta(hours=1)})
+    at = open_app("pages/settings.py")
+    at.button(key="resume").click().run()
+    assert "Resume sending? **2 emails are due** and go out straight away" in page_text(at)
