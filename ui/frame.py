@@ -32,8 +32,14 @@ def pages() -> list:
 def _sign_in_rules() -> tuple[str, AllowList]:
     """The password and the OIDC allow-list (services() stops the run first if the configuration or database
     is at fault)."""
-    settings = services().settings
+    settings = services(before_stopping=_menu_hidden).settings
     return settings.dashboard_password, settings.dashboard_allow_list
+
+
+def _menu_hidden() -> None:
+    # A run stopped before st.navigation (database unreachable, bad settings) fell back to Streamlit's own
+    # list of the files in pages/ ("dashboard", "overview", "test signup"...), pages that only repeat the error.
+    st.navigation(pages(), position="hidden")
 
 
 def _navigation():

@@ -32,13 +32,14 @@ def _built_services() -> Services:
     return build_services(migrate=True)
 
 
-def services() -> Services:
-    """The dashboard's services, or the run stopped with one sentence saying what is wrong."""
-    with database_trouble_stops_the_run():
+def services(*, before_stopping: Callable[[], object] | None = None) -> Services:
+    """The dashboard's services, or the run stopped with one sentence saying what is wrong (after
+    `before_stopping`, which may still draw: nothing can once the run is stopped)."""
+    with database_trouble_stops_the_run(before_stopping):
         try:
             return _built_services()
         except ConfigError as exc:  # bad settings, or a database migrated by a newer Nurture
-            _stop(str(exc))
+            _stop(str(exc), before_stopping)
 
 
 # Where Streamlit listens when no address is set (config.toml not read: `streamlit run` from another folder).
@@ -60,7 +61,7 @@ def refuse_if_exposed() -> None:
 
 
 @contextmanager
-def database_trouble_stops_the_run() -> Iterator[None]:
+def database_trouble_stops_the_run(before_stopping: Callable[[], object] | None = None) -> Iterator[None]:
     """Show a database that cannot be reached as one sentence, and stop the run."""
     try:
         yield
@@ -69,7 +70,7 @@ def database_trouble_stops_the_run() -> Iterator[None]:
             raise
         # The driver's message names the host and database, never the password; the URL is not shown.
         log.warning("database unreachable: %s", first_line(exc), extra={"action": "dashboard"})
-        _stop(f"The database is unreachable: {literal(first_line(exc))}")
+        _stop(f"The database is unreachable: {literal(first_line(exc))}", before_stopping)
 
 
 def _unreachable(exc: sa.exc.DBAPIError) -> bool:
@@ -78,7 +79,9 @@ def _unreachable(exc: sa.exc.DBAPIError) -> bool:
     return db.storage_unavailable(exc) or exc.connection_invalidated or db.not_a_database(exc)
 
 
-def _stop(sentence: str) -> NoReturn:
+def _stop(sentence: str, before_stopping: Callable[[], object] | None = None) -> NoReturn:
+    if before_stopping:
+        before_stopping()
     st.error(sentence, icon=":material/error:")
     st.stop()
 

@@ -233,6 +233,22 @@ def test_a_pause_from_elsewhere_redraws_the_settings_page_not_only_the_sidebar(t
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+@pytest.mark.parametrize("path", ["", "signups"])
+def test_an_unreachable_database_shows_its_sentence_without_streamlits_own_list_of_page_files(tmp_path, path):
+    # A run stopped before the menu was registered fell back to Streamlit's list of the files in pages/:
+    # "dashboard", "overview", "test signup"..., each page repeating the error. Only a browser draws that list.
+    env = clean_env(tmp_path)
+    env["DATABASE_URL"] = f"postgresql+psycopg://nurture@127.0.0.1:{free_port()}/nurture"  # nothing listens there
+    port = free_port()
+    with serve_dashboard(port, env), browser_page() as page:
+        page.goto(f"http://127.0.0.1:{port}/{path}")
+        page.get_by_text("The database is unreachable:").wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)  # the menu, when drawn, comes with the same run
+        assert not page.locator('[data-testid="stSidebarNav"]').count(), page.inner_text("body")
+        assert not page.get_by_role("link", name="test signup").count()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
 def test_the_sends_page_follows_the_worker_without_a_reload(tmp_path):
     env = clean_env(tmp_path)
     _enroll(env, email="queued@example.com", red_systems=2)  # its welcome email is due now
