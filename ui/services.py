@@ -61,8 +61,11 @@ def refuse_if_exposed() -> None:
 
 
 @contextmanager
-def database_trouble_stops_the_run(before_stopping: Callable[[], object] | None = None) -> Iterator[None]:
-    """Show a database that cannot be reached as one sentence, and stop the run."""
+def database_trouble_stops_the_run(before_stopping: Callable[[], object] | None = None, *,
+                                   writing: bool = False) -> Iterator[None]:
+    """Show a database that cannot be reached as one sentence, and stop the run. `writing`: the run was
+    recording something, and the sentence says it was not recorded (a locked SQLite file gives up after the
+    lock wait; the dialog above still read "Recorded in the audit trail")."""
     try:
         yield
     except sa.exc.DBAPIError as exc:
@@ -70,7 +73,10 @@ def database_trouble_stops_the_run(before_stopping: Callable[[], object] | None 
             raise
         # The driver's message names the host and database, never the password; the URL is not shown.
         log.warning("database unreachable: %s", first_line(exc), extra={"action": "dashboard"})
-        _stop(f"The database is unreachable: {literal(first_line(exc))}", before_stopping)
+        sentence = f"The database is unreachable: {literal(first_line(exc))}"
+        if writing:
+            sentence = f"{sentence.rstrip('.')}. Nothing was recorded: try again once it answers."
+        _stop(sentence, before_stopping)
 
 
 def _unreachable(exc: sa.exc.DBAPIError) -> bool:
@@ -105,12 +111,12 @@ def read(query: Callable[..., T], *args, **kwargs) -> T:
 def write(command: Callable[..., T], *args, **kwargs) -> T:
     """Run one core command in a write transaction (only once the gate is passed)."""
     access.refuse_unless_allowed()
-    with database_trouble_stops_the_run(), db.write_transaction(services().engine) as conn:
+    with database_trouble_stops_the_run(writing=True), db.write_transaction(services().engine) as conn:
         return command(conn, *args, **kwargs)
 
 
 def act(service: Callable[..., T], *args, **kwargs) -> T:
     """Call a core service that takes the Services (e.g. enroll_now), once the gate is passed."""
     access.refuse_unless_allowed()
-    with database_trouble_stops_the_run():
+    with database_trouble_stops_the_run(writing=True):
         return service(services(), *args, **kwargs)

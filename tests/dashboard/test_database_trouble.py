@@ -1,5 +1,6 @@
 """A database the dashboard cannot use is named in one sentence on every page, never a redacted traceback."""
 
+import sqlite3
 import uuid
 
 import pytest
@@ -116,3 +117,23 @@ def test_a_database_dropped_while_the_dashboard_runs_is_named_on_the_next_run(ap
     at.run()
 
     assert_stopped_with_one_sentence(at, saying="does not exist")
+
+
+def test_a_request_the_locked_database_refused_says_nothing_was_recorded(seeded, open_app, monkeypatch):
+    # The dialog had just said "Recorded in the audit trail"; then "The database is unreachable: database is
+    # locked" left the marketer to guess whether the unsubscribe was in.
+    from core import actions
+
+    def locked(*args, **kwargs):
+        raise sa.exc.OperationalError("INSERT INTO action ...", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(actions, "request_action", locked)
+    at = open_app("pages/signups.py")
+    at.query_params["contact"] = seeded["contacts"]["otto@example.com"].contact_id
+    at.run()
+    at.button(key="unsubscribe").click().run()
+    at.button(key="confirm_yes").click().run()
+    assert not at.exception, at.exception
+    [error] = at.error
+    assert error.value == ("The database is unreachable: database is locked. Nothing was recorded: "
+                           "try again once it answers.")
