@@ -40,6 +40,11 @@ def _filters() -> queries.ContactFilter:
     return queries.ContactFilter(tuple(segments), tuple(statuses), start, end or start, who, term, has_failed)
 
 
+def _narrowed(where: queries.ContactFilter) -> bool:
+    """Whether any filter is set (a search of spaces finds everyone, as an empty one does)."""
+    return bool(where.search.strip()) or where != queries.ContactFilter(search=where.search)
+
+
 def _close_timeline() -> None:
     st.query_params.pop("contact", None)
     st.session_state[TABLE] = NO_SELECTION
@@ -88,8 +93,11 @@ table_area = st.container()  # the pager is drawn under the table but read befor
 offset = page_picker(total, PAGE_SIZE, key="signups_page")
 rows = read(queries.contact_page, where, offset=offset, limit=PAGE_SIZE)
 with table_area:
-    if not rows:
+    if not rows and _narrowed(where):
         st.info("No contacts match. Try fewer filters, or make one on the Test signup page.")
+    elif not rows:  # on the first day "try fewer filters" sent the marketer looking for a filter they never set
+        st.info("Nobody has signed up yet. Signups from the website appear here as they come in; to try it, make "
+                "one on the Test signup page.")
     else:
         narrow = {str(n): st.column_config.ImageColumn(str(n), width=34, help=f"step {n}") for n in range(1, 8)}
         narrow["Test"] = st.column_config.CheckboxColumn("Test", width=48, help="a test contact")

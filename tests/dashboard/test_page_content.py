@@ -127,6 +127,16 @@ def test_the_signup_filters_narrow_the_list_on_the_server(seeded, open_app):
     assert not at.dataframe and "No contacts match" in page_text(at)
 
 
+def test_an_empty_signups_list_on_the_first_day_does_not_speak_of_filters(open_app):
+    at = open_app("pages/signups.py")
+    assert "Nobody has signed up yet." in page_text(at)
+    assert "fewer filters" not in page_text(at), "no filter is set"
+    at.text_input(key="f_search").input("   ").run()
+    assert "Nobody has signed up yet." in page_text(at), "a search of spaces filters nothing"
+    at.text_input(key="f_search").input("ada").run()
+    assert "No contacts match. Try fewer filters" in page_text(at)
+
+
 def test_a_sequence_with_a_failed_step_says_so_and_the_filter_lists_only_such_people(seeded, open_app):
     at = open_app("pages/signups.py")
     table = at.dataframe(key="signups_table").value
