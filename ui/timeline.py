@@ -132,9 +132,15 @@ def _actions(contact: dict, enrollment: dict, steps: list[queries.StepLine]) -> 
     # Core's rule and words: a batch refused at every attempt sent nothing, and its next claim drops the stopped.
     clause = controls.still_going_clause(read(queries.steps_still_going, enrollment["id"]))
     still_going = f" {clause[:1].upper()}{clause[1:]}." if clause else ""
-    question = (f"Send step {number} to **{who}** after all?" if line.state == "skipped"
-                else f"Send step {number} to **{who}** again, as a new email?")
-    if line.state == "failed" and may_have_been_delivered(line.send["last_error"]):
+    uncertain = line.state == "failed" and may_have_been_delivered(line.send["last_error"])
+    if line.state == "skipped":
+        question = f"Send step {number} to **{who}** after all?"
+    elif line.state == "failed" and not uncertain:  # "again" told the marketer they had had it once already
+        question = (f"Send step {number} to **{who}** now, as a new email? Its last try was refused, so they have "
+                    "not had it.")
+    else:
+        question = f"Send step {number} to **{who}** again, as a new email?"
+    if uncertain:
         # As the Sends page's Retry warns: without it, resending from here was the unwarned road to a second copy.
         question += f" {MAY_GO_TWICE}"
     with row:

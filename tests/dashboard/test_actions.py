@@ -89,6 +89,9 @@ def test_resending_a_step_whose_outcome_is_unknown_warns_it_may_arrive_twice_as_
     at = timeline_of("broken@example.com")
     at.button(key="resend_step").click().run()
     assert "may already have been delivered" not in page_text(at), "a 422 certainly sent nothing"
+    # Nor "again": the refused step never reached them.
+    assert "now, as a new email? Its last try was refused, so they have not had it." in page_text(at)
+    assert "again, as a new email" not in page_text(at)
 
     with db.write_transaction(seeded["services"].engine) as conn:
         conn.execute(sa.text("UPDATE send SET last_error = :e WHERE contact_id = :c AND step = 1"),
@@ -98,6 +101,7 @@ def test_resending_a_step_whose_outcome_is_unknown_warns_it_may_arrive_twice_as_
     at.button(key="resend_step").click().run()
     assert ("**It may already have been delivered** (outcome unknown): check Resend's log first, or the person may "
             "get it twice.") in page_text(at)
+    assert "again, as a new email?" in page_text(at)
 
 
 @pytest.mark.parametrize("key", ["cancel_sequence", "unsubscribe"])
