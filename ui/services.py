@@ -73,7 +73,10 @@ def database_trouble_stops_the_run(before_stopping: Callable[[], object] | None 
             raise
         # The driver's message names the host and database, never the password; the URL is not shown.
         log.warning("database unreachable: %s", first_line(exc), extra={"action": "dashboard"})
-        sentence = f"The database is unreachable: {literal(first_line(exc))}"
+        # A lock held past the wait is no outage: "unreachable" sent the marketer to check a server that was up.
+        state = (f"busy: another process held it for over {db.LOCK_WAIT_MS // 1000} s" if db.held_by_another(exc)
+                 else "unreachable")
+        sentence = f"The database is {state}: {literal(first_line(exc))}"
         if writing:
             sentence = f"{sentence.rstrip('.')}. Nothing was recorded: try again once it answers."
         _stop(sentence, before_stopping)

@@ -135,5 +135,5 @@ def test_a_request_the_locked_database_refused_says_nothing_was_recorded(seeded,
     at.button(key="confirm_yes").click().run()
     assert not at.exception, at.exception
     [error] = at.error
-    assert error.value == ("The database is unreachable: database is locked. Nothing was recorded: "
-                           "try again once it answers.")
+    assert error.value == ("The database is busy: another process held it for over 30 s: database is locked. "
+                           "Nothing was recorded: try again once it answers.")

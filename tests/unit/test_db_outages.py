@@ -1,11 +1,12 @@
 """A database outage in a worker job logs one line when it starts and one when it ends; other failures keep their traceback."""
 
 import logging
+import sqlite3
 
 import pytest
 import sqlalchemy as sa
 
-from core.db import create_db_engine
+from core.db import create_db_engine, held_by_another
 from core.db_outages import WriteFailures, guarded
 
 
@@ -124,3 +125,20 @@ def test_a_database_error_logged_with_its_traceback_does_not_quote_the_values_it
             conn.execute(sa.text("INSERT INTO contact VALUES (:email)"), {"email": "jo@example.com"})
     engine.dispose()
     assert "UNIQUE constraint failed" in str(failed.value) and "jo@example.com" not in str(failed.value)
+
+
+def test_a_sqlite_lock_held_past_the_wait_is_told_apart_from_a_database_that_is_down(tmp_path):
+    path = str(tmp_path / "locked.db")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    waiter = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    try:
+        waiter.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        busy = sa.exc.OperationalError("BEGIN IMMEDIATE", {}, exc)
+    finally:
+        holder.close()
+        waiter.close()
+    assert held_by_another(busy)
+    gone = sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError("unable to open database file"))
+    assert not held_by_another(gone)
