@@ -40,7 +40,7 @@ def record_provider_event(conn: sa.Connection, svix_id: str, event: dict, now: d
         return "duplicate"
     if provider_id:
         lock_against_recording(conn, [provider_id])
-    send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id)
+    send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id, send_t.c.sent_at)
                         .where(send_t.c.provider_id == provider_id)).first() if provider_id else None
     if send is None:
         # Kept: if its send is recorded later (the provider's answer was lost and the batch is
@@ -80,7 +80,7 @@ def apply_early_events(conn: sa.Connection, provider_ids: list[str], now: dateti
     for row in early:
         event = json.loads(row.payload)
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id)
+        send = conn.execute(sa.select(send_t.c.id, send_t.c.contact_id, send_t.c.enrollment_id, send_t.c.sent_at)
                             .where(send_t.c.provider_id == _text(data.get("email_id", ""), 80))).first()
         if send is not None:
             _apply(conn, send, _text(event.get("type", ""), 40), data, happened_at(event, row.received_at), now)
@@ -107,6 +107,8 @@ def lock_against_recording(conn: sa.Connection, provider_ids: list[str]) -> None
 def _apply(conn: sa.Connection, send, event_type: str, data: dict, at: datetime, now: datetime) -> None:
     """Record one event against its send: when it happened (`at`), its audit event, and a stop for a
     bounce or complaint. A soft bounce is only audited: the email may still be delivered."""
+    if send.sent_at is not None:  # nothing befalls an email before it went: a stray created_at showed it
+        at = max(at, send.sent_at)  # delivered, opened or clicked years before it was sent
     suppresses = _suppresses(event_type, data)
     column = TIMESTAMP_COLUMNS.get(event_type) if suppresses or event_type != "email.bounced" else None
     if column:

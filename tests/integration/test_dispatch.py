@@ -1864,6 +1864,20 @@ def test_events_keep_the_time_they_happened_when_they_arrive_late_and_out_of_ord
 
 
 @with_webhook_secret
+def test_an_event_dated_before_its_email_was_sent_is_recorded_at_the_sending(services, client, sent_welcome, clock):
+    # Capped only above, a year-2000 created_at recorded the email as delivered, then opened, before it was sent.
+    result, send = sent_welcome
+    sent_at = step_send(services, result.enrollment_id, 1)["sent_at"]
+    clock.advance(minutes=5)
+    for kind in ("delivered", "opened"):
+        event = at_time(resend_event(kind, send["provider_id"]), datetime(2000, 1, 1, tzinfo=UTC))
+        assert client.post("/webhook/resend", **signed(event)).status_code == 200
+
+    row = step_send(services, result.enrollment_id, 1)
+    assert row["delivered_at"] == sent_at and row["opened_at"] == sent_at
+
+
+@with_webhook_secret
 @pytest.mark.parametrize("first", ["bounced", "delivered"])
 def test_a_hard_bounced_email_never_counts_as_delivered_whichever_event_arrives_first(
         services, client, sent_welcome, first):
