@@ -36,7 +36,7 @@ def _live_status() -> None:
     else:
         st.badge("Worker not running", icon=":material/heart_broken:", color="red")
     if age is None:
-        st.caption("no worker has ever reported in: start it with `python scheduler.py`")
+        st.caption("no worker has ever reported in: start it with `make run` or `.venv/bin/python scheduler.py`")
     elif alive:
         st.caption(f"last seen {_seconds(age)} ago")
     else:  # what it means for the marketer, not only since when
@@ -49,12 +49,14 @@ def _live_status() -> None:
         st.warning(f"**Provider trouble.** {provider_trouble(state.retrying)}", icon=":material/sync_problem:")
         with st.expander("What Resend answered"):
             provider_message(state.retry_reason)
-    if services().settings.dry_run:
-        st.warning("**Dry run.** No RESEND_API_KEY is set: emails are rendered and marked sent, "
-                   "but nothing is delivered.", icon=":material/science:")
+    # Test mode first: a switch someone flipped, which changes every new signup's timing. Below the pause and
+    # the dry run it fell under the fold of a 768-pixel screen.
     if state.test_mode:
         st.info("**Test mode.** New signups get test timing: the 7 emails go one minute apart.",
                 icon=":material/timer:")
+    if services().settings.dry_run:
+        st.warning("**Dry run.** No RESEND_API_KEY is set: emails are rendered and marked sent, "
+                   "but nothing is delivered.", icon=":material/science:")
 
 
 def _reason(typed: str | None) -> str:

@@ -57,9 +57,13 @@ def test_the_banners_show_dry_run_test_mode_and_a_pause_with_its_reason(seeded, 
         switches.set_test_mode(conn, True, actor="test", now=utcnow())
         switches.set_paused(conn, True, actor="worker", now=utcnow(),
                             reason="circuit breaker: 3 consecutive provider account errors")
-    text = sidebar_text(open_app("pages/sends.py"))
+    at = open_app("pages/sends.py")
+    text = sidebar_text(at)
     assert "Dry run" in text and "Test mode" in text
     assert "Sending paused" in text and "circuit breaker: 3 consecutive" in text
+    banners = [el.value for el in at.sidebar.children[0].children.values() if el.type in ("error", "warning", "info")]
+    order = [next(word for word in ("paused", "Test mode", "Dry run") if word in banner) for banner in banners]
+    assert order == ["paused", "Test mode", "Dry run"]  # the switch someone flipped before the lasting state
 
 
 def test_with_a_resend_key_there_is_no_dry_run_banner(app_env, open_app):
