@@ -3,7 +3,7 @@
 import json
 import math
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import streamlit as st
 
@@ -57,6 +57,10 @@ def page_picker(total: int, size: int, *, key: str) -> int:
 
 
 _WAITING = "_nurture_waiting_requests"
+# How long a request keeps the list open once finished: its result (a test email "sent … via Resend") is what the
+# marketer is looking for, and a list folded the moment it arrived hid it behind a click. Counted from the asking,
+# which this dashboard's clock stamped (the worker's stamps its finishing).
+RECENT = timedelta(minutes=5)
 
 
 @st.fragment(run_every=REQUESTS_REFRESH_SECONDS)
@@ -78,7 +82,8 @@ def my_requests(title: str = "Your recent requests") -> None:
     tally = Counter(r["status"] for r in rows)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
     refused = [r for r in rows if r["status"] == "failed"]
-    with st.expander(f"{title} ({summary})", expanded=bool(waiting or refused)):
+    recent = any(now() - r["requested_at"] < RECENT for r in rows)
+    with st.expander(f"{title} ({summary})", expanded=bool(waiting or refused or recent)):
         for r in refused + [r for r in rows if r["status"] != "failed"]:  # refusals first: they need reading
             badge = STATUS_BADGE.get(r["status"], "gray")
             whom = " · ".join(part for part in (literal(r["email"]) if r.get("email") else "",

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from core import actions as actions_module, db, erasure, switches
 from core.actions import ActionRunner
 from core.intake import enroll_now
+from core.tables import action_t
 from core.timeutil import utcnow
 from tests.dashboard.conftest import back_off, page_text
 from tests.support import rows, signup_request
@@ -68,6 +69,13 @@ def test_the_worker_carries_out_what_the_dashboard_asked(seeded, timeline_of):
     assert sorted(g["generation"] for g in generations) == [1, 2]
     at.run()
     assert "queued send" in page_text(at), "the request list shows the worker's result"
+    [requests] = [e for e in at.expander if e.label.startswith("Your recent requests")]
+    assert requests.proto.expanded, "a result just in is shown, not folded away behind a click"
+    with db.write_transaction(services.engine) as conn:  # asked ten minutes ago: the list folds away again
+        conn.execute(action_t.update().values(requested_at=utcnow() - timedelta(minutes=10)))
+    at.run()
+    [requests] = [e for e in at.expander if e.label.startswith("Your recent requests")]
+    assert not requests.proto.expanded
 
 
 def test_cancelling_the_confirmation_writes_nothing(seeded, timeline_of):
