@@ -100,8 +100,7 @@ def held_by_another(exc: BaseException) -> bool:
     """The database answered but another process held the lock past LOCK_WAIT_MS: busy, not down."""
     orig = getattr(exc, "orig", None)
     return (getattr(orig, "sqlstate", None) == "55P03"  # PostgreSQL's lock_timeout
-            or getattr(orig, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            or (isinstance(orig, sqlite3.OperationalError) and str(orig) == "database is locked"))
+            or getattr(orig, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 
 
 # SQLSTATEs of a transaction PostgreSQL rolled back because it crossed a concurrent one (a deadlock,

@@ -125,7 +125,9 @@ def test_a_request_the_locked_database_refused_says_nothing_was_recorded(seeded,
     from core import actions
 
     def locked(*args, **kwargs):
-        raise sa.exc.OperationalError("INSERT INTO action ...", {}, sqlite3.OperationalError("database is locked"))
+        busy = sqlite3.OperationalError("database is locked")
+        busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # as the driver's own errors carry it
+        raise sa.exc.OperationalError("INSERT INTO action ...", {}, busy)
 
     monkeypatch.setattr(actions, "request_action", locked)
     at = open_app("pages/signups.py")
