@@ -67,14 +67,14 @@ def _settings(services):
     from core import side_status
 
     now = services.clock()
-    return (_read(services, queries.system_state), _read(services, queries.latest_action, "check_connection"),
+    return (_read(services, queries.system_state, now), _read(services, queries.latest_action, "check_connection"),
             _read(services, side_status.notion_overview, now), _read(services, side_status.backlog, "discord", now),
             _read(services, queries.audit_count), _read(services, queries.audit_page, offset=0, limit=50))
 
 
 # (name, load(services)): what each page reads; bench/scale.py reuses this list.
 PAGE_DATA = [
-    ("sidebar (every page)", lambda s: _read(s, queries.system_state)),
+    ("sidebar (every page)", lambda s: _read(s, queries.system_state, s.clock())),
     ("overview", lambda s: _read(s, queries.overview_data, s.clock(), days=30)),
     ("signups: first page", _signups),
     ("signups: page 2,000", lambda s: _signups(s, offset=100_000)),

@@ -27,7 +27,7 @@ ENROLLMENT_COLS = ("id", "contact_id", "campaign", "segment", "timing", "status"
                    "orange_systems", "created_at", "updated_at")
 SEND_COLS = ("id", "enrollment_id", "contact_id", "step", "generation", "status", "ready", "planned_at", "due_at",
              "attempts", "last_error", "provider_id", "sent_at", "finished_at", "delivered_at", "opened_at",
-             "clicked_at", "created_at", "updated_at")
+             "clicked_at", "bounced_at", "created_at", "updated_at")
 
 
 def _segment(rng: random.Random) -> str:
@@ -46,10 +46,11 @@ def contact_rows(index: int, now: datetime, rng: random.Random, span_days: int =
     fate = rng.random()
     unsubscribed = signed_up + timedelta(days=rng.uniform(1, 8)) if fate < 0.02 else None
     bounced = signed_up + timedelta(hours=1) if 0.02 <= fate < 0.03 else None
+    # A fate still ahead of `now` has not happened yet: nothing may be stamped after the moment filled.
+    unsubscribed, bounced = (at if at and at <= now else None for at in (unsubscribed, bounced))
     stopped_at = unsubscribed or bounced
     contact = (cid, f"lead{index}@example{index % 97}.com", f"Lead{index}", f"Business {index}", index % 50 == 0,
-               signed_up, signed_up, unsubscribed if unsubscribed and unsubscribed < now else None,
-               bounced, "bounced" if bounced else None)
+               signed_up, signed_up, unsubscribed, bounced, "bounced" if bounced else None)
     segment = _segment(rng)
     red = {"CRITICAL": 2 + index % 3, "URGENT": 1}.get(segment, 0)
     sends, previous_pending, all_done = [], False, True
@@ -61,7 +62,7 @@ def contact_rows(index: int, now: datetime, rng: random.Random, span_days: int =
             row[10] = "cancelled: unsubscribed" if unsubscribed else "cancelled: bounced"
             row[13] = stopped_at
         elif due <= now and not previous_pending:
-            failed = rng.random() < 0.01
+            failed = not bounced and rng.random() < 0.01  # a bounce needs a sent email
             row = _send(eid, cid, planned.step, "failed" if failed else "sent", True, planned.planned_at, due,
                         signed_up)
             finished = due + timedelta(seconds=rng.uniform(0.2, 5))
@@ -70,12 +71,17 @@ def contact_rows(index: int, now: datetime, rng: random.Random, span_days: int =
                 row[10] = "422 invalid `to` address"
             else:
                 row[11], row[12] = f"re_{uuid.uuid4().hex}", finished
-                if rng.random() < 0.95:
-                    row[14] = finished + timedelta(seconds=5)
-                if rng.random() < 0.45:
-                    row[15] = finished + timedelta(hours=2)
-                    if rng.random() < 0.25:
-                        row[16] = finished + timedelta(hours=3)
+                if bounced and planned.step == 1:  # the address bounced the welcome email
+                    row[17] = bounced
+                else:
+                    delivered, opened, clicked = (finished + timedelta(seconds=5), finished + timedelta(hours=2),
+                                                  finished + timedelta(hours=3))
+                    if rng.random() < 0.95 and delivered <= now:
+                        row[14] = delivered
+                    if rng.random() < 0.45 and row[14] and opened <= now:
+                        row[15] = opened
+                        if rng.random() < 0.25 and clicked <= now:
+                            row[16] = clicked
         else:
             ready = not previous_pending
             row = _send(eid, cid, planned.step, "scheduled", ready, planned.planned_at, due, signed_up)
@@ -88,7 +94,7 @@ def contact_rows(index: int, now: datetime, rng: random.Random, span_days: int =
 
 def _send(eid, cid, step, status, ready, planned, due, created) -> list:
     return [uuid.uuid4().hex, eid, cid, step, 1, status, ready, planned, due, 1 if status != "scheduled" else 0,
-            None, None, None, None, None, None, None, created, created]
+            None, None, None, None, None, None, None, None, created, created]
 
 
 def fill(engine: sa.Engine, contacts: int, *, now: datetime, seed: int = 7, chunk: int = 20_000,
