@@ -475,6 +475,35 @@ def test_ctrl_c_while_send_test_waits_for_the_worker_ends_in_one_line_and_leaves
     assert rows(services.engine, "SELECT kind FROM action") == [{"kind": "send_test"}]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_ctrl_c_landing_while_send_test_hands_its_connection_back_still_ends_in_one_line(cli, services):
+    # The moment the test above once hit under load, made certain: the interrupt arrives while a look at the
+    # request gives its connection back to the pool, where SQLAlchemy logs a traceback before passing it on.
+    looked_at_the_request = []
+
+    def note_the_look(_conn, _cursor, statement, *_args) -> None:
+        if "FROM action" in statement and "SELECT" in statement:
+            looked_at_the_request.append(statement)
+
+    def ctrl_c_while_handing_back(*_args) -> None:
+        if len(looked_at_the_request) == 1:
+            looked_at_the_request.append("interrupted")
+            signal.raise_signal(signal.SIGINT)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", note_the_look)
+    sa.event.listen(sa.pool.Pool, "reset", ctrl_c_while_handing_back)
+    try:
+        result = cli("send-test", "pat@example.com", "--wait", "30")
+    finally:
+        sa.event.remove(sa.pool.Pool, "reset", ctrl_c_while_handing_back)
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", note_the_look)
+
+    assert "interrupted" in looked_at_the_request
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert rows(services.engine, "SELECT kind, status FROM action") == [{"kind": "send_test", "status": "pending"}]
+
+
 def test_processes_migrating_a_new_database_at_once_all_succeed(database_url, tmp_path):
     # The worker and the dashboard both migrate at start-up, and systemd starts them together.
     env = cli_env(database_url, tmp_path)
