@@ -168,8 +168,9 @@ def _suppresses(event_type: str, data: dict) -> bool:
     if event_type != "email.bounced":
         return False
     bounce = data.get("bounce") if isinstance(data.get("bounce"), dict) else {}
-    # Resend marks hard bounces "Permanent"; a soft (transient) bounce may still deliver later.
-    return str(bounce.get("type", "Permanent")).lower() not in {"transient", "undetermined"}
+    # Resend marks hard bounces "Permanent"; a soft bounce may still deliver later. Its bounce guide calls
+    # the soft type "Transient", its webhook reference and SDK "Temporary": both are soft.
+    return str(bounce.get("type", "Permanent")).lower() not in {"transient", "temporary", "undetermined"}
 
 
 def _detail(event_type: str, data: dict) -> dict:
