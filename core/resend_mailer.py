@@ -89,8 +89,9 @@ class ResendMailer:
         try:
             listing = self._call(resend.Domains.list)
         except ResendError as error:
-            if error.error_type == "restricted_api_key":
-                # A sending-only key is the safe production choice; it just cannot list domains.
+            if error.error_type == "restricted_api_key" and str(error.code) == "401":
+                # A sending-only key is the safe production choice; it just cannot list domains. (The same
+                # name with 403 says "API key is not active": that key sends nothing.)
                 return f"API key accepted (sending only, so domains are not listed); sender {self.from_email}"
             raise translate_error(error, self._api_key) from safe_cause(error, self._api_key)
         domains = {d["name"]: d.get("status", "unknown") for d in listing.get("data", [])}

@@ -362,6 +362,14 @@ def test_check_accepts_a_sending_only_key(api, mailer):
     assert "sending only" in mailer.check()
 
 
+def test_check_refuses_a_key_that_is_not_active_though_resend_names_it_restricted_too(api, mailer):
+    # docs/api-reference/errors: restricted_api_key is 401 for a sending-only key, and 403 "API key is not
+    # active" for one that can send nothing at all.
+    api.fail(403, name="restricted_api_key", message="API key is not active", path="/domains")
+    with pytest.raises(AccountMailerError, match="not active"):
+        mailer.check()
+
+
 def test_check_on_an_outage_is_transient(api, mailer):
     api.fail(503)
     with pytest.raises(TransientMailerError):
