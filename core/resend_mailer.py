@@ -11,7 +11,8 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from email.utils import parseaddr
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr, parsedate_to_datetime
 from typing import Any
 
 import resend
@@ -157,6 +158,13 @@ def translate_error(error: ResendError, api_key: str = "") -> MailerError:
     status = int(code) if code.isdigit() else 500
     message = f"Resend {status} {error.error_type}: {said}"
     retry_after = _retry_after(error.headers)
+    if status == 429 and error.error_type == "monthly_quota_exceeded":
+        # Only an upgrade or the next month clears it, for every email alike: the breaker pauses sending.
+        return AccountMailerError(message, status)
+    if status == 429 and error.error_type == "daily_quota_exceeded":
+        # The free plan's quota is a UTC calendar day, reset at midnight UTC (Resend's usage-limits page);
+        # a retry-after on the answer, if any, is the per-second window's.
+        return TransientMailerError(message, max(retry_after or 0.0, _until_utc_midnight(error.headers)), status)
     if status == 429:
         return TransientMailerError(message, retry_after, status)
     if status >= 500 or status == 408:
@@ -218,6 +226,16 @@ def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     headers = _lower(headers)
     return retry_after_seconds(headers.get("retry-after"), date=headers.get("date"))
+
+
+def _until_utc_midnight(headers: Mapping[str, str] | None) -> float:
+    """Seconds from the answer's own Date (our clock when it has none) to the next midnight UTC."""
+    try:
+        now = parsedate_to_datetime(_lower(headers).get("date", ""))
+        now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+    except (TypeError, ValueError, IndexError):
+        now = datetime.now(UTC)
+    return (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now).total_seconds()
 
 
 def _number(value: str | None) -> float | None:

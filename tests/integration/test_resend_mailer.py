@@ -4,6 +4,7 @@ import logging
 import socket
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 
 import pytest
@@ -193,7 +194,7 @@ def test_a_429_is_transient_carries_retry_after_and_pauses_the_next_call(api, ma
 
 
 def test_a_429_asking_for_an_hour_holds_the_next_call_only_briefly(api, mailer, fake):
-    # A daily quota answers 429 with a retry-after of hours. Sleeping that long in the process would
+    # A 429 may ask for hours (a quota). Sleeping that long in the process would
     # hold a claimed batch far past its lease and hang a --once run; the batch's backoff waits instead.
     api.fail(429, retry_after=3600, message="You have reached your daily email sending quota.")
     with pytest.raises(TransientMailerError) as caught:
@@ -202,6 +203,26 @@ def test_a_429_asking_for_an_hour_holds_the_next_call_only_briefly(api, mailer, 
 
     mailer.send([email(2)], "kother")
     assert 0 < sum(fake.slept) <= 10
+
+
+def test_a_daily_quota_waits_for_midnight_utc_whatever_its_retry_after_says(api, mailer):
+    # docs/api-reference/rate-limit: the (free plan's) daily quota is a UTC calendar day and resets at
+    # midnight UTC; a retry-after, if the 429 carries one, is the per-second window's.
+    api.fail(429, retry_after=1, name="daily_quota_exceeded",
+             message="You have exceeded your daily email sending quota.")
+    with pytest.raises(TransientMailerError) as caught:
+        mailer.send([email(1)], "kday")
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    assert caught.value.retry_after == pytest.approx((midnight - now).total_seconds(), abs=5)
+    assert caught.value.refused  # nothing was sent
+
+
+def test_a_monthly_quota_is_an_account_error_that_waiting_a_little_cannot_clear(api, mailer):
+    # Only an upgrade or the next month ends it: the breaker pauses sending and tells the operator.
+    api.fail(429, name="monthly_quota_exceeded", message="You have exceeded your monthly email sending quota.")
+    with pytest.raises(AccountMailerError, match="monthly_quota_exceeded"):
+        mailer.send([email(1)], "kmonth")
 
 
 def test_a_429_whose_retry_after_is_nan_pauses_the_next_call_as_one_without_it(api, mailer, fake):
