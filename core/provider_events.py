@@ -24,6 +24,7 @@ TIMESTAMP_COLUMNS = {
     "email.opened": "opened_at",
     "email.clicked": "clicked_at",
     "email.bounced": "bounced_at",
+    "email.suppressed": "bounced_at",  # not sent at all: the address is on Resend's suppression list
     "email.complained": "complained_at",
 }
 
@@ -159,11 +160,12 @@ def _only_recipient(data: dict) -> str | None:
 
 
 def _stop_reason(event_type: str) -> str:
-    return "bounced" if event_type == "email.bounced" else "complained"
+    # Resend's suppression list holds addresses that hard-bounced or complained (or were added by hand).
+    return "complained" if event_type == "email.complained" else "bounced"
 
 
 def _suppresses(event_type: str, data: dict) -> bool:
-    if event_type == "email.complained":
+    if event_type in ("email.complained", "email.suppressed"):
         return True
     if event_type != "email.bounced":
         return False
@@ -175,8 +177,9 @@ def _suppresses(event_type: str, data: dict) -> bool:
 
 def _detail(event_type: str, data: dict) -> dict:
     detail = {"type": event_type}
-    if isinstance(data.get("bounce"), dict):
-        detail["bounce"] = {_text(k, 60): without_addresses(_text(v, 300)) for k, v in data["bounce"].items()}
+    for reason in ("bounce", "suppressed"):
+        if isinstance(data.get(reason), dict):
+            detail[reason] = {_text(k, 60): without_addresses(_text(v, 300)) for k, v in data[reason].items()}
     if isinstance(data.get("click"), dict):
         detail["link"] = _text(data["click"].get("link", ""), 300)
     return detail

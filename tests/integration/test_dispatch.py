@@ -1645,6 +1645,10 @@ def test_an_event_signed_more_than_five_minutes_ago_is_refused(services, client,
     ("bounced", {"bounce": {"type": "Permanent", "subType": "General", "message": "mailbox does not exist"}},
      "bounced"),
     ("complained", {}, "complained"),
+    # Resend did not send it: the address is on the account's suppression list (docs/webhooks/emails/suppressed).
+    ("suppressed", {"suppressed": {"type": "OnAccountSuppressionList", "message": "Resend has suppressed sending "
+                                   "to this address because it is on the account-level suppression list."}},
+     "bounced"),
 ])
 def test_a_hard_bounce_or_complaint_suppresses_the_contact_and_cancels_the_rest(
         services, client, sent_welcome, dispatcher, mailer, clock, kind, extra, reason):
@@ -1658,6 +1662,7 @@ def test_a_hard_bounce_or_complaint_suppresses_the_contact_and_cancels_the_rest(
     assert {s["status"] for s in sends_of(services, result.enrollment_id)[1:]} == {"cancelled"}
     assert enrollment_status(services, result.enrollment_id) == "bounced"
     assert events_of(services, f"suppressed_{reason}")[0]["detail"]["cancelled_sends"] == 6
+    assert (step_send(services, result.enrollment_id, 1)["bounced_at"] is not None) is (kind != "complained")
     run_for(dispatcher, clock, hours=12 * 24, every_hours=12)
     assert steps_sent_to(mailer, "events@example.com") == [1]
 
