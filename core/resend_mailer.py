@@ -33,6 +33,9 @@ _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _TAG_MAX = 256
 # Resend's shared sending domain for accounts without their own, never in the domain list.
 _SHARED_TEST_DOMAIN = "resend.dev"
+# Domain statuses Resend sends from: partially_verified means receiving, or one of two sending records,
+# is still pending, and "you can send normally" (docs/dashboard/domains/manage-domains).
+_SENDABLE_STATUSES = frozenset({"verified", "partially_verified"})
 
 
 class ResendMailer:
@@ -97,7 +100,7 @@ class ResendMailer:
             raise translate_error(error, self._api_key) from safe_cause(error, self._api_key)
         domains = {d["name"]: d.get("status", "unknown") for d in listing.get("data", [])}
         sender_domain = parseaddr(self.from_email)[1].rpartition("@")[2].lower()
-        if sender_domain != _SHARED_TEST_DOMAIN and domains.get(sender_domain) != "verified":
+        if sender_domain != _SHARED_TEST_DOMAIN and domains.get(sender_domain) not in _SENDABLE_STATUSES:
             raise AccountMailerError(
                 f"Resend: the sender domain {sender_domain or '(none)'} is not verified "
                 f"(account domains: {_describe(domains)})"

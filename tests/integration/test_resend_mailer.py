@@ -361,6 +361,14 @@ def test_check_lists_the_domains_and_whether_each_is_verified(start, mailer):
     assert "\n" not in status
 
 
+def test_check_and_sending_accept_a_partially_verified_domain(start, mailer):
+    # docs/dashboard/domains/manage-domains: partially_verified (receiving still pending, or one of two
+    # sending records) means "you can send normally".
+    start(domains={"example.com": "partially_verified"})
+    assert "example.com (partially_verified)" in mailer.check()
+    assert mailer.send([email(1)], "kpartial")[0].accepted
+
+
 def test_check_refuses_a_sender_whose_domain_is_not_verified(start, fake):
     start(domains={"example.com": "pending"})
     with pytest.raises(AccountMailerError, match="example.com is not verified"):

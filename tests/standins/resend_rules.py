@@ -14,6 +14,8 @@ Problem = tuple[int, str, str]
 
 _ADDRESS = re.compile(r"^(?:[^<>]*<)?[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>?$")
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# Statuses a domain sends from (docs/dashboard/domains/manage-domains: partially_verified "can send normally").
+_SENDABLE = {"verified", "partially_verified"}
 _ERROR_NAMES = {400: "validation_error", 401: "missing_api_key", 403: "invalid_api_key", 404: "not_found",
                 409: "invalid_idempotent_request", 422: "validation_error", 429: "rate_limit_exceeded"}
 
@@ -95,7 +97,7 @@ def problem(email: Any, verified_domains: Mapping[str, str] | None = None) -> Pr
     if not all(_valid_tag(tag) for tag in email.get("tags") or []):
         return 422, "Tags should only contain ASCII letters, numbers, underscores, or dashes.", "validation_error"
     domain = str(email["from"]).rstrip(">").rpartition("@")[2].lower()
-    if verified_domains is not None and verified_domains.get(domain) != "verified":
+    if verified_domains is not None and verified_domains.get(domain) not in _SENDABLE:
         return 403, f"The {domain} domain is not verified. Please, add and verify your domain.", "validation_error"
     return None
 
