@@ -31,6 +31,9 @@ LONGEST_PAUSE = 10.0
 # Resend tag names and values allow only ASCII letters, digits, underscores and dashes.
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _TAG_MAX = 256
+# Resend's documented refusals of the sender rather than of one email (403 validation_error in
+# docs/api-reference/errors): every email from this sender gets them alike.
+_SENDER_REFUSED = re.compile(r"domain is not verified|only send testing emails", re.IGNORECASE)
 # Resend's shared sending domain for accounts without their own, never in the domain list.
 _SHARED_TEST_DOMAIN = "resend.dev"
 # Domain statuses Resend sends from: partially_verified means receiving, or one of two sending records,
@@ -207,6 +210,10 @@ def _batch_deliveries(emails: Sequence[OutgoingEmail], response: Mapping[str, An
     # Permissive mode lists ids for the accepted emails only, in order, and errors by index.
     errors = {int(e["index"]): e.get("message", "rejected by Resend") for e in response.get("errors") or []}
     ids = [item["id"] for item in response.get("data") or []]
+    refused = next((m for m in errors.values() if _SENDER_REFUSED.search(str(m))), None)
+    if refused is not None and not ids:
+        # Nothing went: the batch waits with its key while the breaker pauses sending, as a lone email's 403 does.
+        raise AccountMailerError(f"Resend 403 validation_error: {refused}", 403)
     if len(ids) != len(emails) - len(errors):
         raise PermanentMailerError(
             f"Resend answered {len(ids)} ids and {len(errors)} errors for a batch of {len(emails)}"
