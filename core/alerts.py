@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
@@ -212,16 +213,24 @@ def critical_lead_message(lead, dashboard_url: str) -> dict:
               ("Business", plain(lead.business_name, 1024) if lead.business_name else "—", True),
               ("Email", plain(lead.email, 1024), False), ("Red systems", str(lead.red_systems or 0), True),
               ("Orange systems", str(lead.orange_systems or 0), True)]
+    embed = {"title": title + plain(lead.first_name or lead.email, 256 - len(title)), "color": RED,
+             "fields": [{"name": n, "value": v, "inline": i} for n, v, i in fields]}
+    if _discord_takes_link(link):
+        embed.update(url=link, description=f"[Open in the dashboard]({link})")
+    else:  # shown as text: Discord refuses the whole message for a link it will not take
+        embed["description"] = f"Dashboard: {link}"
     return {
         "username": "Nurture",
         "allowed_mentions": {"parse": []},  # a signup's name must never ping @everyone
-        "embeds": [{
-            "title": title + plain(lead.first_name or lead.email, 256 - len(title)),
-            "url": link, "color": RED,
-            "description": f"[Open in the dashboard]({link})",
-            "fields": [{"name": n, "value": v, "inline": i} for n, v, i in fields],
-        }],
+        "embeds": [embed],
     }
+
+
+def _discord_takes_link(url: str) -> bool:
+    """Discord answers 400 {"embeds": ["0"]} to an embed url whose host has no dot (http://localhost:8501,
+    the default DASHBOARD_URL, or a LAN name); it documents no rule, this is what users report."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and "." in (parts.hostname or "")
 
 
 def ops_message(kind: str, text: str) -> dict:

@@ -426,3 +426,26 @@ def test_a_wait_longer_than_the_webhook_sleeps_through_is_a_rate_limit_that_paus
 
         assert api.requests == 1 and api.rate_limited == 0  # the second alert was not even tried
         assert pending(services) == [{"attempts": 0, "last_error": None}]
+
+
+@sqlite_only
+def test_with_the_default_dashboard_url_on_localhost_the_alert_still_posts_with_the_link_as_text(
+        make_settings, clock, discord_api):
+    # Discord refuses an embed whose url has no dot in its host (400 {"embeds": ["0"]}), and the
+    # default DASHBOARD_URL is http://localhost:8501: every CRITICAL alert would be refused, then given up.
+    settings = make_settings(discord_webhook_url=discord_api.webhook_url)
+    services = build_services(settings, migrate=True, clock=clock)
+    webhook = DiscordWebhook(discord_api.webhook_url)
+    try:
+        result = enroll(services, "casey@example.com", red=3)
+
+        assert AlertService(services, webhook, "worker-a").run_pass() == 1
+
+        [message] = discord_api.messages
+        embed = message["embeds"][0]
+        assert "url" not in embed
+        assert f"http://localhost:8501/signups?contact={result.contact_id}" in embed["description"]
+        assert pending(services) == []
+    finally:
+        webhook.close()
+        services.close()

@@ -4,7 +4,9 @@
         settings = make_settings(discord_webhook_url=discord.webhook_url)
 
 Answers 204 and keeps the message, as Discord does without `?wait=true`. Checks what Discord
-checks (a message needs content or embeds; embed limits). `fail(429, retry_after=0.2)` answers
+checks (a message needs content or embeds; embed limits; an embed's URL must be http(s) on a host
+with a dot: Discord answers `{"embeds": ["0"]}` for `http://localhost:8501/…` or `http://bugsink:8000`,
+as reported in go-gitea/gitea#11124, bugsink/bugsink#280 and rogerrum/alertmanager-discord#19). `fail(429, retry_after=0.2)` answers
 a rate limit with Discord's JSON body (`retry_after` in seconds); `fail(503)` a server error.
 `DiscordStandIn(rate_limit=(5, 2.0))` enforces a webhook's own limit, 5 posts per 2 s; every answer
 then carries Discord's X-RateLimit-* headers, and a post beyond it gets Discord's 429.
@@ -14,6 +16,7 @@ import json
 import math
 import threading
 import time
+from urllib.parse import urlsplit
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +98,9 @@ class DiscordStandIn(JsonStandIn):
             message = json.loads(body)
         except ValueError:
             return 400, {"message": "The request body contains invalid JSON.", "code": 50109}, {}
+        bad_url = _embed_with_bad_url(message)
+        if bad_url is not None:
+            return 400, {"embeds": [str(bad_url)]}, {}
         problem = _problem(message)
         if problem:
             return 400, {"message": problem, "code": 50035}, {}
@@ -121,4 +127,17 @@ def _problem(message: Any) -> str | None:
         for field in embed.get("fields") or []:
             if not field.get("name") or not field.get("value") or len(field["value"]) > 1024:
                 return "Invalid Form Body: embed fields need a name and a value of at most 1024 characters"
+    return None
+
+
+def _embed_with_bad_url(message: Any) -> int | None:
+    """The index of the first embed whose link Discord refuses, if any (checked on `url` fields)."""
+    if not isinstance(message, dict):
+        return None
+    for index, embed in enumerate(message.get("embeds") or []):
+        urls = [embed.get("url"), *((embed.get(part) or {}).get("url") for part in ("author", "image", "thumbnail"))]
+        for url in filter(None, urls):
+            parts = urlsplit(str(url))
+            if parts.scheme not in ("http", "https") or "." not in (parts.hostname or ""):
+                return index
     return None
