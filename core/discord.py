@@ -5,6 +5,7 @@ X-RateLimit-* headers when a webhook's window is spent; the next post waits for 
 refused (Discord asks clients to, and bans addresses that collect too many refusals).
 """
 
+import json
 import time
 from collections.abc import Callable
 
@@ -79,7 +80,13 @@ def _body(response: httpx.Response) -> dict:
 
 
 def _message(response: httpx.Response) -> str:
-    return str(_body(response).get("message") or response.reason_phrase or "no detail")[:300]
+    # A refused message names its field only in `errors` ("Invalid Form Body" alone says nothing), and a
+    # webhook's refused embed may come back as a bare {"embeds": ["0"]}: the operator needs that part.
+    body = _body(response)
+    said = body.get("message")
+    extra = body.get("errors") if said else body
+    detail = " ".join(str(p) for p in (said, json.dumps(extra, ensure_ascii=False) if extra else None) if p)
+    return (detail or response.reason_phrase or "no detail")[:300]
 
 
 def _retry_after(response: httpx.Response) -> float | None:

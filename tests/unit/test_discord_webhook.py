@@ -84,3 +84,16 @@ def test_network_failures_are_transient_and_never_reveal_the_webhook_token():
         sink.post({"content": "x"})
 
     assert "secret-token" not in str(caught.value)
+
+
+@pytest.mark.parametrize("body, said", [
+    ({"message": "Invalid Form Body", "code": 50035, "errors": {"embeds": {"0": {"url": {"_errors": [
+        {"code": "URL_TYPE_INVALID_URL", "message": "Not a well formed URL."}]}}}}}, "Not a well formed URL."),
+    ({"embeds": ["0"]}, '{"embeds": ["0"]}'),
+])
+def test_a_refused_message_says_what_discord_refused_not_just_bad_request(body, said):
+    # Discord's 400 names the field only in `errors`, or (for a webhook's embed) in a bare body.
+    with pytest.raises(PermanentAlertError) as caught:
+        webhook(httpx.Response(400, json=body)).post({"content": "x"})
+
+    assert said in str(caught.value)
