@@ -25,6 +25,9 @@ SIGNUP_DATE = "Signup Date"
 ACTIVE = EnrollmentStatus.ACTIVE.value
 TEXT_TYPES = frozenset({"title", "rich_text", "email", "select", "status", "url", "phone_number"})
 _TEXT_LIMIT = 2000  # Notion's limit for one rich text item
+# Notion refuses the whole write for a longer value (developers.notion.com/reference/request-limits); an
+# address may have 254 characters, so one too long for an email column is left out, not cut into another.
+_VALUE_LIMITS = {"email": 200, "phone_number": 200, "url": 2000}
 
 
 def sent_box(step: int) -> str:
@@ -123,6 +126,8 @@ def encode(kind: str, value) -> dict | None:
         return {kind: [{"type": "text", "text": {"content": text}}] if text else []}
     if kind in ("select", "status"):
         return {kind: {"name": text} if text else None}
+    if len(value or "") > _VALUE_LIMITS.get(kind, _TEXT_LIMIT):
+        return None
     return {kind: text or None}
 
 

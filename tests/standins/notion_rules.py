@@ -9,6 +9,8 @@ from typing import Any
 
 TEXT = ("title", "rich_text")
 PLAIN = ("email", "url", "phone_number", "number", "checkbox")
+# Notion's documented property value limits (developers.notion.com/reference/request-limits).
+_LENGTH_LIMITS = {"email": 200, "phone_number": 200, "url": 2000}
 TYPES = (*TEXT, *PLAIN, "select", "status", "date", "relation", "created_time", "multi_select")
 
 
@@ -56,6 +58,9 @@ def page_value(schema: dict, value: Any, created_time: str) -> dict:
         raise Invalid(f"{schema['name']} is a created_time property and cannot be written.")
     elif kind == "checkbox" and not isinstance(raw, bool):
         raise Invalid(f"{schema['name']} is expected to be a boolean.")
+    elif kind in _LENGTH_LIMITS and raw is not None and len(raw) > _LENGTH_LIMITS[kind]:
+        raise Invalid(f"body.properties.{schema['name']}.{kind}.length should be ≤ `{_LENGTH_LIMITS[kind]}`, "
+                      f"instead was `{len(raw)}`.")
     result = {"id": schema["id"], "type": kind, kind: raw}
     if kind == "relation":
         result["has_more"] = False
