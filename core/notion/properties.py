@@ -28,6 +28,7 @@ _TEXT_LIMIT = 2000  # Notion's limit for one rich text item
 # Notion refuses the whole write for a longer value (developers.notion.com/reference/request-limits); an
 # address may have 254 characters, so one too long for an email column is left out, not cut into another.
 _VALUE_LIMITS = {"email": 200, "phone_number": 200, "url": 2000}
+_OPTION_LIMIT = 100  # characters in a select option's name, which may hold no comma
 
 
 def sent_box(step: int) -> str:
@@ -125,6 +126,8 @@ def encode(kind: str, value) -> dict | None:
     if kind in ("title", "rich_text"):
         return {kind: [{"type": "text", "text": {"content": text}}] if text else []}
     if kind in ("select", "status"):
+        if "," in text or len(text) > _OPTION_LIMIT:  # Notion refuses the whole write for such an option name
+            return None
         return {kind: {"name": text} if text else None}
     if len(value or "") > _VALUE_LIMITS.get(kind, _TEXT_LIMIT):
         return None

@@ -292,3 +292,23 @@ def test_an_address_longer_than_notions_email_limit_still_gets_its_page(make_syn
     values = notion_api.values(page["id"])
     assert values["Name"] == "Alex — Acme Ltd" and values["Segment"] == "OPTIMIZE"
     assert values["Email"] is None
+
+
+def test_a_business_name_with_a_comma_in_a_select_column_still_gets_the_page_written(
+        make_settings, clock, notion_api, mailer):
+    # Notion refuses a select option name with a comma (or over 100 characters): the whole page was refused.
+    database = notion_api.add_database({**EXPECTED, "Business Name": "select"})
+    settings = make_settings(notion_token=notion_api.token, notion_email_sequence_db_id=database,
+                             notion_api_url=notion_api.url)
+    services = build_services(settings, migrate=True, clock=clock, mailer=mailer)
+    client = NotionClient(settings.notion_token, database, base_url=settings.notion_api_url, rate=100.0)
+    try:
+        enroll_now(services, [signup_request(email="a@example.com", business_name="Acme, Inc.")])
+
+        drain(services, NotionSync(services, client, "worker-a", SyncPolicy(stop_poll=timedelta(0))), clock)
+
+        page = page_of(notion_api, database, "a@example.com")
+        assert page["Name"] == "Alex — Acme, Inc." and page["Business Name"] is None
+    finally:
+        client.close()
+        services.close()

@@ -75,6 +75,9 @@ def _text_item(item: dict) -> dict:
 
 
 def _option(schema: dict, raw: dict) -> dict:
+    name = str(raw.get("name") or "")
+    if "," in name or len(name) > 100:  # Notion's rules for an option name
+        raise Invalid(f"Invalid select option name {name!r}: commas are not allowed, and at most 100 characters.")
     options = schema[schema["type"]]["options"]
     found = next((o for o in options if o["name"] == raw.get("name")), None)
     if found is None:
