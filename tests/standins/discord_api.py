@@ -116,19 +116,36 @@ class DiscordStandIn(JsonStandIn):
 
 
 def _problem(message: Any) -> str | None:
+    """Discord's documented limits (discord.com/developers/docs/resources/message#embed-object-embed-limits)."""
     if not isinstance(message, dict) or not (message.get("content") or message.get("embeds")):
         return "Cannot send an empty message"
+    if len(message.get("content") or "") > 2000:
+        return "Invalid Form Body: content must be 2000 or fewer in length"
+    if not 1 <= len(message.get("username") or "x") <= 80:
+        return "Invalid Form Body: username must be between 1 and 80 in length"
     embeds = message.get("embeds") or []
     if len(embeds) > 10:
         return "Invalid Form Body: embeds must have at most 10 items"
+    total = 0
     for embed in embeds:
-        if len(embed.get("title") or "") > 256:
-            return "Invalid Form Body: embed title must be at most 256 characters"
-        for field in embed.get("fields") or []:
-            if not field.get("name") or not field.get("value") or len(field["value"]) > 1024:
-                return "Invalid Form Body: embed fields need a name and a value of at most 1024 characters"
+        title, description = embed.get("title") or "", embed.get("description") or ""
+        footer, author = (embed.get("footer") or {}).get("text") or "", (embed.get("author") or {}).get("name") or ""
+        fields = embed.get("fields") or []
+        if len(title) > 256 or len(author) > 256:
+            return "Invalid Form Body: embed title and author name must be at most 256 characters"
+        if len(description) > 4096 or len(footer) > 2048:
+            return "Invalid Form Body: embed description must be at most 4096 characters, footer 2048"
+        if len(fields) > 25:
+            return "Invalid Form Body: an embed has at most 25 fields"
+        for field in fields:
+            name, value = field.get("name") or "", field.get("value") or ""
+            if not name or not value or len(name) > 256 or len(value) > 1024:
+                return "Invalid Form Body: embed fields need a name (at most 256) and a value (at most 1024)"
+            total += len(name) + len(value)
+        total += len(title) + len(description) + len(footer) + len(author)
+    if total > 6000:
+        return "Invalid Form Body: embed size exceeds maximum size of 6000"
     return None
-
 
 def _embed_with_bad_url(message: Any) -> int | None:
     """The index of the first embed whose link Discord refuses, if any (checked on `url` fields)."""

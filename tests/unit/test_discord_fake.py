@@ -87,3 +87,25 @@ def test_a_long_name_is_cut_whole_escapes_first_never_leaving_a_stray_backslash(
         body = text.removesuffix("…")
         trailing = len(body) - len(body.rstrip("\\"))
         assert trailing % 2 == 0, text[-10:]  # a lone "\" would show, or escape the "…"
+
+
+@pytest.mark.parametrize("embed", [
+    {"description": "x" * 4097},
+    {"fields": [{"name": "n", "value": "v"}] * 26},
+    {"fields": [{"name": "n" * 257, "value": "v"}]},
+    {"title": "t" * 200, "fields": [{"name": "n", "value": "v" * 1024}] * 6},  # over 6,000 in all
+])
+def test_the_discord_stand_in_refuses_what_discord_refuses(embed):
+    from tests.standins.discord_api import _problem
+
+    assert _problem({"embeds": [embed]}) is not None
+    assert _problem({"embeds": [{"title": "ok", "description": "d"}]}) is None
+
+
+def test_a_critical_alert_for_the_longest_names_stays_inside_discords_limits():
+    from tests.standins.discord_api import _problem
+
+    lead = SimpleNamespace(**{**vars(LEAD), "first_name": "_*" * 100, "business_name": "[]" * 100,
+                              "email": "a" * 64 + "@" + "b" * 185 + ".com"})
+
+    assert _problem(critical_lead_message(lead, "https://dash.example.com" + "/x" * 500)) is None
