@@ -14,6 +14,10 @@ import httpx
 from core.alerts import AlertError, AlertSink, ChannelDownError, PermanentAlertError, TransientAlertError
 from core.ratelimit import retry_after_seconds
 
+# Discord's code for a post to a forum channel's webhook naming no thread (discord.com/developers/docs/topics/
+# opcodes-and-status-codes#json); its docs for Execute Webhook ask for thread_id or thread_name there.
+_FORUM_NEEDS_THREAD = 220001
+
 
 class DiscordWebhook(AlertSink):
     """Posts messages (embeds) to DISCORD_WEBHOOK_URL."""
@@ -57,12 +61,15 @@ class DiscordWebhook(AlertSink):
 
 
 def translate(response: httpx.Response) -> AlertError:
-    """429 and 5xx: retry (a 429 after its JSON `retry_after` seconds); 401, 403 and 404: the webhook
-    itself is gone or wrong, so the channel waits; any other 4xx: this message is refused."""
+    """429 and 5xx: retry (a 429 after its JSON `retry_after` seconds); 401, 403 and 404, or a forum channel's
+    webhook: the webhook itself is gone or wrong, so the channel waits; any other 4xx: this message is refused."""
     status = response.status_code
     detail = _message(response)
     if status in (401, 403, 404):
         return ChannelDownError(f"Discord {status}: {detail} (check DISCORD_WEBHOOK_URL)", status=status)
+    if _body(response).get("code") == _FORUM_NEEDS_THREAD:  # every post is refused alike until the setup changes
+        return ChannelDownError(f"Discord {status}: {detail} (the webhook is in a forum channel: make it in a text "
+                                "channel, or add ?thread_id=<post id> to DISCORD_WEBHOOK_URL)", status=status)
     if status == 429:
         return TransientAlertError(f"Discord 429 rate limited: {detail}", status=status,
                                    retry_after=_retry_after(response))

@@ -449,3 +449,31 @@ def test_with_the_default_dashboard_url_on_localhost_the_alert_still_posts_with_
     finally:
         webhook.close()
         services.close()
+
+
+@sqlite_only
+def test_a_webhook_made_in_a_forum_channel_pauses_the_channel_visibly_and_loses_no_alert(make_settings, clock):
+    # Discord refuses every post to a forum channel's webhook that names no thread (400, code 220001):
+    # a setup to fix, like a deleted webhook, not twelve refusals of each alert and then giving it up.
+    with DiscordStandIn(forum=True) as api:
+        settings = make_settings(discord_webhook_url=api.webhook_url, dashboard_url="https://dash.example.com")
+        services = build_services(settings, migrate=True, clock=clock)
+        webhook = DiscordWebhook(api.webhook_url)
+        try:
+            alerts = AlertService(services, webhook, "worker-a")
+            enroll(services, "lead@example.com")
+            for _ in range(24):
+                alerts.run_pass()
+                clock.advance(minutes=5)
+            with services.engine.connect() as conn:
+                during = backlog(conn, "discord", clock())
+            assert during.pending == 1 and during.given_up == 0 and "thread" in during.outage
+            assert pending(services)[0]["attempts"] == 0
+
+            api.forum = False  # the webhook is made again in a text channel
+            clock.advance(minutes=5)
+            alerts.run_pass()
+            assert len(api.messages) == 1 and pending(services) == []
+        finally:
+            webhook.close()
+            services.close()

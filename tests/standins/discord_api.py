@@ -8,6 +8,8 @@ checks (a message needs content or embeds; embed limits; an embed's URL must be 
 with a dot: Discord answers `{"embeds": ["0"]}` for `http://localhost:8501/…` or `http://bugsink:8000`,
 as reported in go-gitea/gitea#11124, bugsink/bugsink#280 and rogerrum/alertmanager-discord#19). `fail(429, retry_after=0.2)` answers
 a rate limit with Discord's JSON body (`retry_after` in seconds); `fail(503)` a server error.
+`DiscordStandIn(forum=True)` is a webhook made in a forum channel: Discord refuses every post that
+names no thread (400, code 220001; discord.com/developers/docs/resources/webhook#execute-webhook).
 `DiscordStandIn(rate_limit=(5, 2.0))` enforces a webhook's own limit, 5 posts per 2 s; every answer
 then carries Discord's X-RateLimit-* headers, and a post beyond it gets Discord's 429.
 """
@@ -34,8 +36,9 @@ class Fault:
 
 class DiscordStandIn(JsonStandIn):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, rate_limit: tuple[int, float] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, forum: bool = False):
         super().__init__(host, port)
+        self.forum = forum
         self._lock = threading.Lock()
         self._messages: list[dict] = []
         self._faults: list[Fault] = []
@@ -75,7 +78,7 @@ class DiscordStandIn(JsonStandIn):
                 wait = float(limits["x-ratelimit-reset-after"])
                 return 429, {"message": "You are being rate limited.", "retry_after": wait, "global": False}, {
                     **limits, "retry-after": str(math.ceil(wait)), "x-ratelimit-scope": "user"}
-            status, answer, extra = self._accept(body)
+            status, answer, extra = self._accept(body, "thread_id=" in path.partition("?")[2])
             return status, answer, {**limits, **extra}
 
     def _take(self) -> tuple[bool, dict[str, str]]:
@@ -93,11 +96,14 @@ class DiscordStandIn(JsonStandIn):
                          "x-ratelimit-reset-after": f"{reset_after:.3f}",
                          "x-ratelimit-reset": f"{time.time() + reset_after:.3f}", "x-ratelimit-bucket": "standin"}
 
-    def _accept(self, body: bytes) -> Answer:
+    def _accept(self, body: bytes, in_thread: bool = False) -> Answer:
         try:
             message = json.loads(body)
         except ValueError:
             return 400, {"message": "The request body contains invalid JSON.", "code": 50109}, {}
+        if self.forum and not in_thread and not (isinstance(message, dict) and message.get("thread_name")):
+            return 400, {"message": "Webhooks posted to forum channels must have a thread_name or thread_id",
+                         "code": 220001}, {}
         bad_url = _embed_with_bad_url(message)
         if bad_url is not None:
             return 400, {"embeds": [str(bad_url)]}, {}
