@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 from notion_client import Client
-from notion_client.errors import HTTPResponseError, RequestTimeoutError
+from notion_client.errors import ClientErrorCode, HTTPResponseError, RequestTimeoutError
 
 from core.errors import safe_cause, without_secret
 from core.notion import properties as P
@@ -210,8 +210,10 @@ class NotionClient(NotionMirror):
 
 def translate(exc: HTTPResponseError, *, subject: str = "page") -> NotionError:
     """Notion's error as ours: retry later, fix the configuration, or this one request is refused."""
-    status, code = exc.status, str(getattr(exc.code, "value", exc.code))
-    message = f"Notion {status} {code}: {exc}"
+    status, code, said = exc.status, str(getattr(exc.code, "value", exc.code)), str(exc)
+    if code == ClientErrorCode.ResponseError.value:  # a code the SDK does not know: Notion's own words, if any
+        code, said = _notion_error(exc.body) or (code, said)
+    message = f"Notion {status} {code}: {said}"
     if status == 409 or code == "conflict_error":  # one page, not Notion: pausing the mirror would show an outage
         return NotionPageConflict(message, status=status, code=code)
     if status == 429 or status >= 500 or code in _TRANSIENT_CODES:
@@ -219,6 +221,16 @@ def translate(exc: HTTPResponseError, *, subject: str = "page") -> NotionError:
     if status in (401, 403) or (status == 404 and subject == "database"):
         return NotionAccessError(message, status=status, code=code)
     return NotionRequestError(message, status=status, code=code)
+
+
+def _notion_error(body: str) -> tuple[str, str] | None:
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(found, dict) and isinstance(found.get("code"), str) and isinstance(found.get("message"), str):
+        return found["code"], found["message"]
+    return None
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

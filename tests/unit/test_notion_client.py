@@ -278,3 +278,16 @@ def test_stopped_pages_filters_only_on_the_stop_box_when_status_is_a_notion_stat
 
     # Notion refuses a status filter naming an option the column lacks ("active" rarely is one).
     assert api.bodies("/query")[0]["filter"] == {"property": "Stop", "checkbox": {"equals": True}}
+
+
+def test_an_error_code_the_sdk_does_not_know_keeps_notions_own_code_and_message():
+    # Notion documents 503 database_connection_unavailable (developers.notion.com/reference/status-codes);
+    # notion-client 3.1 knows no such code and says only "Request to Notion API failed with status: 503".
+    api = Api()
+    api.answers.append(error(503, "database_connection_unavailable", "Notion's database is unavailable."))
+
+    with pytest.raises(NotionUnavailable) as caught:
+        client(api).update_page("page-1", {})
+
+    assert caught.value.code == "database_connection_unavailable"
+    assert "Notion's database is unavailable." in str(caught.value)
