@@ -149,9 +149,11 @@ class Settings(BaseSettings):
         # Notion's "Copy link" gives the database's address, not its id: the id is taken from it, where
         # before every call asked Notion for a database named by the whole link, and failed.
         value = value.strip()
-        if not value.lower().startswith(("http://", "https://")):
+        if "/" not in value:
             return value
-        found = _NOTION_LINK_ID.search(urlparse(value).path.rsplit("/", 1)[-1])
+        # An address bar that hides the scheme copies "www.notion.so/…": a link all the same.
+        link = value if value.lower().startswith(("http://", "https://")) else f"https://{value}"
+        found = _NOTION_LINK_ID.search(urlparse(link).path.rsplit("/", 1)[-1])
         if not found:
             raise ValueError("is a link with no database id at its end: open the database as a full page and "
                              "copy its link again, or give the 32-character id alone")

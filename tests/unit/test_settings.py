@@ -600,6 +600,9 @@ def test_a_secret_of_blank_space_stops_start_up_rather_than_count_as_set(env, va
     ("https://www.notion.so/0123456789ABCDEF0123456789abcdef", "0123456789ABCDEF0123456789abcdef"),
     (" https://acme.notion.site/12345678-90ab-cdef-1234-567890abcdef ", "12345678-90ab-cdef-1234-567890abcdef"),
     ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+    # Copied from an address bar that hides the scheme: taken whole, its "/" and "?v=" made every call a 400.
+    ("www.notion.so/acme/Email-Sequence-0123456789abcdef0123456789abcdef?v=fedcba9876543210fedcba9876543210",
+     "0123456789abcdef0123456789abcdef"),
 ])
 def test_a_notion_database_link_pasted_as_its_id_gives_the_id_at_its_end(env, given, database_id):
     # Notion's "Copy link" gives an address; taken whole, every call asked for a database of that name.
