@@ -477,3 +477,16 @@ def test_a_webhook_made_in_a_forum_channel_pauses_the_channel_visibly_and_loses_
         finally:
             webhook.close()
             services.close()
+
+
+def test_the_webhook_url_as_discord_copies_it_is_posted_to_as_api_v10(services, alerts, discord_api, clock):
+    # With no version in the path Discord serves its deprecated default, whose 429 says retry_after in
+    # milliseconds: 1.5 s read as 1,500 s held every alert for 25 minutes.
+    enroll(services, "a@example.com")
+    discord_api.fail(429, retry_after=1.5)
+
+    assert alerts.run_pass() == 0
+    clock.advance(seconds=2)
+    assert alerts.run_pass() == 1
+
+    assert set(discord_api.paths) == {"/api/v10/webhooks/1234567890/standin-token"}

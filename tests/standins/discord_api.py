@@ -12,6 +12,11 @@ a rate limit with Discord's JSON body (`retry_after` in seconds); `fail(503)` a 
 names no thread (400, code 220001; discord.com/developers/docs/resources/webhook#execute-webhook).
 `DiscordStandIn(rate_limit=(5, 2.0))` enforces a webhook's own limit, 5 posts per 2 s; every answer
 then carries Discord's X-RateLimit-* headers, and a post beyond it gets Discord's 429.
+
+`webhook_url` is the address Discord's UI copies, with no API version: Discord serves it as its
+deprecated default version, whose 429 gives `retry_after` (and Retry-After) in milliseconds
+(discord/discord-api-docs#2360, #4722, and the v8 changelog). The same webhook under /api/v10/
+answers in seconds, as the docs describe.
 """
 
 import json
@@ -26,6 +31,7 @@ from typing import Any
 from tests.standins.jsonserver import Answer, JsonStandIn
 
 WEBHOOK_PATH = "/api/webhooks/1234567890/standin-token"
+VERSIONED_PATH = "/api/v10/webhooks/1234567890/standin-token"
 
 
 @dataclass
@@ -46,6 +52,7 @@ class DiscordStandIn(JsonStandIn):
         self._window_start, self._used = float("-inf"), 0
         self.requests = 0
         self.rate_limited = 0
+        self.paths: list[str] = []
 
     @property
     def webhook_url(self) -> str:
@@ -68,16 +75,16 @@ class DiscordStandIn(JsonStandIn):
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer | None:
         with self._lock:
             self.requests += 1
-            if method != "POST" or path.split("?")[0] != WEBHOOK_PATH:
+            if method != "POST" or path.split("?")[0] not in (WEBHOOK_PATH, VERSIONED_PATH):
                 return 404, {"message": "Unknown Webhook", "code": 10015}, {}
+            self.paths.append(path.split("?")[0])
+            in_ms = path.split("?")[0] == WEBHOOK_PATH  # the deprecated default version counts milliseconds
             if self._faults:
-                return self._fault(self._faults.pop(0))
+                return self._fault(self._faults.pop(0), in_ms)
             allowed, limits = self._take()
             if not allowed:
                 self.rate_limited += 1
-                wait = float(limits["x-ratelimit-reset-after"])
-                return 429, {"message": "You are being rate limited.", "retry_after": wait, "global": False}, {
-                    **limits, "retry-after": str(math.ceil(wait)), "x-ratelimit-scope": "user"}
+                return self._rate_limited(float(limits["x-ratelimit-reset-after"]), in_ms, limits)
             status, answer, extra = self._accept(body, "thread_id=" in path.partition("?")[2])
             return status, answer, {**limits, **extra}
 
@@ -113,12 +120,17 @@ class DiscordStandIn(JsonStandIn):
         self._messages.append(message)
         return 204, None, {}
 
-    def _fault(self, fault: Fault) -> Answer:
+    def _fault(self, fault: Fault, in_ms: bool) -> Answer:
         if fault.status == 429:
-            retry_after = fault.retry_after if fault.retry_after is not None else 0.5
-            return 429, {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}, {
-                "retry-after": str(math.ceil(retry_after)), "x-ratelimit-scope": "user"}
+            return self._rate_limited(fault.retry_after if fault.retry_after is not None else 0.5, in_ms, {})
         return fault.status, {"message": "Service unavailable", "code": 0}, {}
+
+    @staticmethod
+    def _rate_limited(wait: float, in_ms: bool, limits: dict[str, str]) -> Answer:
+        said = round(wait * 1000) if in_ms else wait
+        header = str(said) if in_ms else str(math.ceil(wait))
+        return 429, {"message": "You are being rate limited.", "retry_after": said, "global": False}, {
+            **limits, "retry-after": header, "x-ratelimit-scope": "user"}
 
 
 def _problem(message: Any) -> str | None:

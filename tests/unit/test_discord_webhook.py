@@ -27,7 +27,7 @@ def test_a_message_is_posted_as_json_to_the_webhook_url():
 
     webhook(httpx.Response(204), seen=seen).post({"content": "hello"})
 
-    assert str(seen[0].url) == URL and seen[0].method == "POST"
+    assert str(seen[0].url) == "https://discord.test/api/v10/webhooks/1/secret-token" and seen[0].method == "POST"
     assert json.loads(seen[0].content) == {"content": "hello"}
 
 
@@ -97,3 +97,18 @@ def test_a_refused_message_says_what_discord_refused_not_just_bad_request(body, 
         webhook(httpx.Response(400, json=body)).post({"content": "x"})
 
     assert said in str(caught.value)
+
+
+@pytest.mark.parametrize(("given", "posted"), [
+    ("https://discord.com/api/webhooks/1/t?thread_id=9", "https://discord.com/api/v10/webhooks/1/t?thread_id=9"),
+    ("https://discord.com/api/v9/webhooks/1/t", "https://discord.com/api/v9/webhooks/1/t"),
+    ("https://hooks.example.org/relay/1/t", "https://hooks.example.org/relay/1/t"),
+])
+def test_the_webhook_is_posted_to_under_api_v10_unless_its_url_names_a_version(given, posted):
+    seen: list[httpx.Request] = []
+    hook = DiscordWebhook(given, http=httpx.Client(transport=httpx.MockTransport(
+        lambda request: seen.append(request) or httpx.Response(204))))
+
+    hook.post({"content": "x"})
+
+    assert str(seen[0].url) == posted
