@@ -25,6 +25,18 @@ def may_have_been_delivered(reason: str | None) -> bool:
     return bool(reason and _UNCERTAIN_FAILURE.match(reason))
 
 
+# How a sent email's reason begins when Resend accepted it and later reported it failed (its email.failed
+# event, core/provider_events.py): a sent email carries no other reason.
+FAILED_AFTER_ACCEPTING = "provider failed: "
+
+
+def failed_after_accepting(send: dict) -> str | None:
+    """Why Resend reported this sent email failed after accepting it; None if it did not."""
+    reason = send.get("last_error") or ""
+    return reason.removeprefix(FAILED_AFTER_ACCEPTING) if send["status"] == SendStatus.SENT and reason.startswith(
+        FAILED_AFTER_ACCEPTING) else None
+
+
 def may_have_been_delivered_sql(reason: sa.ColumnElement) -> sa.ColumnElement:
     """The same test in SQL, for both backends (LIKE's `___` stands for the HTTP status)."""
     return sa.or_(*(reason.like(f"{status}{start}%") for start in _UNCERTAIN_STARTS for status in ("", "___ ")))

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from core import controls, repo
+from core.outcomes import FAILED_AFTER_ACCEPTING
 from core.redact import kept_payload, without_addresses
 from core.signups import normalised_email
 from core.tables import contact_t, provider_event_t, send_t
@@ -123,7 +124,7 @@ def _apply(conn: sa.Connection, send, event_type: str, data: dict, at: datetime,
     if event_type == "email.failed":
         failed = data.get("failed") if isinstance(data.get("failed"), dict) else {}
         reason = without_addresses(_text(failed.get("reason", "provider could not deliver"), 500))
-        conn.execute(send_t.update().where(send_t.c.id == send.id).values(last_error=f"provider failed: {reason}"))
+        conn.execute(send_t.update().where(send_t.c.id == send.id).values(last_error=FAILED_AFTER_ACCEPTING + reason))
     repo.insert_events(conn, [repo.event_row(now, "resend", event_type.replace(".", "_"), contact_id=send.contact_id,
                                              enrollment_id=send.enrollment_id, send_id=send.id,
                                              detail=_detail(event_type, data))])

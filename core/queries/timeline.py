@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from core import controls
+from core.outcomes import failed_after_accepting
 from core.queries.steps import failed_steps, latest_by_enrollment, sends_of, step_state
 from core.queries.tables import CAMPAIGN, STEP_NUMBERS, rows_as_dicts
 from core.sequencing import TERMINAL
@@ -75,6 +76,10 @@ def describe_step(number: int, send: dict | None, earlier: dict[int, dict], now:
     if send["generation"] > 1:
         facts.append(f"resend #{send['generation'] - 1}")
     if status == "sent":
+        failed_later = failed_after_accepting(send)
+        if failed_later is not None:  # otherwise only the audit trail would say the email never went
+            return f"accepted by Resend, which then reported it failed: {failed_later} (resend the step to " \
+                   "try again)", tuple(facts)
         return step_state(send), tuple(facts)
     if status == "scheduled":
         return _scheduled_headline(number, send, earlier, now, paused), tuple(facts)

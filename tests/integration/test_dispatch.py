@@ -1996,6 +1996,21 @@ def test_a_signed_event_of_an_unexpected_shape_is_answered_without_a_server_erro
 
 
 @with_webhook_secret
+def test_an_email_resend_accepted_then_failed_reads_so_on_the_timeline(services, client, sent_welcome, clock):
+    # Recorded sent when Resend accepted it; its email.failed event must not leave it looking delivered.
+    result, send = sent_welcome
+    event = resend_event("failed", send["provider_id"], failed={"reason": "reached_daily_quota"})
+
+    assert client.post("/webhook/resend", **signed(event)).status_code == 200
+
+    with db.read_transaction(services.engine) as conn:
+        detail = queries.contact_detail(conn, result.contact_id, clock())
+    assert detail["steps"][0].headline.startswith(
+        "accepted by Resend, which then reported it failed: reached_daily_quota")
+    assert detail["steps"][1].headline.startswith("due ")  # the other steps carry on
+
+
+@with_webhook_secret
 def test_an_event_signed_under_the_webhook_header_names_is_recorded(services, client, sent_welcome):
     result, send = sent_welcome
     request = signed(resend_event("delivered", send["provider_id"]), msg_id="msg_other_names", header_family="webhook")

@@ -51,3 +51,21 @@ def test_a_step_a_marketer_cancelled_says_so_once():
 def test_only_the_times_core_writes_are_reformatted():
     assert humane("bounced on 2025-12-24 08:05 UTC") == "bounced on 24 Dec 08:05 UTC"
     assert humane("order 2025-12-24 or 08:05 UTC") == "order 2025-12-24 or 08:05 UTC"
+
+
+def sent(last_error: str | None) -> dict:
+    return {"status": "sent", "ready": True, "planned_at": NOW, "due_at": NOW, "sent_at": NOW, "provider_id": "re_1",
+            "generation": 1, "last_error": last_error, "finished_at": NOW, "delivered_at": None}
+
+
+def test_an_email_resend_accepted_then_reported_failed_says_so_and_how_to_try_again():
+    # Resend's email.failed event: the email never went, though we recorded it sent.
+    headline, facts = describe_step(2, sent("provider failed: reached_daily_quota"), {}, NOW, paused=False)
+
+    assert headline.startswith("accepted by Resend, which then reported it failed: reached_daily_quota")
+    assert "resend the step" in headline
+    assert "provider id re_1" in facts
+
+
+def test_a_sent_email_with_no_failure_reads_as_its_state():
+    assert describe_step(2, sent(None), {}, NOW, paused=False)[0] == "sent"
