@@ -26,7 +26,8 @@ class _SkipExpectedOverruns(logging.Filter):
     """Drop APScheduler's "maximum number of running instances reached" for our own jobs.
 
     The dispatch job drains a backlog in one run and may outlive its one-second interval;
-    with max_instances=1 the skipped tick is the intended behaviour, not a fault to report.
+    with max_instances=1 the skipped tick is the intended behaviour, not a fault to report. A run
+    that goes on far longer is reported by core.overruns instead.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -14,6 +14,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from core import db, heartbeat, singleton
 from core.heartbeat import HEARTBEAT_SECONDS
 from core.listening import listen
+from core.overruns import OverrunWatch
 from core.api import create_app
 from core.bootstrap import Services
 from core.db_outages import guarded
@@ -120,6 +121,7 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     """Run every job on its interval until SIGTERM or Ctrl-C, then stop cleanly; returns the exit code."""
     executor = ThreadPoolExecutor()
     scheduler = BlockingScheduler(timezone=UTC, executors={"default": executor})
+    scheduler.add_listener(OverrunWatch(), OverrunWatch.MASK)  # the overruns core.logs keeps quiet about
     for job, seconds in jobs.schedule():
         # Guarded only here: a --once run lets a core job's failure through, so cron sees exit 1.
         scheduler.add_job(guarded(job, failures=jobs.services.write_failures), "interval", seconds=seconds,

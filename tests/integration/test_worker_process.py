@@ -232,3 +232,33 @@ def test_a_worker_that_cannot_read_the_revision_for_a_moment_runs_on(services, m
     finally:
         safety.cancel()
     assert len(reads) >= 8
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_job_that_does_not_return_is_reported_though_its_skipped_runs_are_not(
+        services, monkeypatch, restored_signals, caplog):
+    # The log filter drops APScheduler's line for each skipped run, for every job: a dispatch stuck on a call
+    # that never returned left no trace at all, while the heartbeat kept the worker looking alive.
+    from core import overruns
+    monkeypatch.setattr(overruns, "LONG_RUN_SECONDS", 0.5, raising=False)
+    from core import logs
+    # The worker's own filter on APScheduler's log, as configure_logging sets it.
+    monkeypatch.setattr(logging.getLogger("apscheduler.scheduler"), "filters", [logs._SkipExpectedOverruns()])
+    caplog.set_level(logging.INFO)
+    jobs = WorkerJobs(services, "worker-a")
+
+    def stuck_dispatch() -> None:
+        time.sleep(2)  # standing in for a call that never returns
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stuck_dispatch.__name__ = "dispatch"
+    jobs.add(stuck_dispatch, 0.1)
+
+    assert run_forever(jobs, None) == 0
+
+    assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and '"dispatch"' in r.getMessage()]
+    assert warnings, "a job running 4 times its limit went unreported"
+    assert len(warnings) <= 4, "said once per limit's span, not at every skipped tick (20 of them)"
+    assert "has been running for" in warnings[0].getMessage() and "stuck" in warnings[0].getMessage()
+    assert [r for r in caplog.records if r.getMessage().startswith('job "dispatch" returned after')]
