@@ -93,5 +93,5 @@ def guarded(job: Callable[[], object], *, action: str | None = None,
             return
         outage.succeeded()
 
-    run.__name__ = name  # APScheduler names (and identifies) jobs by it
+    run.__name__ = name  # the worker names and identifies its jobs by it
     return run

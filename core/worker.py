@@ -124,9 +124,10 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     scheduler.add_listener(OverrunWatch(), OverrunWatch.MASK)  # the overruns core.logs keeps quiet about
     for job, seconds in jobs.schedule():
         # Guarded only here: a --once run lets a core job's failure through, so cron sees exit 1.
+        # name= too: APScheduler's own lines name a job by its function's __qualname__, "guarded.<locals>.run".
         scheduler.add_job(guarded(job, failures=jobs.services.write_failures), "interval", seconds=seconds,
                           coalesce=True, max_instances=1, next_run_time=datetime.now(UTC), id=job.__name__,
-                          misfire_grace_time=None)
+                          name=job.__name__, misfire_grace_time=None)
     outcome = {"code": 0, "stopping": False}
 
     def shut_down(signum) -> None:
@@ -170,7 +171,7 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
             restart("the database was migrated to revision %s while this worker ran on revision %s", revision,
                     revision_at_start)
 
-    scheduler.add_job(watch, "interval", seconds=API_WATCH_SECONDS, id="watch")
+    scheduler.add_job(watch, "interval", seconds=API_WATCH_SECONDS, id="watch", name="watch")
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     started = False

@@ -262,3 +262,22 @@ def test_a_job_that_does_not_return_is_reported_though_its_skipped_runs_are_not(
     assert len(warnings) <= 4, "said once per limit's span, not at every skipped tick (20 of them)"
     assert "has been running for" in warnings[0].getMessage() and "stuck" in warnings[0].getMessage()
     assert [r for r in caplog.records if r.getMessage().startswith('job "dispatch" returned after')]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_apschedulers_own_lines_name_each_job(services, restored_signals, caplog):
+    # APScheduler names a job by its function's __qualname__: every job read "guarded.<locals>.run" in its lines
+    # (an exception it caught, a missed or skipped run), whichever job it was.
+    caplog.set_level(logging.INFO, logger="apscheduler")
+    jobs = WorkerJobs(services, "worker-a")
+
+    def stop_soon() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    jobs.add(stop_soon, 60)
+
+    assert run_forever(jobs, None) == 0
+
+    started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Running job")]
+    assert any(m.startswith('Running job "stop_soon (trigger') for m in started), started
+    assert not [m for m in started if "<locals>" in m]
