@@ -26,10 +26,9 @@ def start_worker(*, once: bool, now: datetime | None, serve_api: bool) -> int:
     register_jobs(jobs, once=once)
     if once:
         try:
-            jobs.run_once()
+            return jobs.run_once()
         finally:
             services.close()
-        return 0
     api = ApiThread(services, settings.api_host, settings.api_port) if serve_api else None
     freeze_startup_objects()
     return run_forever(jobs, api)

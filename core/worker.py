@@ -48,12 +48,22 @@ class WorkerJobs:
     def schedule(self) -> list[tuple]:
         return [(self.heartbeat, HEARTBEAT_SECONDS), *self._extra]
 
-    def run_once(self) -> None:
+    def run_once(self) -> int:
+        """Run every job once; 1 when one failed. A failure does not skip the jobs after it: under cron a
+        broken action would otherwise keep dispatch, erasure holds and the mirror from ever running."""
+        code = 0
         try:
             for job, _ in self.schedule():
-                job()
+                try:
+                    job()
+                except Exception as exc:
+                    if db.storage_unavailable(exc):
+                        raise  # every job needs the database: said once, by scheduler.py, in one line
+                    log.exception("%s failed", job.__name__, extra={"action": job.__name__})
+                    code = 1
         finally:
             self.release_leases()  # cron's next --once, a minute later, must run the singleton jobs too
+        return code
 
     def release_leases(self) -> None:
         """Hand back this worker's single-worker jobs (Notion, alerts) so another worker takes them at
@@ -123,7 +133,7 @@ def run_forever(jobs: WorkerJobs, api: ApiThread | None) -> int:
     scheduler = BlockingScheduler(timezone=UTC, executors={"default": executor})
     scheduler.add_listener(OverrunWatch(), OverrunWatch.MASK)  # the overruns core.logs keeps quiet about
     for job, seconds in jobs.schedule():
-        # Guarded only here: a --once run lets a core job's failure through, so cron sees exit 1.
+        # Guarded only here: a --once run counts a core job's failure in its exit code, so cron sees 1.
         # name= too: APScheduler's own lines name a job by its function's __qualname__, "guarded.<locals>.run".
         scheduler.add_job(guarded(job, failures=jobs.services.write_failures), "interval", seconds=seconds,
                           coalesce=True, max_instances=1, next_run_time=datetime.now(UTC), id=job.__name__,

@@ -110,10 +110,45 @@ def test_a_once_run_hands_back_its_job_leases_even_when_a_job_fails(services):
     jobs.add(lambda: singleton.run_as_singleton(services, "notion_sync", jobs.worker_id, lambda: None), 2)
     jobs.add(broken_dispatch, 1)
 
-    with pytest.raises(RuntimeError, match="dispatch broke"):
-        jobs.run_once()
+    assert jobs.run_once() == 1
 
     assert leases(services) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_once_run_runs_the_jobs_after_one_that_fails_and_exits_1(services, caplog):
+    # The first failure ended the run: under cron, one action that always failed kept dispatch, the erasure
+    # holds' release and the Notion mirror from ever running, though the scheduled worker runs each on its own.
+    jobs = WorkerJobs(services, "once-a")
+    ran = []
+
+    def carry_out_actions() -> None:
+        raise RuntimeError("an action broke")
+
+    jobs.add(carry_out_actions, 1)
+    jobs.add(lambda: ran.append("dispatch"), 1)
+
+    assert jobs.run_once() == 1
+
+    assert ran == ["dispatch"]
+    [line] = [r for r in caplog.records if r.getMessage() == "carry_out_actions failed"]
+    assert line.levelname == "ERROR" and "an action broke" in str(line.exc_info[1])
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_once_run_without_its_database_stops_at_once_for_scheduler_py_to_say_so_in_one_line(services):
+    jobs = WorkerJobs(services, "once-a")
+    ran = []
+
+    def dispatch() -> None:
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    jobs.add(dispatch, 1)
+    jobs.add(lambda: ran.append("purge"), 1)
+
+    with pytest.raises(sa.exc.OperationalError, match="connection refused"):
+        jobs.run_once()
+    assert ran == []
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
