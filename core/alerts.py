@@ -88,6 +88,10 @@ class AlertService:
             items = outbox.claim(conn, CHANNEL, now, self.policy.lease, self.policy.claim_size)
         posted = 0
         for index, item in enumerate(items):
+            if self.services.stopping.is_set():  # a stopping worker posts no more: the rest are due again at once
+                with db.write_transaction(self.services.engine) as conn:
+                    outbox.release(conn, [i.id for i in items[index:]], self.services.clock())
+                return posted
             try:
                 posted += self._post(item)
             except ChannelDownError as exc:  # this alert too goes back untried: nothing of it was refused

@@ -94,7 +94,7 @@ class NotionSync:
             self._backfilled = True
         try:
             self._read_stops(report)
-            while time.monotonic() < deadline:
+            while not self._time_up(deadline):
                 with db.write_transaction(self.services.engine) as conn:
                     items = outbox.claim(conn, CHANNEL, self.services.clock(), self.policy.lease,
                                          self.policy.claim_size)
@@ -125,11 +125,15 @@ class NotionSync:
                 self._fail([g for g in live if g.link.page_id is None], exc, report)
                 raise
             for group in live:
-                if time.monotonic() >= deadline:
+                if self._time_up(deadline):
                     break
                 self._push(group, found.get(group.state.email.lower(), []), report)
         finally:
             self._give_back([g for g in groups if not g.done])
+
+    def _time_up(self, deadline: float) -> bool:
+        # A stopping worker writes no further page: what is left goes back, and the stop is not held for the budget.
+        return time.monotonic() >= deadline or self.services.stopping.is_set()
 
     def _prepare(self, groups: list[_Group]) -> list[_Group]:
         """Lease each enrollment's page and read what it should show; skip ones another worker holds."""

@@ -490,3 +490,31 @@ def test_the_webhook_url_as_discord_copies_it_is_posted_to_as_api_v10(services, 
     assert alerts.run_pass() == 1
 
     assert set(discord_api.paths) == {"/api/v10/webhooks/1234567890/standin-token"}
+
+
+@sqlite_only
+def test_a_worker_asked_to_stop_posts_no_further_alert_and_gives_the_rest_back(make_settings, clock):
+    # The pass posted all it had claimed (up to 20, each up to a 10 s timeout) after SIGTERM, holding the stop.
+    from core.testing_side import FakeDiscord
+    settings = make_settings(discord_webhook_url="https://discord.com/api/webhooks/1/token")
+    built = build_services(settings, migrate=True, clock=clock)
+    try:
+        for n in range(3):
+            enroll(built, f"lead{n}@example.com")
+        sink = FakeDiscord()
+        post = sink.post
+
+        def post_then_stop(message: dict) -> None:
+            post(message)
+            built.stopping.set()  # SIGTERM arrives during this post
+
+        sink.post = post_then_stop
+
+        assert AlertService(built, sink, "worker-a").run_pass() == 1
+
+        assert len(pending(built)) == 2
+        with db.read_transaction(built.engine) as conn:
+            again = outbox.claim(conn, "discord", clock(), timedelta(minutes=2), 20)
+        assert len(again) == 2, "given back due now, for the next start or another worker, not left leased"
+    finally:
+        built.close()

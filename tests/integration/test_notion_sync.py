@@ -369,3 +369,23 @@ def test_a_long_rate_limit_waits_quietly_it_is_neither_an_outage_nor_a_failing_c
     assert sync.run_pass().paused  # Retry-After is waited out in full
     clock.advance(seconds=1)
     assert sync.run_pass().created == 1 and pending(services) == []
+
+
+def test_a_worker_asked_to_stop_writes_no_further_page_and_gives_the_rest_back(services, notion):
+    # A pass went on to its 20 s budget after SIGTERM: through a backfill, a stop waited that long and more for the
+    # mirror, past `make run`'s 20 s before it kills the worker and near systemd's TimeoutStopSec=30.
+    for n in range(3):
+        enroll(services, email=f"lead{n}@example.com")
+    create_page = notion.create_page
+
+    def create_then_stop(properties: dict):
+        page = create_page(properties)
+        services.stopping.set()  # SIGTERM arrives during this write
+        return page
+
+    notion.create_page = create_then_stop
+
+    report = make_sync(services, notion).run_pass()
+
+    assert report.created == 1
+    assert len(pending(services)) == 2  # given back, for the next start (or another worker) to write
