@@ -316,3 +316,36 @@ def test_apschedulers_own_lines_name_each_job(services, restored_signals, caplog
     started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Running job")]
     assert any(m.startswith('Running job "stop_soon (trigger') for m in started), started
     assert not [m for m in started if "<locals>" in m]
+
+
+class PausedOnce(worker.BlockingScheduler):
+    """A scheduler whose thread stalls once for 4.5 s: a suspended VM, a long GC pause, a starved CPU."""
+
+    stalled = False
+
+    def _process_jobs(self):
+        if not PausedOnce.stalled:
+            PausedOnce.stalled = True
+            time.sleep(4.5)  # past the watch's run at 3 s by more than a second, short of its next at 6 s
+        return super()._process_jobs()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_worker_stalled_for_a_moment_runs_its_watch_late_instead_of_warning_it_missed_it(
+        services, monkeypatch, restored_signals, caplog):
+    # The watch had APScheduler's default misfire_grace_time of 1 s: after any stall longer than that it was
+    # skipped with a WARNING "Run time of job ... was missed by", about a job the operator never heard of.
+    monkeypatch.setattr(worker, "API_WATCH_SECONDS", 3)
+    monkeypatch.setattr(worker, "BlockingScheduler", PausedOnce)
+    PausedOnce.stalled = False
+    watched = []
+    monkeypatch.setattr(worker, "_schema_revision", lambda _jobs: watched.append(1) or "0010_at_start")
+    stop = threading.Timer(5.5, os.kill, (os.getpid(), signal.SIGTERM))
+    stop.start()
+    try:
+        assert run_forever(WorkerJobs(services, "worker-a"), None) == 0
+    finally:
+        stop.cancel()
+
+    assert PausedOnce.stalled and len(watched) == 2, "read at start, then by the watch, late"
+    assert not [r.getMessage() for r in caplog.records if "was missed by" in r.getMessage()]
