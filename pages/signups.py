@@ -21,20 +21,26 @@ frame.begin()
 st.title("Signups")
 
 
+# Streamlit forgets a widget's value once a run does not draw it: the filters are kept for the session,
+# so a visit to another page (Sends, to retry a failure) comes back to the list the marketer had narrowed.
+KEEP = "session"
+
+
 def _filters() -> queries.ContactFilter:
     with st.container(border=True):
         # Two rows, so that at a laptop's width a chosen segment or status reads in full. The second
         # wraps, each filter at its own width: in columns, a narrower window cut "Test" and the dates.
         search, segment, status = st.columns([3, 2.5, 2.5], vertical_alignment="bottom")
         audience = dates = failed = st.container(horizontal=True, vertical_alignment="bottom")
-        term = search.text_input("Search", placeholder="email, name or business", key="f_search")
-        segments = segment.multiselect("Segment", [s.value for s in Segment], key="f_segments")
-        statuses = status.multiselect("Status", [s.value for s in EnrollmentStatus], key="f_statuses")
+        term = search.text_input("Search", placeholder="email, name or business", key="f_search", persist_state=KEEP)
+        segments = segment.multiselect("Segment", [s.value for s in Segment], key="f_segments", persist_state=KEEP)
+        statuses = status.multiselect("Status", [s.value for s in EnrollmentStatus], key="f_statuses",
+                                     persist_state=KEEP)
         who = audience.segmented_control("Contacts", queries.AUDIENCES, default="all", required=True,
-                                         format_func=str.capitalize, key="f_audience")
+                                         format_func=str.capitalize, key="f_audience", persist_state=KEEP)
         chosen = dates.date_input("Signed up between", value=[], key="f_dates", format="YYYY-MM-DD",
-                                  width=DATES_WIDTH)
-        has_failed = failed.checkbox("Has a failed step", key="f_failed",
+                                  width=DATES_WIDTH, persist_state=KEEP)
+        has_failed = failed.checkbox("Has a failed step", key="f_failed", persist_state=KEEP,
                                      help="People with a step whose newest try failed (a resend replaces it).")
     start, end = (tuple(chosen) + (None, None))[:2] if chosen else (None, None)
     return queries.ContactFilter(tuple(segments), tuple(statuses), start, end or start, who, term, has_failed)

@@ -127,6 +127,20 @@ def test_the_signup_filters_narrow_the_list_on_the_server(seeded, open_app):
     assert not at.dataframe and "No contacts match" in page_text(at)
 
 
+def test_the_signup_filters_are_still_set_after_a_visit_to_another_page(seeded, open_app):
+    # Streamlit forgets a widget's value once a run does not draw it, so a trip to Sends to retry
+    # a failure came back to every contact, the marketer's filters gone.
+    at = open_app("pages/signups.py")
+    at.multiselect(key="f_segments").select("URGENT").run()
+    at.text_input(key="f_search").input("Bea").run()
+    at.checkbox(key="f_failed").check().run()
+    at.switch_page("pages/sends.py").run()
+    at.switch_page("pages/signups.py").run()
+    assert at.multiselect(key="f_segments").value == ["URGENT"]
+    assert at.text_input(key="f_search").value == "Bea" and at.checkbox(key="f_failed").value
+    assert list(at.dataframe(key="signups_table").value["Email"]) == ["broken@example.com"]
+
+
 def test_an_empty_signups_list_on_the_first_day_does_not_speak_of_filters(open_app):
     at = open_app("pages/signups.py")
     assert "Nobody has signed up yet." in page_text(at)
