@@ -35,6 +35,9 @@ def _send_me() -> None:
         st.session_state["tpl_error"] = exc.errors.get("email", "not a valid address")
         return
     st.session_state.pop("tpl_error", None)
+    # As the click finds them: `number` and `segment` are the run's that drew the button, and a step chosen
+    # just before the click, its rerun overtaken by the click's, sent the step shown before.
+    number, segment = st.session_state["tpl_step"], st.session_state["tpl_segment"]
     commands.request("send_test", {"to": to, "step": number, "segment": segment,
                                    "request_id": commands.new_request_id()})
     # "Within seconds" beside a sidebar saying no worker runs: the test would wait unseen, and go whenever one starts.

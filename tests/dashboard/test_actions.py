@@ -264,6 +264,19 @@ def test_send_me_this_one_asks_the_worker_to_send_a_test_email(seeded, open_app)
         "to": "me@example.com", "step": 4, "segment": "URGENT"}
 
 
+def test_a_test_send_goes_for_the_step_and_segment_chosen_as_send_was_clicked(seeded, open_app):
+    # A callback runs before the page and sees the variables of the run that drew its button: a step
+    # chosen just before the click (its rerun overtaken by the click's) sent the step shown before.
+    at = open_app("pages/templates.py")
+    at.text_input(key="tpl_to").input("me@example.com").run()
+    at.segmented_control(key="tpl_segment").set_value("OPTIMIZE")
+    at.selectbox(key="tpl_step").set_value(6)
+    at.button(key="tpl_send").click().run()
+    [action] = actions(seeded["services"].engine)
+    assert (action["payload"]["step"], action["payload"]["segment"]) == (6, "OPTIMIZE")
+    assert "Test of step 6 (OPTIMIZE)" in "\n".join(t.value for t in at.toast)
+
+
 def test_the_test_send_confirmation_shows_the_address_as_typed_not_as_markdown(seeded, open_app):
     at = open_app("pages/templates.py")
     at.text_input(key="tpl_to").input("a*b*c@example.com").run()  # asterisks are valid in an address
