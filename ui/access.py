@@ -6,6 +6,7 @@ when that list is set: the provider says who someone is, the list says whether t
 """
 
 import hmac
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -31,6 +32,13 @@ def oidc_configured() -> bool:
         return "auth" in st.secrets
     except FileNotFoundError:  # no secrets.toml at all
         return False
+
+
+def unreadable_secrets() -> bool:
+    """True when a secrets file is there but Streamlit could not read it (a typo in its TOML). Streamlit then
+    answers as if there were no file at all, and says why only in the server's log at start-up."""
+    loaded = st.secrets.load_if_toml_exists()  # False for no file and for one it could not read alike
+    return not loaded and any(os.path.exists(path) for path in st.get_option("secrets.files"))
 
 
 def _oidc_logged_in() -> bool:

@@ -12,7 +12,7 @@ import streamlit as st
 from core.allowlist import AllowList
 from ui import access, confirm, sidebar
 from ui.commands import show_flash
-from ui.services import refuse_if_exposed, services
+from ui.services import refuse_if_exposed, refuse_if_secrets_unreadable, services
 
 PAGE_CONFIG = {"page_title": "Nurture", "page_icon": "🎄", "layout": "wide"}
 _ENTERED = "_nurture_entered_via_dashboard"
@@ -31,8 +31,9 @@ def pages() -> list:
 
 def _sign_in_rules() -> tuple[str, AllowList]:
     """The password and the OIDC allow-list (services() stops the run first if the configuration or database
-    is at fault)."""
+    is at fault, and so does a secrets file whose [auth] Streamlit could not read)."""
     settings = services(before_stopping=_menu_hidden).settings
+    refuse_if_secrets_unreadable(before_stopping=_menu_hidden)
     return settings.dashboard_password, settings.dashboard_allow_list
 
 

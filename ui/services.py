@@ -60,6 +60,15 @@ def refuse_if_exposed() -> None:
         _stop(problem)
 
 
+def refuse_if_secrets_unreadable(before_stopping: Callable[[], object] | None = None) -> None:
+    """Stop the run, before anything is drawn, when Streamlit's secrets file cannot be read: the gate, finding no
+    [auth] in it, let in whoever reached the dashboard, with no sign-in and no word of why."""
+    if access.unreadable_secrets():
+        _stop("Streamlit cannot read its secrets file (secrets.toml), so the sign-in its [auth] section sets up "
+              "cannot be checked, and nothing is shown until the file is fixed. Streamlit's log from start-up "
+              "says what is wrong with it.", before_stopping)
+
+
 @contextmanager
 def database_trouble_stops_the_run(before_stopping: Callable[[], object] | None = None, *,
                                    writing: bool = False) -> Iterator[None]:

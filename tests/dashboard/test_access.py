@@ -218,3 +218,36 @@ def test_served_beyond_this_machine_with_oidc_the_dashboard_offers_its_login(see
     streamlit_address("0.0.0.0")
     at = open_app(user={"is_logged_in": False}, secrets={"auth": AUTH})
     assert [b.key for b in at.button] == ["oidc_login"] and shows_no_data(at, seeded)
+
+
+@pytest.fixture
+def secrets_file(tmp_path, monkeypatch):
+    """Streamlit's secrets read from one file of the test's, as `streamlit run` reads .streamlit/secrets.toml."""
+    from streamlit import config
+    from streamlit.runtime.secrets import Secrets
+
+    path = tmp_path / "secrets.toml"
+    before = config.get_option("secrets.files")
+    config.set_option("secrets.files", [str(path)])
+    monkeypatch.setattr("streamlit.secrets", Secrets())
+    yield path
+    config.set_option("secrets.files", before)
+
+
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/signups.py"])
+def test_a_secrets_file_streamlit_cannot_read_locks_the_dashboard_and_says_so(seeded, open_app, secrets_file, page):
+    # A typo in the [auth] meant to lock the dashboard: Streamlit only logs that it could not load the file, and
+    # the gate, finding no [auth], let anyone who reached the dashboard in, with no sign-in and no word of why.
+    secrets_file.write_text('[auth]\nclient_id = "id"\nclient_secret = "unterminated\n')
+    at = open_app(page)
+    assert not at.exception, at.exception
+    text = page_text(at)
+    assert "Streamlit cannot read its secrets file" in text
+    assert not at.dataframe and not at.metric and not any(email in text for email in seeded["contacts"])
+    assert not at.button and "Worker" not in text
+
+
+def test_a_readable_secrets_file_without_auth_leaves_the_dashboard_as_it_was(seeded, open_app, secrets_file):
+    secrets_file.write_text('something_else = "x"\n')
+    at = open_app("pages/overview.py")
+    assert at.metric and not at.exception
