@@ -138,7 +138,7 @@ kind = kind_filter.text_input("Kind contains", key="audit_kind", placeholder="e.
 actor = actor_filter.text_input("Who contains", key="audit_actor", placeholder="e.g. dashboard, resend, worker")
 total = read(queries.audit_count, kind=kind.strip(), actor=actor.strip())
 area = st.container()
-offset = page_picker(total, AUDIT_PAGE, key="audit_page")
+offset = page_picker(total, AUDIT_PAGE, key="audit_page", listing=(kind.strip(), actor.strip()))
 events = read(queries.audit_page, offset=offset, limit=AUDIT_PAGE, kind=kind.strip(), actor=actor.strip())
 with area:
     st.caption(f"{total:,} event{'s' if total != 1 else ''}, newest first")

@@ -96,7 +96,7 @@ export.download_button("Export CSV", data=contacts_csv(where), file_name="nurtur
 # Room for the toolbar a table shows above its top edge on hover (44 px): it covered "Export CSV".
 st.space(TOOLBAR_ROOM)
 table_area = st.container()  # the pager is drawn under the table but read before it
-offset = page_picker(total, PAGE_SIZE, key="signups_page")
+offset = page_picker(total, PAGE_SIZE, key="signups_page", listing=where)
 rows = read(queries.contact_page, where, offset=offset, limit=PAGE_SIZE)
 with table_area:
     if not rows and _narrowed(where):

@@ -3,6 +3,7 @@
 import json
 import math
 from collections import Counter
+from collections.abc import Hashable
 from datetime import datetime, timedelta
 
 import streamlit as st
@@ -49,8 +50,16 @@ def ago(value: datetime | None) -> str:
     return queries.relative(value, now()) if value else "—"
 
 
-def page_picker(total: int, size: int, *, key: str) -> int:
-    """A pager under a table; returns the 0-based offset of the chosen page."""
+def page_picker(total: int, size: int, *, key: str, listing: Hashable = None) -> int:
+    """A pager under a table; returns the 0-based offset of the chosen page.
+
+    `listing` says what is paged (the filters): a different one starts again at page 1. Streamlit keeps the
+    page while it still exists, so page 2 of every contact became page 2 of a search, its first matches unseen.
+    """
+    seen = f"{key}_listing"
+    if st.session_state.get(seen, listing) != listing:
+        st.session_state[key] = 1
+    st.session_state[seen] = listing
     pages = max(1, math.ceil(total / size))
     page = st.pagination(pages, key=key) if pages > 1 else 1
     return (page - 1) * size

@@ -141,6 +141,27 @@ def test_the_signup_filters_are_still_set_after_a_visit_to_another_page(seeded, 
     assert list(at.dataframe(key="signups_table").value["Email"]) == ["broken@example.com"]
 
 
+def test_a_new_search_starts_the_signups_list_again_at_its_first_page(make_settings, open_app):
+    # Streamlit keeps a pager's page while it still exists: page 2 of every contact became page 2 of the
+    # search, and its first 50 matches went unseen.
+    services = build_services(make_settings(), migrate=True)
+    try:
+        enroll_now(services, [signup_request(email=f"{who}{n:03}@example.com")
+                              for who in ("ann", "bob") for n in range(60)])
+    finally:
+        services.close()
+    fresh = open_app("pages/signups.py")
+    first_page = list(fresh.text_input(key="f_search").input("bob").run().dataframe(key="signups_table").value["Email"])
+    at = open_app("pages/signups.py")
+    at.session_state["signups_page"] = 2
+    at.run()
+    assert len(at.dataframe(key="signups_table").value) == 50  # 120 contacts: page 2 of 3
+
+    at.text_input(key="f_search").input("bob").run()
+
+    assert len(first_page) == 50 and list(at.dataframe(key="signups_table").value["Email"]) == first_page
+
+
 def test_an_empty_signups_list_on_the_first_day_does_not_speak_of_filters(open_app):
     at = open_app("pages/signups.py")
     assert "Nobody has signed up yet." in page_text(at)
