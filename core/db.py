@@ -87,6 +87,11 @@ def _sqlite_begin(conn) -> None:
 def storage_unavailable(exc: BaseException) -> bool:
     """The database itself failed (unreachable, restarting, locked past the lock wait), not the work
     asked of it: waiting and trying again is the cure, and every caller sees the same outage."""
+    orig = getattr(exc, "orig", None)
+    # sqlite3 raises SQL errors (no such table or column, a syntax error: SQLITE_ERROR) as OperationalError,
+    # as it does a locked or full database; retrying a bug would only hide it. The code may be extended.
+    if (getattr(orig, "sqlite_errorcode", None) or 0) & 0xFF == sqlite3.SQLITE_ERROR:
+        return False
     return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
