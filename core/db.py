@@ -85,9 +85,13 @@ def _sqlite_begin(conn) -> None:
 
 
 def storage_unavailable(exc: BaseException) -> bool:
-    """The database itself failed (unreachable, restarting, locked past the lock wait), not the work
-    asked of it: waiting and trying again is the cure, and every caller sees the same outage."""
+    """The database itself failed (unreachable, restarting, locked past the lock wait, refusing writes),
+    not the work asked of it: waiting and trying again is the cure, and every caller sees the same outage."""
     orig = getattr(exc, "orig", None)
+    # A database that only reads (a failover onto a standby, a host that turned on default_transaction_read_only
+    # as its disk filled): PostgreSQL's 25006, which psycopg raises as an InternalError.
+    if getattr(orig, "sqlstate", None) == "25006":
+        return True
     # sqlite3 raises SQL errors (no such table or column, a syntax error: SQLITE_ERROR) as OperationalError,
     # as it does a locked or full database; retrying a bug would only hide it. The code may be extended.
     if (getattr(orig, "sqlite_errorcode", None) or 0) & 0xFF == sqlite3.SQLITE_ERROR:

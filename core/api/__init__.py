@@ -14,7 +14,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from svix.webhooks import Webhook
 
-from core import alerts
+from core import alerts, db
 from core.api import health, intake, metrics, pages, resend_webhook, unsubscribe
 from core.bootstrap import Services, build_services
 from core.db_outages import DatabaseOutageLog
@@ -83,8 +83,7 @@ def _build_app(services: Services, *, own_process: bool) -> FastAPI:
     for module in (intake, health, unsubscribe, resend_webhook, metrics):
         app.include_router(module.router)
     app.add_exception_handler(ClientDisconnect, _client_went_away)
-    for outage in (sa.exc.OperationalError, sa.exc.InterfaceError):  # what db.storage_unavailable() means
-        app.add_exception_handler(outage, _database_unavailable)
+    app.add_exception_handler(sa.exc.DBAPIError, _database_unavailable)
     if own_process:
         freeze_startup_objects()
     return app
@@ -100,6 +99,8 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     # The database is down, restarting or locked past the lock wait: a brief outage, answered as the intake
     # answers it (503, Retry-After), so Resend retries its event and a person is asked to try again, instead
     # of a 500 and a traceback per request. The path is not logged: an unsubscribe path holds its token.
+    if not db.storage_unavailable(exc):
+        raise exc  # a bug: Starlette answers 500 and logs its traceback
     log.warning("database unavailable: %s", first_line(exc), extra={"action": "http"})
     if request.url.path.startswith("/unsubscribe/"):
         response: Response = HTMLResponse(pages.try_again_later(), status_code=503)

@@ -2,7 +2,9 @@
 
 import logging
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from core import db
 from core.db_outages import WriteFailures, guarded
@@ -32,3 +34,26 @@ def test_a_statement_naming_a_table_that_is_not_there_is_a_bug_not_an_outage(dat
     assert record.levelname == "ERROR" and record.exc_info, "a bug keeps its traceback"
     assert failures.current() == {}, "/health must not blame the database for a bug"
 
+
+@pytest.mark.postgres
+def test_a_postgresql_database_that_only_reads_is_an_outage_not_a_bug(pg_migrated_copy, caplog):
+    # A failover onto a standby, or a host that sets default_transaction_read_only when the disk fills:
+    # PostgreSQL answers 25006, which psycopg raises as an InternalError, not an OperationalError.
+    name = make_url(pg_migrated_copy).database
+    admin = sa.create_engine(pg_migrated_copy, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    admin.dispose()
+    engine = db.create_db_engine(pg_migrated_copy)
+    try:
+        failures = _run_guarded(engine, "UPDATE setting SET value = value")
+        with pytest.raises(sa.exc.DBAPIError) as refused, db.write_transaction(engine) as conn:
+            conn.exec_driver_sql("UPDATE setting SET value = value")
+    finally:
+        engine.dispose()
+
+    assert refused.value.orig.sqlstate == "25006"
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelname == "WARNING" and not record.exc_info
+    assert "read-only transaction" in record.getMessage()
+    assert "read-only transaction" in failures.current()["dispatch"]

@@ -676,3 +676,29 @@ def test_every_endpoint_answers_503_not_500_while_the_database_cannot_be_reached
     assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(answers, 503)
     assert all(answer.headers.get("retry-after") for answer in answers.values())
     assert "try again" in answers["POST unsubscribe"].text  # a page for a person, not a bare error
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_every_endpoint_answers_503_not_500_while_postgresql_only_reads(make_settings, clock, pg_migrated_copy,
+                                                                       caplog):
+    # A failover onto a standby, or a host that turns on default_transaction_read_only as its disk fills:
+    # PostgreSQL answers writes with 25006, which psycopg raises as an InternalError, not an OperationalError.
+    from tests.support import WEBHOOK_SECRET, signed
+
+    services = build_services(make_settings(resend_webhook_secret=WEBHOOK_SECRET, database_url=pg_migrated_copy),
+                              migrate=True, clock=clock)
+    with services.engine.connect() as conn:  # this test's own copy, dropped after it
+        conn.exec_driver_sql(f'ALTER DATABASE "{services.engine.url.database}" SET default_transaction_read_only = on')
+        conn.commit()
+    services.engine.dispose()
+    event = {"type": "email.bounced", "created_at": "2025-12-01T09:00:00Z",
+             "data": {"email_id": "re_1", "to": ["pat@example.com"]}}
+    try:
+        with TestClient(create_app(services)) as client:
+            answers = {"resend webhook": client.post("/webhook/resend", **signed(event)),
+                       "signup": client.post("/webhook/christmas-signup", json=signup(email="pat@example.com"))}
+    finally:
+        services.close()
+    assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(answers, 503)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "an outage, not a traceback per request"
