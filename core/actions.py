@@ -120,9 +120,9 @@ class ActionRunner:
                         return
                     result = self._perform(conn, action.kind, payload, actor, now)
                     conn.execute(action_t.update().where(action_t.c.id == action.id).values(result=result))
-        except (sa.exc.OperationalError, sa.exc.InterfaceError):
-            raise  # the database, not the request, is the trouble: the action stays pending for the next run
         except Exception as exc:  # a refused or broken request fails visibly, and never blocks those after it
+            if db.storage_unavailable(exc):
+                raise  # the database, not the request, is the trouble: the action stays pending for the next run
             reason = str(exc)
             if not isinstance(exc, (NurtureError, ValueError, KeyError)):
                 log.exception("action %s raised unexpectedly", action.kind, extra={"action": action.kind})

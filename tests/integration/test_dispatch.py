@@ -1571,6 +1571,27 @@ def test_an_action_that_breaks_unexpectedly_fails_plainly_and_the_next_ones_stil
         "unsubscribe": ("done", "unsubscribed")}
 
 
+def test_an_action_whose_sql_the_database_refuses_fails_plainly_instead_of_waiting_for_an_outage_to_end(
+        services, monkeypatch):
+    # SQLite raises a SQL error (SQLITE_ERROR) as an OperationalError, the class of its outages; waiting for
+    # the database to answer again would keep the action pending, and its traceback logged, forever.
+    result = enroll(services, email="next-in-line@example.com")
+
+    def broken(conn, *_args, **_kwargs):
+        conn.exec_driver_sql("UPDATE no_such_table SET x = 1")
+
+    monkeypatch.setattr("core.controls.skip_step", broken)
+    with db.write_transaction(services.engine) as conn:
+        for kind, payload in (("skip_step", {"enrollment_id": result.enrollment_id, "step": 2}),
+                              ("unsubscribe", {"contact_id": result.contact_id})):
+            request_action(conn, kind, payload, requested_by="marketer@example.com", now=services.clock())
+
+    assert ActionRunner(services, "worker-a").run_pending() == 2
+
+    outcomes_by_kind = {r["kind"]: r["status"] for r in rows(services.engine, "SELECT kind, status FROM action")}
+    assert outcomes_by_kind == {"skip_step": "failed", "unsubscribe": "done"}
+
+
 # ---------------------------------------------------------------- Resend's signed events
 
 def resend_event(kind: str, provider_id: str, **data) -> dict:
