@@ -68,7 +68,14 @@ def sqlite_path(url: str) -> Path:
 
 def cannot_open(exc: BaseException) -> bool:
     """SQLite could not open (or create) the database file: permissions, or a path it cannot use."""
-    return getattr(getattr(exc, "orig", None), "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN
+    return _sqlite_code(exc) == sqlite3.SQLITE_CANTOPEN
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    """SQLite's primary result code of a driver error (None for PostgreSQL's). sqlite3's sqlite_errorcode is
+    the extended code (SQLITE_BUSY_SNAPSHOT is 517, SQLITE_BUSY 5), whose low byte is the primary one."""
+    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
 
 
 def _postgresql_lock_timeout(dbapi_conn, _record) -> None:
@@ -93,23 +100,22 @@ def storage_unavailable(exc: BaseException) -> bool:
     if getattr(orig, "sqlstate", None) == "25006":
         return True
     # sqlite3 raises SQL errors (no such table or column, a syntax error: SQLITE_ERROR) as OperationalError,
-    # as it does a locked or full database; retrying a bug would only hide it. The code may be extended.
-    if (getattr(orig, "sqlite_errorcode", None) or 0) & 0xFF == sqlite3.SQLITE_ERROR:
+    # as it does a locked or full database; retrying a bug would only hide it.
+    if _sqlite_code(exc) == sqlite3.SQLITE_ERROR:
         return False
     return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
 def not_a_database(exc: BaseException) -> bool:
     """The SQLite file is not a database, or no longer reads as one: no retry will help."""
-    return getattr(getattr(exc, "orig", None), "sqlite_errorcode", None) in (sqlite3.SQLITE_NOTADB,
-                                                                            sqlite3.SQLITE_CORRUPT)
+    return _sqlite_code(exc) in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
 
 
 def held_by_another(exc: BaseException) -> bool:
     """The database answered but another process held the lock past LOCK_WAIT_MS: busy, not down."""
     orig = getattr(exc, "orig", None)
     return (getattr(orig, "sqlstate", None) == "55P03"  # PostgreSQL's lock_timeout
-            or getattr(orig, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
+            or _sqlite_code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 
 
 # SQLSTATEs of a transaction PostgreSQL rolled back because it crossed a concurrent one (a deadlock,

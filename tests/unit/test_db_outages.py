@@ -142,3 +142,25 @@ def test_a_sqlite_lock_held_past_the_wait_is_told_apart_from_a_database_that_is_
     assert held_by_another(busy)
     gone = sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError("unable to open database file"))
     assert not held_by_another(gone)
+
+
+def test_a_sqlite_lock_reported_with_an_extended_code_is_still_held_by_another(tmp_path):
+    # sqlite3's sqlite_errorcode is the extended code: a snapshot another writer overtook is SQLITE_BUSY_SNAPSHOT
+    # (517), not SQLITE_BUSY (5).
+    path = str(tmp_path / "overtaken.db")
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("PRAGMA journal_mode=WAL")
+    reader.execute("CREATE TABLE t (x INTEGER)")
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("INSERT INTO t VALUES (1)")
+    try:
+        reader.execute("INSERT INTO t VALUES (2)")
+    except sqlite3.OperationalError as exc:
+        overtaken = sa.exc.OperationalError("INSERT", {}, exc)
+    finally:
+        reader.close()
+        writer.close()
+    assert overtaken.orig.sqlite_errorcode == sqlite3.SQLITE_BUSY_SNAPSHOT
+    assert held_by_another(overtaken)
