@@ -22,6 +22,12 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # lock_timeout on PostgreSQL, where a lock held elsewhere would otherwise be waited on forever
 # (the webhook would hang instead of answering 503).
 LOCK_WAIT_MS = 30_000
+# libpq's defaults wait on a server that stopped answering (a network partition, a NAT that forgot the
+# connection) for the kernel's 15 minutes of retransmissions, or 2 hours of idle keepalive: the intake
+# writer and every worker job stalled that long. These notice within about a minute; a DATABASE_URL that
+# names one of them keeps its own value (?connect_timeout=30).
+POSTGRESQL_CONNECTION = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                         "keepalives_count": 3, "tcp_user_timeout": 60_000}
 
 
 def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -46,8 +52,10 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
+    given = make_url(url).query
     engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                              hide_parameters=True)
+                              hide_parameters=True,
+                              connect_args={k: v for k, v in POSTGRESQL_CONNECTION.items() if k not in given})
     sa.event.listen(engine, "connect", _postgresql_lock_timeout)
     return engine
 

@@ -57,3 +57,18 @@ def test_a_postgresql_database_that_only_reads_is_an_outage_not_a_bug(pg_migrate
     assert record.levelname == "WARNING" and not record.exc_info
     assert "read-only transaction" in record.getMessage()
     assert "read-only transaction" in failures.current()["dispatch"]
+
+
+@pytest.mark.postgres
+def test_a_postgresql_server_that_stops_answering_is_noticed_within_a_minute_unless_the_url_says_otherwise(pg_url):
+    # libpq's defaults would wait out the kernel's 15 minutes of retransmissions (or 2 h of idle keepalive).
+    own_timeout = make_url(pg_url).update_query_dict({"connect_timeout": "3"}).render_as_string(hide_password=False)
+    for url, connect_timeout in ((pg_url, "10"), (own_timeout, "3")):
+        engine = db.create_db_engine(url)
+        try:
+            with engine.connect() as conn:
+                used = conn.connection.driver_connection.info.get_parameters()
+        finally:
+            engine.dispose()
+        assert used["connect_timeout"] == connect_timeout
+        assert (used["keepalives_idle"], used["keepalives_count"], used["tcp_user_timeout"]) == ("30", "3", "60000")
