@@ -25,6 +25,12 @@ API_STARTUP_SECONDS = 30
 # How often the worker checks that it may run on: its API thread is alive, and its database's schema is
 # still the one this code was written for.
 API_WATCH_SECONDS = 5
+# How long a stop waits for the API's requests in flight. uvicorn waits for ever by default, so one client
+# trickling its body held the API past the join below (the intake writer never stopped, the database closed
+# under a running API). Past it uvicorn cancels them (logging each as "Exception in ASGI application") and
+# still runs the lifespan shutdown, well within the join and systemd's TimeoutStopSec.
+API_GRACE_SECONDS = 10
+API_JOIN_SECONDS = 15
 
 
 class WorkerJobs:
@@ -83,7 +89,7 @@ class ApiThread:
         self.host, self.port = host, port
         # log_config=None: uvicorn's own lines go through the worker's logging, JSON included.
         config = uvicorn.Config(create_app(services), host=host, port=port, log_level="warning", lifespan="on",
-                                log_config=None)
+                                log_config=None, timeout_graceful_shutdown=API_GRACE_SECONDS)
         self.server = uvicorn.Server(config)
         self.thread: threading.Thread | None = None
 
@@ -110,7 +116,7 @@ class ApiThread:
     def stop(self) -> None:
         if self.thread is not None:
             self.server.should_exit = True
-            self.thread.join(timeout=15)
+            self.thread.join(timeout=API_JOIN_SECONDS)
 
 
 def _schema_revision(jobs: WorkerJobs) -> str | None:

@@ -349,3 +349,25 @@ def test_a_worker_stalled_for_a_moment_runs_its_watch_late_instead_of_warning_it
 
     assert PausedOnce.stalled and len(watched) == 2, "read at start, then by the watch, late"
     assert not [r.getMessage() for r in caplog.records if "was missed by" in r.getMessage()]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_client_that_never_finishes_its_body_does_not_hold_the_api_past_its_stop(services, monkeypatch):
+    # uvicorn waits for every request in flight before its lifespan shutdown, and by default for ever: one
+    # client trickling a body kept the API thread past the worker's join, so the intake writer was never
+    # stopped and the worker closed the database under a still-running API.
+    monkeypatch.setattr(worker, "API_GRACE_SECONDS", 1, raising=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api = worker.ApiThread(services, "127.0.0.1", port)
+    api.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            slow.sendall(b"POST /webhook/christmas-signup HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(0.3)  # the request is in the app, waiting for the rest of its body
+            api.stop()
+            assert not api.alive()
+            assert not api.server.config.app.state.writer._started  # the lifespan shutdown ran
+    finally:
+        api.server.should_exit = api.server.force_exit = True
