@@ -108,7 +108,7 @@ def exposure_problems(settings: "Settings", *, dashboard_oidc: bool = False) -> 
     """A server listening beyond this machine must not be open to whoever reaches it, even when
     PUBLIC_BASE_URL still says localhost (a cloud VM with API_HOST=0.0.0.0, say)."""
     problems = []
-    if not _is_loopback(settings.api_host) and _unset_or_sample(settings.webhook_secret):
+    if not is_loopback(settings.api_host) and _unset_or_sample(settings.webhook_secret):
         problems.append(f"API_HOST {settings.api_host} lets other machines reach the intake, so Nurture refuses to "
                         "start without a WEBHOOK_SECRET that is not a sample such as 'changeme' (or set "
                         "API_HOST=127.0.0.1 behind a proxy).")
@@ -120,13 +120,14 @@ def exposure_problems(settings: "Settings", *, dashboard_oidc: bool = False) -> 
 def dashboard_exposure(settings: "Settings", host: str, *, dashboard_oidc: bool,
                        named: str = "DASHBOARD_HOST") -> str | None:
     """Why a dashboard listening on `host` must not start: reachable from other machines and open to all."""
-    if _is_loopback(host) or not _dashboard_open(settings, dashboard_oidc):
+    if is_loopback(host) or not _dashboard_open(settings, dashboard_oidc):
         return None
     return (f"{named} {host} lets other machines reach the dashboard, so Nurture refuses to start without a "
             "DASHBOARD_PASSWORD that is not a sample such as 'password' (or [auth] in .streamlit/secrets.toml).")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach a server listening on `host`."""
     host = host.strip().lower()
     if host == "localhost":
         return True

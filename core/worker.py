@@ -12,6 +12,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from core import db, heartbeat, singleton
+from core.deployment_checks import is_loopback
 from core.heartbeat import HEARTBEAT_SECONDS
 from core.listening import listen
 from core.overruns import OverrunWatch
@@ -87,9 +88,13 @@ class ApiThread:
 
     def __init__(self, services: Services, host: str, port: int):
         self.host, self.port = host, port
+        # httptools, uvicorn's parser when installed, keeps a request line and headers of any size, so one
+        # client could grow the worker until the OOM killer took it; h11 refuses a head over 16 KiB
+        # (h11_max_incomplete_event_size). Only this machine can reach a loopback API: nginx bounds heads there.
+        http = "auto" if is_loopback(host) else "h11"
         # log_config=None: uvicorn's own lines go through the worker's logging, JSON included.
         config = uvicorn.Config(create_app(services), host=host, port=port, log_level="warning", lifespan="on",
-                                log_config=None, timeout_graceful_shutdown=API_GRACE_SECONDS)
+                                log_config=None, timeout_graceful_shutdown=API_GRACE_SECONDS, http=http)
         self.server = uvicorn.Server(config)
         self.thread: threading.Thread | None = None
 

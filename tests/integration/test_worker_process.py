@@ -371,3 +371,26 @@ def test_a_client_that_never_finishes_its_body_does_not_hold_the_api_past_its_st
             assert not api.server.config.app.state.writer._started  # the lifespan shutdown ran
     finally:
         api.server.should_exit = api.server.force_exit = True
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_api_other_machines_reach_refuses_an_oversized_request_head(services):
+    # httptools, uvicorn's parser when installed, keeps a request line and headers of any size: one client
+    # sending an endless header grew the worker by as much (200 MiB sent, 325 MiB more RSS) until the OOM
+    # killer took it, sends and all, before any secret was checked. h11 refuses a head over 16 KiB.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api = worker.ApiThread(services, "0.0.0.0", port)
+    api.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            # Sent whole, then read: the server takes it all before it answers and closes, so no reset.
+            client.sendall(b"POST /webhook/christmas-signup HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 32768)
+            try:
+                answer = client.recv(100)
+            except TimeoutError:  # still waiting for the end of the head, however long it grows
+                answer = b""
+        assert answer.startswith(b"HTTP/1.1 400 ")
+    finally:
+        api.stop()
