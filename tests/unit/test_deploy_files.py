@@ -78,6 +78,13 @@ def test_nginx_serves_only_the_public_paths_and_never_the_dashboard():
     assert re.search(r"location / \{ return 404; \}", NGINX)
 
 
+def test_nginx_logs_no_unsubscribe_token():
+    # The app keeps uvicorn's access log off because each line would hold an unsubscribe link's token, which
+    # unsubscribes whoever it names; nginx's own access log wrote the same path for every click.
+    [block] = re.findall(r"location /unsubscribe/\s*\{([^}]*)\}", NGINX)
+    assert re.search(r"\baccess_log off;", block)
+
+
 def test_nginx_listens_on_ipv6_wherever_it_listens_on_ipv4():
     for port in re.findall(r"listen (\d+)", NGINX):
         assert re.search(rf"listen \[::\]:{port}\b", NGINX), f"port {port} has no IPv6 listener"
