@@ -78,8 +78,9 @@ def describe_step(number: int, send: dict | None, earlier: dict[int, dict], now:
     if status == "sent":
         failed_later = failed_after_accepting(send)
         if failed_later is not None:  # otherwise only the audit trail would say the email never went
-            return f"accepted by Resend, which then reported it failed: {failed_later} (resend the step to " \
-                   "try again)", tuple(facts)
+            headline = (f"accepted by Resend, which then reported it failed: {failed_later} "
+                        "(resend the step to try again)")
+            return headline, tuple(facts)
         return step_state(send), tuple(facts)
     if status == "scheduled":
         return _scheduled_headline(number, send, earlier, now, paused), tuple(facts)
