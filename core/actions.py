@@ -7,8 +7,6 @@ and the worker's action job performs it and writes the outcome back.
 import json
 import logging
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -62,14 +60,11 @@ def request_action(conn: sa.Connection, kind: str, payload: dict, *, requested_b
     return action_id
 
 
-def wait_for(services: Services, action_id: str, *, timeout: float, poll: float = 0.5,
-             uninterrupted: Callable[[], AbstractContextManager] = nullcontext) -> tuple[str, str] | None:
-    """Wait until the worker has carried out an action; (status, result), or None on timeout.
-
-    `uninterrupted`: what each look at the database runs inside (the CLI holds Ctrl-C there, for the sleep)."""
+def wait_for(services: Services, action_id: str, *, timeout: float, poll: float = 0.5) -> tuple[str, str] | None:
+    """Wait until the worker has carried out an action; (status, result), or None on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with uninterrupted(), db.read_transaction(services.engine) as conn:
+        with db.read_transaction(services.engine) as conn:
             row = conn.execute(sa.select(action_t.c.status, action_t.c.result)
                                .where(action_t.c.id == action_id)).one()
         if row.status != ActionStatus.PENDING:

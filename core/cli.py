@@ -4,7 +4,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 
 from pathlib import Path
@@ -15,7 +14,6 @@ from core import actions, backup, cli_notion, csv_export, db, erasure, output_fi
 from core.bootstrap import build_services
 from core.campaign import Segment
 from core.errors import AlreadyErased, ConfigError, InvalidSignup, NurtureError, UsageError, first_line
-from core.held_signals import HeldSignals
 from core.ids import new_id
 from core.logs import configure_logging
 from core.notion import store as notion_store
@@ -131,19 +129,13 @@ def _send_test(services, args) -> int:
     payload = {"to": args.email, "step": args.step, "segment": args.segment, "request_id": new_id()}
     with db.write_transaction(services.engine) as conn:
         action_id = actions.request_action(conn, "send_test", payload, requested_by="cli", now=services.clock())
-    # Ctrl-C is the natural way out of this wait: it lands in the sleep between looks, never inside a look,
-    # where SQLAlchemy would log a traceback of its own while handing the connection back.
-    ctrl_c = HeldSignals()
-    previous = signal.signal(signal.SIGINT, ctrl_c.handle)
     try:
         print(f"queued a test of step {args.step} ({args.segment}) to {args.email}; waiting for the worker…")
-        result = actions.wait_for(services, action_id, timeout=args.wait, uninterrupted=ctrl_c.held)
+        result = actions.wait_for(services, action_id, timeout=args.wait)
     except KeyboardInterrupt:  # Ctrl-C ends the wait, not the request, which is already committed
         print("nurture: interrupted; the test email stays queued and goes if scheduler.py runs within the hour",
               file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if result is None:
         print("no worker picked it up yet; it is sent if scheduler.py runs within the hour of asking")
         return 1

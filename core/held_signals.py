@@ -1,9 +1,8 @@
 """Stop signals as KeyboardInterrupt, held back while the program is in the middle of something.
 
-Raised at just any moment, Ctrl-C can land inside work that must not be cut in two: a child
-process being started (`make run`), or a database read whose connection is being handed back to
-the pool, where SQLAlchemy logs its own traceback before letting the interrupt through. Held
-there, the signal is raised as soon as that work is over.
+Raised at just any moment, Ctrl-C can land inside work that must not be cut in two, such as a
+child process being started by `make run`'s runner. Held there, the signal is raised as soon as
+that work is over.
 """
 
 from contextlib import contextmanager

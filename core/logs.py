@@ -34,8 +34,21 @@ class _SkipExpectedOverruns(logging.Filter):
         return "maximum number of running instances reached" not in record.getMessage()
 
 
+class _SkipInterruptedPoolReset(logging.Filter):
+    """Drop SQLAlchemy's "Exception during reset or similar" when the exception is Ctrl-C.
+
+    A KeyboardInterrupt landing while the pool takes a connection back is logged there with its
+    traceback before it is passed on; the command then says "interrupted" in one line of its own.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        interrupted = bool(record.exc_info) and record.exc_info[0] is KeyboardInterrupt
+        return not (interrupted and record.name.startswith("sqlalchemy.pool"))
+
+
 def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_SkipInterruptedPoolReset())  # on the handler: the pool's loggers are per pool class
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -504,6 +504,27 @@ def test_ctrl_c_landing_while_send_test_hands_its_connection_back_still_ends_in_
     assert rows(services.engine, "SELECT kind, status FROM action") == [{"kind": "send_test", "status": "pending"}]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_ctrl_c_landing_while_any_command_hands_a_connection_back_ends_in_one_line(cli, services):
+    # Where a command does not hold Ctrl-C back (send-test's wait does), SQLAlchemy logs the interrupt with a
+    # traceback as it passes it on; the command's own one line is all the person should read.
+    interrupted = []
+
+    def ctrl_c_while_handing_back(*_args) -> None:
+        if not interrupted:
+            interrupted.append(True)
+            signal.raise_signal(signal.SIGINT)
+
+    sa.event.listen(sa.pool.Pool, "reset", ctrl_c_while_handing_back)
+    try:
+        result = cli("stats")
+    finally:
+        sa.event.remove(sa.pool.Pool, "reset", ctrl_c_while_handing_back)
+
+    assert interrupted and result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "nurture: interrupted", result.stderr
+
+
 def test_processes_migrating_a_new_database_at_once_all_succeed(database_url, tmp_path):
     # The worker and the dashboard both migrate at start-up, and systemd starts them together.
     env = cli_env(database_url, tmp_path)
