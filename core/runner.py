@@ -7,10 +7,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import ConfigError
-from core.held_signals import HeldSignals
 from core.listening import listen
 from core.settings import Settings, load_settings
 
@@ -34,9 +34,37 @@ def base_url(host: str, port: int) -> str:
     return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
 
 
-# Popen forks, then waits for the exec: a signal raising in between left a running child that Popen
-# never returned, so nothing recorded it and nothing stopped it. Held there, it is raised once the child is on record.
-_stop_signals = HeldSignals()
+class _StopSignals:
+    """The stop signals as KeyboardInterrupt, held back while a child is being started.
+
+    Popen forks, then waits for the exec: a signal raising in between left a running child that
+    Popen never returned, so nothing recorded it and nothing stopped it (Streamlit outlived the
+    runner). Held there, the signal is raised once the child is on record.
+    """
+
+    def __init__(self):
+        self._holding = False
+        self._pending = False
+
+    def handle(self, _signum, _frame) -> None:
+        if self._holding:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def held(self):
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+
+_stop_signals = _StopSignals()
 
 
 def _answers(url: str) -> bool:
