@@ -33,8 +33,9 @@ FAILED_AFTER_ACCEPTING = "provider failed: "
 def failed_after_accepting(send: dict) -> str | None:
     """Why Resend reported this sent email failed after accepting it; None if it did not."""
     reason = send.get("last_error") or ""
-    return reason.removeprefix(FAILED_AFTER_ACCEPTING) if send["status"] == SendStatus.SENT and reason.startswith(
-        FAILED_AFTER_ACCEPTING) else None
+    if send["status"] != SendStatus.SENT or not reason.startswith(FAILED_AFTER_ACCEPTING):
+        return None
+    return reason.removeprefix(FAILED_AFTER_ACCEPTING)
 
 
 def may_have_been_delivered_sql(reason: sa.ColumnElement) -> sa.ColumnElement:
