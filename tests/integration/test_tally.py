@@ -3,6 +3,8 @@ whatever path changes the rows: intake, dispatch, controls, provider events, era
 deletes, concurrent writers, and the backfill of an existing database."""
 
 import threading
+from collections import Counter
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -152,6 +154,48 @@ def test_the_migration_counts_an_existing_database(make_settings, clock):
             assert "tally" not in sa.inspect(conn).get_table_names()
         db.upgrade(engine)
         assert_tally_exact(services)
+        services.close()
+    finally:
+        engine.dispose()
+
+
+# SQLite's julianday() rounds a time to the millisecond: a signup this late on 1 December was
+# counted on the 2nd.
+LAST_MOMENT = datetime(2025, 12, 1, 23, 59, 59, 999_700, tzinfo=UTC)
+
+
+def signups_per_day(services) -> Counter:
+    """The tally's signups by day, whatever the segment (checked against a recount first)."""
+    per_day = Counter()
+    for (day, _), n in assert_tally_exact(services)["days"].items():
+        per_day[day] += n
+    return per_day
+
+
+def test_a_signup_in_the_last_moment_of_a_day_counts_on_that_day(services, clock):
+    clock.now = LAST_MOMENT
+    enroll(services, 2)
+    clock.now = datetime(2025, 12, 2, tzinfo=UTC)
+    enroll(services, 1)
+    assert signups_per_day(services) == {date(2025, 12, 1): 2, date(2025, 12, 2): 1}
+
+
+def test_the_upgrade_moves_signups_counted_a_day_late(make_settings, clock):
+    """A database whose tally counted such a signup on the wrong day is counted right once upgraded."""
+    settings = make_settings()
+    engine = db.create_db_engine(settings.database_url)
+    try:
+        cfg = db.alembic_config(settings.database_url)
+        from alembic import command
+
+        with db.write_transaction(engine) as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0010")
+        services = build_services(settings, mailer=FakeMailer(), clock=clock)
+        clock.now = LAST_MOMENT
+        enroll(services, 3)
+        db.upgrade(engine)
+        assert signups_per_day(services) == {date(2025, 12, 1): 3}
         services.close()
     finally:
         engine.dispose()

@@ -20,6 +20,7 @@ RELEASED = {
     "0008_batch_retry_state.py": "815e77845f1a2deb",
     "0009_erasure_hold.py": "635b045413d33e10",
     "0010_repair_edited_revisions.py": "7351b085030f24e9",
+    "0011_tally_signup_day.py": "da5a3fa113481094",
 }
 
 
