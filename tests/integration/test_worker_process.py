@@ -339,13 +339,20 @@ def test_a_worker_stalled_for_a_moment_runs_its_watch_late_instead_of_warning_it
     monkeypatch.setattr(worker, "BlockingScheduler", PausedOnce)
     PausedOnce.stalled = False
     watched = []
-    monkeypatch.setattr(worker, "_schema_revision", lambda _jobs: watched.append(1) or "0010_at_start")
-    stop = threading.Timer(5.5, os.kill, (os.getpid(), signal.SIGTERM))
-    stop.start()
+
+    def read_then_stop_after_the_watch(_jobs) -> str:
+        watched.append(1)
+        if len(watched) == 2:  # the watch ran: stop now, not at a fixed time a loaded machine can overshoot
+            os.kill(os.getpid(), signal.SIGTERM)
+        return "0010_at_start"
+
+    monkeypatch.setattr(worker, "_schema_revision", read_then_stop_after_the_watch)
+    safety = threading.Timer(60, os.kill, (os.getpid(), signal.SIGTERM))  # a watch that never runs fails below
+    safety.start()
     try:
         assert run_forever(WorkerJobs(services, "worker-a"), None) == 0
     finally:
-        stop.cancel()
+        safety.cancel()
 
     assert PausedOnce.stalled and len(watched) == 2, "read at start, then by the watch, late"
     assert not [r.getMessage() for r in caplog.records if "was missed by" in r.getMessage()]
