@@ -158,19 +158,27 @@ def steps_by_recipient(sent: list[dict]) -> dict[str, list[int]]:
     return steps
 
 
-def wait_until_serving(database_url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
-    """Block until the worker has written its first heartbeat, i.e. its jobs are running."""
+def wait_until_serving(database_url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    """Block until the worker has written its first heartbeat, i.e. its jobs are running.
+
+    Fails, with the worker's log, if it exits first or never beats: returning anyway let a caller go on
+    to kill a worker that had not started, and test nothing. The deadline is generous because a loaded
+    machine can take many seconds to import and migrate; a healthy worker beats well within it.
+    """
     engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            with engine.connect() as conn:
-                if conn.scalar(sa.select(worker_t.c.id).where(worker_t.c.pid == proc.pid)):
-                    return
-            time.sleep(0.05)
+        wait_for(lambda: _has_beaten(engine, proc, log), timeout, f"worker {proc.pid}'s first heartbeat", log,
+                 interval=0.05)
     finally:
         engine.dispose()
 
+
+def _has_beaten(engine: sa.Engine, proc: subprocess.Popen, log: Path) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"worker {proc.pid} exited with {proc.returncode} before its first heartbeat; "
+                             f"its log:\n{log.read_text()[-3000:]}")
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(worker_t.c.id).where(worker_t.c.pid == proc.pid)) is not None
 
 
 def replayed_batches(database_url: str) -> int:

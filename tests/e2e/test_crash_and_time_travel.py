@@ -60,7 +60,7 @@ def test_workers_killed_at_random_moments_never_send_an_email_twice_or_lose_one(
         # Each restart starts its clock an hour on: earlier leases have expired and released steps are due.
         for round_ in range(1, 13):
             proc = start_worker(env, tmp_path, "--no-api", "--now", (START + timedelta(hours=round_)).isoformat())
-            wait_until_serving(url, proc)
+            wait_until_serving(url, proc, tmp_path / "worker.log")
             time.sleep(rng.uniform(0.2, 1.5))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
