@@ -12,12 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from core.runner import _stop
+from core.runner import STARTUP_SECONDS, _stop
 from core.settings import Settings
 from tests.e2e.processes import alive, answers, free_port, healthy, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
+# The runner itself waits STARTUP_SECONDS for both children: a test that gives up sooner fails on a slow
+# machine where `make run` works. A little more, for the runner's own imports before it starts them.
+STARTUP = STARTUP_SECONDS + 30
+# Starting the children takes only the runner's imports and a look at the two ports.
+CHILDREN_STARTED = 60
 
 
 def children_of(pid: int) -> list[int]:
@@ -53,14 +58,15 @@ def test_a_signal_to_the_runner_stops_the_worker_and_the_dashboard(tmp_path, sto
                                   preexec_fn=None if to_group else lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     children: list[int] = []
     try:
-        wait_for(lambda: healthy(f"http://127.0.0.1:{api_port}"), 40, "/health", log, interval=0.3)
-        children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, 20, "two children", log)
+        wait_for(lambda: healthy(f"http://127.0.0.1:{api_port}"), STARTUP, "/health", log, interval=0.3)
+        children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, CHILDREN_STARTED,
+                            "two children", log)
         dashboard = f"http://127.0.0.2:{dashboard_port}/_stcore/health"
-        wait_for(lambda: answers(dashboard), 40, "the dashboard on DASHBOARD_HOST", log, interval=0.3)
+        wait_for(lambda: answers(dashboard), STARTUP, "the dashboard on DASHBOARD_HOST", log, interval=0.3)
         # Said only once both answer, and naming the addresses actually served.
         running = (f"Nurture is running: API http://127.0.0.1:{api_port}/health, "
                    f"dashboard http://127.0.0.2:{dashboard_port} (Ctrl-C stops both)")
-        wait_for(lambda: running in log.read_text(), 20, "the running banner", log)
+        wait_for(lambda: running in log.read_text(), STARTUP, "the running banner", log)
         assert log.read_text().index("Nurture is starting: ") < log.read_text().index(running)
         # The runner's environment has no key: the terminal says so, just after the banner.
         wait_for(lambda: "Dry run: no RESEND_API_KEY" in log.read_text(), 5, "the dry-run line", log)
@@ -140,8 +146,8 @@ def test_a_signal_to_the_terminal_while_starting_stops_everything_without_a_trac
                                   stderr=subprocess.STDOUT, start_new_session=True)
     children: list[int] = []
     try:
-        children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, 20, "two children", log,
-                            interval=0.05)
+        children = wait_for(lambda: len(found := children_of(runner.pid)) == 2 and found, CHILDREN_STARTED,
+                            "two children", log, interval=0.05)
         os.killpg(runner.pid, stop_signal)
         assert runner.wait(timeout=30) == 0, log.read_text()[-3000:]
         wait_for(lambda: not any(alive(pid) for pid in children), 10, "the children to stop", log)
