@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.processes import (
     enroll_many, run_once, send_statuses, settings_for, standin_process, start_worker, steps_by_recipient,
-    worker_env,
+    wait_until_serving, worker_env,
 )
 from tests.support import START
 
@@ -38,7 +38,11 @@ def test_several_workers_killed_while_dispatching_together_send_every_email_exac
             # Each round's clock starts an hour on: the killed round's leases have expired.
             now = (START + timedelta(hours=round_)).isoformat()
             procs = [start_worker(env, tmp_path, "--no-api", "--now", now) for _ in range(workers)]
-            time.sleep(rng.uniform(2.0, 3.0))  # start-up, then some dispatching together
+            # Every worker's jobs running, however long start-up takes here; then some dispatching together.
+            # A fixed wait for start-up killed them before they dispatched anything on a slow machine.
+            for proc in procs:
+                wait_until_serving(database_url, proc, tmp_path / "worker.log")
+            time.sleep(rng.uniform(0.5, 1.5))
             for proc in rng.sample(procs, k=len(procs)):
                 proc.send_signal(signal.SIGKILL)
                 time.sleep(rng.uniform(0.0, 0.4))
