@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from core.models import Contact, Enrollment, Event, Send, Signup
 from core.settings import Settings
-from tests.e2e.processes import alive, free_port, healthy, wait_for
+from tests.e2e.processes import START_UP_SECONDS, alive, free_port, healthy, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,13 +123,13 @@ def test_three_uvicorn_workers_enroll_concurrent_signups_exactly_once(database_u
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     workers: list[int] = []
     try:
-        wait_for(lambda: healthy(base) or proc.poll() is not None, 30, "/health to answer 200", log)
+        wait_for(lambda: healthy(base) or proc.poll() is not None, START_UP_SECONDS, "/health to answer 200", log)
         assert proc.poll() is None, f"uvicorn exited early:\n{log.read_text()[-3000:]}"
-        workers = wait_for(lambda: len(pids := worker_pids(proc.pid)) >= WORKERS and pids, 15,
+        workers = wait_for(lambda: len(pids := worker_pids(proc.pid)) >= WORKERS and pids, START_UP_SECONDS,
                            f"{WORKERS} worker processes", log)
         assert len(workers) == WORKERS, f"expected {WORKERS} uvicorn workers, found {workers}"
         # Each worker builds the app on its own: wait until every one has run its lifespan startup.
-        wait_for(lambda: log.read_text().count("Application startup complete.") >= WORKERS, 15,
+        wait_for(lambda: log.read_text().count("Application startup complete.") >= WORKERS, START_UP_SECONDS,
                  "every worker's startup", log)
         written_before = {pid: written_bytes(pid) for pid in workers}
 

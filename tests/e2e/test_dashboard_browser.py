@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from core.settings import Settings
-from tests.e2e.processes import free_port
+from tests.e2e.processes import START_UP_SECONDS, free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ PAGES = {"overview": "", "signups": "signups", "sends": "sends", "test-signup": 
          "templates": "templates", "settings": "settings"}
 
 
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 45) -> None:
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = START_UP_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from tests.e2e.processes import free_port, wait_for
+from tests.e2e.processes import START_UP_SECONDS, free_port, wait_for
 from tests.support import SEED_SIGNUPS
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def worker(tmp_path):
 
 def test_the_worker_serves_intake_beats_and_stops_cleanly_on_sigterm(worker):
     proc, base, env, log = worker
-    wait_for(lambda: health(base) or proc.poll() is not None, 30, "/health to answer", log)
+    wait_for(lambda: health(base) or proc.poll() is not None, START_UP_SECONDS, "/health to answer", log)
     assert proc.poll() is None, f"the worker exited early:\n{log.read_text()[-3000:]}"
 
     with httpx.Client(base_url=base, timeout=10) as client:
@@ -153,7 +153,7 @@ def test_a_database_the_worker_cannot_use_stops_it_in_one_line(tmp_path, databas
 
 def test_ctrl_c_then_sigterm_stop_the_worker_once_and_cleanly(worker):
     proc, base, _, log = worker
-    wait_for(lambda: health(base) or proc.poll() is not None, 30, "/health to answer", log)
+    wait_for(lambda: health(base) or proc.poll() is not None, START_UP_SECONDS, "/health to answer", log)
 
     proc.send_signal(signal.SIGINT)  # a terminal's Ctrl-C, then the runner passing on its own stop
     proc.send_signal(signal.SIGTERM)
