@@ -162,12 +162,12 @@ def steps_by_recipient(sent: list[dict]) -> dict[str, list[int]]:
     return steps
 
 
-def wait_until_serving(database_url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+def wait_until_serving(database_url: str, proc: subprocess.Popen, log: Path,
+                       timeout: float = START_UP_SECONDS) -> None:
     """Block until the worker has written its first heartbeat, i.e. its jobs are running.
 
     Fails, with the worker's log, if it exits first or never beats: returning anyway let a caller go on
-    to kill a worker that had not started, and test nothing. The deadline is generous because a loaded
-    machine can take many seconds to import and migrate; a healthy worker beats well within it.
+    to kill a worker that had not started, and test nothing.
     """
     engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
     try:
