@@ -1,11 +1,12 @@
-"""The benchmarks' own code: bench/fill.py's campaign, and the page reads bench/dashboard.py and
-bench/scale.py time.
+"""The benchmarks' own code: bench/fill.py's campaign, the page reads bench/dashboard.py and
+bench/scale.py time, and a short run of bench/intake.py.
 
 Nothing else runs them, and a benchmark that fails at its first step measures nothing: one did,
 unnoticed, after a dashboard query gained a parameter.
 """
 
 import importlib.util
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,3 +85,15 @@ def test_a_fill_in_a_second_call_adds_contacts_rather_than_colliding(services):
     fill(services.engine, 50, now=now, seed=5, start_index=50)  # as bench/scale.py grows its campaign
     with db.read_transaction(services.engine) as conn:
         assert stats(conn)["contacts"] == 100
+
+
+@pytest.mark.e2e
+def test_the_intake_benchmark_runs_with_a_client_as_heavy_as_httpx():
+    """bench/intake.py end to end on SQLite, with the raw client spending CPU per request as httpx would."""
+    run = subprocess.run([sys.executable, str(BENCH / "intake.py"), "--requests", "60", "--warmup", "10",
+                          "--rounds", "1", "--client", "raw", "--client-cpu-ms", "1"],
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "(raw client spending 1 ms of CPU per request)" in run.stdout
+    assert "stored                              70 enrollments, 490 sends (expected 70 and 490)  PASS" in run.stdout
+    assert "note: the load generator used over 80%" not in run.stdout  # that client is busy by design
