@@ -509,6 +509,12 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def client_label(args) -> str:
+    if args.client == "raw" and args.client_cpu_ms:
+        return f"raw client spending {args.client_cpu_ms:g} ms of CPU per request"
+    return f"{args.client} client"
+
+
 def bench_main(args) -> int:
     load_before = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="nurture-bench-"))
@@ -549,9 +555,7 @@ def bench_main(args) -> int:
     ratio = real["rate"] / free["rate"]
     backend = "PostgreSQL" if database.url.startswith("postgresql") else "SQLite"
     print(f"Nurture intake benchmark: {backend}, {real['requests']} requests per app after {args.warmup} warm-up, "
-          f"in {args.rounds} alternating rounds, {args.connections} keep-alive connections ({args.client} client"
-          + (f" spending {args.client_cpu_ms:g} ms of CPU per request" if args.client == "raw" and args.client_cpu_ms
-             else "") + "), "
+          f"in {args.rounds} alternating rounds, {args.connections} keep-alive connections ({client_label(args)}), "
           f"{os.cpu_count()} CPUs")
     print(f"load average at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f}"
           + ("  (machine busy: figures are pessimistic)" if load_before > 0.5 else ""))
@@ -618,6 +622,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure the same writer storing only contact, enrollment and 7 sends (SQLite)")
     parser.add_argument("--load", metavar="BASE_URL", action="append", help=argparse.SUPPRESS)  # load generator
     args = parser.parse_args(argv)
+    if args.client_cpu_ms and args.client != "raw":
+        parser.error("--client-cpu-ms applies to --client raw only (httpx spends what it spends)")
+    if args.client_cpu_ms < 0:
+        parser.error("--client-cpu-ms must be 0 or more")
     if args.load:
         load_main(args.load, args.requests, args.warmup, args.connections, args.rounds, args.client,
                   args.client_cpu_ms)

@@ -97,3 +97,12 @@ def test_the_intake_benchmark_runs_with_a_client_as_heavy_as_httpx():
     assert "(raw client spending 1 ms of CPU per request)" in run.stdout
     assert "stored                              70 enrollments, 490 sends (expected 70 and 490)  PASS" in run.stdout
     assert "note: the load generator used over 80%" not in run.stdout  # that client is busy by design
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["--client-cpu-ms", "1"], "--client-cpu-ms applies to --client raw only"),
+    (["--client", "raw", "--client-cpu-ms", "-1"], "--client-cpu-ms must be 0 or more"),
+])
+def test_the_intake_benchmark_names_a_client_cost_it_cannot_use(args, problem):
+    run = subprocess.run([sys.executable, str(BENCH / "intake.py"), *args], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and problem in run.stderr and "Traceback" not in run.stderr
