@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import sqlalchemy as sa
 from svix.webhooks import Webhook
 
-from core import tally
+from core import db, tally
 from core.enrollments import SignupRequest
 from core.signups import parse_signup
 from core.statuses import SendStatus, can_transition
@@ -99,6 +99,16 @@ def signup(**fields) -> dict:
 def signup_request(*, source: str = "test", force_test_timing: bool = False, **fields) -> SignupRequest:
     """A validated SignupRequest, parsed exactly as the webhook parses its body."""
     return SignupRequest(parse_signup(signup(**fields)), source=source, force_test_timing=force_test_timing)
+
+
+def move_to_revision(engine: sa.Engine, database_url: str, revision: str, *, down: bool = False) -> None:
+    """Upgrade (or downgrade) the database to `revision` on a connection of `engine`, as an older release left it."""
+    from alembic import command
+
+    cfg = db.alembic_config(database_url)
+    with db.write_transaction(engine) as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
 
 
 def count_rows(engine: sa.Engine, table_name: str) -> int:

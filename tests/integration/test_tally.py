@@ -17,7 +17,7 @@ from core.erasure import forget
 from core.intake import enroll_now
 from core.provider_events import record_provider_event
 from core.testing import FakeMailer
-from tests.support import SendStatusLog, counted, signup_request, tallied, unique_email
+from tests.support import SendStatusLog, counted, move_to_revision, signup_request, tallied, unique_email
 
 
 @pytest.fixture
@@ -133,12 +133,7 @@ def test_the_migration_counts_an_existing_database(make_settings, clock):
     settings = make_settings()
     engine = db.create_db_engine(settings.database_url)
     try:
-        cfg = db.alembic_config(settings.database_url)
-        from alembic import command
-
-        with db.write_transaction(engine) as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0004")
+        move_to_revision(engine, settings.database_url, "0004")
         services = build_services(settings, mailer=FakeMailer(), clock=clock)
         # Rows written before the tally existed (0004's schema has every column enroll_now writes).
         enroll(services, 7, red_systems=2)
@@ -147,9 +142,7 @@ def test_the_migration_counts_an_existing_database(make_settings, clock):
             conn.execute(sa.text("UPDATE send SET status = 'sent', delivered_at = due_at WHERE step = 1"))
         db.upgrade(engine)
         assert assert_tally_exact(services)["segments"] == {"CRITICAL": 7, "OPTIMIZE": 3}
-        with db.write_transaction(engine) as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0004")
+        move_to_revision(engine, settings.database_url, "0004", down=True)
         with engine.connect() as conn:
             assert "tally" not in sa.inspect(conn).get_table_names()
         db.upgrade(engine)
@@ -185,12 +178,7 @@ def test_the_upgrade_moves_signups_counted_a_day_late(make_settings, clock):
     settings = make_settings()
     engine = db.create_db_engine(settings.database_url)
     try:
-        cfg = db.alembic_config(settings.database_url)
-        from alembic import command
-
-        with db.write_transaction(engine) as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0010")
+        move_to_revision(engine, settings.database_url, "0010")
         services = build_services(settings, mailer=FakeMailer(), clock=clock)
         clock.now = LAST_MOMENT
         enroll(services, 3)

@@ -24,7 +24,7 @@ from core.tables import (
     batch_t, contact_t, enrollment_t, event_t, outbox_t, page_t, send_t, setting_t, signup_t,
 )
 from tests.integration.test_cli import ROOT, SEND_STATUSES, cli_env, run_cli
-from tests.support import counted, tallied
+from tests.support import counted, move_to_revision, tallied
 
 NOW = datetime(2025, 12, 10, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -140,10 +140,7 @@ def _snapshot(engine: sa.Engine, tables: dict[str, sa.Table]) -> dict[str, list[
 def older_release(request, database_url):
     """A database at `request.param`, holding a campaign in flight; yields (engine, its tables as they were)."""
     engine = db.create_db_engine(database_url)
-    cfg = db.alembic_config(database_url)
-    with db.write_transaction(engine) as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, request.param)
+    move_to_revision(engine, database_url, request.param)
     with db.write_transaction(engine) as conn:
         tables = {t.name: old for t in TABLES if (old := _as_of(conn, t)) is not None}
         for name, rows in campaign_in_flight().items():
