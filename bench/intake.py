@@ -29,6 +29,9 @@ request through the same write path, to show what the batching itself buys here.
 `--minimal-schema` (SQLite) also serves it with the same group-commit writer storing only what the
 prototype of DESIGN §10 stored (contact, enrollment, 7 sends, plain executemany): the ceiling of
 the write path itself on this machine, without the audit trail, raw signup, tally and indexes.
+`--database-floor` (PostgreSQL on this machine) measures what a real batch costs the database server
+in CPU (read from /proc), then serves the same writer with each batch one statement costing that much
+and nothing else: the best any write path doing that database work could reach with this client.
 """
 
 import argparse
@@ -243,6 +246,113 @@ def minimal_schema_app():
     # The group-commit writer calls core.intake.enroll_now for each batch: the same writer, less to store.
     core.intake.enroll_now = MinimalStorage(os.environ["NURTURE_BENCH_MINIMAL_DB"]).enroll
     return create_app()
+
+
+# --- the floor: what the database's own work allows, with nothing else in the writer ----------------
+
+# Measuring a batch's database CPU: batches of 3 signups (about what 8 connections make), after a warm-up.
+BATCH_FOR_CPU, FLOOR_CPU_BATCHES, FLOOR_CPU_WARMUP = 3, 300, 20
+
+
+def _backend_cpu_seconds(conn, database: str) -> float | None:
+    """CPU used so far by the PostgreSQL backends serving `database`, from /proc; None if they are not
+    on this machine (a remote server, or pids that are not PostgreSQL's)."""
+    import sqlalchemy as sa
+
+    pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :db"), {"db": database}).scalars()
+    total = 0.0
+    for pid in pids:
+        try:
+            if not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"postgres"):
+                return None
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
+
+
+def batch_database_cpu_ms(batches: int) -> float | None:
+    """The database's CPU for one intake batch of BATCH_FOR_CPU new signups: the real write path run
+    in-process, one batch after another, against the benchmark's own database."""
+    import sqlalchemy as sa
+
+    from core.bootstrap import build_services
+    from core.enrollments import SignupRequest
+    from core.intake import enroll_now
+    from core.signups import parse_signup
+
+    services = build_services()
+    # A probe of its own, outside any transaction: pg_stat_activity is a snapshot taken once per transaction.
+    probe_engine = sa.create_engine(services.engine.url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    requests = [[SignupRequest(parse_signup(body_for(f"cpu{b}", i))) for i in range(BATCH_FOR_CPU)]
+                for b in range(FLOOR_CPU_WARMUP + batches)]
+    for batch in requests[:FLOOR_CPU_WARMUP]:  # warm: connection, prepared statements, caches
+        enroll_now(services, batch)
+    with probe_engine.connect() as probe:
+        database = services.engine.url.database
+        before = _backend_cpu_seconds(probe, database)
+        for batch in requests[FLOOR_CPU_WARMUP:]:
+            enroll_now(services, batch)
+        after = _backend_cpu_seconds(probe, database)
+    services.engine.dispose()
+    probe_engine.dispose()
+    return None if before is None or after is None else (after - before) / batches * 1000
+
+
+class DatabaseFloor:
+    """Stands in for the write path: each batch is one transaction of one statement that keeps the database
+    busy for a given CPU time, with no Python work beside it. Its ratio is the best a write path costing the
+    database that much per batch could reach with this client on this machine, however lean its Python."""
+
+    def __init__(self, engine, cpu_ms: float):
+        import sqlalchemy as sa
+
+        self.engine, self.statement = engine, sa.text("SELECT count(*) FROM generate_series(1, :n)")
+        with engine.connect() as conn:
+            self.rows = self._calibrated_rows(conn, cpu_ms)
+
+    def _calibrated_rows(self, conn, cpu_ms: float) -> int:
+        """How many rows to count to spend `cpu_ms`: the cost per row depends on the count (a long series
+        is materialised), so it is measured at the size it will run at, less a bare round trip."""
+        import statistics
+
+        import sqlalchemy as sa
+
+        def milliseconds(statement, params=None) -> float:
+            times = []
+            for _ in range(15):
+                started = time.perf_counter()
+                conn.execute(statement, params).scalar()
+                times.append(time.perf_counter() - started)
+            return statistics.median(times) * 1000
+
+        round_trip, rows = milliseconds(sa.text("SELECT 1")), 10_000
+        for _ in range(3):
+            spent = max(0.001, milliseconds(self.statement, {"n": rows}) - round_trip)
+            rows = max(1, round(rows * cpu_ms / spent))
+        return rows
+
+    def enroll(self, services, requests) -> list:
+        from core import db
+        from core.enrollments import EnrollResult
+        from core.sequencing import segment_for
+        from core.statuses import SignupOutcome
+
+        with db.write_transaction(self.engine) as conn:
+            conn.execute(self.statement, {"n": self.rows}).scalar()
+        return [EnrollResult(r.signup.email, segment_for(r.signup.red_systems, r.signup.orange_systems).value,
+                             SignupOutcome.ENROLLED, "", None) for r in requests]
+
+
+def database_floor_app():
+    import core.intake
+    from core.api import create_app
+
+    app = create_app()
+    floor = DatabaseFloor(app.state.services.engine, float(os.environ["NURTURE_BENCH_FLOOR_MS"]))
+    core.intake.enroll_now = floor.enroll  # the same group-commit writer calls it for each batch
+    return app
 
 
 # --- the load generator (runs in its own process) ----------------------------------------------------
@@ -505,6 +615,15 @@ class Database:
             self.admin.dispose()
 
 
+def database_floor_ms(env: dict[str, str]) -> float | None:
+    """Measure a real batch's database CPU (in a process of its own, with the benchmark's settings)."""
+    result = subprocess.run([sys.executable, __file__, "--batch-cpu", str(FLOOR_CPU_BATCHES)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise SystemExit(f"measuring a batch's database CPU failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout)
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -519,6 +638,7 @@ def bench_main(args) -> int:
     load_before = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="nurture-bench-"))
     database = Database(args.database_url, folder)
+    postgres = database.url.startswith("postgresql")
     env = clean_env(DATABASE_URL=database.url, DATA_DIR=str(folder))
     try:
         migrated = subprocess.run([sys.executable, "-m", "core", "db", "upgrade"], cwd=ROOT, env=env,
@@ -526,6 +646,7 @@ def bench_main(args) -> int:
         if migrated.returncode != 0:
             raise SystemExit(f"migration failed:\n{migrated.stderr[-2000:]}")
 
+        floor_ms = database_floor_ms(env) if args.database_floor and postgres else None
         servers = []
         try:
             servers.append(serve("intake:storage_free_app", {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}"},
@@ -541,7 +662,12 @@ def bench_main(args) -> int:
                 servers.append(serve("intake:minimal_schema_app",
                                      {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}",
                                       "NURTURE_BENCH_MINIMAL_DB": str(folder / "minimal.db")}, folder / "minimal.log"))
+            if floor_ms is not None:
+                servers.append(serve("intake:database_floor_app",
+                                     {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}", "NURTURE_BENCH_FLOOR_MS": str(floor_ms)},
+                                     folder / "floor.log"))
             free, real, *others = measure([base for _, base in servers], args)
+            floor, others = (others[-1:], others[:-1]) if floor_ms is not None else ([], others)
             baseline, others = (others[:1], others[1:]) if args.baseline else ([], others)
             naive, minimal = (others[:1], others[1:]) if args.naive else ([], others)
         finally:
@@ -552,8 +678,10 @@ def bench_main(args) -> int:
         database.drop()
 
     expected = sum(r["requests"] + args.warmup for r in (real, *baseline, *naive))
+    if args.database_floor and postgres:  # the measurement's own signups
+        expected += (FLOOR_CPU_WARMUP + FLOOR_CPU_BATCHES) * BATCH_FOR_CPU
     ratio = real["rate"] / free["rate"]
-    backend = "PostgreSQL" if database.url.startswith("postgresql") else "SQLite"
+    backend = "PostgreSQL" if postgres else "SQLite"
     print(f"Nurture intake benchmark: {backend}, {real['requests']} requests per app after {args.warmup} warm-up, "
           f"in {args.rounds} alternating rounds, {args.connections} keep-alive connections ({client_label(args)}), "
           f"{os.cpu_count()} CPUs")
@@ -564,6 +692,7 @@ def bench_main(args) -> int:
     rows += [("one transaction per request", b) for b in baseline]
     rows += [("naive: one ORM txn/request", n) for n in naive]
     rows += [("minimal schema, same writer", m) for m in minimal]
+    rows += [("database floor, same writer", f) for f in floor]
     for label, r in rows:
         print(f"{label:28}{r['rate']:>10.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['failures']:>9}"
               f"{r['client_cpu']:>11.0%}")
@@ -586,6 +715,14 @@ def bench_main(args) -> int:
               "the intake issue measured about 0.75 for it)")
     if args.minimal_schema and not minimal:
         print("note: --minimal-schema runs on SQLite only")
+    for f in floor:
+        print(f"{'database CPU per batch':28}{floor_ms:>10.2f} ms for {BATCH_FOR_CPU} signups (the real write path, "
+              "in-process)")
+        print(f"{'ratio floor / free':28}{f['rate'] / free['rate']:>10.2f}   (each batch one statement costing the "
+              "database that much, nothing else: the best any write path doing this database work reaches here)")
+    if args.database_floor and not floor:
+        print("note: --database-floor runs on PostgreSQL only, with its server on this machine (its CPU is read "
+              "from /proc)")
     print(f"{'p99 real webhook':28}{real['p99_ms']:>10.1f}   target <= {TARGET_P99_MS:.0f} ms  "
           f"{verdict(real['p99_ms'] <= TARGET_P99_MS)}")
     if max(r["client_cpu"] for _, r in rows) > 0.8 and not args.client_cpu_ms:  # (that client is meant to be busy)
@@ -620,12 +757,20 @@ def main(argv: list[str] | None = None) -> int:
                              "a yardstick for the client, since the issue gives its ratio")
     parser.add_argument("--minimal-schema", action="store_true",
                         help="also measure the same writer storing only contact, enrollment and 7 sends (SQLite)")
+    parser.add_argument("--database-floor", action="store_true",
+                        help="also measure the same writer doing, per batch, only one statement that costs the "
+                             "database what a real batch costs it (PostgreSQL on this machine)")
     parser.add_argument("--load", metavar="BASE_URL", action="append", help=argparse.SUPPRESS)  # load generator
+    parser.add_argument("--batch-cpu", type=int, help=argparse.SUPPRESS)  # --database-floor's measurement
     args = parser.parse_args(argv)
     if args.client_cpu_ms and args.client != "raw":
         parser.error("--client-cpu-ms applies to --client raw only (httpx spends what it spends)")
     if args.client_cpu_ms < 0:
         parser.error("--client-cpu-ms must be 0 or more")
+    if args.batch_cpu:
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(batch_database_cpu_ms(args.batch_cpu)))
+        return 0
     if args.load:
         load_main(args.load, args.requests, args.warmup, args.connections, args.rounds, args.client,
                   args.client_cpu_ms)
