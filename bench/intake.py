@@ -647,25 +647,22 @@ def bench_main(args) -> int:
             raise SystemExit(f"migration failed:\n{migrated.stderr[-2000:]}")
 
         floor_ms = database_floor_ms(env) if args.database_floor and postgres else None
+        bench_env = {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}"}  # the apps defined in this file
         servers = []
         try:
-            servers.append(serve("intake:storage_free_app", {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}"},
-                                 folder / "storage-free.log"))
+            servers.append(serve("intake:storage_free_app", bench_env, folder / "storage-free.log"))
             servers.append(serve("core.api:create_app", env, folder / "real.log"))
             if args.baseline:
-                servers.append(serve("intake:one_transaction_per_request_app",
-                                     {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}"}, folder / "baseline.log"))
+                servers.append(serve("intake:one_transaction_per_request_app", bench_env, folder / "baseline.log"))
             if args.naive:
-                servers.append(serve("intake:naive_orm_app", {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}"},
-                                     folder / "naive.log"))
-            if args.minimal_schema and not database.url.startswith("postgresql"):
+                servers.append(serve("intake:naive_orm_app", bench_env, folder / "naive.log"))
+            if args.minimal_schema and not postgres:
                 servers.append(serve("intake:minimal_schema_app",
-                                     {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}",
-                                      "NURTURE_BENCH_MINIMAL_DB": str(folder / "minimal.db")}, folder / "minimal.log"))
+                                     {**bench_env, "NURTURE_BENCH_MINIMAL_DB": str(folder / "minimal.db")},
+                                     folder / "minimal.log"))
             if floor_ms is not None:
                 servers.append(serve("intake:database_floor_app",
-                                     {**env, "PYTHONPATH": f"{ROOT}/bench:{ROOT}", "NURTURE_BENCH_FLOOR_MS": str(floor_ms)},
-                                     folder / "floor.log"))
+                                     {**bench_env, "NURTURE_BENCH_FLOOR_MS": str(floor_ms)}, folder / "floor.log"))
             free, real, *others = measure([base for _, base in servers], args)
             floor, others = (others[-1:], others[:-1]) if floor_ms is not None else ([], others)
             baseline, others = (others[:1], others[1:]) if args.baseline else ([], others)
