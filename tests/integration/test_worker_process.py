@@ -372,10 +372,18 @@ def test_a_client_that_never_finishes_its_body_does_not_hold_the_api_past_its_st
     try:
         with socket.create_connection(("127.0.0.1", port)) as slow:
             slow.sendall(b"POST /webhook/christmas-signup HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
-            time.sleep(0.3)  # the request is in the app, waiting for the rest of its body
+            # Wait until the request is in the app, waiting for the rest of its body: stopping any earlier
+            # would test a server with nothing in flight.
+            deadline = time.monotonic() + 30
+            while not api.server.server_state.tasks:
+                assert time.monotonic() < deadline, "the request never reached the app"
+                time.sleep(0.01)
+            started = time.monotonic()
             api.stop()
+            took = time.monotonic() - started
             assert not api.alive()
             assert not api.server.config.app.state.writer._started  # the lifespan shutdown ran
+            assert 1 <= took < worker.API_JOIN_SECONDS, "waited out the grace for the request, then stopped"
     finally:
         api.server.should_exit = api.server.force_exit = True
 
