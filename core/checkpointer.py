@@ -48,12 +48,13 @@ class WalCheckpointer:
         if self._thread is not None:
             self._pending.set()
 
-    def stop(self) -> None:
-        """Run a last checkpoint of whatever is pending, then end the thread."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Run a last checkpoint of whatever is pending, then end the thread (waiting `timeout` s at most:
+        a PASSIVE checkpoint never waits on locks, and SQLite checkpoints again when next opened)."""
         if self._thread is not None:
             self._stopping.set()
             self._pending.set()
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=timeout)
             self._thread = None
 
     def _run(self) -> None:

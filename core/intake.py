@@ -26,6 +26,11 @@ GATHER_SECONDS = 0.0005
 # the other re-segments B to A, or enrols into the segment the first leaves), and one is rolled back.
 # That is no outage and no fault of the signups: the batch runs again.
 ATTEMPTS = 3
+# How long a stop waits for the batch under way and then the last checkpoint, together. The stop runs in the
+# API's lifespan shutdown, after uvicorn's grace for requests in flight, and grace and stop must both end within
+# the worker's join of its API thread (core/worker.py), itself well within systemd's TimeoutStopSec. A batch
+# still running past it is held up by the database (a lock waited on), and waiting longer would not save it.
+STOP_SECONDS = 4.0
 
 
 def enroll_now(services: Services, requests: list[SignupRequest]) -> list[EnrollResult]:
@@ -78,9 +83,14 @@ class GroupCommitWriter:
 
     def stop(self) -> None:
         if self._started:
+            deadline = time.monotonic() + STOP_SECONDS
             self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._checkpointer.stop()
+            self._thread.join(timeout=STOP_SECONDS)
+            if self._thread.is_alive():
+                log.warning("the intake writer was still committing a batch %.0f s after the stop began; stopping "
+                            "without it: whatever it has not committed is rolled back as the process ends",
+                            STOP_SECONDS, extra={"action": "shutdown"})
+            self._checkpointer.stop(timeout=max(0.0, deadline - time.monotonic()))
             self._started = False
 
     def submit(self, request: SignupRequest) -> asyncio.Future:

@@ -11,7 +11,7 @@ import uvicorn
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from core import db, heartbeat, singleton
+from core import db, heartbeat, intake, singleton
 from core.deployment_checks import is_loopback
 from core.heartbeat import HEARTBEAT_SECONDS
 from core.listening import listen
@@ -29,9 +29,10 @@ API_WATCH_SECONDS = 5
 # How long a stop waits for the API's requests in flight. uvicorn waits for ever by default, so one client
 # trickling its body held the API past the join below (the intake writer never stopped, the database closed
 # under a running API). Past it uvicorn cancels them (logging each as "Exception in ASGI application") and
-# still runs the lifespan shutdown, well within the join and systemd's TimeoutStopSec.
+# still runs the lifespan shutdown (the intake writer's stop, at most intake.STOP_SECONDS), within the join below;
+# the join, the jobs' last pass and the leases' release stay within systemd's TimeoutStopSec (deploy/).
 API_GRACE_SECONDS = 10
-API_JOIN_SECONDS = 15
+API_JOIN_SECONDS = API_GRACE_SECONDS + intake.STOP_SECONDS + 1
 
 
 class WorkerJobs:

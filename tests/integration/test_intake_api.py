@@ -611,6 +611,44 @@ def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(
     assert logged[1][1].startswith("intake: the database answers again")
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # the writer's own thread: one backend is enough
+def test_a_writer_stuck_in_a_batch_stops_within_its_budget_and_says_so(services, monkeypatch, caplog):
+    # The stop runs inside the worker's join of its API thread: a batch held up by the database for longer
+    # must not hold the stop (and the join, and systemd's TimeoutStopSec) with it.
+    import threading
+    import time
+
+    from core import intake
+
+    monkeypatch.setattr(intake, "STOP_SECONDS", 0.5)
+    entered, release = threading.Event(), threading.Event()
+    enroll_now = intake.enroll_now
+
+    def held_up(*args):
+        entered.set()
+        release.wait(30)
+        return enroll_now(*args)
+
+    monkeypatch.setattr(intake, "enroll_now", held_up)
+    writer = intake.GroupCommitWriter(services)
+
+    async def submit_one():
+        writer.submit(signup_request(email="stuck@example.com"))
+
+    try:
+        asyncio.run(submit_one())
+        assert entered.wait(10), "the writer never took the batch"
+        started = time.monotonic()
+        writer.stop()
+        took = time.monotonic() - started
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    finally:
+        release.set()
+        writer._thread.join(timeout=10)  # let it finish before the database goes away under it
+    assert 0.5 <= took < 2, took
+    assert len(warnings) == 1 and "still committing a batch" in warnings[0], warnings
+
+
 def test_a_client_that_hangs_up_mid_body_gets_a_400_and_no_traceback_in_the_log(services, caplog):
     # Driven at the ASGI level: the server tells the app the client went away before the body ended.
     app = create_app(services)

@@ -128,3 +128,14 @@ def test_the_readme_env_file_does_not_start_until_every_sample_in_it_is_replaced
     for sample in ("SECRET_KEY", "WEBHOOK_SECRET", "dashboard authentication", "RESEND_FROM_EMAIL", "POSTAL_ADDRESS",
                    "BOOKING_URL"):
         assert sample in str(caught.value)
+
+
+def test_the_worker_stops_within_the_time_systemd_gives_it():
+    # Stopping, the worker waits for the API's requests in flight (uvicorn's grace), then the intake writer
+    # (its lifespan shutdown), all within its join of the API thread; the jobs' last pass and the leases'
+    # release follow. Past TimeoutStopSec systemd kills the worker instead of letting it end cleanly.
+    from core import intake, worker
+
+    stop_seconds = int(unit(ROOT / "deploy" / "nurture-worker.service")["Service"]["TimeoutStopSec"])
+    assert worker.API_GRACE_SECONDS + intake.STOP_SECONDS < worker.API_JOIN_SECONDS
+    assert worker.API_JOIN_SECONDS <= stop_seconds / 2, "half of systemd's time is left for the jobs' last pass"
