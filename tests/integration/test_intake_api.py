@@ -3,6 +3,8 @@
 import asyncio
 import json
 import logging
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -615,9 +617,6 @@ def test_a_locked_database_fails_the_batch_once_instead_of_retrying_each_signup(
 def test_a_writer_stuck_in_a_batch_stops_within_its_budget_and_says_so(services, monkeypatch, caplog):
     # The stop runs inside the worker's join of its API thread: a batch held up by the database for longer
     # must not hold the stop (and the join, and systemd's TimeoutStopSec) with it.
-    import threading
-    import time
-
     from core import intake
 
     monkeypatch.setattr(intake, "STOP_SECONDS", 0.5)
