@@ -18,10 +18,10 @@ import pytest
 from tests.e2e.processes import START_UP_SECONDS, free_port, healthy, wait_for
 from tests.e2e.test_api_workers import api_env
 
+NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin")  # /usr/sbin is not on every user's PATH
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not shutil.which("nginx", path="/usr/sbin:/usr/bin"),
-                       reason="needs Debian's nginx (apt-get install nginx)"),
+    pytest.mark.skipif(NGINX is None, reason="needs Debian's nginx (apt-get install nginx)"),
     pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl for a test certificate"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,8 +74,7 @@ def site(tmp_path) -> Site:
     http_port, https_port, api_port = free_port(), free_port(), free_port()
     (folder / "site.conf").write_text(site_for_test(folder, http_port, https_port, api_port))
     (folder / "nginx.conf").write_text(main_config(folder))
-    nginx = shutil.which("nginx", path="/usr/sbin:/usr/bin")
-    checked = subprocess.run([nginx, "-t", "-p", str(folder), "-c", str(folder / "nginx.conf")],
+    checked = subprocess.run([NGINX, "-t", "-p", str(folder), "-c", str(folder / "nginx.conf")],
                              capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, f"nginx refuses the site file:\n{checked.stderr}"
 
@@ -87,7 +86,7 @@ def site(tmp_path) -> Site:
         api = subprocess.Popen([sys.executable, "-m", "uvicorn", "core.api:app", "--host", "127.0.0.1",
                                 "--port", str(api_port)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     with open(nginx_log, "w") as out:
-        proxy = subprocess.Popen([nginx, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"],
+        proxy = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"],
                                  stdout=out, stderr=subprocess.STDOUT)
     try:
         api_url = f"http://127.0.0.1:{api_port}"
