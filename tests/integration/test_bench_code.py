@@ -93,7 +93,8 @@ def test_a_fill_in_a_second_call_adds_contacts_rather_than_colliding(services):
 def test_the_intake_benchmark_runs_with_a_client_as_heavy_as_httpx():
     """bench/intake.py end to end on SQLite, with the raw client spending CPU per request as httpx would."""
     run = subprocess.run([sys.executable, str(BENCH / "intake.py"), "--requests", "60", "--warmup", "10",
-                          "--rounds", "1", "--client", "raw", "--client-cpu-ms", "1", "--database-floor"],
+                          "--rounds", "1", "--client", "raw", "--client-cpu-ms", "1", "--database-floor",
+                          "--lighter-schema"],
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "(raw client spending 1 ms of CPU per request)" in run.stdout
@@ -101,16 +102,21 @@ def test_the_intake_benchmark_runs_with_a_client_as_heavy_as_httpx():
     assert "note: the load generator used over 80%" not in run.stdout  # that client is busy by design
     assert "note: --database-floor runs on PostgreSQL only" in run.stdout
     assert "database floor, same writer" not in run.stdout
+    assert "note: --lighter-schema runs on PostgreSQL only" in run.stdout
+    assert "lighter schema" not in run.stdout.replace("note: --lighter-schema", "")
 
 
 @pytest.mark.e2e
 @pytest.mark.postgres
-def test_the_intake_benchmark_measures_the_database_floor_on_postgresql(pg_url):
-    """--database-floor reads a real batch's database CPU from /proc and serves the writer doing only that much."""
+def test_the_intake_benchmark_measures_the_database_floor_and_a_lighter_schema_on_postgresql(pg_url):
+    """--database-floor reads a real batch's database CPU from /proc and serves the writer doing only that much;
+    --lighter-schema serves the real webhook again on a database of its own without a send's foreign keys and
+    the tally's insert triggers."""
     server = make_url(pg_url)
     bench_url = server.set(database=f"{server.database}_floor").render_as_string(hide_password=False)
     run = subprocess.run([sys.executable, str(BENCH / "intake.py"), "--requests", "60", "--warmup", "10",
-                          "--rounds", "1", "--client", "raw", "--database-floor", "--database-url", bench_url],
+                          "--rounds", "1", "--client", "raw", "--database-floor", "--lighter-schema",
+                          "--database-url", bench_url],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     cpu = re.search(r"^database CPU per batch +([0-9.]+) ms for 3 signups", run.stdout, re.MULTILINE)
@@ -119,6 +125,16 @@ def test_the_intake_benchmark_measures_the_database_floor_on_postgresql(pg_url):
     assert re.search(r"^ratio floor / free +[0-9.]+ ", run.stdout, re.MULTILINE), run.stdout
     # The real webhook's 70 signups and the measurement's 320 batches of 3; the floor stores nothing.
     assert "stored                            1030 enrollments, 7210 sends (expected 1030 and 7210)  PASS" in run.stdout
+    assert re.search(r"^real, lighter schema +[1-9]\d* +[0-9.]+ +[0-9.]+ +0 ", run.stdout, re.MULTILINE), run.stdout
+    assert re.search(r"^ratio lighter / free +[0-9.]+ +\(no foreign keys from a send, no tally on insert: [+-]\d+% "
+                     r"on the real webhook\)$", run.stdout, re.MULTILINE), run.stdout
+    assert "stored, lighter schema              70 enrollments, 490 sends (expected 70 and 490)  PASS" in run.stdout
+    admin = sa.create_engine(server.set(database="postgres"), poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        left = conn.scalars(sa.text("SELECT datname FROM pg_database WHERE datname IN (:a, :b)"),
+                            {"a": f"{server.database}_floor", "b": f"{server.database}_floor_lighter"}).all()
+    admin.dispose()
+    assert left == []  # both of its databases dropped
 
 
 @pytest.mark.parametrize(("args", "problem"), [
